@@ -1,0 +1,43 @@
+# nearcare: the README's two commands are `make demo` and `make test`.
+# Both start by creating .venv/ with the project installed editable and all extras.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: venv system-deps test demo lint typecheck bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[agent,backend,embedded,dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Debian packages the tests drive for real: mosquitto (private brokers), dbus (BlueZoo's
+# private bus) and chromium (Playwright, never a browser download).
+system-deps:
+	bash scripts/system-deps.sh mosquitto mosquitto-clients dbus chromium fonts-dejavu-core
+
+test: venv system-deps
+	$(PY) -m pytest
+
+demo: venv
+	$(PY) -m nearcare_cli demo
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+bench: venv
+	$(PY) bench/agent.py
+	$(PY) bench/ingest.py
+	$(PY) bench/alert_latency.py
+	$(PY) bench/api.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .demo

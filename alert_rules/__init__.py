@@ -1,0 +1,1 @@
+"""Alert rules as data (YAML in this folder) and their pure evaluator."""

@@ -1,0 +1,1 @@
+"""The nearcare backend: ingest, storage, alert rules and routing, clinician web app and API."""

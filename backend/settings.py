@@ -1,0 +1,44 @@
+"""Backend configuration: pydantic-settings, every variable prefixed ``NEARCARE_``."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from vitals.broker import BrokerUrl, parse_broker_url
+from vitals.wire import DEFAULT_ROOT, Topics
+
+DEMO_SECRET = "demo-only-secret-never-in-production"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NEARCARE_", env_file=".env", extra="ignore")
+
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/nearcare"
+    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    topic_root: str = DEFAULT_ROOT
+    ingest_group: str = "ingest"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    demo: bool = False
+    secret_key: str = DEMO_SECRET
+    timezone: str = "Europe/Copenhagen"
+    alert_rules_dir: str | None = None
+    """Rule and routing YAML; the packaged alert_rules/ when unset."""
+    pool_min_size: int = Field(default=2, ge=1)
+    pool_max_size: int = Field(default=10, ge=1)
+    ingest_batch_size: int = Field(default=500, ge=1, le=10_000)
+    ingest_batch_window_ms: int = Field(default=50, ge=1, le=5_000)
+    run_ingest: bool = True
+    """Whether ``backend run`` also consumes MQTT in-process."""
+    run_scheduler: bool = True
+
+    @cached_property
+    def broker(self) -> BrokerUrl:
+        return parse_broker_url(self.mqtt_url)
+
+    @cached_property
+    def topics(self) -> Topics:
+        return Topics(self.topic_root)
