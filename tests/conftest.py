@@ -201,3 +201,53 @@ def settings(database_url: str, mqtt_url: str, topics: Topics):  # type: ignore[
         ingest_group=f"ingest-{secrets.token_hex(3)}",
         demo=True,
     )
+
+
+class PrivateBroker:
+    """A private Mosquitto for one test: stop it and start it again on the same port."""
+
+    def __init__(self, extra_conf: str = "") -> None:
+        self.extra_conf = extra_conf
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port: int | None = None
+        self.workdir: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> PrivateBroker:
+        if self.port is None:
+            self.proc, self.port, self.workdir = start_private_mosquitto(self.extra_conf)
+            return self
+        assert self.workdir is not None
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self.proc = subprocess.Popen([binary, "-c", str(self.workdir / "mosquitto.conf")],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("private mosquitto did not restart")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+
+@pytest.fixture
+def private_broker() -> Iterator[PrivateBroker]:
+    """A started private Mosquitto (v5, anonymous) on a free port; `.stop()`/`.start()` to take
+    it away and bring it back on the same port."""
+    broker = PrivateBroker().start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+        if broker.workdir:
+            shutil.rmtree(broker.workdir, ignore_errors=True)
