@@ -133,8 +133,11 @@ def normalize_uuid(uuid: str) -> str:
     raise GattDecodeError(uuid, 0, "not a 16-, 32- or 128-bit UUID")
 
 
-def decode(uuid: str, data: bytes) -> Decoded:
-    """Decode ``data`` as the characteristic ``uuid``; unknown UUIDs are an error too."""
+def decode(uuid: str, data: bytes | bytearray | memoryview) -> Decoded:
+    """Decode ``data`` as the characteristic ``uuid``; unknown UUIDs are an error too.
+
+    Accepts the ``bytearray`` bleak hands to notification callbacks as well as bytes.
+    """
     key = normalize_uuid(uuid)
     decoder = DECODERS.get(key)
     if decoder is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import cast
 
 import pytest
 
@@ -13,6 +14,11 @@ from vitals.wire import Device, Measurement, new_measurement_id
 BP = MeasurementKind.BLOOD_PRESSURE
 PULSE = MeasurementKind.PULSE
 SPO2 = MeasurementKind.SPO2
+
+
+def approx(expected: float, abs: float | None = None) -> float:
+    """pytest.approx typed as the float it stands in for inside a Reading's values."""
+    return cast(float, pytest.approx(expected, abs=abs))
 
 
 def test_blood_pressure_with_pulse_yields_two_readings() -> None:
@@ -47,9 +53,9 @@ def test_blood_pressure_kpa_is_converted_to_mmhg() -> None:
     assert bp == Reading(
         kind=BP,
         values={
-            "systolic": pytest.approx(141.76, abs=0.01),
-            "diastolic": pytest.approx(82.51, abs=0.01),
-            "mean_arterial": pytest.approx(119.26, abs=0.01),
+            "systolic": approx(141.76, abs=0.01),
+            "diastolic": approx(82.51, abs=0.01),
+            "mean_arterial": approx(119.26, abs=0.01),
         },
         device_time=None,
         clock_trusted=False,
@@ -79,7 +85,7 @@ def test_weight_pounds_to_kg() -> None:
     assert readings_from(decode("2A9D", data)) == (
         Reading(
             kind=MeasurementKind.WEIGHT,
-            values={"weight": pytest.approx(75.0015, abs=0.0001)},  # x 0.45359237
+            values={"weight": approx(75.0015, abs=0.0001)},  # x 0.45359237
             device_time=None,
             clock_trusted=False,
             quality=(),
@@ -149,7 +155,7 @@ def test_temperature_fahrenheit_to_celsius() -> None:
     assert readings_from(decode("2A1C", data)) == (
         Reading(
             kind=MeasurementKind.TEMPERATURE,
-            values={"temperature": pytest.approx(37.0)},
+            values={"temperature": approx(37.0)},
             device_time=None,
             clock_trusted=False,
         ),
@@ -174,7 +180,7 @@ def test_glucose_mol_per_litre() -> None:
     assert readings_from(decode("2A18", data)) == (
         Reading(
             kind=MeasurementKind.GLUCOSE,
-            values={"glucose": pytest.approx(5.4)},
+            values={"glucose": approx(5.4)},
             device_time=datetime(2019, 2, 27, 11, 10, 30),
             clock_trusted=True,
         ),
@@ -188,7 +194,7 @@ def test_glucose_kg_per_litre_and_time_fault() -> None:
     assert readings_from(decode("2A18", data)) == (
         Reading(
             kind=MeasurementKind.GLUCOSE,
-            values={"glucose": pytest.approx(5.5508, abs=0.0001)},
+            values={"glucose": approx(5.5508, abs=0.0001)},
             device_time=datetime(2019, 2, 27, 11, 10, 30),
             clock_trusted=False,
             quality=("time_fault",),
