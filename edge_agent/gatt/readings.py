@@ -55,7 +55,10 @@ __all__ = ["Reading", "readings_from"]
 
 @dataclass(frozen=True, slots=True)
 class Reading:
-    """One health reading taken from one characteristic value."""
+    """One health reading taken from one characteristic value.
+
+    Frozen but not hashable: ``values`` is a dict, as in :class:`vitals.wire.Measurement`.
+    """
 
     kind: MeasurementKind
     values: dict[str, float | None]

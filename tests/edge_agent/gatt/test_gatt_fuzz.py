@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge_agent.gatt import GattDecodeError, decode, readings_from
+from edge_agent.gatt.berrymed import decode_bm1000, split_bm1000_stream
 from edge_agent.gatt.command import to_json_object
 from edge_agent.gatt.registry import DECODERS, Decoded
 
@@ -60,3 +61,13 @@ def test_only_decode_error_escapes_with_every_flag_combination(
 def test_registry_rejects_any_uuid_with_decode_error(uuid: str, data: bytes) -> None:
     with contextlib.suppress(GattDecodeError):
         decode(uuid, data)
+
+
+@FUZZ
+@given(stream=st.binary(max_size=64))
+def test_bm1000_stream_split_always_yields_decodable_frames(stream: bytes) -> None:
+    frames, rest = split_bm1000_stream(stream)
+    if frames:
+        assert len(decode_bm1000(frames).frames) == len(frames) // 5
+    assert len(rest) < 5
+    assert not rest or rest[0] & 0x80
