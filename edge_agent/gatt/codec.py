@@ -142,13 +142,9 @@ class DateTime:
     @property
     def value(self) -> datetime | None:
         """The naive device time, or None when the date is not known or not a real date."""
-        if not self.known or not _valid_date_time(self):
+        if not self.known or _date_time_problem(self) is not None:
             return None
         return datetime(self.year, self.month, self.day, self.hours, self.minutes, self.seconds)
-
-
-def _valid_date_time(dt: DateTime) -> bool:
-    return _date_time_problem(dt) is None
 
 
 def _date_time_problem(dt: DateTime) -> tuple[int, str] | None:
@@ -177,9 +173,9 @@ def decode_date_time(data: bytes, characteristic: str = "2A08", offset: int = 0)
     the device wrote something the spec forbids, so the whole value is suspect.
     """
     if len(data) - offset < DATE_TIME_SIZE:
+        left = max(len(data) - offset, 0)
         raise GattDecodeError(
-            characteristic, offset, f"Date Time needs {DATE_TIME_SIZE} bytes, "
-            f"{max(len(data) - offset, 0)} left"
+            characteristic, offset, f"Date Time needs {DATE_TIME_SIZE} bytes, {left} left"
         )
     dt = DateTime(
         year=data[offset] | data[offset + 1] << 8,
