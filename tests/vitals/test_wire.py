@@ -39,7 +39,7 @@ def test_blood_pressure_envelope_round_trips() -> None:
     assert dict(m.values) == {"systolic": 142.0, "diastolic": 91.0, "mean_arterial": 108.0}
     assert m.primary_value == 142.0
     assert m.quality == ("body_movement",)
-    assert m.raw is not None and m.raw.data == bytes.fromhex("1e8e005b006c00ea070b16071e28480000")
+    assert m.raw is not None and m.raw.data == bytes.fromhex("1e8e005b006c00ea070b16071e284800000100")
     assert m.device.model == "UA-651BLE"
     again = parse_envelope(env.to_json())
     assert again == env
