@@ -1,0 +1,313 @@
+"""The pure core of ingest: one MQTT message in, a decision out. No I/O, no clock.
+
+``decide(topic, payload, topics=, registry=, now=)`` says, for every reading in the message,
+whether it is stored (accepted, attributed to a patient by the backend's registry), held
+(stored as rejected with its reason, shown to clinicians, never fed to the rules), or whether
+the whole payload is a dead letter (kept raw, with the reason and the offending field).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from backend.registry.snapshot import RegistrySnapshot
+from vitals import WireError, parse_envelope, parse_status, spec
+from vitals.wire import AgentState, Envelope, Measurement, TopicKind, Topics
+
+FUTURE_TOLERANCE = timedelta(minutes=5)
+
+
+class Flag(StrEnum):
+    """The backend's own flags on a stored reading (the device's are in ``quality``)."""
+
+    CLOCK_NOT_SET = "clock_not_set"
+    """The device clock was not set: measured_at is the agent's receipt time."""
+    FUTURE_TIME = "future_time"
+    """The reading's time is more than 5 minutes ahead of the backend's receipt."""
+
+
+class HoldReason(StrEnum):
+    IMPLAUSIBLE_VALUE = "implausible_value"
+    NO_VALUE = "no_value"
+    UNKNOWN_DEVICE = "unknown_device"
+    UNMAPPED_USER = "unmapped_user"
+    UNBOUND_AGENT = "unbound_agent"
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedReading:
+    id: uuid.UUID
+    measured_at: datetime
+    patient_id: int
+    agent_id: str
+    device_id: int
+    kind: str
+    value: float | None
+    components: Mapping[str, float | None]
+    unit: str
+    device_clock_trusted: bool
+    agent_received_at: datetime
+    quality: tuple[str, ...] = ()
+    flags: tuple[str, ...] = ()
+    user_index: int | None = None
+    raw_characteristic: str | None = None
+    raw: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HeldReading:
+    id: uuid.UUID
+    measured_at: datetime
+    patient_id: int | None
+    agent_id: str
+    device_address: str
+    kind: str
+    components: Mapping[str, float | None]
+    unit: str
+    reason: str
+    """``<HoldReason>: <sentence>``, e.g. ``implausible_value: spo2 140 outside 50–100 %``."""
+    measurement: Mapping[str, Any]
+    """The measurement as received (JSON-ready), for review and re-processing."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    topic: str
+    agent_id: str | None
+    payload: bytes
+    reason: str
+    field: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusUpdate:
+    agent_id: str
+    online: bool
+    at: datetime
+    version: str | None = None
+    spool_depth: int | None = None
+    spool_oldest_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What one message becomes. Exactly one of: readings (accepted and/or held), a status
+    update, a dead letter, or nothing at all (``ignored``: an empty retained-status clear)."""
+
+    agent_id: str | None = None
+    accepted: tuple[AcceptedReading, ...] = ()
+    held: tuple[HeldReading, ...] = ()
+    dead_letter: DeadLetter | None = None
+    status: StatusUpdate | None = None
+    sent_at: datetime | None = None
+    ignored: bool = False
+
+    @property
+    def readings(self) -> int:
+        return len(self.accepted) + len(self.held)
+
+
+@dataclass(frozen=True, slots=True)
+class _Attribution:
+    patient_id: int | None
+    device_id: int | None
+    hold: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def decide(topic: str, payload: bytes, *, topics: Topics, registry: RegistrySnapshot, now: datetime) -> Decision:
+    """Validate and attribute one message. Never raises for bad input: that is a dead letter."""
+    try:
+        t = topics.parse(topic)
+    except WireError as exc:
+        return Decision(dead_letter=DeadLetter(topic, None, payload, exc.reason, exc.field))
+    if t.kind is TopicKind.MEASUREMENTS:
+        return _measurements(topic, t.agent_id, payload, topics, registry, now)
+    if t.kind is TopicKind.STATUS:
+        return _status(topic, t.agent_id, payload, registry)
+    return Decision(
+        dead_letter=DeadLetter(topic, t.agent_id, payload, f"ingest does not consume {t.kind.value} topics", "topic")
+    )
+
+
+def validate(topic: str, payload: bytes, *, topics: Topics) -> Envelope | DeadLetter:
+    """The contract alone: schema (unknown majors included) and topic/payload agent equality."""
+    agent_id: str | None
+    try:
+        agent_id = topics.parse(topic).agent_id
+    except WireError as exc:
+        return DeadLetter(topic, None, payload, exc.reason, exc.field)
+    try:
+        return parse_envelope(payload, topic=topic, topics=topics)
+    except WireError as exc:
+        return DeadLetter(topic, agent_id, payload, exc.reason, exc.field)
+    except Exception as exc:  # a contract bug must still end as a dead letter, not a crash
+        return DeadLetter(topic, agent_id, payload, f"unparseable: {type(exc).__name__}: {exc}", "payload")
+
+
+def attribute(envelope: Envelope, *, topic: str, payload: bytes, registry: RegistrySnapshot, now: datetime) -> Decision:
+    """Authority and attribution by the registry; plausibility and time checks per reading."""
+    agent = registry.agents.get(envelope.agent_id)
+    if agent is None:
+        return Decision(
+            agent_id=envelope.agent_id,
+            dead_letter=DeadLetter(topic, envelope.agent_id, payload, "agent is not enrolled", "agent_id"),
+        )
+    if not agent.active:
+        return Decision(
+            agent_id=envelope.agent_id,
+            dead_letter=DeadLetter(topic, envelope.agent_id, payload, "agent is deactivated", "agent_id"),
+        )
+    accepted: list[AcceptedReading] = []
+    held: list[HeldReading] = []
+    for m in envelope.measurements:
+        a = _attribute_one(m, envelope.agent_id, agent.patient_id, registry)
+        measured_at = m.measured_at if m.device_clock_trusted else m.received_at
+        flags: list[str] = []
+        if not m.device_clock_trusted:
+            flags.append(Flag.CLOCK_NOT_SET)
+        if measured_at - now > FUTURE_TOLERANCE:
+            flags.append(Flag.FUTURE_TIME)
+        hold = a.hold or _implausible(m)
+        if hold is not None:
+            held.append(
+                HeldReading(
+                    id=m.id,
+                    measured_at=measured_at,
+                    patient_id=a.patient_id,
+                    agent_id=envelope.agent_id,
+                    device_address=m.device.address,
+                    kind=m.kind.value,
+                    components=dict(m.values),
+                    unit=m.unit,
+                    reason=hold,
+                    measurement=m.model_dump(mode="json", exclude_none=True),
+                )
+            )
+            continue
+        assert a.patient_id is not None and a.device_id is not None
+        accepted.append(
+            AcceptedReading(
+                id=m.id,
+                measured_at=measured_at,
+                patient_id=a.patient_id,
+                agent_id=envelope.agent_id,
+                device_id=a.device_id,
+                kind=m.kind.value,
+                value=m.primary_value,
+                components=dict(m.values),
+                unit=m.unit,
+                device_clock_trusted=m.device_clock_trusted,
+                agent_received_at=m.received_at,
+                quality=tuple(m.quality),
+                flags=tuple(flags),
+                user_index=m.user_index,
+                raw_characteristic=m.raw.characteristic if m.raw else None,
+                raw=m.raw.data if m.raw else None,
+            )
+        )
+    return Decision(agent_id=envelope.agent_id, accepted=tuple(accepted), held=tuple(held), sent_at=envelope.sent_at)
+
+
+def _attribute_one(
+    m: Measurement, agent_id: str, agent_patient: int | None, registry: RegistrySnapshot
+) -> _Attribution:
+    device = registry.device(agent_id, m.device.address)
+    if device is None:
+        return _Attribution(
+            agent_patient,
+            None,
+            f"{HoldReason.UNKNOWN_DEVICE}: device {m.device.address} is not registered to agent {agent_id}",
+        )
+    if device.id in registry.multi_user_devices:
+        # A shared scale: the slot decides, and an unmapped slot is held rather than guessed,
+        # because a visitor's weight on the citizen's chart is worse than a held reading.
+        if m.user_index is None:
+            return _Attribution(
+                None, device.id, f"{HoldReason.UNMAPPED_USER}: shared device {m.device.address} sent no user index"
+            )
+        patient = registry.device_users.get((device.id, m.user_index))
+        if patient is None:
+            return _Attribution(
+                None,
+                device.id,
+                f"{HoldReason.UNMAPPED_USER}: user {m.user_index} on device {m.device.address} "
+                "is not mapped to a patient",
+            )
+        return _Attribution(patient, device.id)
+    if agent_patient is None:
+        return _Attribution(None, device.id, f"{HoldReason.UNBOUND_AGENT}: agent {agent_id} is not bound to a patient")
+    return _Attribution(agent_patient, device.id)
+
+
+def _implausible(m: Measurement) -> str | None:
+    k = spec(m.kind)
+    primary = m.values.get(k.primary.name)
+    if primary is None:
+        return f"{HoldReason.NO_VALUE}: {k.primary.name} has no value (the device reported none)"
+    for c in k.components:
+        v = m.values.get(c.name)
+        if v is not None and not c.is_plausible(v):
+            return (
+                f"{HoldReason.IMPLAUSIBLE_VALUE}: {c.name} {v:g} outside "
+                f"{c.plausible_low:g}–{c.plausible_high:g} {c.display_unit}"
+            )
+    return None
+
+
+def _measurements(
+    topic: str, topic_agent: str, payload: bytes, topics: Topics, registry: RegistrySnapshot, now: datetime
+) -> Decision:
+    env = validate(topic, payload, topics=topics)
+    if isinstance(env, DeadLetter):
+        return Decision(agent_id=topic_agent, dead_letter=env)
+    return attribute(env, topic=topic, payload=payload, registry=registry, now=now)
+
+
+def _status(topic: str, topic_agent: str, payload: bytes, registry: RegistrySnapshot) -> Decision:
+    if not payload:
+        # Clearing a retained status (an operator removing a retired agent) is not a message.
+        return Decision(agent_id=topic_agent, ignored=True)
+    try:
+        status = parse_status(payload)
+    except WireError as exc:
+        return Decision(
+            agent_id=topic_agent, dead_letter=DeadLetter(topic, topic_agent, payload, exc.reason, exc.field)
+        )
+    except Exception as exc:
+        return Decision(
+            agent_id=topic_agent,
+            dead_letter=DeadLetter(topic, topic_agent, payload, f"unparseable: {type(exc).__name__}: {exc}", "payload"),
+        )
+    if status.agent_id != topic_agent:
+        return Decision(
+            agent_id=topic_agent,
+            dead_letter=DeadLetter(
+                topic,
+                topic_agent,
+                payload,
+                f"topic agent {topic_agent!r} differs from payload agent {status.agent_id!r}",
+                "agent_id",
+            ),
+        )
+    if status.agent_id not in registry.agents:
+        return Decision(
+            agent_id=topic_agent,
+            dead_letter=DeadLetter(topic, topic_agent, payload, "agent is not enrolled", "agent_id"),
+        )
+    return Decision(
+        agent_id=topic_agent,
+        status=StatusUpdate(
+            agent_id=status.agent_id,
+            online=status.state is AgentState.ONLINE,
+            at=status.at,
+            version=status.version,
+            spool_depth=status.spool_depth,
+            spool_oldest_at=status.spool_oldest_at,
+        ),
+    )

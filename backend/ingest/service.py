@@ -1,0 +1,449 @@
+"""The I/O edges of ingest: the paho consumer, the batcher and the writer thread.
+
+Flow: paho's network thread hands each message to a queue; the writer thread takes messages
+until the batch is full (``ingest_batch_size`` readings) or its window (``ingest_batch_window_ms``
+after the first message) closes, decides each through the pure core, writes the batch in one
+transaction, and only then acknowledges the messages (paho 2 ``manual_ack``). A crash before the
+commit loses nothing (the broker redelivers the unacknowledged messages to the same session);
+a crash after the commit but before the acks is absorbed by the idempotent insert.
+
+After each commit: ``runtime.on_stored`` (per-patient time order, new rows only), a
+``reading.stored`` event per patient, and receipts to each agent (``stored``; ``held`` with the
+reason).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import socket
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import paho.mqtt.client as mqtt
+import psycopg
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from backend import metrics
+from backend.errors import BackendError
+from backend.events import Event
+from backend.ingest.core import DeadLetter, Decision, decide
+from backend.ingest.writer import BatchResult, prepare, write_batch
+from backend.registry.snapshot import RegistrySnapshot, load_snapshot, registry_version
+from backend.services import Runtime
+from vitals.wire import Receipt, ReceiptStatus, TopicKind
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SESSION_EXPIRY = 7 * 24 * 3600
+"""How long the broker keeps this consumer's session (and queues its share) while it is down."""
+
+
+class IngestError(BackendError):
+    """Ingest could not start as configured."""
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+    received: float  # monotonic
+    received_at: datetime
+    generation: int  # which broker connection delivered it: an ack only means something there
+
+
+@dataclass
+class _Batch:
+    items: list[tuple[Inbound, Decision]] = field(default_factory=list)
+    readings: int = 0
+
+
+def default_client_id(settings_group: str, *, role: str = "ingest", worker: int = 0) -> str:
+    """Stable across restarts, so a restarted worker takes back its session and its queued
+    messages. Distinct per worker: two clients with one id would keep taking over each other."""
+    return f"nearcare-{role}-{settings_group}-{socket.gethostname()}-{worker}"
+
+
+class IngestService:
+    """A Service (start/stop/ready) and the runtime's Publisher."""
+
+    name = "ingest"
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        client_id: str | None = None,
+        session_expiry: int = DEFAULT_SESSION_EXPIRY,
+        receive_maximum: int | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.topics = self.settings.topics
+        self.broker = self.settings.broker
+        self.client_id = client_id or default_client_id(self.settings.ingest_group)
+        self.session_expiry = session_expiry
+        # Unacknowledged messages are held here until their batch commits; the broker stops
+        # sending at this many, which bounds memory and keeps batches full under load.
+        self.receive_maximum = receive_maximum or min(65535, max(1000, self.settings.ingest_batch_size * 8))
+        self._queue: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._client: mqtt.Client | None = None
+        self._generation = 0
+        self._connected = False
+        self._db_ok = False
+        self._db_word = "not started"
+        self._conn: psycopg.Connection | None = None
+        self._registry = RegistrySnapshot()
+        self._pending = 0
+        self._pending_lock = threading.Lock()
+        self.batches = 0
+        """Committed batches since start (tests watch it; metrics have the rest)."""
+        runtime.publisher = self
+
+    # --- Service ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._client = self._make_client()
+        if self.broker.is_v5:
+            self._client.connect_async(
+                self.broker.host,
+                self.broker.port,
+                keepalive=30,
+                clean_start=False,
+                properties=self._connect_properties(),
+            )
+        else:
+            self._client.connect_async(self.broker.host, self.broker.port, keepalive=30)
+        self._client.loop_start()
+        self._thread = threading.Thread(target=self._run, name=f"ingest-writer-{self.client_id}", daemon=True)
+        self._thread.start()
+        log.info("ingest consuming %s as %s", self.broker.redacted(), self.client_id)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Finish the batch in hand (commit, acknowledge), then leave; whatever is still queued
+        stays unacknowledged and is redelivered to this session when it comes back."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
+        if self._conn is not None:
+            self._conn.close()
+        metrics.INGEST_BROKER_CONNECTED.set(0)
+
+    def ready(self) -> tuple[bool, str]:
+        if not self._connected:
+            return False, "broker unreachable"
+        if not self._db_ok:
+            return False, f"database: {self._db_word}"
+        return True, "ok"
+
+    # --- Publisher --------------------------------------------------------------------------
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
+        if self._client is None:
+            raise IngestError("ingest is not started: nothing to publish with")
+        self._client.publish(topic, payload, qos=qos, retain=retain)
+
+    # --- MQTT -------------------------------------------------------------------------------
+
+    def _make_client(self) -> mqtt.Client:
+        b = self.broker
+        if b.is_v5:
+            client = mqtt.Client(
+                mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5, manual_ack=True
+            )
+        else:
+            client = mqtt.Client(
+                mqtt.CallbackAPIVersion.VERSION2,
+                client_id=self.client_id,
+                protocol=mqtt.MQTTv311,
+                clean_session=False,
+                manual_ack=True,
+            )
+        if b.username:
+            client.username_pw_set(b.username, b.password)
+        if b.tls:
+            client.tls_set(ca_certs=b.ca_file)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.max_inflight_messages_set(1000)  # outgoing receipts
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    def _connect_properties(self) -> Properties | None:
+        if not self.broker.is_v5:
+            return None
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.session_expiry
+        props.ReceiveMaximum = self.receive_maximum
+        return props
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: object, flags: object, reason_code: object, properties: object
+    ) -> None:
+        if getattr(reason_code, "is_failure", False):
+            log.warning("broker refused ingest: %s", reason_code)
+            return
+        self._generation += 1
+        if self.broker.is_v5:
+            client.subscribe(
+                [
+                    (self.topics.shared(TopicKind.MEASUREMENTS, self.settings.ingest_group), SubscribeOptions(qos=1)),
+                    # Not shared: every worker sees every status (retained ones too, which a shared
+                    # subscription would not get); the update is idempotent on the status time.
+                    (self.topics.wildcard(TopicKind.STATUS), SubscribeOptions(qos=1)),
+                ]
+            )
+        else:
+            client.subscribe(
+                [(self.topics.wildcard(TopicKind.MEASUREMENTS), 1), (self.topics.wildcard(TopicKind.STATUS), 1)]
+            )
+        self._connected = True
+        metrics.INGEST_BROKER_CONNECTED.set(1)
+        log.info(
+            "ingest connected to %s (session present: %s)",
+            self.broker.redacted(),
+            getattr(flags, "session_present", "?"),
+        )
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: object, flags: object, reason_code: object, properties: object
+    ) -> None:
+        self._connected = False
+        metrics.INGEST_BROKER_CONNECTED.set(0)
+        if not self._stop.is_set():
+            log.warning("ingest lost the broker (%s); reconnecting", reason_code)
+
+    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        with self._pending_lock:
+            self._pending += 1
+        metrics.INGEST_QUEUE.inc()
+        self._queue.put(
+            Inbound(
+                message.mid,
+                message.qos,
+                message.topic,
+                bytes(message.payload),
+                time.monotonic(),
+                datetime.now(UTC),
+                self._generation,
+            )
+        )
+
+    # --- the writer thread ------------------------------------------------------------------
+
+    def _run(self) -> None:
+        backoff = 0.2
+        while not self._stop.is_set():
+            try:
+                first = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                self._idle_check()
+                continue
+            batch: _Batch | None = None
+            while not self._stop.is_set():
+                try:
+                    if batch is None:
+                        batch = self._collect(first)
+                    self._commit(batch)
+                    backoff = 0.2
+                    break
+                except (psycopg.OperationalError, psycopg.errors.TransactionRollback) as exc:
+                    # Nothing was acknowledged: the same batch is retried, and if this process
+                    # dies meanwhile the broker redelivers it.
+                    self._db_failed(exc)
+                    metrics.INGEST_STORE_ERRORS.labels(type(exc).__name__).inc()
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, 10.0)
+                except Exception:
+                    log.exception("ingest batch failed unexpectedly; retrying")
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, 10.0)
+
+    def _idle_check(self) -> None:
+        """Keep /readyz honest while no traffic flows."""
+        try:
+            self._ensure_db()
+        except psycopg.OperationalError as exc:
+            self._db_failed(exc)
+
+    def _ensure_db(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            if self._conn is not None:
+                self._conn.close()
+            self._conn = psycopg.connect(self.settings.database_url, autocommit=True, connect_timeout=5)
+            prepare(self._conn)
+            self._registry = load_snapshot(self._conn)
+        else:
+            version = registry_version(self._conn)
+            if version != self._registry.version:
+                self._registry = load_snapshot(self._conn)
+        self._db_ok, self._db_word = True, "ok"
+        return self._conn
+
+    def _db_failed(self, exc: BaseException) -> None:
+        if self._db_ok:
+            log.warning("ingest database error (%s: %s); retrying with backoff", type(exc).__name__, exc)
+        self._db_ok, self._db_word = False, type(exc).__name__
+        if self._conn is not None and (self._conn.closed or self._conn.broken):
+            self._conn.close()
+            self._conn = None
+
+    def _collect(self, first: Inbound) -> _Batch:
+        """Decide ``first`` and take more until the batch is full or its window closes."""
+        self._ensure_db()
+        now = datetime.now(UTC)
+        batch = _Batch()
+        self._add(batch, first, now)
+        size = self.settings.ingest_batch_size
+        deadline = first.received + self.settings.ingest_batch_window_ms / 1000
+        while batch.readings < size:
+            remaining = deadline - time.monotonic()
+            try:
+                item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            self._add(batch, item, now)
+        return batch
+
+    def _add(self, batch: _Batch, item: Inbound, now: datetime) -> None:
+        try:
+            d = decide(item.topic, item.payload, topics=self.topics, registry=self._registry, now=now)
+        except Exception as exc:  # the core never raises by design; if it does, keep the bytes
+            log.exception("ingest core failed on a message from %s", item.topic)
+            d = Decision(
+                dead_letter=DeadLetter(
+                    item.topic, None, item.payload, f"ingest error: {type(exc).__name__}: {exc}", "payload"
+                )
+            )
+        batch.items.append((item, d))
+        batch.readings += max(1, d.readings)
+
+    def _commit(self, batch: _Batch) -> None:
+        conn = self._ensure_db()
+        decisions = [d for _, d in batch.items]
+        received_at = datetime.now(UTC)
+        t0 = time.perf_counter()
+        try:
+            result = write_batch(conn, decisions, received_at=received_at)
+        except (psycopg.OperationalError, psycopg.errors.TransactionRollback):
+            raise
+        except psycopg.Error as exc:
+            # Not transient: one message in the batch cannot be stored. Find it, keep it as a
+            # dead letter, and store the rest, so one poison payload never stops the consumer.
+            log.warning("batch refused by the database (%s); storing message by message", exc)
+            metrics.INGEST_STORE_ERRORS.labels(type(exc).__name__).inc()
+            result = self._commit_one_by_one(conn, batch, received_at)
+        elapsed = time.perf_counter() - t0
+        self._acknowledge(batch.items)
+        self.batches += 1
+        self._account(batch, result, elapsed)
+        self._hand_on(batch, result)
+
+    def _commit_one_by_one(self, conn: psycopg.Connection, batch: _Batch, received_at: datetime) -> BatchResult:
+        stored = []
+        dup = held = dead = statuses = 0
+        for item, d in batch.items:
+            try:
+                r = write_batch(conn, [d], received_at=received_at)
+            except (psycopg.OperationalError, psycopg.errors.TransactionRollback):
+                raise
+            except psycopg.Error as exc:
+                dl = DeadLetter(item.topic, d.agent_id, item.payload, f"could not be stored: {exc}".strip(), "store")
+                r = write_batch(conn, [Decision(agent_id=d.agent_id, dead_letter=dl)], received_at=received_at)
+            stored.extend(r.stored)
+            dup += r.duplicates
+            held += r.held
+            dead += r.dead_letters
+            statuses += r.statuses
+        stored.sort(key=lambda s: (s.patient_id, s.measured_at))
+        return BatchResult(stored=stored, duplicates=dup, held=held, dead_letters=dead, statuses=statuses)
+
+    def _acknowledge(self, items: Iterable[tuple[Inbound, Decision]]) -> None:
+        client = self._client
+        n = 0
+        for item, _ in items:
+            n += 1
+            # An ack on a later connection would name another message; the broker redelivers
+            # this one to the session instead, and the idempotent insert absorbs it.
+            if client is not None and item.qos > 0 and item.generation == self._generation:
+                client.ack(item.mid, item.qos)
+        with self._pending_lock:
+            self._pending -= n
+        metrics.INGEST_QUEUE.dec(n)
+
+    def _account(self, batch: _Batch, result: BatchResult, elapsed: float) -> None:
+        metrics.INGEST_COMMIT_SECONDS.observe(elapsed)
+        metrics.INGEST_BATCH_SIZE.observe(len(result.stored) + result.duplicates + result.held)
+        metrics.INGEST_READINGS.labels("stored").inc(len(result.stored))
+        metrics.INGEST_READINGS.labels("duplicate").inc(result.duplicates)
+        metrics.INGEST_READINGS.labels("rejected").inc(result.held)
+        now = time.monotonic()
+        metrics.INGEST_LAG_SECONDS.set(max(now - item.received for item, _ in batch.items))
+        for item, d in batch.items:
+            kind = item.topic.rsplit("/", 1)[-1]
+            metrics.INGEST_MESSAGES.labels(kind if kind in ("measurements", "status") else "other").inc()
+            if d.dead_letter is not None:
+                metrics.INGEST_DEAD_LETTERS.labels(d.dead_letter.field or "payload").inc()
+
+    def _hand_on(self, batch: _Batch, result: BatchResult) -> None:
+        if result.stored:
+            try:
+                self.runtime.on_stored(result.stored)
+            except Exception:  # a failing rule sink must not stop ingest; the rows are stored
+                log.exception("a readings sink failed on %d readings", len(result.stored))
+            per_patient: dict[int, list[str]] = defaultdict(list)
+            for r in result.stored:
+                per_patient[r.patient_id].append(str(r.id))
+            for patient_id, ids in per_patient.items():
+                self.runtime.events.publish(Event("reading.stored", {"patient_id": patient_id, "ids": ids}))
+        self._send_receipts(batch)
+
+    def _send_receipts(self, batch: _Batch) -> None:
+        if self._client is None:
+            return
+        stored: dict[str, list] = defaultdict(list)
+        held: dict[tuple[str, str], list] = defaultdict(list)
+        for _, d in batch.items:
+            if d.agent_id is None:
+                continue
+            for r in d.accepted:
+                stored[d.agent_id].append(r.id)
+            for h in d.held:
+                held[(d.agent_id, h.reason)].append(h.id)
+        at = datetime.now(UTC)
+        try:
+            for agent_id, ids in stored.items():
+                self.publish(
+                    self.topics.receipts(agent_id),
+                    Receipt(agent_id=agent_id, status=ReceiptStatus.STORED, ids=tuple(ids), at=at).to_json(),
+                )
+            for (agent_id, reason), ids in held.items():
+                self.publish(
+                    self.topics.receipts(agent_id),
+                    Receipt(
+                        agent_id=agent_id, status=ReceiptStatus.HELD, ids=tuple(ids), at=at, reason=reason
+                    ).to_json(),
+                )
+        except Exception:  # a receipt is a courtesy to the screen; the reading is stored
+            log.exception("publishing receipts failed")
+
+
+def ingest_factory(runtime: Runtime) -> IngestService | None:
+    """For ``backend.services.factories()``: in-process ingest unless NEARCARE_RUN_INGEST=false."""
+    if not runtime.settings.run_ingest:
+        return None
+    return IngestService(runtime, client_id=default_client_id(runtime.settings.ingest_group, role="app"))

@@ -1,0 +1,263 @@
+"""The storage edge of ingest: one transaction per batch, idempotent on the measurement id.
+
+Accepted readings go in by binary COPY into a temporary table and one
+``INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING``, so a redelivered reading is absorbed
+and only the newly inserted ones are handed on to the rules. Held readings go to
+``rejected_readings`` (idempotent on id as well), dead letters to ``dead_letters``, agent status
+and last-seen to ``agents``. Row locks on agents and devices are always taken in id order, so
+two workers never deadlock on them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import psycopg
+
+from backend.ingest.core import AcceptedReading, Decision, StatusUpdate
+from backend.readings import StoredReading
+from vitals.kinds import MeasurementKind
+
+_COLUMNS = (
+    "id",
+    "measured_at",
+    "patient_id",
+    "agent_id",
+    "device_id",
+    "kind",
+    "value",
+    "components",
+    "unit",
+    "device_clock_trusted",
+    "agent_received_at",
+    "quality",
+    "flags",
+    "user_index",
+    "raw_characteristic",
+    "raw",
+)
+_TYPES = (
+    "uuid",
+    "timestamptz",
+    "int8",
+    "text",
+    "int8",
+    "text",
+    "float8",
+    "jsonb",
+    "text",
+    "bool",
+    "timestamptz",
+    "text[]",
+    "text[]",
+    "int4",
+    "text",
+    "bytea",
+)
+_COLS = ", ".join(_COLUMNS)
+_STAGING = "ingest_staging"
+
+_BATTERY_FLAGS = frozenset({"low_battery", "battery_low"})
+
+_AGENT_UPDATE = """
+UPDATE agents SET
+    last_seen_at    = greatest(last_seen_at, %(seen)s::timestamptz),
+    online          = CASE WHEN %(newer)s THEN %(online)s ELSE online END,
+    version         = CASE WHEN %(newer)s THEN coalesce(%(version)s, version) ELSE version END,
+    spool_depth     = CASE WHEN %(newer)s THEN %(spool_depth)s ELSE spool_depth END,
+    spool_oldest_at = CASE WHEN %(newer)s THEN %(spool_oldest_at)s ELSE spool_oldest_at END,
+    status_at       = CASE WHEN %(newer)s THEN %(at)s ELSE status_at END
+WHERE id = %(id)s
+""".replace(
+    "%(newer)s",
+    "(%(at)s::timestamptz IS NOT NULL AND (status_at IS NULL OR status_at <= %(at)s::timestamptz))",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    stored: list[StoredReading] = field(default_factory=list)
+    """Newly inserted readings, in per-patient time order."""
+    duplicates: int = 0
+    held: int = 0
+    dead_letters: int = 0
+    statuses: int = 0
+
+
+def prepare(conn: psycopg.Connection) -> None:
+    """Once per connection: the staging table COPY fills and each commit empties."""
+    conn.execute(
+        f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING} (LIKE measurements INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+    )
+
+
+def write_batch(conn: psycopg.Connection, decisions: Sequence[Decision], *, received_at: datetime) -> BatchResult:
+    """Write one batch in one transaction. Raises psycopg errors; the caller retries or splits."""
+    accepted = [r for d in decisions for r in d.accepted]
+    held = [h for d in decisions for h in d.held]
+    dead = [d.dead_letter for d in decisions if d.dead_letter is not None]
+    statuses = [d.status for d in decisions if d.status is not None]
+    with conn.transaction():
+        stored = _insert_measurements(conn, accepted)
+        if held:
+            with conn.cursor() as cur:
+                cur.executemany(
+                    """INSERT INTO rejected_readings
+                           (id, measured_at, patient_id, agent_id, device_address, kind, components, unit,
+                            reason, envelope)
+                       VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s::jsonb)
+                       ON CONFLICT (id) DO NOTHING""",
+                    [
+                        (
+                            h.id,
+                            h.measured_at,
+                            h.patient_id,
+                            h.agent_id,
+                            h.device_address,
+                            h.kind,
+                            json.dumps(dict(h.components)),
+                            h.unit,
+                            h.reason,
+                            json.dumps(dict(h.measurement)),
+                        )
+                        for h in held
+                    ],
+                )
+        if dead:
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO dead_letters (received_at, topic, agent_id, payload, reason, field) "
+                    "VALUES (%s, %s, %s, %s, %s, %s)",
+                    [
+                        (
+                            received_at,
+                            _clean(dl.topic),
+                            dl.agent_id and _clean(dl.agent_id),
+                            dl.payload,
+                            _clean(dl.reason),
+                            dl.field and _clean(dl.field),
+                        )
+                        for dl in dead
+                    ],
+                )
+        _update_agents(conn, decisions, statuses, received_at)
+        _update_devices(conn, accepted, received_at)
+    return BatchResult(
+        stored=stored,
+        duplicates=len(accepted) - len(stored),
+        held=len(held),
+        dead_letters=len(dead),
+        statuses=len(statuses),
+    )
+
+
+def _insert_measurements(conn: psycopg.Connection, accepted: list[AcceptedReading]) -> list[StoredReading]:
+    if not accepted:
+        return []
+    with conn.cursor() as cur:
+        with cur.copy(f"COPY {_STAGING} ({_COLS}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(list(_TYPES))
+            for r in accepted:
+                copy.write_row(
+                    (
+                        r.id,
+                        r.measured_at,
+                        r.patient_id,
+                        r.agent_id,
+                        r.device_id,
+                        r.kind,
+                        r.value,
+                        json.dumps(dict(r.components)),
+                        r.unit,
+                        r.device_clock_trusted,
+                        r.agent_received_at,
+                        list(r.quality),
+                        list(r.flags),
+                        r.user_index,
+                        r.raw_characteristic,
+                        r.raw,
+                    )
+                )
+        cur.execute(
+            f"INSERT INTO measurements ({_COLS}) SELECT {_COLS} FROM {_STAGING} "
+            f"ON CONFLICT DO NOTHING RETURNING id, stored_at"
+        )
+        inserted = {row[0]: row[1] for row in cur.fetchall()}
+    if not inserted:
+        return []
+    out: list[StoredReading] = []
+    seen: set[object] = set()
+    for r in accepted:
+        stored_at = inserted.get(r.id)
+        if stored_at is None or r.id in seen:  # a duplicate, or a redelivery within the batch
+            continue
+        seen.add(r.id)
+        out.append(
+            StoredReading(
+                id=r.id,
+                patient_id=r.patient_id,
+                agent_id=r.agent_id,
+                kind=MeasurementKind(r.kind),
+                components=r.components,
+                measured_at=r.measured_at,
+                stored_at=stored_at,
+                quality=r.quality,
+                flags=r.flags,
+                device_id=r.device_id,
+                extra={"user_index": r.user_index} if r.user_index is not None else {},
+            )
+        )
+    out.sort(key=lambda s: (s.patient_id, s.measured_at))
+    return out
+
+
+def _update_agents(
+    conn: psycopg.Connection, decisions: Sequence[Decision], statuses: list[StatusUpdate], received_at: datetime
+) -> None:
+    seen: set[str] = {d.agent_id for d in decisions if d.agent_id and (d.accepted or d.held)}
+    latest: dict[str, StatusUpdate] = {}
+    for s in statuses:
+        if s.agent_id not in latest or s.at >= latest[s.agent_id].at:
+            latest[s.agent_id] = s
+        if s.online:
+            seen.add(s.agent_id)
+    rows = []
+    for agent_id in sorted(seen | set(latest)):
+        st = latest.get(agent_id)
+        rows.append(
+            {
+                "id": agent_id,
+                "seen": received_at if agent_id in seen else None,
+                "at": st.at if st else None,
+                "online": st.online if st else None,
+                "version": st.version if st else None,
+                "spool_depth": st.spool_depth if st else None,
+                "spool_oldest_at": st.spool_oldest_at if st else None,
+            }
+        )
+    if rows:
+        with conn.cursor() as cur:
+            cur.executemany(_AGENT_UPDATE, rows)
+
+
+def _update_devices(conn: psycopg.Connection, accepted: list[AcceptedReading], received_at: datetime) -> None:
+    battery: dict[int, tuple[datetime, bool]] = {}
+    for r in accepted:
+        low = not _BATTERY_FLAGS.isdisjoint(r.quality)
+        prev = battery.get(r.device_id)
+        if prev is None or r.measured_at >= prev[0]:
+            battery[r.device_id] = (r.measured_at, low)
+    if battery:
+        with conn.cursor() as cur:
+            cur.executemany(
+                "UPDATE devices SET last_seen_at = greatest(last_seen_at, %s), battery_low = %s WHERE id = %s",
+                [(received_at, low, dev) for dev, (_, low) in sorted(battery.items())],
+            )
+
+
+def _clean(text: str) -> str:
+    """PostgreSQL text cannot hold NUL; a dead letter's reason may quote the bad payload."""
+    return text.replace("\x00", "\\x00")
