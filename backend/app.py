@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool = Tru
 
 
 def routers() -> list:  # type: ignore[type-arg]
+    from backend import metrics
     from backend.api import health
 
-    return [health.router]
+    return [health.router, metrics.router]

@@ -47,3 +47,20 @@ def run(
         port=port or settings.http_port,
         log_level="info",
     )
+
+
+@app.command()
+def ingest(
+    worker: int = typer.Option(0, help="This worker's number on this host; give each process its own."),
+    client_id: str = typer.Option(None, help="MQTT client id (default: nearcare-ingest-<group>-<host>-<worker>)."),
+    metrics_port: int = typer.Option(None, help="Serve Prometheus metrics on this port."),
+    migrate_first: bool = typer.Option(True, "--migrate/--no-migrate", help="Apply missing migrations first."),
+) -> None:
+    """Run the ingest consumer alone (no HTTP app). Any number share the load through the MQTT
+    v5 shared subscription; restart a worker with the same number to take back its session."""
+    from backend.ingest.standalone import run_standalone
+    from backend.settings import Settings
+
+    run_standalone(
+        Settings(), worker=worker, client_id=client_id, metrics_port=metrics_port, migrate_first=migrate_first
+    )

@@ -59,4 +59,7 @@ def factories() -> list[ServiceFactory]:
     """The services, in start order (stopped in reverse). Imported lazily: an agent-only
     install never imports the backend's heavier parts."""
     out: list[ServiceFactory] = []
+    from backend.ingest.service import ingest_factory
+
+    out.append(ingest_factory)
     return out
