@@ -159,6 +159,8 @@ class AgentStatus(_Versioned):
     version: str | None = None
     spool_depth: int | None = Field(default=None, ge=0)
     spool_oldest_at: AwareDatetime | None = None
+    spool_capacity: int | None = Field(default=None, ge=1)
+    """The agent's spool cap; ``spool_depth == spool_capacity`` means it refuses new readings."""
 
 
 class ReceiptStatus(StrEnum):

@@ -1,0 +1,353 @@
+"""Simulated citizens: realistic readings with noise, missed measurements and deterioration.
+
+Two halves:
+
+- **Pure generator.** :func:`demo_cohort` builds frozen :class:`CitizenProfile` values;
+  :func:`readings_between` yields the :class:`SimReading` values a citizen produces in a time
+  window. Deterministic per (profile, day, slot), so a window gives the same readings however
+  the time is cut.
+- **Runner.** :func:`run_simulation` turns each reading into real characteristic bytes,
+  decodes them with :mod:`edge_agent.gatt` and records them through the same
+  :class:`~edge_agent.recorder.Recorder`, :class:`~edge_agent.spool.Spool` and
+  :class:`~edge_agent.uplink.Uplink` as a real agent, one spool and one MQTT client per
+  simulated agent, all driven from one thread.
+
+Scenarios: ``stable``; ``copd_exacerbation`` (SpO2 drifts down and pulse up over 3 days);
+``hf_weight_gain`` (+2.8 kg over 2.5 days); ``hypertensive_episode`` (BP rises to ~185/110 for
+two days); ``wrong_clock`` (the BP cuff's clock was reset to 2000-01-01 and nobody set it);
+``adherence_gap`` (measures irregularly and stops for three days). Deterioration starts
+``onset_hours`` simulated hours after the live part begins: at speed 600 that is seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from datetime import time as dtime
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from edge_agent.devices import encode
+from edge_agent.devices.recipes import Capture
+from edge_agent.gatt import decode, readings_from
+from edge_agent.gatt.nonin import NONIN_CONTINUOUS_UUID
+from edge_agent.recorder import Recorder
+from edge_agent.spool import Spool
+from edge_agent.uplink import Uplink
+from vitals.broker import parse_broker_url
+from vitals.kinds import MeasurementKind
+from vitals.wire import Device, Topics
+
+log = logging.getLogger(__name__)
+
+Programme = Literal["copd", "heart_failure", "hypertension"]
+Scenario = Literal["stable", "copd_exacerbation", "hf_weight_gain", "hypertensive_episode", "wrong_clock",
+                   "adherence_gap"]
+DeviceRole = Literal["oximeter", "scale", "bp"]
+
+ZONE = ZoneInfo("Europe/Copenhagen")
+DETERIORATIONS: tuple[Scenario, ...] = ("copd_exacerbation", "hf_weight_gain", "hypertensive_episode")
+
+
+@dataclass(frozen=True, slots=True)
+class SimDevice:
+    role: DeviceRole
+    address: str
+    model: str
+    manufacturer: str
+    characteristic: str
+    """The characteristic it sends readings on (2A35, 2A9D or the Nonin continuous UUID)."""
+    kinds: tuple[MeasurementKind, ...]
+    user_index: int | None = None
+    """The citizen's user slot on a shared scale or cuff, as the device reports it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    spo2: float
+    pulse: float
+    weight: float
+    systolic: float
+    diastolic: float
+
+
+@dataclass(frozen=True, slots=True)
+class CitizenProfile:
+    agent_id: str
+    name: str
+    programme: Programme
+    municipality: str
+    scenario: Scenario
+    devices: tuple[SimDevice, ...]
+    baseline: Baseline
+    seed: int
+    adherence: float = 0.93
+    """Probability that a planned measurement is taken."""
+    onset_hours: float = 1.0
+    """Simulated hours after the live start when the scenario's deterioration begins."""
+
+    def device(self, role: DeviceRole) -> SimDevice | None:
+        return next((d for d in self.devices if d.role == role), None)
+
+
+@dataclass(frozen=True, slots=True)
+class SimReading:
+    at: datetime
+    """True time of the measurement (UTC)."""
+    role: DeviceRole
+    values: dict[str, float]
+    device_time: datetime | None
+    """What the device's clock says (naive local time), or None for a device without a clock."""
+
+
+# -- the cohort ----------------------------------------------------------------------------------
+
+_FIRST = ("Karen", "Jens", "Inge", "Poul", "Birthe", "Henning", "Kirsten", "Erik", "Hanne", "Ole", "Lis", "Bent",
+          "Grethe", "Svend", "Else", "Niels")
+_LAST = ("Jensen", "Nielsen", "Hansen", "Pedersen", "Andersen", "Christensen", "Larsen", "Sørensen", "Rasmussen",
+         "Mortensen")
+_MUNICIPALITIES = ("Aarhus", "Randers", "Silkeborg")
+# One of each deterioration first, so even a small demo shows every alert kind.
+_PLAN: tuple[tuple[Programme, Scenario], ...] = (
+    ("copd", "copd_exacerbation"),
+    ("heart_failure", "hf_weight_gain"),
+    ("hypertension", "hypertensive_episode"),
+    ("heart_failure", "wrong_clock"),
+    ("copd", "adherence_gap"),
+    ("copd", "stable"),
+    ("hypertension", "stable"),
+    ("heart_failure", "stable"),
+)
+_ROLES: dict[Programme, tuple[DeviceRole, ...]] = {
+    "copd": ("oximeter", "bp"),
+    "heart_failure": ("scale", "bp", "oximeter"),
+    "hypertension": ("bp",),
+}
+
+
+def _sim_device(role: DeviceRole, i: int) -> SimDevice:
+    address = f"C0:4E:30:{i >> 8:02X}:{i & 0xFF:02X}:{('oximeter', 'scale', 'bp').index(role) + 1:02X}"
+    if role == "oximeter":
+        return SimDevice(role, address, "Nonin 3230", "Nonin Medical", NONIN_CONTINUOUS_UUID,
+                         (MeasurementKind.SPO2, MeasurementKind.PULSE))
+    if role == "scale":
+        return SimDevice(role, address, "A&D UC-352BLE", "A&D Medical", "2A9D", (MeasurementKind.WEIGHT,), 1)
+    return SimDevice(role, address, "A&D UA-651BLE", "A&D Medical", "2A35",
+                     (MeasurementKind.BLOOD_PRESSURE, MeasurementKind.PULSE), 1)
+
+
+def demo_cohort(n: int, seed: int = 7) -> list[CitizenProfile]:
+    """``n`` simulated citizens, deterministic for ``seed``; agent ids ``demo-agent-001``…"""
+    rng = random.Random(seed)
+    cohort = []
+    for i in range(1, n + 1):
+        programme, scenario = _PLAN[(i - 1) % len(_PLAN)]
+        copd = programme == "copd"
+        hypertensive = programme == "hypertension"
+        baseline = Baseline(
+            spo2=rng.uniform(91, 95) if copd else rng.uniform(95, 98),
+            pulse=rng.uniform(68, 84),
+            weight=rng.uniform(58, 98),
+            systolic=rng.uniform(138, 150) if hypertensive else rng.uniform(118, 134),
+            diastolic=rng.uniform(84, 92) if hypertensive else rng.uniform(70, 82),
+        )
+        cohort.append(CitizenProfile(
+            agent_id=f"demo-agent-{i:03d}",
+            name=f"{rng.choice(_FIRST)} {rng.choice(_LAST)}",
+            programme=programme,
+            municipality=_MUNICIPALITIES[(i - 1) % len(_MUNICIPALITIES)],
+            scenario=scenario,
+            devices=tuple(_sim_device(role, i) for role in _ROLES[programme]),
+            baseline=baseline,
+            seed=rng.randrange(1 << 30),
+            adherence=0.6 if scenario == "adherence_gap" else 0.93,
+        ))
+    return cohort
+
+
+# -- physiology ----------------------------------------------------------------------------------
+
+# (role, local time of day) the citizen is asked to measure at.
+_SCHEDULE: dict[Programme, tuple[tuple[DeviceRole, dtime], ...]] = {
+    "copd": (("oximeter", dtime(8, 30)), ("oximeter", dtime(19, 0)), ("bp", dtime(8, 35))),
+    "heart_failure": (("scale", dtime(7, 30)), ("bp", dtime(7, 40)), ("oximeter", dtime(7, 45)),
+                      ("scale", dtime(19, 30))),
+    "hypertension": (("bp", dtime(7, 45)), ("bp", dtime(7, 48)), ("bp", dtime(21, 0)), ("bp", dtime(21, 3))),
+}
+
+
+def _ramp(at: datetime, onset: datetime, days: float) -> float:
+    return min(1.0, max(0.0, (at - onset).total_seconds() / (days * 86400)))
+
+
+def _values(p: CitizenProfile, role: DeviceRole, at: datetime, onset: datetime, rng: random.Random) -> dict[str, float]:
+    b = p.baseline
+    # A small circadian swing plus day-to-day noise.
+    hour = at.astimezone(ZONE).hour + at.astimezone(ZONE).minute / 60
+    circadian = math.sin((hour - 8) / 24 * 2 * math.pi)
+    d_spo2 = d_pulse = d_weight = d_sys = d_dia = 0.0
+    if p.scenario == "copd_exacerbation":
+        r = _ramp(at, onset, 3.0)
+        d_spo2, d_pulse = -6.5 * r, 24.0 * r
+    elif p.scenario == "hf_weight_gain":
+        r = _ramp(at, onset, 2.5)
+        d_weight, d_pulse = 2.8 * r, 8.0 * r
+    elif p.scenario == "hypertensive_episode":
+        rise = _ramp(at, onset, 0.25)
+        fall = _ramp(at, onset + timedelta(days=2), 0.5)
+        r = rise * (1 - fall)
+        d_sys, d_dia, d_pulse = 42.0 * r, 22.0 * r, 6.0 * r
+    if role == "oximeter":
+        spo2 = min(100, round(b.spo2 + d_spo2 + rng.gauss(0, 0.8)))
+        pulse = round(b.pulse + d_pulse + 3 * circadian + rng.gauss(0, 3))
+        return {"spo2": float(spo2), "pulse": float(pulse)}
+    if role == "scale":
+        return {"weight": round((b.weight + d_weight + rng.gauss(0, 0.15)) / 0.05) * 0.05}
+    systolic = round(b.systolic + d_sys + 4 * circadian + rng.gauss(0, 5))
+    diastolic = round(b.diastolic + d_dia + 2 * circadian + rng.gauss(0, 3.5))
+    return {
+        "systolic": float(systolic),
+        "diastolic": float(diastolic),
+        "mean_arterial": float(round(diastolic + (systolic - diastolic) / 3)),
+        "pulse": float(round(b.pulse + d_pulse + rng.gauss(0, 4))),
+    }
+
+
+_WRONG_CLOCK_EPOCH = datetime(2000, 1, 1)
+
+
+def readings_between(
+    p: CitizenProfile, start: datetime, end: datetime, *, live_start: datetime
+) -> Iterator[SimReading]:
+    """The readings ``p`` takes in ``[start, end)`` (aware UTC datetimes), in time order."""
+    onset = live_start + timedelta(hours=p.onset_hours)
+    gap = (live_start + timedelta(hours=2), live_start + timedelta(days=3, hours=2))
+    out: list[SimReading] = []
+    day = start.astimezone(ZONE).date() - timedelta(days=1)
+    last = end.astimezone(ZONE).date()
+    while day <= last:
+        for slot, (role, tod) in enumerate(_SCHEDULE[p.programme]):
+            rng = random.Random(f"{p.seed}:{day.toordinal()}:{slot}")
+            planned = datetime.combine(day, tod, ZONE)
+            at = (planned + timedelta(minutes=rng.gauss(0, 20))).astimezone(UTC)
+            taken = rng.random() < p.adherence
+            if not taken or not start <= at < end:
+                continue
+            if p.scenario == "adherence_gap" and gap[0] <= at < gap[1]:
+                continue
+            local = at.astimezone(ZONE).replace(tzinfo=None, microsecond=0)
+            device_time: datetime | None = local
+            if role == "oximeter":
+                device_time = None  # the Nonin 3230 sends no timestamp
+            elif p.scenario == "wrong_clock" and role == "bp":
+                device_time = _WRONG_CLOCK_EPOCH + (at - live_start + timedelta(days=30))
+                device_time = device_time.replace(microsecond=0)
+            out.append(SimReading(at, role, _values(p, role, at, onset, rng), device_time))
+        day += timedelta(days=1)
+    out.sort(key=lambda r: r.at)
+    yield from out
+
+
+def characteristic_bytes(device: SimDevice, reading: SimReading) -> bytes:
+    v = reading.values
+    if device.role == "oximeter":
+        return encode.nonin_frame(int(v["spo2"]), int(v["pulse"]))
+    if device.role == "scale":
+        return encode.weight(v["weight"], at=reading.device_time, user=device.user_index)
+    return encode.blood_pressure(v["systolic"], v["diastolic"], v["mean_arterial"], at=reading.device_time,
+                                 pulse=v["pulse"], user=device.user_index)
+
+
+def capture_of(device: SimDevice, reading: SimReading) -> Capture:
+    data = characteristic_bytes(device, reading)
+    return Capture(device.characteristic, data, reading.at, readings_from(decode(device.characteristic, data)))
+
+
+# -- the runner ----------------------------------------------------------------------------------
+
+
+class _SimAgent:
+    def __init__(self, profile: CitizenProfile, *, broker_url: str, topics: Topics, spool_dir: Path) -> None:
+        self.profile = profile
+        self.spool = Spool(spool_dir / f"{profile.agent_id}.sqlite")
+        self.uplink = Uplink(agent_id=profile.agent_id, broker=parse_broker_url(broker_url), topics=topics,
+                             spool=self.spool, batch_size=100, status_interval_s=60)
+        self.recorder = Recorder(self.spool, zone=ZONE)
+        self.identity = {
+            d.role: Device(address=d.address, model=d.model, manufacturer=d.manufacturer, firmware="sim-1.0")
+            for d in profile.devices
+        }
+        self.marker = spool_dir / f"{profile.agent_id}.simulated-until"
+
+    def resume_from(self, default: datetime) -> datetime:
+        try:
+            return max(default, datetime.fromisoformat(self.marker.read_text().strip()))
+        except (OSError, ValueError):
+            return default
+
+    def record(self, reading: SimReading) -> None:
+        device = self.profile.device(reading.role)
+        assert device is not None
+        self.recorder.record(capture_of(device, reading), device=self.identity[reading.role])
+
+    def done_until(self, at: datetime) -> None:
+        self.marker.write_text(at.isoformat())
+
+
+def run_simulation(
+    cohort: list[CitizenProfile],
+    *,
+    broker_url: str,
+    topics: Topics,
+    speed: float,
+    stop: threading.Event,
+    history_days: int = 14,
+    spool_dir: Path,
+) -> None:
+    """Backfill ``history_days`` of history, then run live at ``speed``× until ``stop`` is set.
+
+    Blocks; run it in a thread. Each simulated agent has its own spool file in ``spool_dir`` and
+    its own MQTT client (own Last Will and status). A restart resumes where the last run
+    stopped instead of sending the history again.
+    """
+    spool_dir.mkdir(parents=True, exist_ok=True)
+    agents = [_SimAgent(p, broker_url=broker_url, topics=topics, spool_dir=spool_dir) for p in cohort]
+    live_start = datetime.now(UTC)
+    real_start = time.monotonic()
+    try:
+        cursor = {}
+        backfilled = 0
+        for a in agents:
+            since = a.resume_from(live_start - timedelta(days=history_days))
+            for r in readings_between(a.profile, since, live_start, live_start=live_start):
+                a.record(r)
+                backfilled += 1
+            a.done_until(live_start)
+            cursor[a.profile.agent_id] = live_start
+            a.uplink.start()
+        log.info("simulation: %d citizens, %d readings of history, then live at %.0fx", len(agents), backfilled, speed)
+        while not stop.is_set():
+            sim_now = live_start + timedelta(seconds=(time.monotonic() - real_start) * speed)
+            for a in agents:
+                since = cursor[a.profile.agent_id]
+                taken = 0
+                for r in readings_between(a.profile, since, sim_now, live_start=live_start):
+                    a.record(r)
+                    taken += 1
+                cursor[a.profile.agent_id] = sim_now
+                if taken:
+                    a.done_until(sim_now)
+            # Readings are minutes apart in simulated time: waking once a second is plenty.
+            stop.wait(1.0)
+    finally:
+        for a in agents:
+            a.uplink.stop()
+        for a in agents:
+            a.spool.close()
