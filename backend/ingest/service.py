@@ -23,6 +23,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import psycopg
@@ -100,6 +101,7 @@ class IngestService:
         self._client: mqtt.Client | None = None
         self._generation = 0
         self._connected = False
+        self._subscribed = False
         self._db_ok = False
         self._db_word = "not started"
         self._conn: psycopg.Connection | None = None
@@ -145,6 +147,8 @@ class IngestService:
     def ready(self) -> tuple[bool, str]:
         if not self._connected:
             return False, "broker unreachable"
+        if not self._subscribed:
+            return False, "subscribing"
         if not self._db_ok:
             return False, f"database: {self._db_word}"
         return True, "ok"
@@ -181,6 +185,7 @@ class IngestService:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         return client
 
     def _connect_properties(self) -> Properties | None:
@@ -219,10 +224,20 @@ class IngestService:
             getattr(flags, "session_present", "?"),
         )
 
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: object, mid: int, reason_codes: list[Any], properties: object
+    ) -> None:
+        refused = [rc for rc in reason_codes if getattr(rc, "is_failure", False)]
+        if refused:
+            log.error("broker refused ingest's subscriptions: %s (check the broker's ACL)", refused)
+            return
+        self._subscribed = True
+
     def _on_disconnect(
         self, client: mqtt.Client, userdata: object, flags: object, reason_code: object, properties: object
     ) -> None:
         self._connected = False
+        self._subscribed = False
         metrics.INGEST_BROKER_CONNECTED.set(0)
         if not self._stop.is_set():
             log.warning("ingest lost the broker (%s); reconnecting", reason_code)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 
 from backend.events import EventHub
 from backend.ingest import sinks
@@ -44,8 +45,12 @@ def run_standalone(
         service = IngestService(runtime, client_id=client_id or default_client_id(settings.ingest_group, worker=worker))
         runtime.services.append(service)
         service.start()
+        deadline = time.monotonic() + 30
+        while not service.ready()[0] and time.monotonic() < deadline and not stop.is_set():
+            time.sleep(0.05)
         log.info("standalone ingest running (sinks: %s)", ", ".join(installed) or "none")
-        print(f"ingest ready as {service.client_id}", flush=True)
+        ok, word = service.ready()
+        print(f"ingest {'ready' if ok else 'started, not ready: ' + word} as {service.client_id}", flush=True)
         while not stop.wait(1.0):
             pass
         service.stop()

@@ -67,14 +67,18 @@ UPDATE agents SET
     last_seen_at    = greatest(last_seen_at, %(seen)s::timestamptz),
     online          = CASE WHEN %(newer)s THEN %(online)s ELSE online END,
     version         = CASE WHEN %(newer)s THEN coalesce(%(version)s, version) ELSE version END,
-    spool_depth     = CASE WHEN %(newer)s THEN %(spool_depth)s ELSE spool_depth END,
-    spool_oldest_at = CASE WHEN %(newer)s THEN %(spool_oldest_at)s ELSE spool_oldest_at END,
+    spool_depth     = CASE WHEN %(newer)s AND %(spool_depth)s::int IS NOT NULL
+                           THEN %(spool_depth)s::int ELSE spool_depth END,
+    spool_oldest_at = CASE WHEN %(newer)s AND %(spool_depth)s::int IS NOT NULL
+                           THEN %(spool_oldest_at)s::timestamptz ELSE spool_oldest_at END,
     status_at       = CASE WHEN %(newer)s THEN %(at)s ELSE status_at END
 WHERE id = %(id)s
 """.replace(
     "%(newer)s",
     "(%(at)s::timestamptz IS NOT NULL AND (status_at IS NULL OR status_at <= %(at)s::timestamptz))",
 )
+# The spool fields move together, and only with a status that reports them: the broker's
+# "offline" will does not know the spool, so the last known depth stays.
 
 
 @dataclass(frozen=True, slots=True)

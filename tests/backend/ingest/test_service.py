@@ -52,3 +52,111 @@ def test_readings_are_stored_attributed_acknowledged_and_receipted(
     assert db_count("SELECT count(*) FROM agents WHERE id = %s AND last_seen_at IS NOT NULL", (home.agent_id,)) == 1
     body = json.loads(receipts[-1].to_json())
     assert body["status"] == "stored"
+
+
+def test_held_dead_lettered_and_status_are_all_kept(
+    settings: Any, topics: Any, make_home: Callable[..., Any], make_envelope: Callable[..., Any],
+    start_ingest: Callable[..., Any], publisher: Any, db_count: Callable[..., int], wait: Callable[..., Any],
+    database_url: str,
+) -> None:
+    import psycopg
+
+    home = make_home()
+    service = start_ingest(settings)
+    seen: list[StoredReading] = []
+    service.runtime.readings_sinks.append(seen.extend)
+
+    implausible = make_envelope(home.agent_id, 1, value=140.0)
+    unknown_device = make_envelope(home.agent_id, 1, address="AA:AA:AA:AA:AA:AA")
+    publisher.publish(topics.measurements(home.agent_id), implausible)
+    publisher.publish(topics.measurements(home.agent_id), unknown_device)
+    publisher.publish(topics.measurements(home.agent_id), b"not json at all")
+    status = {"schema": "1.0", "agent_id": home.agent_id, "state": "online", "at": "2026-11-22T07:00:00Z",
+              "version": "0.3.1", "spool_depth": 4}
+    publisher.publish(topics.status(home.agent_id), status)
+
+    wait(lambda: db_count("SELECT count(*) FROM rejected_readings WHERE agent_id = %s", (home.agent_id,)) == 2)
+    wait(lambda: db_count("SELECT count(*) FROM dead_letters WHERE agent_id = %s", (home.agent_id,)) == 1)
+    wait(lambda: db_count("SELECT count(*) FROM agents WHERE id = %s AND online AND spool_depth = 4", (home.agent_id,)))
+    with psycopg.connect(database_url) as conn:
+        reasons = dict(conn.execute(
+            "SELECT id::text, reason FROM rejected_readings WHERE agent_id = %s", (home.agent_id,)).fetchall())
+        dl = conn.execute("SELECT payload, reason, field, topic FROM dead_letters WHERE agent_id = %s",
+                          (home.agent_id,)).fetchone()
+        agent = conn.execute("SELECT version, status_at FROM agents WHERE id = %s", (home.agent_id,)).fetchone()
+    assert reasons[implausible["measurements"][0]["id"]] == "implausible_value: spo2 140 outside 50–100 %"
+    assert reasons[unknown_device["measurements"][0]["id"]].startswith("unknown_device:")
+    assert dl is not None and bytes(dl[0]) == b"not json at all" and dl[2] == "payload" and "not JSON" in dl[1]
+    assert dl[3] == topics.measurements(home.agent_id)
+    assert agent is not None and agent[0] == "0.3.1"
+    assert seen == []  # held readings never reach the rules
+    assert db_count("SELECT count(*) FROM measurements WHERE agent_id = %s", (home.agent_id,)) == 0
+
+    # An older status (out of order) does not overwrite a newer one; the LWT "offline" does.
+    publisher.publish(topics.status(home.agent_id), {**status, "at": "2026-11-22T06:00:00Z", "spool_depth": 9})
+    publisher.publish(topics.status(home.agent_id),
+                      {"schema": "1.0", "agent_id": home.agent_id, "state": "offline", "at": "2026-11-22T07:05:00Z"})
+    wait(lambda: db_count("SELECT count(*) FROM agents WHERE id = %s AND NOT online", (home.agent_id,)))
+    assert db_count("SELECT spool_depth FROM agents WHERE id = %s", (home.agent_id,)) == 4
+
+
+def test_new_enrolment_and_rebinding_take_effect_at_once(
+    settings: Any, topics: Any, make_home: Callable[..., Any], make_envelope: Callable[..., Any],
+    start_ingest: Callable[..., Any], publisher: Any, db_count: Callable[..., int], wait: Callable[..., Any],
+    database_url: str,
+) -> None:
+    import secrets
+
+    import psycopg
+
+    from backend import registry
+
+    start_ingest(settings)
+    tag = secrets.token_hex(4)
+    early = make_envelope(f"late-{tag}", 1)
+    publisher.publish(topics.measurements(f"late-{tag}"), early)
+    wait(lambda: db_count("SELECT count(*) FROM dead_letters WHERE agent_id = %s", (f"late-{tag}",)) == 1)
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        p1 = registry.create_patient(conn, external_ref=f"late-{tag}", name="A", programme="copd",
+                                     municipality="Aarhus")
+        p2 = registry.create_patient(conn, external_ref=f"next-{tag}", name="B", programme="copd",
+                                     municipality="Aarhus")
+        registry.enrol_agent(conn, agent_id=f"late-{tag}", patient_id=p1.id)
+        registry.register_device(conn, agent_id=f"late-{tag}", address="5C:F8:21:0A:11:22")
+    first = make_envelope(f"late-{tag}", 1)
+    publisher.publish(topics.measurements(f"late-{tag}"), first)
+    wait(lambda: db_count("SELECT count(*) FROM measurements WHERE patient_id = %s", (p1.id,)) == 1, timeout=3)
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        registry.bind_agent(conn, agent_id=f"late-{tag}", patient_id=p2.id)
+    publisher.publish(topics.measurements(f"late-{tag}"), make_envelope(f"late-{tag}", 1))
+    wait(lambda: db_count("SELECT count(*) FROM measurements WHERE patient_id = %s", (p2.id,)) == 1, timeout=3)
+    assert db_count("SELECT count(*) FROM measurements WHERE patient_id = %s", (p1.id,)) == 1
+
+
+def test_database_connection_lost_mid_run_loses_nothing(
+    settings: Any, topics: Any, make_home: Callable[..., Any], make_envelope: Callable[..., Any],
+    start_ingest: Callable[..., Any], publisher: Any, db_count: Callable[..., int], wait: Callable[..., Any],
+    database_url: str,
+) -> None:
+    import psycopg
+
+    home = make_home()
+    service = start_ingest(settings)
+    ids: list[str] = []
+    assert service._conn is not None
+    writer_pid = service._conn.info.backend_pid
+    for i in range(40):
+        env = make_envelope(home.agent_id, 5)
+        ids += [m["id"] for m in env["measurements"]]
+        publisher.publish(topics.measurements(home.agent_id), env, wait=False)
+        if i == 20:
+            # Cut the writer's connection under it: the batch must be retried, not dropped.
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                row = conn.execute("SELECT pg_terminate_backend(%s)", (writer_pid,)).fetchone()
+                assert row is not None and row[0] is True
+    wait(lambda: db_count("SELECT count(*) FROM measurements WHERE agent_id = %s", (home.agent_id,)) == 200)
+    assert db_count("SELECT count(DISTINCT id) FROM measurements WHERE id = ANY(%s::uuid[])", (ids,)) == 200
+    assert service.ready() == (True, "ok")
+    assert service._conn is not None and service._conn.info.backend_pid != writer_pid
