@@ -103,6 +103,8 @@ class Uplink:
         self.on_receipt = on_receipt
         self.on_plan = on_plan
         self.clock = clock
+        self.attempts = 0
+        """Connection attempts so far, successful or not."""
         self.connects = 0
         """How many times a CONNACK was accepted (for tests and the screen)."""
         self.last_error: str | None = None
@@ -150,6 +152,7 @@ class Uplink:
         delay = self.reconnect_min_s
         while not self._stop.is_set():
             client = self._new_client()
+            self.attempts += 1
             try:
                 log.info("uplink %s: connecting to %s", self.agent_id, self.broker.redacted())
                 if self.broker.is_v5:

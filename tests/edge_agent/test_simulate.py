@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import statistics
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from edge_agent.recorder import to_measurements
+from edge_agent.simulate import capture_of, demo_cohort, readings_between, run_simulation
+from vitals.wire import Device, parse_envelope
+
+LIVE = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+
+
+def _by(scenario: str):
+    return next(p for p in demo_cohort(8) if p.scenario == scenario)
+
+
+def test_demo_cohort_is_deterministic_and_covers_every_scenario() -> None:
+    a, b = demo_cohort(12), demo_cohort(12)
+    assert a == b and demo_cohort(12, seed=8) != a
+    assert [p.agent_id for p in a[:3]] == ["demo-agent-001", "demo-agent-002", "demo-agent-003"]
+    assert {"copd_exacerbation", "hf_weight_gain", "hypertensive_episode", "wrong_clock",
+            "adherence_gap", "stable"} <= {p.scenario for p in a}
+    assert {p.programme for p in a} == {"copd", "heart_failure", "hypertension"}
+    addresses = [d.address for p in a for d in p.devices]
+    assert len(addresses) == len(set(addresses))
+
+
+def test_copd_exacerbation_drifts_spo2_down_and_pulse_up() -> None:
+    p = _by("copd_exacerbation")
+    before = [r for r in readings_between(p, LIVE - timedelta(days=14), LIVE, live_start=LIVE) if r.role == "oximeter"]
+    after = [r for r in readings_between(p, LIVE + timedelta(days=2.5), LIVE + timedelta(days=4), live_start=LIVE)
+             if r.role == "oximeter"]
+    assert len(before) >= 20 and len(after) >= 2
+    assert statistics.mean(r.values["spo2"] for r in after) < statistics.mean(r.values["spo2"] for r in before) - 4
+    assert statistics.mean(r.values["pulse"] for r in after) > statistics.mean(r.values["pulse"] for r in before) + 12
+
+
+def test_heart_failure_gains_more_than_2_kg_in_3_days() -> None:
+    p = _by("hf_weight_gain")
+    ws = [r for r in readings_between(p, LIVE - timedelta(days=1), LIVE + timedelta(days=3), live_start=LIVE)
+          if r.role == "scale"]
+    start = statistics.mean(r.values["weight"] for r in ws if r.at < LIVE)
+    end = statistics.mean(r.values["weight"] for r in ws if r.at > LIVE + timedelta(days=2.5))
+    assert end - start > 2.0
+
+
+def test_hypertensive_episode_and_adherence_gap() -> None:
+    p = _by("hypertensive_episode")
+    ep = [r.values["systolic"] for r in readings_between(p, LIVE + timedelta(hours=8), LIVE + timedelta(days=2),
+                                                         live_start=LIVE)]
+    assert ep and statistics.mean(ep) > 170
+    g = _by("adherence_gap")
+    assert not list(readings_between(g, LIVE + timedelta(hours=2), LIVE + timedelta(days=3, hours=2), live_start=LIVE))
+    assert list(readings_between(g, LIVE - timedelta(days=3), LIVE, live_start=LIVE))
+
+
+def test_windows_cut_anywhere_give_the_same_readings() -> None:
+    p = _by("stable")
+    whole = list(readings_between(p, LIVE - timedelta(days=3), LIVE, live_start=LIVE))
+    parts = [r for k in range(72) for r in readings_between(p, LIVE - timedelta(days=3) + timedelta(hours=k),
+                                                            LIVE - timedelta(days=3) + timedelta(hours=k + 1),
+                                                            live_start=LIVE)]
+    assert whole == parts
+
+
+def test_wrong_clock_device_is_flagged_by_the_agent_logic() -> None:
+    p = _by("wrong_clock")
+    bp_dev = p.device("bp")
+    r = next(r for r in readings_between(p, LIVE, LIVE + timedelta(days=2), live_start=LIVE) if r.role == "bp")
+    ms = to_measurements(capture_of(bp_dev, r), device=Device(address=bp_dev.address, model=bp_dev.model),
+                         zone=ZoneInfo("Europe/Copenhagen"))
+    assert all(not m.device_clock_trusted and "device_clock_implausible" in m.quality for m in ms)
+    assert ms[0].measured_at == r.at
+
+
+def test_run_simulation_publishes_valid_envelopes_through_the_real_uplink(
+    tmp_path: Path, mqtt_url: str, broker, topics, collect
+) -> None:
+    cohort = demo_cohort(3, seed=11)
+    col = collect(broker, topics.wildcard("measurements"))
+    stop = threading.Event()
+    t = threading.Thread(target=run_simulation, args=(cohort,), kwargs=dict(
+        broker_url=mqtt_url, topics=topics, speed=3600.0, stop=stop, history_days=2, spool_dir=tmp_path))
+    t.start()
+    try:
+        assert col.wait_for(lambda: {e["agent_id"] for e in col.payloads()} == {p.agent_id for p in cohort}, 20)
+    finally:
+        stop.set()
+        t.join(20)
+    assert not t.is_alive()
+    for topic, payload, _ in col.messages:
+        env = parse_envelope(payload, topic=topic, topics=topics)
+        addresses = {d.address for p in cohort if p.agent_id == env.agent_id for d in p.devices}
+        assert {m.device.address for m in env.measurements} <= addresses
+    assert len(col.measurement_ids()) >= 3 * 2 * 2  # at least two readings a day each over two days

@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from edge_agent.spool import Spool
+from edge_agent.uplink import Uplink, envelope_json
+from vitals.broker import parse_broker_url
+from vitals.wire import AgentState, parse_envelope, parse_status
+
+
+def _uplink(spool: Spool, agent_id: str, broker, topics, **kw) -> Uplink:
+    return Uplink(agent_id=agent_id, broker=broker, topics=topics, spool=spool, version="9.9.9",
+                  reconnect_min_s=kw.pop("reconnect_min_s", 0.2), reconnect_max_s=kw.pop("reconnect_max_s", 1.0),
+                  **kw)
+
+
+def _publish(broker, topic: str, payload: bytes, retain: bool = False) -> None:
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    c.connect(broker.host, broker.port)
+    c.loop_start()
+    c.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
+    c.disconnect()
+    c.loop_stop()
+
+
+def test_envelope_json_is_a_valid_envelope(make_measurement, agent_id, topics) -> None:
+    ms = [make_measurement(), make_measurement()]
+    payload = envelope_json(agent_id, [m.model_dump_json() for m in ms], datetime.now(UTC))
+    env = parse_envelope(payload, topic=topics.measurements(agent_id), topics=topics)
+    assert env.measurements == tuple(ms)
+
+
+def test_spooled_readings_reach_the_broker_and_leave_the_spool(
+    tmp_path: Path, broker, topics, agent_id, make_measurement, collect
+) -> None:
+    col = collect(broker, f"{topics.root}/agents/{agent_id}/#")
+    spool = Spool(tmp_path / "s.sqlite")
+    ms = [make_measurement(80 + i % 20) for i in range(120)]
+    spool.append_many(ms)
+    up = _uplink(spool, agent_id, broker, topics, batch_size=50).start()
+    try:
+        assert up.wait_drained(15), f"spool still holds {spool.depth}"
+        assert col.wait_for(lambda: len(set(col.measurement_ids())) == 120, 10)
+        assert col.measurement_ids() == [m.id for m in ms]  # oldest first, in batches of <= 50
+        for env in col.payloads("/measurements"):
+            assert len(parse_envelope(env).measurements) <= 50
+        online = [parse_status(p) for p in col.payloads("/status")]
+        assert online and online[0].state is AgentState.ONLINE and online[0].version == "9.9.9"
+        assert online[0].spool_capacity == spool.capacity
+    finally:
+        up.stop()
+    # A clean stop leaves a retained "offline" status behind.
+    late = collect(broker, topics.status(agent_id))
+    assert late.wait_for(lambda: bool(late.payloads()), 5)
+    assert parse_status(late.payloads()[-1]).state is AgentState.OFFLINE
+
+
+def test_receipts_and_plan_are_recorded_and_garbage_is_ignored(
+    tmp_path: Path, broker, topics, agent_id, make_measurement, caplog
+) -> None:
+    spool = Spool(tmp_path / "s.sqlite")
+    m = make_measurement()
+    plan = (b'{"schema":"1.0","agent_id":"%s","issued_at":"2026-01-01T00:00:00Z",'
+            b'"measurements":[{"kind":"spo2","times":["08:00"]}]}' % agent_id.encode())
+    _publish(broker, topics.config(agent_id), plan, retain=True)
+    up = _uplink(spool, agent_id, broker, topics).start()
+    try:
+        assert up.wait_connected(10)
+        deadline = time.monotonic() + 10
+        while spool.plan() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert spool.plan() is not None and spool.plan().measurements[0].kind.value == "spo2"
+        _publish(broker, topics.receipts(agent_id), b"{not json")
+        _publish(broker, topics.receipts(agent_id), b'{"schema":"1.0","agent_id":"%s","status":"lost"}'
+                 % agent_id.encode())
+        _publish(broker, topics.receipts(agent_id),
+                 b'{"schema":"1.0","agent_id":"%s","status":"seen","ids":["%s"],"at":"2026-01-02T10:00:00Z",'
+                 b'"by":"Sygeplejerske Hansen"}' % (agent_id.encode(), str(m.id).encode()))
+        deadline = time.monotonic() + 10
+        while not spool.receipts_for(m.id) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert set(spool.receipts_for(m.id)) == {"seen"}
+        assert "malformed receipt" in caplog.text
+        assert up.connected and up.connects == 1  # the garbage cost no reconnect
+    finally:
+        up.stop()
+        _publish(broker, topics.config(agent_id), b"", retain=True)
+
+
+def test_unreachable_broker_is_retried_visibly_not_fatal(tmp_path: Path, agent_id, topics, caplog) -> None:
+    spool = Spool(tmp_path / "s.sqlite")
+    broker = parse_broker_url("mqtt://127.0.0.1:1")
+    up = _uplink(spool, agent_id, broker, topics, reconnect_min_s=0.1, reconnect_max_s=0.2).start()
+    try:
+        deadline = time.monotonic() + 5
+        while up.attempts < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert up.attempts >= 3 and up.connects == 0
+        assert "cannot reach broker" in caplog.text and "reconnecting in" in caplog.text
+    finally:
+        up.stop()
+
+
+@pytest.mark.slow
+def test_broker_outage_then_everything_drains_oldest_first(
+    tmp_path: Path, private_broker, topics, agent_id, make_measurement, collect
+) -> None:
+    broker = parse_broker_url(private_broker.url)
+    col = collect(broker, topics.measurements(agent_id))
+    spool = Spool(tmp_path / "s.sqlite")
+    before = [make_measurement() for _ in range(30)]
+    spool.append_many(before)
+    up = _uplink(spool, agent_id, broker, topics, reconnect_min_s=1.5, reconnect_max_s=3.0).start()
+    assert up.wait_drained(10)
+    assert col.wait_for(lambda: len(set(col.measurement_ids())) == 30, 5)
+    col.close()
+
+    first = private_broker.proc
+    private_broker.stop()
+    if first is not None and first.stderr is not None:
+        first.stderr.close()  # the shared fixture leaves this pipe open (ResourceWarning under -W error)
+    during = [make_measurement() for _ in range(300)]
+    for m in during:  # readings keep coming while the broker is away
+        spool.append(m)
+    attempts = up.attempts
+    deadline = time.monotonic() + 10
+    while up.attempts <= attempts + 1 and time.monotonic() < deadline:
+        time.sleep(0.02)  # the uplink has failed at least once more and now backs off >= 3 s
+    assert spool.depth == 300 and not up.connected
+    private_broker.start()
+    col2 = collect(broker, topics.measurements(agent_id))
+    try:
+        assert up.wait_drained(20), f"{spool.depth} readings left"
+        assert col2.wait_for(lambda: len(set(col2.measurement_ids())) == 300, 10)
+        got = list(dict.fromkeys(col2.measurement_ids()))
+        assert got == [m.id for m in during]
+        assert up.connects == 2
+    finally:
+        up.stop()
