@@ -204,7 +204,9 @@ class OwnBroker:
             (self.workdir / name).chmod(0o600)
         self.port = _free_port()
         (self.workdir / "mosquitto.conf").write_text(
-            f"listener {self.port} 127.0.0.1\npersistence false\nmax_queued_messages 0\n"
+            # Run as root (CI), Mosquitto would drop to its own user and fail to read the 0600
+            # password and ACL files in our private directory; "user root" keeps it as we are.
+            f"listener {self.port} 127.0.0.1\npersistence false\nmax_queued_messages 0\nuser root\n"
             f"{conf.replace('{dir}', str(self.workdir))}\n"
         )
         self.proc: subprocess.Popen[bytes] | None = None
@@ -227,6 +229,7 @@ class OwnBroker:
                     break
                 time.sleep(0.05)
         err = self.proc.stderr.read() if self.proc.stderr and self.proc.poll() is not None else b""
+        self.stop()
         raise RuntimeError(f"private mosquitto did not start: {err!r}")
 
     def stop(self) -> None:
