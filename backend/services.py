@@ -62,4 +62,7 @@ def factories() -> list[ServiceFactory]:
     from backend.ingest.service import ingest_factory
 
     out.append(ingest_factory)
+    from backend.alerting import service_factory as alerting_factory
+
+    out.append(alerting_factory)
     return out

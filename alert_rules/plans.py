@@ -1,0 +1,84 @@
+"""Monitoring plans against time: which planned measurements were due, and which were missed.
+
+Pure. A planned slot (kind, local time, weekday) is met by a reading of that kind measured
+within ± the grace window around the slot; it is missed once ``now`` passes slot + grace with no
+such reading. Slots inside a passive interval (hospitalised, holiday) or while the plan is
+paused are not planned at all, so they raise no blue alert and do not count against adherence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from datetime import time as dtime
+from zoneinfo import ZoneInfo
+
+from vitals.kinds import MeasurementKind
+
+
+@dataclass(frozen=True, slots=True)
+class PlanLine:
+    kind: MeasurementKind
+    times: tuple[dtime, ...]
+    weekdays: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6)
+    grace_minutes: int = 120
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    kind: MeasurementKind
+    due_at: datetime
+    """The planned local time, as an aware datetime."""
+    grace: timedelta
+
+    @property
+    def window(self) -> tuple[datetime, datetime]:
+        return self.due_at - self.grace, self.due_at + self.grace
+
+
+def planned_slots(
+    lines: Sequence[PlanLine],
+    *,
+    start: datetime,
+    end: datetime,
+    tz: str = "Europe/Copenhagen",
+    passive: Iterable[tuple[datetime, datetime | None]] = (),
+    paused_until: datetime | None = None,
+) -> list[Slot]:
+    """Every slot whose due time lies in [start, end), minus the passive and paused ones."""
+    zone = ZoneInfo(tz)
+    passive = list(passive)
+    out: list[Slot] = []
+    day: date = start.astimezone(zone).date() - timedelta(days=1)
+    last: date = end.astimezone(zone).date()
+    while day <= last:
+        for line in lines:
+            if day.weekday() not in line.weekdays:
+                continue
+            for t in line.times:
+                due = datetime.combine(day, t, tzinfo=zone)
+                if not (start <= due < end):
+                    continue
+                if paused_until is not None and due < paused_until:
+                    continue
+                if any(s <= due and (e is None or due < e) for s, e in passive):
+                    continue
+                out.append(Slot(line.kind, due, timedelta(minutes=line.grace_minutes)))
+        day += timedelta(days=1)
+    out.sort(key=lambda s: s.due_at)
+    return out
+
+
+def slot_met(slot: Slot, times: Sequence[datetime]) -> bool:
+    lo, hi = slot.window
+    return any(lo <= t <= hi for t in times)
+
+
+def missed_slots(
+    slots: Sequence[Slot], readings: Mapping[MeasurementKind, Sequence[datetime]], *, now: datetime
+) -> list[Slot]:
+    """Slots whose grace window has passed with no reading of their kind inside it."""
+    return [
+        s for s in slots if now > s.due_at + s.grace and not slot_met(s, readings.get(s.kind, ()))
+    ]

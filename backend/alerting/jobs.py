@@ -1,0 +1,154 @@
+"""The scheduled work, as plain functions of (connection, now): the scheduler only calls them.
+
+Each is idempotent against the database, so a missed run, a rerun or a second instance adds
+nothing twice: the state lives in the rows, not in the scheduler.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+
+from alert_rules.baseline import compute_baseline
+from alert_rules.evaluate import Finding
+from alert_rules.model import AgentOfflineRule, BaselineRule
+from backend.alerting import lifecycle
+from backend.alerting.config import AlertingConfig, NotifierSettings
+from backend.readings import StoredReading
+from vitals.kinds import MeasurementKind
+
+log = logging.getLogger(__name__)
+
+
+def run_escalations(conn: psycopg.Connection[Any], *, now: datetime, config: AlertingConfig,
+                    teams: lifecycle.TeamDirectory | None = None,
+                    notifier: NotifierSettings | None = None) -> list[lifecycle.Alert]:
+    teams = teams or lifecycle.TeamDirectory()
+    teams.refresh(conn)
+    return lifecycle.escalate_due(conn, now=now, config=config, teams=teams, notifier=notifier)
+
+
+def check_technical(conn: psycopg.Connection[Any], *, now: datetime, config: AlertingConfig,
+                    teams: lifecycle.TeamDirectory | None = None,
+                    notifier: NotifierSettings | None = None) -> list[lifecycle.Alert]:
+    """Agents offline beyond the limit, and devices reporting a low battery."""
+    teams = teams or lifecycle.TeamDirectory()
+    teams.refresh(conn)
+    out: list[lifecycle.Alert] = []
+    offline = next((r for r in config.ruleset.by_id.values() if isinstance(r, AgentOfflineRule)), None)
+    if offline is not None:
+        limit = now - timedelta(hours=offline.thresholds.offline_hours)
+        rows = conn.execute(
+            "SELECT patient_id, id, online, coalesce(last_seen_at, status_at, enrolled_at) FROM agents"
+            " WHERE active AND patient_id IS NOT NULL").fetchall()
+        for pid, agent_id, online, seen in rows:
+            with conn.transaction():
+                lifecycle.lock_patients(conn, [pid])
+                active = lifecycle.active_alerts(conn, [pid]).get((pid, offline.id))
+                if not online and seen is not None and seen < limit:
+                    if active is None:
+                        patient = lifecycle.load_patients(conn, [pid])[pid]
+                        f = Finding(offline.id, offline.kind, None, "technical", None, offline.title,
+                                    offline.default_thresholds(),
+                                    {"agent_id": agent_id, "last_seen_at": seen.isoformat()})
+                        alert, _ = lifecycle.apply_breach(conn, patient=patient, finding=f, reading_id=None, now=now,
+                                                          active=None, config=config, teams=teams, notifier=notifier)
+                        out.append(alert)
+                elif active is not None and online:
+                    lifecycle.resolve_alert(conn, alert=active, by="system", note="udstyret er online igen",
+                                            now=now, config=config)
+    battery = config.ruleset.by_id.get("technical.battery_low")
+    if battery is not None:
+        rows = conn.execute(
+            "SELECT DISTINCT a.patient_id, d.address, d.model FROM devices d JOIN agents a ON a.id = d.agent_id"
+            " WHERE d.battery_low AND a.active AND a.patient_id IS NOT NULL").fetchall()
+        for pid, address, model in rows:
+            with conn.transaction():
+                lifecycle.lock_patients(conn, [pid])
+                active = lifecycle.active_alerts(conn, [pid]).get((pid, battery.id))
+                if active is None:
+                    patient = lifecycle.load_patients(conn, [pid])[pid]
+                    f = Finding(battery.id, battery.kind, None, "technical", None, battery.title, {},
+                                {"device": address, "model": model})
+                    alert, _ = lifecycle.apply_breach(conn, patient=patient, finding=f, reading_id=None, now=now,
+                                                      active=None, config=config, teams=teams, notifier=notifier)
+                    out.append(alert)
+    return out
+
+
+def recompute_baselines(conn: psycopg.Connection[Any], *, now: datetime, config: AlertingConfig,
+                        tz: str = "Europe/Copenhagen") -> int:
+    """Each patient's baseline per (kind, component) of their programme's baseline rules.
+
+    A day on which the patient had a red or yellow alert is not stable and is left out."""
+    zone = ZoneInfo(tz)
+    today = now.astimezone(zone).date()
+    written = 0
+    for prog_file in config.ruleset.files.values():
+        rules = [r for r in prog_file.rules if isinstance(r, BaselineRule)]
+        if not rules:
+            continue
+        days = max(r.thresholds.days for r in rules)
+        since = now - timedelta(days=days * 2 + 2)
+        unstable: dict[int, set[date]] = defaultdict(set)
+        for pid, opened, closed in conn.execute(
+            "SELECT a.patient_id, a.opened_at, coalesce(a.resolved_at, %s) FROM alerts a JOIN patients p"
+            " ON p.id = a.patient_id WHERE p.programme = %s AND a.severity IN ('red', 'yellow')"
+            " AND coalesce(a.resolved_at, %s) >= %s", (now, prog_file.programme, now, since),
+        ).fetchall():
+            d, last = opened.astimezone(zone).date(), closed.astimezone(zone).date()
+            while d <= last:
+                unstable[int(pid)].add(d)
+                d += timedelta(days=1)
+        for rule in rules:
+            comp = rule.component_name
+            rows = conn.execute(
+                "SELECT m.patient_id, (m.measured_at AT TIME ZONE %s)::date AS day,"
+                " avg((m.components ->> %s)::double precision) FROM measurements m JOIN patients p"
+                " ON p.id = m.patient_id WHERE p.programme = %s AND p.active AND m.kind = %s AND m.measured_at >= %s"
+                " AND m.components ? %s GROUP BY 1, 2",
+                (tz, comp, prog_file.programme, rule.measurement.value, since, comp),
+            ).fetchall()
+            series: dict[int, list[tuple[date, float]]] = defaultdict(list)
+            for pid, day, mean in rows:
+                if mean is not None:
+                    series[int(pid)].append((day, float(mean)))
+            with conn.transaction():
+                for pid, daily in series.items():
+                    b = compute_baseline(daily, today=today, days=rule.thresholds.days,
+                                         min_days=rule.thresholds.min_days, unstable_days=unstable.get(pid, set()))
+                    if b is None:
+                        conn.execute("DELETE FROM patient_baselines WHERE patient_id = %s AND kind = %s"
+                                     " AND component = %s", (pid, rule.measurement.value, comp))
+                        continue
+                    conn.execute(
+                        "INSERT INTO patient_baselines (patient_id, kind, component, mean, sd, n_days, last_day,"
+                        " computed_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (patient_id, kind, component)"
+                        " DO UPDATE SET mean = EXCLUDED.mean, sd = EXCLUDED.sd, n_days = EXCLUDED.n_days,"
+                        " last_day = EXCLUDED.last_day, computed_at = EXCLUDED.computed_at",
+                        (pid, rule.measurement.value, comp, b.mean, b.sd, b.n_days, b.last_day, now),
+                    )
+                    written += 1
+    return written
+
+
+def failed_readings(conn: psycopg.Connection[Any], *, limit: int = 500) -> list[StoredReading]:
+    """Readings whose evaluation failed earlier, rebuilt from the store for a retry."""
+    rows = conn.execute(
+        "SELECT m.id, m.patient_id, m.agent_id, m.kind, m.components, m.measured_at, m.stored_at, m.quality,"
+        " m.flags, m.device_id FROM alert_evaluation_failures f JOIN measurements m ON m.id = f.measurement_id"
+        " ORDER BY m.measured_at LIMIT %s", (limit,),
+    ).fetchall()
+    out = []
+    for mid, pid, agent, kind, comps, at, stored, quality, flags, device in rows:
+        try:
+            out.append(StoredReading(mid, int(pid), agent, MeasurementKind(kind), comps, at, stored,
+                                     tuple(quality or ()), tuple(flags or ()), device))
+        except ValueError:
+            log.error("failed reading %s has unknown kind %r; left in alert_evaluation_failures", mid, kind)
+    return out

@@ -1,0 +1,80 @@
+"""Helpers for the alerting tests: teams, patients and readings in this session's database."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+DEMO_TEAMS = [
+    ("aarhus-sygepleje", "Aarhus Kommune sygepleje", "municipal", "Aarhus", None),
+    ("randers-akutteam", "Randers Kommune akutteam", "municipal", "Randers", None),
+    ("silkeborg-sygepleje", "Silkeborg Kommune sygepleje", "municipal", "Silkeborg", None),
+    ("auh-lungeteam", "AUH udgående lungeteam", "hospital", None, "AUH Lungesygdomme"),
+    ("auh-hjerteteam", "AUH Hjertesygdomme udgående team", "hospital", None, "AUH Hjertesygdomme"),
+    ("auh-akut", "AUH Akutafdelingen", "hospital", None, "AUH Akutafdelingen"),
+]
+
+
+@dataclass
+class Seeder:
+    conn: Any
+
+    def teams(self) -> None:
+        for key, name, sector, municipality, department in DEMO_TEAMS:
+            self.conn.execute(
+                "INSERT INTO teams (key, name, sector, municipality, department) VALUES (%s,%s,%s,%s,%s)"
+                " ON CONFLICT (key) DO NOTHING", (key, name, sector, municipality, department))
+
+    def patient(self, programme: str = "copd", municipality: str = "Aarhus", department: str | None = None) -> int:
+        ref = f"t-{secrets.token_hex(5)}"
+        row = self.conn.execute(
+            "INSERT INTO patients (external_ref, name, programme, municipality, department)"
+            " VALUES (%s,%s,%s,%s,%s) RETURNING id", (ref, f"Borger {ref}", programme, municipality, department),
+        ).fetchone()
+        pid = int(row[0])
+        self.conn.execute("INSERT INTO agents (id, patient_id) VALUES (%s, %s)", (f"ag-{ref}", pid))
+        return pid
+
+    def agent_of(self, pid: int) -> str:
+        return str(self.conn.execute("SELECT id FROM agents WHERE patient_id = %s", (pid,)).fetchone()[0])
+
+    def reading(self, pid: int, kind: str, at: datetime, quality: tuple[str, ...] = (), **values: float) -> Any:
+        from psycopg.types.json import Jsonb
+
+        from backend.readings import StoredReading
+        from vitals import MeasurementKind, spec
+
+        mid = uuid.uuid4()
+        primary = values[spec(kind).primary.name]
+        agent = self.agent_of(pid)
+        self.conn.execute(
+            "INSERT INTO measurements (id, measured_at, patient_id, agent_id, kind, value, components, unit,"
+            " device_clock_trusted, agent_received_at, quality) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,true,%s,%s)",
+            (mid, at, pid, agent, kind, primary, Jsonb(values), spec(kind).unit, at, list(quality)),
+        )
+        return StoredReading(id=mid, patient_id=pid, agent_id=agent, kind=MeasurementKind(kind), components=values,
+                             measured_at=at, stored_at=datetime.now(UTC), quality=quality)
+
+
+@pytest.fixture
+def seed(db: Any) -> Seeder:
+    s = Seeder(db)
+    s.teams()
+    return s
+
+
+@pytest.fixture
+def pool(database_url: str) -> Iterator[Any]:
+    from backend.store import open_pool
+
+    p = open_pool(database_url, min_size=1, max_size=4)
+    try:
+        yield p
+    finally:
+        p.close()

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from backend.alerting import FixedClock, acknowledge, alert_history, worklist
+from backend.alerting.config import load_config
+from backend.alerting.engine import AlertEngine
+
+CPH = ZoneInfo("Europe/Copenhagen")
+
+
+def test_yellow_then_red_is_one_alert_rerouted(seed, pool, db):  # type: ignore[no-untyped-def]
+    pid = seed.patient("copd", "Aarhus")
+    t0 = datetime(2026, 11, 24, 17, 0, tzinfo=CPH)  # a Tuesday evening: municipal cover
+    clock = FixedClock(t0)
+    engine = AlertEngine(pool=pool, config=load_config(), clock=clock)
+    engine.on_stored([seed.reading(pid, "spo2", t0, spo2=88.0)])
+    clock.set(t0 + timedelta(minutes=5))
+    engine.on_stored([seed.reading(pid, "spo2", t0 + timedelta(minutes=5), spo2=84.0)])
+    entries = worklist(db, patient_ids=[pid])
+    assert len(entries) == 1
+    alerts = [a for a in entries[0].alerts if a.rule_id == "copd.spo2.absolute"]
+    assert len(alerts) == 1
+    a = alerts[0]
+    assert (a.severity, a.state, a.team_key, a.last_value) == ("red", "open", "aarhus-sygepleje", 84.0)
+    history = [t.action for t in alert_history(db, patient_id=pid) if t.rule_id == "copd.spo2.absolute"]
+    assert history == ["opened", "worsened"]
+    acked = acknowledge(db, alert_id=a.id, by="nurse-1", note="ringet op")
+    assert acked.state == "acknowledged" and acked.acknowledged_by == "nurse-1"
