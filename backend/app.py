@@ -66,6 +66,8 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool = Tru
 
 def routers() -> list:  # type: ignore[type-arg]
     from backend import metrics
-    from backend.api import health
+    from backend.admin import routes as admin_routes
+    from backend.api import health, v1
+    from backend.web import routes as web_routes
 
-    return [health.router, metrics.router]
+    return [health.router, metrics.router, v1.router, admin_routes.api, web_routes.router, admin_routes.pages]

@@ -13,7 +13,18 @@ from backend.settings import Settings
 
 def seed(settings: Settings) -> list[str]:
     """Create the demo data; return the login lines to print."""
-    return []
+    lines: list[str] = []
+    lines += _seed_accounts(settings)
+    return lines
+
+
+def _seed_accounts(settings: Settings) -> list[str]:
+    import psycopg
+
+    from backend.accounts.demo import seed_accounts
+
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        return seed_accounts(conn, demo=settings.demo)
 
 
 @contextlib.contextmanager

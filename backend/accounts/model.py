@@ -1,0 +1,58 @@
+"""Value types of the accounts component."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from backend.errors import BackendError
+
+
+class Role(StrEnum):
+    CITIZEN = "citizen"
+    NURSE = "nurse"
+    SPECIALIST = "specialist"
+    ADMIN = "admin"
+
+    @property
+    def clinical(self) -> bool:
+        """Roles that read other people's health data."""
+        return self in (Role.NURSE, Role.SPECIALIST)
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    username: str
+    display_name: str
+    role: Role
+    team_id: int | None = None
+    team_key: str | None = None
+    team_name: str | None = None
+    municipality: str | None = None
+    """The municipality of a nurse's team."""
+    department: str | None = None
+    """The hospital department of a specialist's team."""
+    patient_id: int | None = None
+    """A citizen's own patient row."""
+    lang: str = "da"
+
+
+class AuthError(BackendError):
+    """Wrong username or password, or an unknown/expired session or token."""
+
+
+class RateLimited(AuthError):
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(f"too many failed logins; try again in {retry_after_s} s")
+        self.retry_after_s = retry_after_s
+
+
+class AccessDenied(BackendError):
+    """The user may not read this patient's data (outside their team's scope, or admin)."""
+
+    def __init__(self, *, user: str, patient_id: int | None, why: str) -> None:
+        super().__init__(f"{user} may not read patient {patient_id}: {why}")
+        self.user = user
+        self.patient_id = patient_id
+        self.why = why

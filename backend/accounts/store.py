@@ -1,0 +1,190 @@
+"""Users, sessions and API tokens in PostgreSQL.
+
+Passwords are argon2 (argon2-cffi defaults). Session and API tokens are random and stored only
+as an HMAC keyed with the app's secret, so a database dump neither logs anyone in nor works
+against another installation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from backend.accounts.model import AuthError, RateLimited, Role, User
+
+log = logging.getLogger(__name__)
+
+_hasher = PasswordHasher()
+SESSION_TTL = timedelta(hours=12)
+TOKEN_TTL = timedelta(days=30)
+LOGIN_WINDOW = timedelta(minutes=15)
+MAX_FAILURES_PER_USER = 5
+MAX_FAILURES_PER_ADDR = 30
+# Verified against when the username is unknown, so a wrong username costs the same time.
+_DUMMY_HASH = _hasher.hash(secrets.token_hex(8))
+
+_USER_SELECT = """
+SELECT u.id, u.username, u.display_name, u.role, u.team_id, t.key, t.name, t.municipality,
+       t.department, u.patient_id, u.lang
+FROM users u LEFT JOIN teams t ON t.id = u.team_id
+"""
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def _keyed(secret: str, token: str) -> str:
+    return hmac.new(secret.encode(), token.encode(), hashlib.sha256).hexdigest()
+
+
+def _user(row: tuple) -> User:  # type: ignore[type-arg]
+    return User(
+        id=row[0], username=row[1], display_name=row[2], role=Role(row[3]), team_id=row[4],
+        team_key=row[5], team_name=row[6], municipality=row[7], department=row[8],
+        patient_id=row[9], lang=row[10],
+    )
+
+
+def create_user(
+    conn: psycopg.Connection,
+    *,
+    username: str,
+    display_name: str,
+    role: Role | str,
+    password: str | None,
+    team_id: int | None = None,
+    patient_id: int | None = None,
+    lang: str = "da",
+) -> User:
+    role = Role(role)
+    if password is not None and len(password) < 8:
+        raise AuthError("a password needs at least 8 characters")
+    row = conn.execute(
+        """INSERT INTO users (username, display_name, role, team_id, patient_id, password_hash, lang)
+           VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id""",
+        (username.lower(), display_name, role.value, team_id, patient_id,
+         hash_password(password) if password is not None else None, lang),
+    ).fetchone()
+    assert row is not None
+    user = get_user(conn, user_id=row[0])
+    assert user is not None
+    return user
+
+
+def get_user(conn: psycopg.Connection, *, user_id: int) -> User | None:
+    row = conn.execute(_USER_SELECT + " WHERE u.id = %s", (user_id,)).fetchone()
+    return _user(row) if row else None
+
+
+def set_password(conn: psycopg.Connection, *, user_id: int, password: str) -> None:
+    if len(password) < 8:
+        raise AuthError("a password needs at least 8 characters")
+    conn.execute("UPDATE users SET password_hash = %s WHERE id = %s", (hash_password(password), user_id))
+
+
+def _check_rate(conn: psycopg.Connection, *, username: str, remote_addr: str | None, now: datetime) -> None:
+    since = now - LOGIN_WINDOW
+    row = conn.execute(
+        """SELECT count(*) FILTER (WHERE username = %(u)s), min(at) FILTER (WHERE username = %(u)s),
+                  count(*) FILTER (WHERE remote_addr = %(a)s), min(at) FILTER (WHERE remote_addr = %(a)s)
+           FROM login_attempts
+           WHERE at > %(since)s AND NOT ok AND (username = %(u)s OR remote_addr = %(a)s)""",
+        {"u": username, "a": remote_addr, "since": since},
+    ).fetchone()
+    assert row is not None
+    for count, oldest, limit in ((row[0], row[1], MAX_FAILURES_PER_USER), (row[2], row[3], MAX_FAILURES_PER_ADDR)):
+        if count >= limit and oldest is not None:
+            raise RateLimited(max(1, int((oldest + LOGIN_WINDOW - now).total_seconds())))
+
+
+def authenticate(
+    conn: psycopg.Connection, *, username: str, password: str, remote_addr: str | None = None,
+    now: datetime | None = None,
+) -> User:
+    """The user, or AuthError/RateLimited. Every attempt is recorded (and committed by the caller)."""
+    now = now or datetime.now(UTC)
+    username = username.strip().lower()[:64]
+    _check_rate(conn, username=username, remote_addr=remote_addr, now=now)
+    row = conn.execute(
+        "SELECT id, password_hash FROM users WHERE username = %s AND active", (username,)
+    ).fetchone()
+    stored = row[1] if row and row[1] else None
+    ok = verify_password(stored or _DUMMY_HASH, password) and stored is not None
+    conn.execute(
+        "INSERT INTO login_attempts (at, username, remote_addr, ok) VALUES (%s, %s, %s, %s)",
+        (now, username, remote_addr, ok),
+    )
+    if not ok or row is None:
+        log.info("failed login for %r from %s", username, remote_addr)
+        raise AuthError("wrong username or password")
+    user = get_user(conn, user_id=row[0])
+    assert user is not None
+    return user
+
+
+def create_session(
+    conn: psycopg.Connection, *, user: User, secret: str, remote_addr: str | None = None,
+    now: datetime | None = None,
+) -> tuple[str, str]:
+    """(session token for the cookie, CSRF token for the forms)."""
+    now = now or datetime.now(UTC)
+    token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
+    conn.execute(
+        """INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at, remote_addr)
+           VALUES (%s, %s, %s, %s, %s, %s)""",
+        (_keyed(secret, token), user.id, csrf, now, now + SESSION_TTL, remote_addr),
+    )
+    return token, csrf
+
+
+def session_user(conn: psycopg.Connection, *, token: str, secret: str) -> tuple[User, str] | None:
+    """(user, csrf token) for a live session, else None."""
+    row = conn.execute(
+        """SELECT s.user_id, s.csrf_token FROM sessions s JOIN users u ON u.id = s.user_id
+           WHERE s.token_hash = %s AND s.expires_at > now() AND u.active""",
+        (_keyed(secret, token),),
+    ).fetchone()
+    if row is None:
+        return None
+    user = get_user(conn, user_id=row[0])
+    return (user, row[1]) if user else None
+
+
+def delete_session(conn: psycopg.Connection, *, token: str, secret: str) -> None:
+    conn.execute("DELETE FROM sessions WHERE token_hash = %s", (_keyed(secret, token),))
+
+
+def create_api_token(
+    conn: psycopg.Connection, *, user: User, secret: str, name: str = "api", ttl: timedelta = TOKEN_TTL
+) -> tuple[str, datetime]:
+    token = "nc_" + secrets.token_urlsafe(32)
+    expires = datetime.now(UTC) + ttl
+    conn.execute(
+        "INSERT INTO api_tokens (token_hash, user_id, name, expires_at) VALUES (%s, %s, %s, %s)",
+        (_keyed(secret, token), user.id, name[:64], expires),
+    )
+    return token, expires
+
+
+def token_user(conn: psycopg.Connection, *, token: str, secret: str) -> User | None:
+    row = conn.execute(
+        """SELECT t.user_id FROM api_tokens t JOIN users u ON u.id = t.user_id
+           WHERE t.token_hash = %s AND t.expires_at > now() AND t.revoked_at IS NULL AND u.active""",
+        (_keyed(secret, token),),
+    ).fetchone()
+    return get_user(conn, user_id=row[0]) if row else None

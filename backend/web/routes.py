@@ -1,0 +1,353 @@
+"""Server-rendered pages: login, worklist (live), patients, patient page with trends, reading
+detail, population, audit, Min Log, and the citizen's own page. Admin pages are in
+:mod:`backend.admin.web`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Form, HTTPException, Query, Request
+from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
+
+from backend import audit
+from backend.accounts.access import PatientNotFound, open_patient
+from backend.accounts.deps import SESSION_COOKIE, Conn, CurrentPrincipal, Principal, optional_principal, remote_addr
+from backend.accounts.model import AccessDenied, AuthError, RateLimited, Role
+from backend.accounts.store import SESSION_TTL, authenticate, create_session, delete_session
+from backend.api import clinical
+from backend.api import alerts as alerts_view
+from backend.web.render import STATIC, render
+from backend.web.i18n import translator
+
+log = logging.getLogger(__name__)
+router = APIRouter(include_in_schema=False)
+LOGIN_CSRF_COOKIE = "nearcare_login_csrf"
+
+HOME = {Role.NURSE: "/worklist", Role.SPECIALIST: "/worklist", Role.CITIZEN: "/me", Role.ADMIN: "/admin"}
+
+
+def _secure(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+@router.get("/static/{path:path}")
+def static(path: str) -> FileResponse:
+    root = STATIC.resolve()
+    target = (root / path).resolve()
+    if root not in target.parents or not target.is_file():
+        raise HTTPException(404)
+    return FileResponse(target, headers={"Cache-Control": "public, max-age=3600"})
+
+
+@router.get("/")
+async def home(request: Request) -> Response:
+    p = await optional_principal(request)
+    if p is None:
+        return RedirectResponse("/login", 303)
+    return RedirectResponse(HOME[p.user.role], 303)
+
+
+def _safe_next(value: str | None) -> str:
+    # Only local paths: never an open redirect to another site.
+    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return ""
+
+
+@router.get("/login")
+def login_page(request: Request, next: str | None = None) -> Response:
+    token = secrets.token_urlsafe(16)
+    resp = render(request, None, "login.html", login_csrf=token, next=_safe_next(next), error=None)
+    resp.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", secure=_secure(request), max_age=3600)
+    return resp
+
+
+@router.post("/login")
+def login(
+    request: Request, conn: Conn, username: Annotated[str, Form()], password: Annotated[str, Form()],
+    csrf: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "",
+) -> Response:
+    t = translator(request.query_params.get("lang", "da"))
+    cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    error: str | None = None
+    if not cookie or not secrets.compare_digest(cookie, csrf):
+        error, status = "CSRF", 403
+    else:
+        try:
+            user = authenticate(conn, username=username, password=password, remote_addr=remote_addr(request))
+        except RateLimited as exc:
+            conn.commit()
+            error, status = t("rate_limited", s=exc.retry_after_s), 429
+        except AuthError:
+            conn.commit()
+            error, status = t("wrong_login"), 401
+    if error is not None:
+        token = secrets.token_urlsafe(16)
+        resp = render(request, None, "login.html", status=status, login_csrf=token, next=_safe_next(next), error=error)
+        resp.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", secure=_secure(request))
+        return resp
+    session, _ = create_session(conn, user=user, secret=request.app.state.settings.secret_key,
+                                remote_addr=remote_addr(request))
+    resp = RedirectResponse(_safe_next(next) or HOME[user.role], 303)
+    resp.set_cookie(SESSION_COOKIE, session, httponly=True, samesite="lax", secure=_secure(request),
+                    max_age=int(SESSION_TTL.total_seconds()))
+    resp.delete_cookie(LOGIN_CSRF_COOKIE)
+    return resp
+
+
+@router.post("/logout")
+def logout(request: Request, p: CurrentPrincipal, conn: Conn) -> Response:
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        delete_session(conn, token=token, secret=request.app.state.settings.secret_key)
+    resp = RedirectResponse("/login", 303)
+    resp.delete_cookie(SESSION_COOKIE)
+    return resp
+
+
+def _clinician(request: Request, p: Principal) -> Response | None:
+    if p.user.role.clinical:
+        return None
+    t = translator(p.lang)
+    return render(request, p, "error.html", status=403, heading=t("forbidden"), message=t("forbidden_text"))
+
+
+def _open(request: Request, p: Principal, conn: Any, patient_id: int, action: str, detail: str | None = None) -> Any:
+    """The patient, or a rendered 403/404 page (the refusal is already in the audit log)."""
+    t = translator(p.lang)
+    try:
+        return open_patient(conn, user=p.user, patient_id=patient_id, action=action, detail=detail,
+                            remote_addr=remote_addr(request))
+    except AccessDenied:
+        return render(request, p, "error.html", status=403, heading=t("forbidden"), message=t("forbidden_text"))
+    except PatientNotFound:
+        return render(request, p, "error.html", status=404, heading=t("not_found"), message=t("not_found"))
+
+
+# ---- worklist -------------------------------------------------------------------------------
+
+@router.get("/worklist")
+def worklist_page(request: Request, p: CurrentPrincipal, conn: Conn, team: str | None = None) -> Response:
+    if (denied := _clinician(request, p)) is not None:
+        return denied
+    view = alerts_view.worklist(conn, user=p.user, team_key=team)
+    audit.record(conn, actor=p.user, patient_id=None, action="worklist",
+                 detail=f"{len(view.rows)} patients" + (f", team {team}" if team else ""), remote_addr=remote_addr(request))
+    return render(request, p, "worklist.html", view=view, team=team)
+
+
+@router.get("/worklist/rows")
+def worklist_rows(request: Request, p: CurrentPrincipal, conn: Conn, team: str | None = None) -> Response:
+    if (denied := _clinician(request, p)) is not None:
+        return denied
+    view = alerts_view.worklist(conn, user=p.user, team_key=team)
+    audit.record(conn, actor=p.user, patient_id=None, action="worklist refresh",
+                 detail=f"{len(view.rows)} patients", remote_addr=remote_addr(request))
+    return render(request, p, "worklist_rows.html", view=view, team=team)
+
+
+@router.post("/alerts/{alert_id}/kvitter")
+def kvitter(request: Request, p: CurrentPrincipal, conn: Conn, alert_id: int,
+            note: Annotated[str, Form(max_length=2000)] = "", back: Annotated[str, Form()] = "") -> Response:
+    if (denied := _clinician(request, p)) is not None:
+        return denied
+    patient_id = alerts_view.alert_patient(conn, alert_id=alert_id)
+    if patient_id is None:
+        raise HTTPException(404, "no such alert")
+    opened = _open(request, p, conn, patient_id, "kvittering", detail=f"alert {alert_id}")
+    if isinstance(opened, Response):
+        return opened
+    alerts_view.acknowledge(conn, runtime=request.app.state.runtime, alert_id=alert_id, user=p.user, note=note)
+    return RedirectResponse(_safe_next(back) or "/worklist", 303)
+
+
+@router.post("/worklist/kvitter-green")
+def kvitter_all_green(request: Request, p: CurrentPrincipal, conn: Conn, team: Annotated[str, Form()] = "") -> Response:
+    if (denied := _clinician(request, p)) is not None:
+        return denied
+    n = alerts_view.acknowledge_all_green(conn, runtime=request.app.state.runtime, user=p.user,
+                                          team_key=team or None, remote_addr=remote_addr(request))
+    log.info("%s acknowledged %d green rows", p.user.username, n)
+    return RedirectResponse("/worklist" + (f"?team={team}" if team else ""), 303)
+
+
+# ---- live events ----------------------------------------------------------------------------
+
+@router.get("/events")
+async def events(request: Request, p: CurrentPrincipal) -> Response:
+    """Server-sent events: "alert" when any alert changed (the client re-reads its scoped rows)."""
+    hub = request.app.state.runtime.events
+    queue = hub.subscribe()
+
+    async def stream() -> AsyncIterator[bytes]:
+        try:
+            yield b"retry: 3000\n: connected\n\n"
+            while True:
+                try:
+                    event = await asyncio.wait_for(queue.get(), timeout=15)
+                except TimeoutError:
+                    if await request.is_disconnected():
+                        return
+                    yield b": ping\n\n"
+                    continue
+                name = "alert" if event.type.startswith("alert.") else "reading"
+                yield f"event: {name}\ndata: {event.type}\n\n".encode()
+        finally:
+            hub.unsubscribe(queue)
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+# ---- patients -------------------------------------------------------------------------------
+
+@router.get("/patients")
+def patients(request: Request, p: CurrentPrincipal, conn: Conn, q: str | None = None) -> Response:
+    if (denied := _clinician(request, p)) is not None:
+        return denied
+    rows = clinical.list_patients(conn, user=p.user, search=q)
+    audit.record(conn, actor=p.user, patient_id=None, action="patient list", detail=f"{len(rows)} shown",
+                 remote_addr=remote_addr(request))
+    return render(request, p, "patients.html", patients=rows, q=q)
+
+
+def _charts(conn: Any, *, patient_id: int, range_key: str, lang: str, tz: str) -> list[dict[str, Any]]:
+    from backend.web.charts import chart
+    from vitals.kinds import MeasurementKind as K
+
+    now = datetime.now(UTC)
+    tr = {k: clinical.trend(conn, patient_id=patient_id, kind=k, range_key=range_key, now=now, lang=lang, tz=tz)
+          for k in clinical.TREND_KINDS}
+    bands = alerts_view.threshold_bands(conn, patient_id=patient_id)
+    markers = alerts_view.alert_markers(conn, patient_id=patient_id, since=now - timedelta(days=clinical.RANGES[range_key]))
+    return [
+        chart(key="spo2_pulse", title=f"{tr[K.SPO2].label} / {tr[K.PULSE].label}", trends=[tr[K.SPO2], tr[K.PULSE]],
+              bands=[b for b in bands if b["kind"] in ("spo2", "pulse")],
+              markers=[m for m in markers if m["kind"] in ("spo2", "pulse")]),
+        chart(key="weight", title=tr[K.WEIGHT].label, trends=[tr[K.WEIGHT]],
+              bands=[b for b in bands if b["kind"] == "weight"], markers=[m for m in markers if m["kind"] == "weight"]),
+        chart(key="bp", title=tr[K.BLOOD_PRESSURE].label,
+              trends=[tr[K.BLOOD_PRESSURE]],
+              bands=[b for b in bands if b["kind"] == "blood_pressure"],
+              markers=[m for m in markers if m["kind"] == "blood_pressure"]),
+    ]
+
+
+@router.get("/patients/{patient_id}")
+def patient_page(request: Request, p: CurrentPrincipal, conn: Conn, patient_id: int,
+                 range: Annotated[str, Query(pattern="^(7d|30d|1y)$")] = "7d") -> Response:
+    patient = _open(request, p, conn, patient_id, "patient page", detail=f"trends {range}")
+    if isinstance(patient, Response):
+        return patient
+    lang = request.query_params.get("lang") or p.lang
+    tz = request.app.state.settings.timezone
+    ctx: dict[str, Any] = {
+        "patient": patient,
+        "range": range,
+        "charts": _charts(conn, patient_id=patient_id, range_key=range, lang=lang, tz=tz),
+        "readings": clinical.readings(conn, patient_id=patient_id, limit=50),
+        "rejected": clinical.rejected(conn, patient_id=patient_id, limit=50),
+        **alerts_view.patient_panels(conn, patient_id=patient_id),
+    }
+    return render(request, p, "patient.html", **ctx)
+
+
+@router.get("/patients/{patient_id}/readings/{reading_id}")
+def reading_page(request: Request, p: CurrentPrincipal, conn: Conn, patient_id: int, reading_id: UUID) -> Response:
+    patient = _open(request, p, conn, patient_id, "reading detail", detail=str(reading_id))
+    if isinstance(patient, Response):
+        return patient
+    detail = clinical.reading_detail(conn, patient_id=patient_id, reading_id=reading_id)
+    if detail is None:
+        raise HTTPException(404, "no such reading for this patient")
+    return render(request, p, "reading.html", patient=patient, d=detail)
+
+
+@router.post("/patients/{patient_id}/thresholds")
+def threshold_edit(
+    request: Request, p: CurrentPrincipal, conn: Conn, patient_id: int,
+    rule_id: Annotated[str, Form(max_length=200)], field: Annotated[str, Form(max_length=100)],
+    reason: Annotated[str, Form(max_length=2000)], value: Annotated[str, Form(max_length=50)] = "",
+    action: Annotated[str, Form()] = "set",
+) -> Response:
+    if (denied := _clinician(request, p)) is not None:
+        return denied
+    patient = _open(request, p, conn, patient_id, "threshold change", detail=f"{rule_id}.{field}")
+    if isinstance(patient, Response):
+        return patient
+    error = alerts_view.edit_threshold(conn, patient_id=patient_id, rule_id=rule_id, field=field, value=value,
+                                       reason=reason, user=p.user, clear=(action == "clear"))
+    if error:
+        t = translator(p.lang)
+        return render(request, p, "error.html", status=400, heading=t("thresholds"), message=error)
+    return RedirectResponse(f"/patients/{patient_id}#thresholds", 303)
+
+
+@router.post("/patients/{patient_id}/passive")
+def passive_add(
+    request: Request, p: CurrentPrincipal, conn: Conn, patient_id: int,
+    starts: Annotated[str, Form()], ends: Annotated[str, Form()], reason: Annotated[str, Form(max_length=500)],
+) -> Response:
+    if (denied := _clinician(request, p)) is not None:
+        return denied
+    patient = _open(request, p, conn, patient_id, "passive interval", detail=f"{starts}..{ends}")
+    if isinstance(patient, Response):
+        return patient
+    error = alerts_view.add_passive(conn, patient_id=patient_id, starts=starts, ends=ends, reason=reason, user=p.user,
+                                    tz=request.app.state.settings.timezone)
+    if error:
+        t = translator(p.lang)
+        return render(request, p, "error.html", status=400, heading=t("passive"), message=error)
+    return RedirectResponse(f"/patients/{patient_id}#passive", 303)
+
+
+# ---- population -----------------------------------------------------------------------------
+
+@router.get("/population")
+def population(request: Request, p: CurrentPrincipal, conn: Conn) -> Response:
+    if (denied := _clinician(request, p)) is not None:
+        return denied
+    view = alerts_view.population(conn, user=p.user)
+    audit.record(conn, actor=p.user, patient_id=None, action="population view",
+                 detail=f"{len(view['patients'])} patients", remote_addr=remote_addr(request))
+    return render(request, p, "population.html", view=view)
+
+
+# ---- audit, Min Log, citizen ----------------------------------------------------------------
+
+@router.get("/audit")
+def audit_page(request: Request, p: CurrentPrincipal, conn: Conn, patient_id: str | None = None,
+               actor: str | None = None, refused: str | None = None) -> Response:
+    t = translator(p.lang)
+    if p.user.role is not Role.ADMIN:
+        return render(request, p, "error.html", status=403, heading=t("forbidden"), message=t("forbidden"))
+    pid = int(patient_id) if patient_id and patient_id.isdigit() else None
+    rows = audit.entries(conn, patient_id=pid, actor_prefix=actor or None, allowed=False if refused else None)
+    return render(request, p, "audit.html", entries=rows, title=t("audit"), filters=True)
+
+
+@router.get("/min-log")
+def min_log(request: Request, p: CurrentPrincipal, conn: Conn) -> Response:
+    t = translator(p.lang)
+    if p.user.role is not Role.CITIZEN or p.user.patient_id is None:
+        return render(request, p, "error.html", status=403, heading=t("forbidden"), message=t("forbidden"))
+    rows = audit.entries(conn, patient_id=p.user.patient_id)
+    return render(request, p, "audit.html", entries=rows, title=f"{t('min_log')} – {t('who_looked')}", filters=False)
+
+
+@router.get("/me")
+def me(request: Request, p: CurrentPrincipal, conn: Conn) -> Response:
+    if p.user.role is not Role.CITIZEN or p.user.patient_id is None:
+        return RedirectResponse(HOME[p.user.role], 303)
+    patient = _open(request, p, conn, p.user.patient_id, "own readings")
+    if isinstance(patient, Response):
+        return patient
+    return render(request, p, "me.html", patient=patient,
+                  readings=clinical.readings(conn, patient_id=patient.id, limit=30))
+

@@ -1,0 +1,24 @@
+// Live worklist: the server sends "look again" events over SSE; we re-fetch the rows, which the
+// server renders within the user's scope. The events themselves carry no patient data.
+(function () {
+  "use strict";
+  var body = document.getElementById("worklist-rows");
+  if (!body) return;
+  var status = document.getElementById("live-status");
+  var pending = false;
+  function refresh() {
+    if (pending) return;
+    pending = true;
+    fetch(body.getAttribute("data-src"), { headers: { "Accept": "text/html" }, credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
+      .then(function (html) { body.innerHTML = html; body.setAttribute("data-refreshed", String(Date.now())); })
+      .catch(function () {})
+      .then(function () { pending = false; });
+  }
+  var es = new EventSource("/events");
+  es.addEventListener("open", function () { if (status) { status.textContent = "live"; status.className = "live on"; } });
+  es.addEventListener("error", function () { if (status) { status.textContent = "offline"; status.className = "live off"; } });
+  es.addEventListener("alert", refresh);
+  es.addEventListener("reading", function () {});
+  setInterval(refresh, 60000);  // a safety net if an event was lost while reconnecting
+})();
