@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from backend.ingest.core import AcceptedReading, Decision, StatusUpdate
 from backend.readings import StoredReading
@@ -174,7 +175,7 @@ def _insert_measurements(conn: psycopg.Connection, accepted: list[AcceptedReadin
                         r.device_id,
                         r.kind,
                         r.value,
-                        json.dumps(dict(r.components)),
+                        Jsonb(dict(r.components)),
                         r.unit,
                         r.device_clock_trusted,
                         r.agent_received_at,

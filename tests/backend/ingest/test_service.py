@@ -34,8 +34,8 @@ def test_readings_are_stored_attributed_acknowledged_and_receipted(
     env = make_envelope(home.agent_id, 3)
     publisher.publish(topics.measurements(home.agent_id), env)
     wait(lambda: db_count("SELECT count(*) FROM measurements WHERE agent_id = %s", (home.agent_id,)) == 3)
-    assert db_count("SELECT count(*) FROM measurements WHERE agent_id = %s AND patient_id = %s",
-                    (home.agent_id, home.patient_id)) == 3
+    assert db_count("SELECT count(*) FROM measurements WHERE agent_id = %s AND patient_id = %s"
+                    " AND components = '{\"spo2\": 95.0}'::jsonb AND value = 95", (home.agent_id, home.patient_id)) == 3
     wait(lambda: len(seen) == 3, what="sink")
     assert [r.patient_id for r in seen] == [home.patient_id] * 3
     assert [str(r.id) for r in seen] == [m["id"] for m in env["measurements"]]
@@ -84,6 +84,8 @@ def test_held_dead_lettered_and_status_are_all_kept(
         dl = conn.execute("SELECT payload, reason, field, topic FROM dead_letters WHERE agent_id = %s",
                           (home.agent_id,)).fetchone()
         agent = conn.execute("SELECT version, status_at FROM agents WHERE id = %s", (home.agent_id,)).fetchone()
+    assert db_count("SELECT count(*) FROM rejected_readings WHERE agent_id = %s AND components->>'spo2' = '140.0'"
+                    " AND envelope->'device'->>'address' = %s", (home.agent_id, home.address)) == 1
     assert reasons[implausible["measurements"][0]["id"]] == "implausible_value: spo2 140 outside 50–100 %"
     assert reasons[unknown_device["measurements"][0]["id"]].startswith("unknown_device:")
     assert dl is not None and bytes(dl[0]) == b"not json at all" and dl[2] == "payload" and "not JSON" in dl[1]
