@@ -26,11 +26,21 @@ def default_dir() -> Path:
     return Path(str(resources.files("alert_rules")))
 
 
+def _is_tag(node: yaml.Node | None, part: int | str) -> bool:
+    """pydantic puts a discriminated union's tag ("absolute") in the location: not a field."""
+    if not isinstance(node, yaml.MappingNode) or isinstance(part, int):
+        return False
+    return any(isinstance(k, yaml.ScalarNode) and k.value == "kind" and getattr(v, "value", None) == part
+               for k, v in node.value)
+
+
 def _line_of(root: yaml.Node | None, loc: Sequence[int | str]) -> int | None:
     """The 1-based line of the deepest YAML node on the path ``loc``."""
     node = root
     line = node.start_mark.line + 1 if node is not None else None
     for part in loc:
+        if _is_tag(node, part):
+            continue
         if isinstance(node, yaml.MappingNode):
             nxt = None
             for k, v in node.value:
@@ -54,6 +64,8 @@ def _field_path(loc: Sequence[int | str], root: yaml.Node | None) -> str:
     out: list[str] = []
     node = root
     for part in loc:
+        if _is_tag(node, part):
+            continue
         if isinstance(node, yaml.MappingNode):
             match = next((v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(part)), None)
             if match is None:
@@ -97,6 +109,8 @@ def load_model(path: Path | str, model: type[M], *, text: str | None = None) -> 
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         loc = tuple(err["loc"])
+        if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            loc = (*loc, "kind")  # point at the bad tag, not at the list item
         raise RuleFileError(
             str(err["msg"]), file=name, line=_line_of(root, loc), field=_field_path(loc, root) or None
         ) from None
