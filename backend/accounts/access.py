@@ -55,5 +55,7 @@ def open_patient(
                      detail=f"refused: {why}" + (f"; {detail}" if detail else ""),
                      remote_addr=remote_addr, commit=True)
         raise AccessDenied(user=user.username, patient_id=patient.id, why=why)
-    audit.record(conn, actor=user, patient_id=patient.id, action=action, detail=detail, remote_addr=remote_addr)
+    # Committed before any data is read: no look goes unrecorded, even if the request fails later.
+    audit.record(conn, actor=user, patient_id=patient.id, action=action, detail=detail, remote_addr=remote_addr,
+                 commit=True)
     return patient

@@ -50,6 +50,7 @@ def _do(request: Request, p: Any, conn: Any, fn: Any, done: str, **extra: Any) -
     try:
         with conn.transaction():
             result = fn()
+        conn.commit()
     except (service.AdminError, CredentialError, registry.RegistryError) as exc:
         return _page(request, p, conn, status=400, error=str(exc))
     return _page(request, p, conn, message=done, result=result, **extra)
@@ -142,7 +143,9 @@ class RedeemOut(BaseModel):
 def _api(conn: Any, fn: Any) -> Any:
     try:
         with conn.transaction():
-            return fn()
+            out = fn()
+        conn.commit()
+        return out
     except registry.RegistryNotFound as exc:
         raise HTTPException(404, str(exc)) from exc
     except (service.AdminError, registry.RegistryError) as exc:

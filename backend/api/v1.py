@@ -56,6 +56,7 @@ def token(request: Request, conn: Conn, body: schemas.TokenRequest) -> Any:
         conn.commit()
         raise HTTPException(401, "wrong username or password") from exc
     value, expires = create_api_token(conn, user=user, secret=request.app.state.settings.secret_key)
+    conn.commit()
     return schemas.TokenOut(access_token=value, expires_at=expires)
 
 
@@ -74,7 +75,7 @@ def patients(
         raise HTTPException(403, "admins see no clinical data")
     rows = clinical.list_patients(conn, user=p.user, search=q, limit=limit, offset=offset)
     audit.record(conn, actor=p.user, patient_id=None, action="api patient list", detail=f"{len(rows)} shown",
-                 remote_addr=remote_addr(request))
+                 remote_addr=remote_addr(request), commit=True)
     return rows
 
 
@@ -152,11 +153,11 @@ def worklist(request: Request, p: CurrentPrincipal, conn: Conn, team: ShortText 
     _clinician(p)
     view = alerts.worklist(conn, user=p.user, team_key=team)
     audit.record(conn, actor=p.user, patient_id=None, action="api worklist", detail=f"{len(view.rows)} patients",
-                 remote_addr=remote_addr(request))
+                 remote_addr=remote_addr(request), commit=True)
     return alerts.worklist_json(view)
 
 
-@router.post("/alerts/{alert_id}/acknowledge", responses=_ERRORS)
+@router.post("/alerts/{alert_id}/acknowledge", responses={**_ERRORS, 409: {"description": "Not open"}})
 def acknowledge(request: Request, p: CurrentPrincipal, conn: Conn, alert_id: Annotated[int, Path(ge=1, le=2**62)],
                 body: schemas.AcknowledgeIn) -> Any:
     """Kvittér an alert with a note."""
@@ -165,7 +166,13 @@ def acknowledge(request: Request, p: CurrentPrincipal, conn: Conn, alert_id: Ann
     if patient_id is None:
         raise HTTPException(404, "no such alert")
     _open(request, p, conn, patient_id, "api kvittering", detail=f"alert {alert_id}")
-    alerts.acknowledge(conn, runtime=request.app.state.runtime, alert_id=alert_id, user=p.user, note=body.note)
+    from backend.alerting import AlertingError
+
+    try:
+        alerts.acknowledge(conn, runtime=request.app.state.runtime, alert_id=alert_id, user=p.user, note=body.note)
+    except AlertingError as exc:
+        raise HTTPException(409, str(exc)) from exc
+    conn.commit()
     return {"alert_id": alert_id, "acknowledged_by": p.user.username}
 
 
@@ -193,6 +200,7 @@ def set_threshold(request: Request, p: CurrentPrincipal, conn: Conn, patient_id:
                                   user=p.user, clear=body.value is None)
     if error:
         raise HTTPException(400, error)
+    conn.commit()
     return alerts.thresholds_json(conn, patient_id=patient_id)
 
 
@@ -202,7 +210,7 @@ def population(request: Request, p: CurrentPrincipal, conn: Conn) -> Any:
     _clinician(p)
     view = alerts.population(conn, user=p.user)
     audit.record(conn, actor=p.user, patient_id=None, action="api population",
-                 detail=f"{len(view['patients'])} patients", remote_addr=remote_addr(request))
+                 detail=f"{len(view['patients'])} patients", remote_addr=remote_addr(request), commit=True)
     return view
 
 

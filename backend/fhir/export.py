@@ -183,8 +183,11 @@ def patient_bundle(
                             "request": {"method": "POST", "url": "Device",
                                         "ifNoneExist": f"identifier={DEVICE_ADDR_SYSTEM}|{d['address']}"}})
     for r in readings:
-        obs = observation_for(r, patient_url=patient_url, device_url=device_urls.get(r.get("device_id")),  # type: ignore[arg-type]
-                              gateway_url=gateways[r["agent_id"]])
+        try:
+            obs = observation_for(r, patient_url=patient_url, device_url=device_urls.get(r.get("device_id")),  # type: ignore[arg-type]
+                                  gateway_url=gateways[r["agent_id"]])
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+            raise FhirExportError(f"reading {r.get('id')} cannot be exported: {exc!r}") from exc
         entries.append({
             "fullUrl": f"urn:uuid:{r['id']}",
             "resource": obs,

@@ -94,6 +94,7 @@ def login(
         return resp
     session, _ = create_session(conn, user=user, secret=request.app.state.settings.secret_key,
                                 remote_addr=remote_addr(request))
+    conn.commit()  # before the browser follows the redirect with the new cookie
     resp = RedirectResponse(_safe_next(next) or HOME[user.role], 303)
     resp.set_cookie(SESSION_COOKIE, session, httponly=True, samesite="lax", secure=_secure(request),
                     max_age=int(SESSION_TTL.total_seconds()))
@@ -106,6 +107,7 @@ def logout(request: Request, p: CurrentPrincipal, conn: Conn) -> Response:
     token = request.cookies.get(SESSION_COOKIE)
     if token:
         delete_session(conn, token=token, secret=request.app.state.settings.secret_key)
+        conn.commit()
     resp = RedirectResponse("/login", 303)
     resp.delete_cookie(SESSION_COOKIE)
     return resp
@@ -138,7 +140,7 @@ def worklist_page(request: Request, p: CurrentPrincipal, conn: Conn, team: str |
         return denied
     view = alerts_view.worklist(conn, user=p.user, team_key=team)
     audit.record(conn, actor=p.user, patient_id=None, action="worklist",
-                 detail=f"{len(view.rows)} patients" + (f", team {team}" if team else ""), remote_addr=remote_addr(request))
+                 detail=f"{len(view.rows)} patients" + (f", team {team}" if team else ""), remote_addr=remote_addr(request), commit=True)
     return render(request, p, "worklist.html", view=view, team=team)
 
 
@@ -148,7 +150,7 @@ def worklist_rows(request: Request, p: CurrentPrincipal, conn: Conn, team: str |
         return denied
     view = alerts_view.worklist(conn, user=p.user, team_key=team)
     audit.record(conn, actor=p.user, patient_id=None, action="worklist refresh",
-                 detail=f"{len(view.rows)} patients", remote_addr=remote_addr(request))
+                 detail=f"{len(view.rows)} patients", remote_addr=remote_addr(request), commit=True)
     return render(request, p, "worklist_rows.html", view=view, team=team)
 
 
@@ -163,7 +165,14 @@ def kvitter(request: Request, p: CurrentPrincipal, conn: Conn, alert_id: int,
     opened = _open(request, p, conn, patient_id, "kvittering", detail=f"alert {alert_id}")
     if isinstance(opened, Response):
         return opened
-    alerts_view.acknowledge(conn, runtime=request.app.state.runtime, alert_id=alert_id, user=p.user, note=note)
+    from backend.alerting import AlertingError
+
+    try:
+        alerts_view.acknowledge(conn, runtime=request.app.state.runtime, alert_id=alert_id, user=p.user, note=note)
+    except AlertingError as exc:
+        t = translator(p.lang)
+        return render(request, p, "error.html", status=409, heading=t("kvitter"), message=str(exc))
+    conn.commit()
     return RedirectResponse(_safe_next(back) or "/worklist", 303)
 
 
@@ -173,6 +182,7 @@ def kvitter_all_green(request: Request, p: CurrentPrincipal, conn: Conn, team: A
         return denied
     n = alerts_view.acknowledge_all_green(conn, runtime=request.app.state.runtime, user=p.user,
                                           team_key=team or None, remote_addr=remote_addr(request))
+    conn.commit()
     log.info("%s acknowledged %d green rows", p.user.username, n)
     return RedirectResponse("/worklist" + (f"?team={team}" if team else ""), 303)
 
@@ -213,7 +223,7 @@ def patients(request: Request, p: CurrentPrincipal, conn: Conn, q: str | None = 
         return denied
     rows = clinical.list_patients(conn, user=p.user, search=q)
     audit.record(conn, actor=p.user, patient_id=None, action="patient list", detail=f"{len(rows)} shown",
-                 remote_addr=remote_addr(request))
+                 remote_addr=remote_addr(request), commit=True)
     return render(request, p, "patients.html", patients=rows, q=q)
 
 
@@ -286,6 +296,7 @@ def threshold_edit(
     if error:
         t = translator(p.lang)
         return render(request, p, "error.html", status=400, heading=t("thresholds"), message=error)
+    conn.commit()
     return RedirectResponse(f"/patients/{patient_id}#thresholds", 303)
 
 
@@ -304,6 +315,7 @@ def passive_add(
     if error:
         t = translator(p.lang)
         return render(request, p, "error.html", status=400, heading=t("passive"), message=error)
+    conn.commit()
     return RedirectResponse(f"/patients/{patient_id}#passive", 303)
 
 
@@ -315,7 +327,7 @@ def population(request: Request, p: CurrentPrincipal, conn: Conn) -> Response:
         return denied
     view = alerts_view.population(conn, user=p.user)
     audit.record(conn, actor=p.user, patient_id=None, action="population view",
-                 detail=f"{len(view['patients'])} patients", remote_addr=remote_addr(request))
+                 detail=f"{len(view['patients'])} patients", remote_addr=remote_addr(request), commit=True)
     return render(request, p, "population.html", view=view)
 
 

@@ -1,0 +1,167 @@
+"""Accounts: argon2 hashing, login with rate limiting, sessions, API tokens, scoping rules,
+demo accounts only in demo mode."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from backend.accounts import (
+    AuthError,
+    RateLimited,
+    Role,
+    User,
+    authenticate,
+    can_read_patient,
+    create_api_token,
+    create_session,
+    create_user,
+    delete_session,
+    hash_password,
+    scope_clause,
+    session_user,
+    token_user,
+    verify_password,
+)
+from backend.errors import ConfigError
+
+SECRET = "test-secret-" + "x" * 20
+
+
+def _user(db: Any, role: str = "admin", **kw: Any) -> tuple[User, str]:
+    name = f"u{secrets.token_hex(4)}"
+    return create_user(db, username=name, display_name="Test", role=role, password="pass-word-1", **kw), name
+
+
+def test_password_hash_is_argon2_and_verifies() -> None:
+    h = hash_password("correct horse")
+    assert h.startswith("$argon2id$")
+    assert verify_password(h, "correct horse")
+    assert not verify_password(h, "wrong horse")
+    assert not verify_password("not-a-hash", "correct horse")
+
+
+def test_short_password_is_refused(db: Any) -> None:
+    with pytest.raises(AuthError):
+        create_user(db, username=f"s{secrets.token_hex(3)}", display_name="S", role="admin", password="short")
+
+
+def test_authenticate_ok_wrong_and_unknown(db: Any) -> None:
+    user, name = _user(db)
+    assert authenticate(db, username=name.upper(), password="pass-word-1").id == user.id
+    with pytest.raises(AuthError):
+        authenticate(db, username=name, password="nope-nope")
+    with pytest.raises(AuthError):
+        authenticate(db, username="nobody-" + name, password="pass-word-1")
+    rows = db.execute("SELECT ok FROM login_attempts WHERE username = %s ORDER BY id", (name,)).fetchall()
+    assert [r[0] for r in rows] == [True, False]
+
+
+def test_rate_limit_after_five_failures_then_window_passes(db: Any) -> None:
+    _, name = _user(db)
+    t0 = datetime.now(UTC)
+    for _ in range(5):
+        with pytest.raises(AuthError):
+            authenticate(db, username=name, password="bad-guess", now=t0, remote_addr="10.0.0.9")
+    with pytest.raises(RateLimited) as exc:
+        authenticate(db, username=name, password="pass-word-1", now=t0 + timedelta(seconds=5))
+    assert 0 < exc.value.retry_after_s <= 15 * 60
+    # After the window the right password works again.
+    assert authenticate(db, username=name, password="pass-word-1", now=t0 + timedelta(minutes=16)).username == name
+
+
+def test_sessions_and_tokens_are_keyed_by_the_secret(db: Any) -> None:
+    user, _ = _user(db)
+    token, csrf = create_session(db, user=user, secret=SECRET)
+    found = session_user(db, token=token, secret=SECRET)
+    assert found is not None and found[0].id == user.id and found[1] == csrf
+    assert session_user(db, token=token, secret="another-secret") is None
+    stored = db.execute("SELECT token_hash FROM sessions WHERE user_id = %s", (user.id,)).fetchone()[0]
+    assert token not in stored
+    delete_session(db, token=token, secret=SECRET)
+    assert session_user(db, token=token, secret=SECRET) is None
+    api, expires = create_api_token(db, user=user, secret=SECRET)
+    assert expires > datetime.now(UTC) + timedelta(days=29)
+    assert token_user(db, token=api, secret=SECRET).id == user.id  # type: ignore[union-attr]
+    assert token_user(db, token=api + "x", secret=SECRET) is None
+
+
+def test_inactive_user_loses_sessions(db: Any) -> None:
+    user, name = _user(db)
+    token, _ = create_session(db, user=user, secret=SECRET)
+    db.execute("UPDATE users SET active = false WHERE id = %s", (user.id,))
+    assert session_user(db, token=token, secret=SECRET) is None
+    with pytest.raises(AuthError):
+        authenticate(db, username=name, password="pass-word-1")
+
+
+def test_role_constraints_in_the_schema(db: Any) -> None:
+    import psycopg
+
+    with pytest.raises(psycopg.errors.CheckViolation):
+        create_user(db, username=f"n{secrets.token_hex(3)}", display_name="N", role="nurse", password="pass-word-1")
+
+
+@pytest.mark.parametrize(
+    ("user", "patient", "allowed"),
+    [
+        (User(1, "c", "C", Role.CITIZEN, patient_id=5), (5, "Aarhus", None), True),
+        (User(1, "c", "C", Role.CITIZEN, patient_id=5), (6, "Aarhus", None), False),
+        (User(1, "n", "N", Role.NURSE, municipality="Aarhus"), (6, "Aarhus", "AUH Lunge"), True),
+        (User(1, "n", "N", Role.NURSE, municipality="Aarhus"), (6, "Randers", None), False),
+        (User(1, "n", "N", Role.NURSE, municipality=None), (6, "Randers", None), False),
+        (User(1, "s", "S", Role.SPECIALIST, department="AUH Lunge"), (6, "Randers", "AUH Lunge"), True),
+        (User(1, "s", "S", Role.SPECIALIST, department="AUH Lunge"), (6, "Aarhus", None), False),
+        (User(1, "a", "A", Role.ADMIN), (6, "Aarhus", None), False),
+    ],
+)
+def test_scope_rules(user: User, patient: tuple[int, str, str | None], allowed: bool) -> None:
+    pid, mun, dep = patient
+    assert can_read_patient(user, patient_id=pid, municipality=mun, department=dep)[0] is allowed
+
+
+def test_scope_clause_matches_the_rules(db: Any) -> None:
+    tag = secrets.token_hex(3)
+    ids = [db.execute("INSERT INTO patients (external_ref, name, programme, municipality, department)"
+                      " VALUES (%s, 'x', 'copd', %s, %s) RETURNING id", (f"sc-{tag}-{i}", m, d)).fetchone()[0]
+           for i, (m, d) in enumerate([(f"M{tag}", None), (f"M{tag}", f"D{tag}"), (f"O{tag}", f"D{tag}")])]
+    for user, expect in [
+        (User(1, "n", "N", Role.NURSE, municipality=f"M{tag}"), ids[:2]),
+        (User(1, "s", "S", Role.SPECIALIST, department=f"D{tag}"), ids[1:]),
+        (User(1, "c", "C", Role.CITIZEN, patient_id=ids[2]), ids[2:]),
+        (User(1, "a", "A", Role.ADMIN), []),
+    ]:
+        where, params = scope_clause(user, "p")
+        params["ids"] = ids
+        got = [r[0] for r in db.execute(f"SELECT p.id FROM patients p WHERE p.id = ANY(%(ids)s) AND {where}"
+                                        " ORDER BY p.id", params).fetchall()]
+        assert got == expect
+
+
+def test_demo_accounts_only_in_demo_mode(empty_database_url: str) -> None:
+    # Its own database: the demo's fixed team keys and usernames must not meet other tests' rows.
+    import psycopg
+
+    from backend.accounts.demo import seed_accounts
+    from backend.store import migrate
+
+    migrate(empty_database_url)
+    with psycopg.connect(empty_database_url, autocommit=True) as db:
+        with pytest.raises(ConfigError):
+            seed_accounts(db, demo=False)
+        assert db.execute("SELECT count(*) FROM users").fetchone()[0] == 0
+        lines = seed_accounts(db, demo=True)
+        assert {line.split()[0] for line in lines} == {"nurse", "specialist", "citizen", "admin"}
+        assert seed_accounts(db, demo=True) == lines  # idempotent
+        assert authenticate(db, username="sygeplejerske", password="demo-nearcare").role is Role.NURSE
+
+
+def test_app_refuses_the_demo_secret_outside_demo() -> None:
+    from backend.app import create_app
+    from backend.settings import Settings
+
+    with pytest.raises(ConfigError):
+        create_app(Settings(demo=False))
