@@ -162,3 +162,25 @@ def test_database_connection_lost_mid_run_loses_nothing(
     assert db_count("SELECT count(DISTINCT id) FROM measurements WHERE id = ANY(%s::uuid[])", (ids,)) == 200
     assert service.ready() == (True, "ok")
     assert service._conn is not None and service._conn.info.backend_pid != writer_pid
+
+
+def test_broker_outage_shows_in_readiness_and_ingest_comes_back(
+    own_broker: Callable[..., Any], make_publisher: Callable[..., Any], database_url: str, topics: Any,
+    make_home: Callable[..., Any], make_envelope: Callable[..., Any], start_ingest: Callable[..., Any],
+    db_count: Callable[..., int], wait: Callable[..., Any],
+) -> None:
+    import secrets
+
+    from backend.settings import Settings
+
+    home = make_home()
+    broker = own_broker()
+    settings = Settings(database_url=database_url, mqtt_url=broker.url, topic_root=topics.root,
+                        ingest_group=f"g{secrets.token_hex(3)}", demo=True)
+    service = start_ingest(settings)
+    broker.stop()
+    wait(lambda: service.ready() == (False, "broker unreachable"), what="not ready without the broker")
+    broker.start()
+    wait(lambda: service.ready() == (True, "ok"), timeout=40, what="ready again")
+    make_publisher(broker.url).publish(topics.measurements(home.agent_id), make_envelope(home.agent_id, 2))
+    wait(lambda: db_count("SELECT count(*) FROM measurements WHERE agent_id = %s", (home.agent_id,)) == 2)
