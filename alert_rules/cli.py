@@ -6,6 +6,7 @@ Imports stay inside the commands and never reach the backend: the rules package 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -24,7 +25,9 @@ def _dir(path: Path | None) -> Path:
 
 
 @app.command()
-def check(path: Path | None = typer.Argument(None, help="A rules directory or one rule file (default: the packaged rules).")) -> None:  # noqa: E501
+def check(
+    path: Annotated[Path | None, typer.Argument(help="A rules directory or one rule file (default: packaged).")] = None,
+) -> None:
     """Validate rule files and routing.yaml strictly; exit 1 naming file, line and field."""
     from alert_rules.errors import RuleFileError
     from alert_rules.loader import ROUTING_FILE, load_model, load_ruleset, rule_paths
@@ -53,8 +56,9 @@ def check(path: Path | None = typer.Argument(None, help="A rules directory or on
 
 @app.command("test")
 def test_cmd(
-    readings: Path = typer.Option(..., "--readings", help="YAML/JSON: {patient: {programme, municipality, …}, readings: [{at, kind, values}]}"),  # noqa: E501
-    rules_dir: Path | None = typer.Option(None, "--rules", help="Rules directory (default: the packaged rules)."),
+    readings: Annotated[Path, typer.Option(
+        "--readings", help="YAML/JSON: {patient: {programme, municipality, …}, readings: [{at, kind, values}]}")],
+    rules_dir: Annotated[Path | None, typer.Option("--rules", help="Rules directory (default: packaged).")] = None,
 ) -> None:
     """Replay readings through the pure evaluator and print what fires, when, how bad, to whom."""
     from alert_rules.errors import RuleFileError
@@ -78,9 +82,10 @@ def test_cmd(
 
 @app.command()
 def route(
-    labels: list[str] = typer.Option(..., "--labels", help="k=v, e.g. programme=copd severity=red municipality=Aarhus"),  # noqa: E501
-    at: str | None = typer.Option(None, help="ISO time (default: now), e.g. 2026-11-24T17:00+01:00"),
-    rules_dir: Path | None = typer.Option(None, "--rules", help="Rules directory (default: the packaged rules)."),
+    labels: Annotated[list[str], typer.Option(
+        "--labels", help="k=v, e.g. programme=copd severity=red municipality=Aarhus")],
+    at: Annotated[str | None, typer.Option(help="ISO time (default: now), e.g. 2026-11-24T17:00+01:00")] = None,
+    rules_dir: Annotated[Path | None, typer.Option("--rules", help="Rules directory (default: packaged).")] = None,
 ) -> None:
     """Print which team gets an alert with these labels (like ``amtool config routes test``)."""
     from datetime import UTC, datetime

@@ -105,6 +105,7 @@ class Scheduler:
         self._sched: BackgroundScheduler | None = None
         self.runs: dict[str, int] = {}
         self.errors: dict[str, str] = {}
+        self._elections = 0
 
     def start(self) -> None:
         sched = BackgroundScheduler(timezone=self.timezone, job_defaults={
@@ -130,7 +131,9 @@ class Scheduler:
 
     def _elect(self) -> None:
         was = self.leader.held
-        if self.leader.try_acquire() and not was and self._sched is not None:
+        first = not self._elections
+        self._elections += 1
+        if self.leader.try_acquire() and not was and not first and self._sched is not None:
             # New leader: rebuild from the database now instead of waiting for the intervals.
             for job_id in self.jobs:
                 self._sched.modify_job(job_id, next_run_time=datetime.now(UTC))

@@ -39,7 +39,9 @@ class AlertingService:
         self.config = config or load_config(settings.alert_rules_dir)
         self.notifier = notifier or NotifierSettings()
         self.engine = AlertEngine(pool=pool, config=self.config, clock=self.clock, notifier=self.notifier)
-        self.dispatcher = Dispatcher(pool=pool, settings=self.notifier, clock=self.clock)
+        # Delivery retries are real-world I/O: they run on the wall clock even when the rules
+        # run on a test's or a replay's clock.
+        self.dispatcher = Dispatcher(pool=pool, settings=self.notifier)
         self.listener = EventListener(database_url=settings.database_url, events=events)
         run = settings.run_scheduler if run_scheduler is None else run_scheduler
         self.scheduler = Scheduler(
