@@ -119,14 +119,14 @@ class DynsecCredentials:
              "roles": [{"rolename": role}]},
         ])
         errors = [r.get("error") for r in responses if r.get("error")]
-        # An existing agent is re-enrolled: keep its client, give it the new password.
+        # An existing agent is re-enrolled (or redeems its code): keep its client and role, set
+        # the new password and make sure it is enabled.
         if any(e and "already exists" in e for e in errors):
             responses = self._run([
                 {"command": "setClientPassword", "username": agent_id, "password": password},
-                {"command": "addClientRole", "username": agent_id, "rolename": role},
                 {"command": "enableClient", "username": agent_id},
             ])
-            errors = [r.get("error") for r in responses if r.get("error") and "already" not in r["error"]]
+            errors = [r.get("error") for r in responses if r.get("error")]
         if errors:
             raise CredentialError(f"dynamic-security refused: {'; '.join(map(str, errors))}")
 
