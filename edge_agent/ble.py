@@ -134,6 +134,8 @@ class BleLoop:
         self.stats = BleStats()
         self._cooldown: dict[str, float] = {}
         self._agent_bus: Any = None
+        self.pairing: Any = None
+        """The exported :class:`edge_agent.pairing.PairingAgent`, once registered."""
 
     async def run(self, stop: asyncio.Event) -> None:
         """Scan and serve until ``stop``; every Bluetooth fault ends in a back-off, not a crash."""
@@ -147,28 +149,32 @@ class BleLoop:
                 raise
             except Exception as exc:
                 self.stats.faults += 1
-                self._agent_bus = self._drop_bus(self._agent_bus)
+                await self._close_bus(self._agent_bus)
+                self._agent_bus = None
                 log.warning("bluetooth fault: %s: %s; retrying in %.0f s", type(exc).__name__, exc, backoff)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), backoff)
                 backoff = min(backoff * 2, self.backoff_max_s)
-        self._agent_bus = self._drop_bus(self._agent_bus)
+        await self._close_bus(self._agent_bus)
+        self._agent_bus = None
 
     @staticmethod
-    def _drop_bus(bus: Any) -> None:
+    async def _close_bus(bus: Any) -> None:
         if bus is not None:
             try:
                 bus.disconnect()
+                await asyncio.wait_for(bus.wait_for_disconnect(), 5)
             except Exception:  # already gone
                 log.debug("pairing agent bus already closed", exc_info=True)
-        return None
 
     async def _ensure_pairing_agent(self) -> None:
         if not self.pairing_agent or self._agent_bus is not None:
             return
         from edge_agent.pairing import register_agent
 
-        self._agent_bus, _ = await register_agent(lambda address: self.registry.lookup(address) is not None)
+        self._agent_bus, self.pairing = await register_agent(
+            lambda address: self.registry.lookup(address) is not None
+        )
 
     async def _scan_and_serve(self, stop: asyncio.Event) -> None:
         queue: asyncio.Queue[tuple[BLEDevice, DeviceEntry]] = asyncio.Queue()
@@ -183,7 +189,7 @@ class BleLoop:
             pending.add(entry.address)
             queue.put_nowait((device, entry))
 
-        kwargs: dict[str, Any] = {"adapter": self.adapter} if self.adapter else {}
+        kwargs: dict[str, Any] = {"bluez": {"adapter": self.adapter}} if self.adapter else {}
         scanner = BleakScanner(detection_callback=detected, **kwargs)
         await scanner.start()
         log.info("scanning for %d registered device(s)", len(self.registry))
@@ -244,11 +250,12 @@ class BleLoop:
             log.warning("%s (%s): session failed: %s: %s", entry.address, entry.model, type(exc).__name__, exc)
             return None
         finally:
-            if client.is_connected:
-                try:
-                    await client.disconnect()
-                except Exception as exc:
-                    log.debug("%s: disconnect failed: %s", entry.address, exc)
+            # Also after the device hung up: bleak releases the session's D-Bus connection only
+            # in disconnect(), and an agent that runs for months must not leak one per session.
+            try:
+                await client.disconnect()
+            except Exception as exc:
+                log.debug("%s: disconnect failed: %s", entry.address, exc)
 
 
 async def _text(t: BleakTransport, uuid: str) -> str | None:
