@@ -29,4 +29,7 @@ def _seed_accounts(settings: Settings) -> list[str]:
 
 @contextlib.contextmanager
 def simulation(settings: Settings, *, citizens: int, speed: float) -> Iterator[None]:
-    yield
+    from edge_agent.simulate import running_simulation
+
+    with running_simulation(broker_url=settings.mqtt_url, topics=settings.topics, citizens=citizens, speed=speed):
+        yield

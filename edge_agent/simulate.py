@@ -21,9 +21,12 @@ two days); ``wrong_clock`` (the BP cuff's clock was reset to 2000-01-01 and nobo
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -351,3 +354,27 @@ def run_simulation(
             a.uplink.stop()
         for a in agents:
             a.spool.close()
+
+
+@contextlib.contextmanager
+def running_simulation(
+    *, broker_url: str, topics: Topics, citizens: int, speed: float, seed: int = 7, history_days: int = 14,
+    spool_dir: Path | None = None,
+) -> Iterator[list[CitizenProfile]]:
+    """Run :func:`run_simulation` for ``demo_cohort(citizens, seed)`` in a background thread."""
+    cohort = demo_cohort(citizens, seed)
+    stop = threading.Event()
+    workdir = spool_dir or Path(tempfile.mkdtemp(prefix="nearcare-sim-"))
+    thread = threading.Thread(
+        target=run_simulation, args=(cohort,), name="simulation", daemon=True,
+        kwargs={"broker_url": broker_url, "topics": topics, "speed": speed, "stop": stop,
+                "history_days": history_days, "spool_dir": workdir},
+    )
+    thread.start()
+    try:
+        yield cohort
+    finally:
+        stop.set()
+        thread.join(30)
+        if spool_dir is None:
+            shutil.rmtree(workdir, ignore_errors=True)

@@ -150,17 +150,19 @@ class Spool:
                 raise SpoolFullError(self._rows, self.capacity)
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
+                before = self._conn.total_changes
                 self._conn.executemany(
                     "INSERT INTO outbox (id, appended_at, measurement) VALUES (?, ?, ?)"
                     " ON CONFLICT (id) DO NOTHING",
                     rows,
                 )
+                added = self._conn.total_changes - before
                 self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
                 raise SpoolError(f"could not append to {self.path}: {exc}") from exc
-            self._rows = int(self._conn.execute("SELECT count(*) FROM outbox").fetchone()[0])
+            self._rows += added
 
     def batch(self, limit: int, *, after_seq: int = 0) -> list[SpooledRow]:
         """The oldest ``limit`` rows with ``seq > after_seq``."""

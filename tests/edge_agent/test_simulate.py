@@ -7,7 +7,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from edge_agent.recorder import to_measurements
-from edge_agent.simulate import capture_of, demo_cohort, readings_between, run_simulation
+from edge_agent.simulate import capture_of, demo_cohort, readings_between, running_simulation
 from vitals.wire import Device, parse_envelope
 
 LIVE = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
@@ -79,18 +79,12 @@ def test_wrong_clock_device_is_flagged_by_the_agent_logic() -> None:
 def test_run_simulation_publishes_valid_envelopes_through_the_real_uplink(
     tmp_path: Path, mqtt_url: str, broker, topics, collect
 ) -> None:
-    cohort = demo_cohort(3, seed=11)
     col = collect(broker, topics.wildcard("measurements"))
-    stop = threading.Event()
-    t = threading.Thread(target=run_simulation, args=(cohort,), kwargs=dict(
-        broker_url=mqtt_url, topics=topics, speed=3600.0, stop=stop, history_days=2, spool_dir=tmp_path))
-    t.start()
-    try:
+    with running_simulation(broker_url=mqtt_url, topics=topics, citizens=3, seed=11, speed=3600.0,
+                            history_days=2, spool_dir=tmp_path) as cohort:
+        assert cohort == demo_cohort(3, seed=11)
         assert col.wait_for(lambda: {e["agent_id"] for e in col.payloads()} == {p.agent_id for p in cohort}, 20)
-    finally:
-        stop.set()
-        t.join(20)
-    assert not t.is_alive()
+    assert not any(t.name == "simulation" for t in threading.enumerate())
     for topic, payload, _ in col.messages:
         env = parse_envelope(payload, topic=topic, topics=topics)
         addresses = {d.address for p in cohort if p.agent_id == env.agent_id for d in p.devices}

@@ -5,7 +5,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-import pytest
 
 from edge_agent.spool import Spool
 from edge_agent.uplink import Uplink, envelope_json
@@ -106,7 +105,6 @@ def test_unreachable_broker_is_retried_visibly_not_fatal(tmp_path: Path, agent_i
         up.stop()
 
 
-@pytest.mark.slow
 def test_broker_outage_then_everything_drains_oldest_first(
     tmp_path: Path, private_broker, topics, agent_id, make_measurement, collect
 ) -> None:
