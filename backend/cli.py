@@ -55,6 +55,9 @@ def ingest(
     client_id: str = typer.Option(None, help="MQTT client id (default: nearcare-ingest-<group>-<host>-<worker>)."),
     metrics_port: int = typer.Option(None, help="Serve Prometheus metrics on this port."),
     migrate_first: bool = typer.Option(True, "--migrate/--no-migrate", help="Apply missing migrations first."),
+    with_sinks: bool = typer.Option(
+        True, "--sinks/--no-sinks", help="Hand stored readings to the rules (off: store only, e.g. to benchmark)."
+    ),
 ) -> None:
     """Run the ingest consumer alone (no HTTP app). Any number share the load through the MQTT
     v5 shared subscription; restart a worker with the same number to take back its session."""
@@ -62,5 +65,6 @@ def ingest(
     from backend.settings import Settings
 
     run_standalone(
-        Settings(), worker=worker, client_id=client_id, metrics_port=metrics_port, migrate_first=migrate_first
+        Settings(), worker=worker, client_id=client_id, metrics_port=metrics_port, migrate_first=migrate_first,
+        with_sinks=with_sinks,
     )

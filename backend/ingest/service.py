@@ -36,11 +36,15 @@ from backend.errors import BackendError
 from backend.events import Event
 from backend.ingest.core import DeadLetter, Decision, decide
 from backend.ingest.writer import BatchResult, prepare, write_batch
+from backend.readings import StoredReading
 from backend.registry.snapshot import RegistrySnapshot, load_snapshot, registry_version
 from backend.services import Runtime
 from vitals.wire import Receipt, ReceiptStatus, TopicKind
 
 log = logging.getLogger(__name__)
+
+RULES_BACKLOG = 64
+"""Committed batches waiting for the rules before the writer waits too."""
 
 DEFAULT_SESSION_EXPIRY = 7 * 24 * 3600
 """How long the broker keeps this consumer's session (and queues its share) while it is down."""
@@ -98,6 +102,8 @@ class IngestService:
         self._queue: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._rules_queue: queue.Queue[list[StoredReading] | None] = queue.Queue(maxsize=RULES_BACKLOG)
+        self._rules_thread: threading.Thread | None = None
         self._client: mqtt.Client | None = None
         self._generation = 0
         self._connected = False
@@ -127,6 +133,8 @@ class IngestService:
         else:
             self._client.connect_async(self.broker.host, self.broker.port, keepalive=30)
         self._client.loop_start()
+        self._rules_thread = threading.Thread(target=self._run_rules, name="ingest-rules", daemon=True)
+        self._rules_thread.start()
         self._thread = threading.Thread(target=self._run, name=f"ingest-writer-{self.client_id}", daemon=True)
         self._thread.start()
         log.info("ingest consuming %s as %s", self.broker.redacted(), self.client_id)
@@ -135,8 +143,16 @@ class IngestService:
         """Finish the batch in hand (commit, acknowledge), then leave; whatever is still queued
         stays unacknowledged and is redelivered to this session when it comes back."""
         self._stop.set()
+        deadline = time.monotonic() + timeout
         if self._thread is not None:
             self._thread.join(timeout)
+        if self._rules_thread is not None:
+            # Let the rules finish what was stored, within the time left.
+            try:
+                self._rules_queue.put(None, timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Full:
+                log.warning("stopping with readings not yet handed to the rules")
+            self._rules_thread.join(max(0.1, deadline - time.monotonic()))
         if self._client is not None:
             self._client.disconnect()
             self._client.loop_stop()
@@ -416,16 +432,25 @@ class IngestService:
 
     def _hand_on(self, batch: _Batch, result: BatchResult) -> None:
         if result.stored:
-            try:
-                self.runtime.on_stored(result.stored)
-            except Exception:  # a failing rule sink must not stop ingest; the rows are stored
-                log.exception("a readings sink failed on %d readings", len(result.stored))
+            # The rules run on their own thread, so a slow rule never holds up commits and
+            # acknowledgements; the bounded queue still passes backpressure on to the broker.
+            self._rules_queue.put(result.stored)
             per_patient: dict[int, list[str]] = defaultdict(list)
             for r in result.stored:
                 per_patient[r.patient_id].append(str(r.id))
             for patient_id, ids in per_patient.items():
                 self.runtime.events.publish(Event("reading.stored", {"patient_id": patient_id, "ids": ids}))
         self._send_receipts(batch)
+
+    def _run_rules(self) -> None:
+        while True:
+            readings = self._rules_queue.get()
+            if readings is None:
+                return
+            try:
+                self.runtime.on_stored(readings)
+            except Exception:  # a failing rule sink must not stop ingest; the rows are stored
+                log.exception("a readings sink failed on %d readings", len(readings))
 
     def _send_receipts(self, batch: _Batch) -> None:
         if self._client is None:

@@ -24,6 +24,7 @@ def run_standalone(
     client_id: str | None = None,
     metrics_port: int | None = None,
     migrate_first: bool = True,
+    with_sinks: bool = True,
 ) -> None:
     """Run until SIGTERM or SIGINT; then finish the batch in hand and leave."""
     if migrate_first:
@@ -41,7 +42,7 @@ def run_standalone(
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
         runtime = Runtime(settings=settings, pool=pool, events=EventHub())
-        installed = sinks.install(runtime)
+        installed = sinks.install(runtime) if with_sinks else []
         service = IngestService(runtime, client_id=client_id or default_client_id(settings.ingest_group, worker=worker))
         runtime.services.append(service)
         service.start()
