@@ -32,7 +32,12 @@ class Patient:
 
 
 def open_patient(
-    conn: psycopg.Connection, *, user: User, patient_id: int, action: str, detail: str | None = None,
+    conn: psycopg.Connection,
+    *,
+    user: User,
+    patient_id: int,
+    action: str,
+    detail: str | None = None,
     remote_addr: str | None = None,
 ) -> Patient:
     """The patient row if ``user`` may read it, with an audit row either way.
@@ -44,18 +49,35 @@ def open_patient(
         (patient_id,),
     ).fetchone()
     if row is None:
-        audit.record(conn, actor=user, patient_id=None, action=action, allowed=False,
-                     detail=f"unknown patient id {patient_id}", remote_addr=remote_addr, commit=True)
+        audit.record(
+            conn,
+            actor=user,
+            patient_id=None,
+            action=action,
+            allowed=False,
+            detail=f"unknown patient id {patient_id}",
+            remote_addr=remote_addr,
+            commit=True,
+        )
         raise PatientNotFound(patient_id)
     patient = Patient(*row)
-    ok, why = can_read_patient(user, patient_id=patient.id, municipality=patient.municipality,
-                               department=patient.department)
+    ok, why = can_read_patient(
+        user, patient_id=patient.id, municipality=patient.municipality, department=patient.department
+    )
     if not ok:
-        audit.record(conn, actor=user, patient_id=patient.id, action=action, allowed=False,
-                     detail=f"refused: {why}" + (f"; {detail}" if detail else ""),
-                     remote_addr=remote_addr, commit=True)
+        audit.record(
+            conn,
+            actor=user,
+            patient_id=patient.id,
+            action=action,
+            allowed=False,
+            detail=f"refused: {why}" + (f"; {detail}" if detail else ""),
+            remote_addr=remote_addr,
+            commit=True,
+        )
         raise AccessDenied(user=user.username, patient_id=patient.id, why=why)
     # Committed before any data is read: no look goes unrecorded, even if the request fails later.
-    audit.record(conn, actor=user, patient_id=patient.id, action=action, detail=detail, remote_addr=remote_addr,
-                 commit=True)
+    audit.record(
+        conn, actor=user, patient_id=patient.id, action=action, detail=detail, remote_addr=remote_addr, commit=True
+    )
     return patient

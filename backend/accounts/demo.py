@@ -41,8 +41,14 @@ def seed_accounts(conn: psycopg.Connection, *, demo: bool) -> list[str]:
         "SELECT id, external_ref, name FROM patients WHERE municipality = 'Aarhus' AND active ORDER BY id LIMIT 1"
     ).fetchone()
     if citizen is None:
-        p = registry.create_patient(conn, external_ref="demo-borger-1", name="Karen Demo", programme="copd",
-                                    municipality="Aarhus", department="AUH Lungesygdomme")
+        p = registry.create_patient(
+            conn,
+            external_ref="demo-borger-1",
+            name="Karen Demo",
+            programme="copd",
+            municipality="Aarhus",
+            department="AUH Lungesygdomme",
+        )
         citizen = (p.id, p.external_ref, p.name)
     users = [
         ("sygeplejerske", "Sara Sygeplejerske", Role.NURSE, "aarhus-sygepleje", None),
@@ -55,8 +61,15 @@ def seed_accounts(conn: psycopg.Connection, *, demo: bool) -> list[str]:
     for username, display, role, team_key, patient_id in users:
         exists = conn.execute("SELECT 1 FROM users WHERE username = %s", (username,)).fetchone()
         if not exists:
-            create_user(conn, username=username, display_name=display, role=role, password=DEMO_PASSWORD,
-                        team_id=_team_id(conn, team_key) if team_key else None, patient_id=patient_id)
+            create_user(
+                conn,
+                username=username,
+                display_name=display,
+                role=role,
+                password=DEMO_PASSWORD,
+                team_id=_team_id(conn, team_key) if team_key else None,
+                patient_id=patient_id,
+            )
         scope = team_key or (f"patient {citizen[1]}" if role is Role.CITIZEN else "no clinical data")
         lines.append(f"{role.value:<10} {username} / {DEMO_PASSWORD}  ({scope})")
     return lines

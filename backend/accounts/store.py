@@ -52,11 +52,19 @@ def _keyed(secret: str, token: str) -> str:
     return hmac.new(secret.encode(), token.encode(), hashlib.sha256).hexdigest()
 
 
-def _user(row: tuple) -> User:  # type: ignore[type-arg]
+def _user(row: tuple) -> User:
     return User(
-        id=row[0], username=row[1], display_name=row[2], role=Role(row[3]), team_id=row[4],
-        team_key=row[5], team_name=row[6], municipality=row[7], department=row[8],
-        patient_id=row[9], lang=row[10],
+        id=row[0],
+        username=row[1],
+        display_name=row[2],
+        role=Role(row[3]),
+        team_id=row[4],
+        team_key=row[5],
+        team_name=row[6],
+        municipality=row[7],
+        department=row[8],
+        patient_id=row[9],
+        lang=row[10],
     )
 
 
@@ -77,8 +85,15 @@ def create_user(
     row = conn.execute(
         """INSERT INTO users (username, display_name, role, team_id, patient_id, password_hash, lang)
            VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id""",
-        (username.lower(), display_name, role.value, team_id, patient_id,
-         hash_password(password) if password is not None else None, lang),
+        (
+            username.lower(),
+            display_name,
+            role.value,
+            team_id,
+            patient_id,
+            hash_password(password) if password is not None else None,
+            lang,
+        ),
     ).fetchone()
     assert row is not None
     user = get_user(conn, user_id=row[0])
@@ -113,16 +128,18 @@ def _check_rate(conn: psycopg.Connection, *, username: str, remote_addr: str | N
 
 
 def authenticate(
-    conn: psycopg.Connection, *, username: str, password: str, remote_addr: str | None = None,
+    conn: psycopg.Connection,
+    *,
+    username: str,
+    password: str,
+    remote_addr: str | None = None,
     now: datetime | None = None,
 ) -> User:
     """The user, or AuthError/RateLimited. Every attempt is recorded (and committed by the caller)."""
     now = now or datetime.now(UTC)
     username = username.strip().lower()[:64]
     _check_rate(conn, username=username, remote_addr=remote_addr, now=now)
-    row = conn.execute(
-        "SELECT id, password_hash FROM users WHERE username = %s AND active", (username,)
-    ).fetchone()
+    row = conn.execute("SELECT id, password_hash FROM users WHERE username = %s AND active", (username,)).fetchone()
     stored = row[1] if row and row[1] else None
     ok = verify_password(stored or _DUMMY_HASH, password) and stored is not None
     conn.execute(
@@ -138,7 +155,11 @@ def authenticate(
 
 
 def create_session(
-    conn: psycopg.Connection, *, user: User, secret: str, remote_addr: str | None = None,
+    conn: psycopg.Connection,
+    *,
+    user: User,
+    secret: str,
+    remote_addr: str | None = None,
     now: datetime | None = None,
 ) -> tuple[str, str]:
     """(session token for the cookie, CSRF token for the forms)."""

@@ -69,8 +69,9 @@ class DynsecCredentials:
         done = threading.Event()
         connected = threading.Event()
         result: dict[str, Any] = {}
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"nearcare-admin-{uuid.uuid4().hex[:8]}",
-                             protocol=mqtt.MQTTv5)
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=f"nearcare-admin-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv5
+        )
         client.username_pw_set(self.admin.username, self.admin.password)
         if self.admin.tls:
             client.tls_set(ca_certs=self.admin.ca_file)
@@ -113,19 +114,22 @@ class DynsecCredentials:
 
     def set_agent(self, *, agent_id: str, password: str) -> None:
         role = f"nearcare-agent-{agent_id}"
-        responses = self._run([
-            {"command": "createRole", "rolename": role, "acls": agent_acls(self.topics, agent_id)},
-            {"command": "createClient", "username": agent_id, "password": password,
-             "roles": [{"rolename": role}]},
-        ])
+        responses = self._run(
+            [
+                {"command": "createRole", "rolename": role, "acls": agent_acls(self.topics, agent_id)},
+                {"command": "createClient", "username": agent_id, "password": password, "roles": [{"rolename": role}]},
+            ]
+        )
         errors = [r.get("error") for r in responses if r.get("error")]
         # An existing agent is re-enrolled (or redeems its code): keep its client and role, set
         # the new password and make sure it is enabled.
         if any(e and "already exists" in e for e in errors):
-            responses = self._run([
-                {"command": "setClientPassword", "username": agent_id, "password": password},
-                {"command": "enableClient", "username": agent_id},
-            ])
+            responses = self._run(
+                [
+                    {"command": "setClientPassword", "username": agent_id, "password": password},
+                    {"command": "enableClient", "username": agent_id},
+                ]
+            )
             errors = [r.get("error") for r in responses if r.get("error")]
         if errors:
             raise CredentialError(f"dynamic-security refused: {'; '.join(map(str, errors))}")
@@ -149,14 +153,20 @@ class PasswordFileCredentials:
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.touch(mode=0o600, exist_ok=True)
-            proc = subprocess.run([self.binary, "-b", str(self.path), agent_id, password],
-                                  capture_output=True, text=True, timeout=30, check=False)
+            proc = subprocess.run(
+                [self.binary, "-b", str(self.path), agent_id, password],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
         if proc.returncode != 0:
             raise CredentialError(f"mosquitto_passwd failed: {proc.stderr.strip() or proc.stdout.strip()}")
 
     def disable_agent(self, *, agent_id: str) -> None:
         with self._lock:
-            proc = subprocess.run([self.binary, "-D", str(self.path), agent_id],
-                                  capture_output=True, text=True, timeout=30, check=False)
+            proc = subprocess.run(
+                [self.binary, "-D", str(self.path), agent_id], capture_output=True, text=True, timeout=30, check=False
+            )
         if proc.returncode != 0:
             raise CredentialError(f"mosquitto_passwd failed: {proc.stderr.strip() or proc.stdout.strip()}")

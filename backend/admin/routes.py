@@ -37,6 +37,7 @@ def _agent_broker_url(request: Request) -> str:
 
 # ---- pages ------------------------------------------------------------------------------------
 
+
 def _page(request: Request, p: Any, conn: Any, status: int = 200, **extra: Any) -> Response:
     return render(request, p, "admin.html", status=status, o=service.overview(conn), **extra)
 
@@ -57,19 +58,35 @@ def _do(request: Request, p: Any, conn: Any, fn: Any, done: str, **extra: Any) -
 
 
 @pages.post("/admin/agents")
-def admin_enrol(request: Request, p: Admin, conn: Conn, agent_id: Annotated[str, Form(max_length=64)],
-                patient_ref: Annotated[str, Form(max_length=200)] = "") -> Response:
+def admin_enrol(
+    request: Request,
+    p: Admin,
+    conn: Conn,
+    agent_id: Annotated[str, Form(max_length=64)],
+    patient_ref: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
     def go() -> service.Enrolment:
         pid = registry.get_patient_by_ref(conn, external_ref=patient_ref).id if patient_ref else None
-        return service.enrol_agent(conn, agent_id=agent_id.strip(), by=p.user, credentials=_store(request),
-                                   secret=request.app.state.settings.secret_key, patient_id=pid)
+        return service.enrol_agent(
+            conn,
+            agent_id=agent_id.strip(),
+            by=p.user,
+            credentials=_store(request),
+            secret=request.app.state.settings.secret_key,
+            patient_id=pid,
+        )
 
     return _do(request, p, conn, go, "enrolled")
 
 
 @pages.post("/admin/agents/bind")
-def admin_bind(request: Request, p: Admin, conn: Conn, agent_id: Annotated[str, Form(max_length=64)],
-               patient_ref: Annotated[str, Form(max_length=200)]) -> Response:
+def admin_bind(
+    request: Request,
+    p: Admin,
+    conn: Conn,
+    agent_id: Annotated[str, Form(max_length=64)],
+    patient_ref: Annotated[str, Form(max_length=200)],
+) -> Response:
     def go() -> Any:
         pid = registry.get_patient_by_ref(conn, external_ref=patient_ref).id
         return registry.bind_agent(conn, agent_id=agent_id, patient_id=pid)
@@ -78,43 +95,102 @@ def admin_bind(request: Request, p: Admin, conn: Conn, agent_id: Annotated[str, 
 
 
 @pages.post("/admin/devices")
-def admin_device(request: Request, p: Admin, conn: Conn, agent_id: Annotated[str, Form(max_length=64)],
-                 address: Annotated[str, Form(max_length=64)], model: Annotated[str, Form(max_length=128)] = "",
-                 manufacturer: Annotated[str, Form(max_length=128)] = "") -> Response:
-    return _do(request, p, conn, lambda: registry.register_device(
-        conn, agent_id=agent_id, address=address, model=model or None, manufacturer=manufacturer or None),
-        "device registered")
+def admin_device(
+    request: Request,
+    p: Admin,
+    conn: Conn,
+    agent_id: Annotated[str, Form(max_length=64)],
+    address: Annotated[str, Form(max_length=64)],
+    model: Annotated[str, Form(max_length=128)] = "",
+    manufacturer: Annotated[str, Form(max_length=128)] = "",
+) -> Response:
+    return _do(
+        request,
+        p,
+        conn,
+        lambda: registry.register_device(
+            conn, agent_id=agent_id, address=address, model=model or None, manufacturer=manufacturer or None
+        ),
+        "device registered",
+    )
 
 
 @pages.post("/admin/teams")
-def admin_team(request: Request, p: Admin, conn: Conn, key: Annotated[str, Form(max_length=64)],
-               name: Annotated[str, Form(max_length=200)], sector: Annotated[str, Form(pattern="^(municipal|hospital)$")],
-               municipality: Annotated[str, Form(max_length=200)] = "",
-               department: Annotated[str, Form(max_length=200)] = "", phone: Annotated[str, Form(max_length=50)] = "") -> Response:
-    return _do(request, p, conn, lambda: service.create_team(
-        conn, key=key, name=name, sector=sector, municipality=municipality or None, department=department or None,
-        phone=phone or None), "team created")
+def admin_team(
+    request: Request,
+    p: Admin,
+    conn: Conn,
+    key: Annotated[str, Form(max_length=64)],
+    name: Annotated[str, Form(max_length=200)],
+    sector: Annotated[str, Form(pattern="^(municipal|hospital)$")],
+    municipality: Annotated[str, Form(max_length=200)] = "",
+    department: Annotated[str, Form(max_length=200)] = "",
+    phone: Annotated[str, Form(max_length=50)] = "",
+) -> Response:
+    return _do(
+        request,
+        p,
+        conn,
+        lambda: service.create_team(
+            conn,
+            key=key,
+            name=name,
+            sector=sector,
+            municipality=municipality or None,
+            department=department or None,
+            phone=phone or None,
+        ),
+        "team created",
+    )
 
 
 @pages.post("/admin/places")
-def admin_place(request: Request, p: Admin, conn: Conn, kind: Annotated[str, Form(pattern="^(municipality|department)$")],
-                name: Annotated[str, Form(min_length=1, max_length=200)]) -> Response:
-    fn = (lambda: service.add_municipality(conn, name=name)) if kind == "municipality" else (
-        lambda: service.add_department(conn, name=name))
+def admin_place(
+    request: Request,
+    p: Admin,
+    conn: Conn,
+    kind: Annotated[str, Form(pattern="^(municipality|department)$")],
+    name: Annotated[str, Form(min_length=1, max_length=200)],
+) -> Response:
+    fn = (
+        (lambda: service.add_municipality(conn, name=name))
+        if kind == "municipality"
+        else (lambda: service.add_department(conn, name=name))
+    )
     return _do(request, p, conn, fn, f"{kind} added")
 
 
 @pages.post("/admin/users")
-def admin_user(request: Request, p: Admin, conn: Conn, username: Annotated[str, Form(max_length=64)],
-               display_name: Annotated[str, Form(max_length=200)], role: Annotated[str, Form(max_length=20)],
-               password: Annotated[str, Form(max_length=500)], team_key: Annotated[str, Form(max_length=64)] = "",
-               patient_ref: Annotated[str, Form(max_length=200)] = "") -> Response:
-    return _do(request, p, conn, lambda: service.create_account(
-        conn, username=username, display_name=display_name, role=role, password=password,
-        team_key=team_key or None, patient_ref=patient_ref or None), "user created")
+def admin_user(
+    request: Request,
+    p: Admin,
+    conn: Conn,
+    username: Annotated[str, Form(max_length=64)],
+    display_name: Annotated[str, Form(max_length=200)],
+    role: Annotated[str, Form(max_length=20)],
+    password: Annotated[str, Form(max_length=500)],
+    team_key: Annotated[str, Form(max_length=64)] = "",
+    patient_ref: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    return _do(
+        request,
+        p,
+        conn,
+        lambda: service.create_account(
+            conn,
+            username=username,
+            display_name=display_name,
+            role=role,
+            password=password,
+            team_key=team_key or None,
+            patient_ref=patient_ref or None,
+        ),
+        "user created",
+    )
 
 
 # ---- JSON -------------------------------------------------------------------------------------
+
 
 class EnrolIn(BaseModel):
     agent_id: AgentId
@@ -154,40 +230,74 @@ def _api(conn: Any, fn: Any) -> Any:
         raise HTTPException(503, str(exc)) from exc
 
 
-@api.post("/admin/agents", response_model=EnrolOut, responses={400: {"description": "Refused"},
-                                                               503: {"description": "Broker unavailable"}})
+@api.post(
+    "/admin/agents",
+    response_model=EnrolOut,
+    responses={400: {"description": "Refused"}, 503: {"description": "Broker unavailable"}},
+)
 def api_enrol(request: Request, p: Admin, conn: Conn, body: EnrolIn) -> Any:
     """Enrol an agent: its MQTT account on the broker and a one-time enrolment code."""
+
     def go() -> Any:
         pid = registry.get_patient_by_ref(conn, external_ref=body.patient_ref).id if body.patient_ref else None
-        e = service.enrol_agent(conn, agent_id=body.agent_id, by=p.user, credentials=_store(request),
-                                secret=request.app.state.settings.secret_key, patient_id=pid)
+        e = service.enrol_agent(
+            conn,
+            agent_id=body.agent_id,
+            by=p.user,
+            credentials=_store(request),
+            secret=request.app.state.settings.secret_key,
+            patient_id=pid,
+        )
         return EnrolOut(agent_id=e.agent_id, code=e.code, expires_at=e.expires_at)
 
     return _api(conn, go)
 
 
-@api.post("/enrolment/redeem", response_model=RedeemOut, tags=["enrolment"],
-          responses={400: {"description": "Unknown, used or expired code"}})
+@api.post(
+    "/enrolment/redeem",
+    response_model=RedeemOut,
+    tags=["enrolment"],
+    responses={400: {"description": "Unknown, used or expired code"}},
+)
 def api_redeem(request: Request, conn: Conn, body: RedeemIn) -> Any:
     """The tablet trades its one-time code for its MQTT credentials (once)."""
     settings = request.app.state.settings
-    creds = _api(conn, lambda: service.redeem_enrolment(
-        conn, agent_id=body.agent_id, code=body.code, credentials=_store(request), secret=settings.secret_key,
-        broker_url=_agent_broker_url(request), topic_root=settings.topic_root))
-    return RedeemOut(agent_id=creds.agent_id, mqtt_username=creds.mqtt_username, mqtt_password=creds.mqtt_password,
-                     broker_url=creds.broker_url, topic_root=creds.topic_root)
+    creds = _api(
+        conn,
+        lambda: service.redeem_enrolment(
+            conn,
+            agent_id=body.agent_id,
+            code=body.code,
+            credentials=_store(request),
+            secret=settings.secret_key,
+            broker_url=_agent_broker_url(request),
+            topic_root=settings.topic_root,
+        ),
+    )
+    return RedeemOut(
+        agent_id=creds.agent_id,
+        mqtt_username=creds.mqtt_username,
+        mqtt_password=creds.mqtt_password,
+        broker_url=creds.broker_url,
+        topic_root=creds.topic_root,
+    )
 
 
 class BindIn(BaseModel):
     patient_ref: Name
 
 
-@api.put("/admin/agents/{agent_id}/patient", responses={400: {"description": "Refused"}, 404: {"description": "Unknown"}})
+@api.put(
+    "/admin/agents/{agent_id}/patient", responses={400: {"description": "Refused"}, 404: {"description": "Unknown"}}
+)
 def api_bind(p: Admin, conn: Conn, agent_id: AgentId, body: BindIn) -> Any:
     """Bind an agent to a citizen."""
-    agent = _api(conn, lambda: registry.bind_agent(
-        conn, agent_id=agent_id, patient_id=registry.get_patient_by_ref(conn, external_ref=body.patient_ref).id))
+    agent = _api(
+        conn,
+        lambda: registry.bind_agent(
+            conn, agent_id=agent_id, patient_id=registry.get_patient_by_ref(conn, external_ref=body.patient_ref).id
+        ),
+    )
     return {"agent_id": agent.id, "patient_id": agent.patient_id}
 
 
@@ -198,11 +308,22 @@ class DeviceIn(BaseModel):
     serial: Name | None = None
 
 
-@api.post("/admin/agents/{agent_id}/devices", responses={400: {"description": "Refused"}, 404: {"description": "Unknown"}})
+@api.post(
+    "/admin/agents/{agent_id}/devices", responses={400: {"description": "Refused"}, 404: {"description": "Unknown"}}
+)
 def api_device(p: Admin, conn: Conn, agent_id: AgentId, body: DeviceIn) -> Any:
     """Register a BLE device on an agent."""
-    d = _api(conn, lambda: registry.register_device(conn, agent_id=agent_id, address=body.address, model=body.model,
-                                                    manufacturer=body.manufacturer, serial=body.serial))
+    d = _api(
+        conn,
+        lambda: registry.register_device(
+            conn,
+            agent_id=agent_id,
+            address=body.address,
+            model=body.model,
+            manufacturer=body.manufacturer,
+            serial=body.serial,
+        ),
+    )
     return {"id": d.id, "agent_id": d.agent_id, "address": d.address}
 
 
@@ -217,9 +338,18 @@ class TeamIn(BaseModel):
 
 @api.post("/admin/teams", responses={400: {"description": "Refused"}})
 def api_team(p: Admin, conn: Conn, body: TeamIn) -> Any:
-    t = _api(conn, lambda: service.create_team(conn, key=body.key, name=body.name, sector=body.sector,
-                                               municipality=body.municipality, department=body.department,
-                                               phone=body.phone))
+    t = _api(
+        conn,
+        lambda: service.create_team(
+            conn,
+            key=body.key,
+            name=body.name,
+            sector=body.sector,
+            municipality=body.municipality,
+            department=body.department,
+            phone=body.phone,
+        ),
+    )
     return {"id": t.id, "key": t.key}
 
 
@@ -235,9 +365,19 @@ class UserIn(BaseModel):
 
 @api.post("/admin/users", responses={400: {"description": "Refused"}})
 def api_user(p: Admin, conn: Conn, body: UserIn) -> Any:
-    u = _api(conn, lambda: service.create_account(
-        conn, username=body.username, display_name=body.display_name, role=body.role, password=body.password,
-        team_key=body.team_key, patient_ref=body.patient_ref, lang=body.lang))
+    u = _api(
+        conn,
+        lambda: service.create_account(
+            conn,
+            username=body.username,
+            display_name=body.display_name,
+            role=body.role,
+            password=body.password,
+            team_key=body.team_key,
+            patient_ref=body.patient_ref,
+            lang=body.lang,
+        ),
+    )
     return {"id": u.id, "username": u.username, "role": u.role.value}
 
 
@@ -246,11 +386,18 @@ def api_overview(p: Admin, conn: Conn) -> Any:
     """Teams, users, agents, devices, municipalities and departments (no clinical data)."""
     o = service.overview(conn)
     return {
-        "teams": [dict(zip(("key", "name", "sector", "municipality", "department", "phone"), r, strict=True))
-                  for r in o["teams"]],
-        "users": [dict(zip(("username", "display_name", "role", "team", "patient_ref", "active"), r, strict=True))
-                  for r in o["users"]],
-        "agents": [dict(zip(("id", "patient_ref", "active", "online", "last_seen_at", "version", "devices"), r,
-                            strict=True)) for r in o["agents"]],
-        "municipalities": o["municipalities"], "departments": o["departments"],
+        "teams": [
+            dict(zip(("key", "name", "sector", "municipality", "department", "phone"), r, strict=True))
+            for r in o["teams"]
+        ],
+        "users": [
+            dict(zip(("username", "display_name", "role", "team", "patient_ref", "active"), r, strict=True))
+            for r in o["users"]
+        ],
+        "agents": [
+            dict(zip(("id", "patient_ref", "active", "online", "last_seen_at", "version", "devices"), r, strict=True))
+            for r in o["agents"]
+        ],
+        "municipalities": o["municipalities"],
+        "departments": o["departments"],
     }

@@ -58,12 +58,19 @@ def _code_hash(secret: str, agent_id: str, code: str) -> str:
 
 def new_code() -> str:
     raw = "".join(secrets.choice(_ALPHABET) for _ in range(12))
-    return "-".join(raw[i:i + 4] for i in range(0, 12, 4))
+    return "-".join(raw[i : i + 4] for i in range(0, 12, 4))
 
 
 def enrol_agent(
-    conn: psycopg.Connection, *, agent_id: str, by: User, credentials: CredentialStore, secret: str,
-    patient_id: int | None = None, ttl: timedelta = CODE_TTL, now: datetime | None = None,
+    conn: psycopg.Connection,
+    *,
+    agent_id: str,
+    by: User,
+    credentials: CredentialStore,
+    secret: str,
+    patient_id: int | None = None,
+    ttl: timedelta = CODE_TTL,
+    now: datetime | None = None,
 ) -> Enrolment:
     now = now or datetime.now(UTC)
     try:
@@ -80,10 +87,12 @@ def enrol_agent(
     # The broker account exists from now on, but only the redeemed password will work.
     credentials.set_agent(agent_id=agent_id, password=secrets.token_urlsafe(32))
     code = new_code()
-    conn.execute("UPDATE enrolment_codes SET expires_at = %s WHERE agent_id = %s AND redeemed_at IS NULL",
-                 (now, agent_id))
     conn.execute(
-        "INSERT INTO enrolment_codes (code_hash, agent_id, issued_by, issued_at, expires_at) VALUES (%s, %s, %s, %s, %s)",
+        "UPDATE enrolment_codes SET expires_at = %s WHERE agent_id = %s AND redeemed_at IS NULL", (now, agent_id)
+    )
+    conn.execute(
+        "INSERT INTO enrolment_codes (code_hash, agent_id, issued_by, issued_at, expires_at)"
+        " VALUES (%s, %s, %s, %s, %s)",
         (_code_hash(secret, agent_id, code), agent_id, by.username, now, now + ttl),
     )
     log.info("agent %s enrolled by %s", agent_id, by.username)
@@ -91,8 +100,15 @@ def enrol_agent(
 
 
 def redeem_enrolment(
-    conn: psycopg.Connection, *, agent_id: str, code: str, credentials: CredentialStore, secret: str,
-    broker_url: str, topic_root: str, now: datetime | None = None,
+    conn: psycopg.Connection,
+    *,
+    agent_id: str,
+    code: str,
+    credentials: CredentialStore,
+    secret: str,
+    broker_url: str,
+    topic_root: str,
+    now: datetime | None = None,
 ) -> AgentCredentials:
     now = now or datetime.now(UTC)
     row = conn.execute(
@@ -105,8 +121,9 @@ def redeem_enrolment(
         raise AdminError("unknown, used or expired enrolment code")
     password = secrets.token_urlsafe(24)
     credentials.set_agent(agent_id=agent_id, password=password)
-    return AgentCredentials(agent_id=agent_id, mqtt_username=agent_id, mqtt_password=password,
-                            broker_url=broker_url, topic_root=topic_root)
+    return AgentCredentials(
+        agent_id=agent_id, mqtt_username=agent_id, mqtt_password=password, broker_url=broker_url, topic_root=topic_root
+    )
 
 
 def add_municipality(conn: psycopg.Connection, *, name: str) -> None:
@@ -114,30 +131,56 @@ def add_municipality(conn: psycopg.Connection, *, name: str) -> None:
 
 
 def add_department(conn: psycopg.Connection, *, name: str, hospital: str | None = None) -> None:
-    conn.execute("INSERT INTO departments (name, hospital) VALUES (%s, %s) ON CONFLICT (name) DO UPDATE"
-                 " SET hospital = EXCLUDED.hospital", (name.strip(), hospital))
+    conn.execute(
+        "INSERT INTO departments (name, hospital) VALUES (%s, %s) ON CONFLICT (name) DO UPDATE"
+        " SET hospital = EXCLUDED.hospital",
+        (name.strip(), hospital),
+    )
 
 
 def places(conn: psycopg.Connection) -> dict[str, list[str]]:
     """Municipalities and departments: the registered ones plus any already in use."""
-    mun = [r[0] for r in conn.execute(
-        "SELECT name FROM municipalities UNION SELECT municipality FROM patients"
-        " UNION SELECT municipality FROM teams WHERE municipality IS NOT NULL ORDER BY 1").fetchall()]
-    dep = [r[0] for r in conn.execute(
-        "SELECT name FROM departments UNION SELECT department FROM patients WHERE department IS NOT NULL"
-        " UNION SELECT department FROM teams WHERE department IS NOT NULL ORDER BY 1").fetchall()]
+    mun = [
+        r[0]
+        for r in conn.execute(
+            "SELECT name FROM municipalities UNION SELECT municipality FROM patients"
+            " UNION SELECT municipality FROM teams WHERE municipality IS NOT NULL ORDER BY 1"
+        ).fetchall()
+    ]
+    dep = [
+        r[0]
+        for r in conn.execute(
+            "SELECT name FROM departments UNION SELECT department FROM patients WHERE department IS NOT NULL"
+            " UNION SELECT department FROM teams WHERE department IS NOT NULL ORDER BY 1"
+        ).fetchall()
+    ]
     return {"municipalities": mun, "departments": dep}
 
 
-def create_team(conn: psycopg.Connection, *, key: str, name: str, sector: str, municipality: str | None,
-                department: str | None, phone: str | None = None) -> registry.Team:
+def create_team(
+    conn: psycopg.Connection,
+    *,
+    key: str,
+    name: str,
+    sector: str,
+    municipality: str | None,
+    department: str | None,
+    phone: str | None = None,
+) -> registry.Team:
     if sector == "municipal" and not municipality:
         raise AdminError("a municipal team needs a municipality")
     if sector == "hospital" and not department:
         raise AdminError("a hospital team needs a department")
     try:
-        team = registry.create_team(conn, key=key, name=name, sector=sector, municipality=municipality or None,
-                                    department=department or None, phone=phone or None)
+        team = registry.create_team(
+            conn,
+            key=key,
+            name=name,
+            sector=sector,
+            municipality=municipality or None,
+            department=department or None,
+            phone=phone or None,
+        )
     except registry.RegistryError as exc:
         raise AdminError(str(exc)) from exc
     if municipality:
@@ -147,8 +190,17 @@ def create_team(conn: psycopg.Connection, *, key: str, name: str, sector: str, m
     return team
 
 
-def create_account(conn: psycopg.Connection, *, username: str, display_name: str, role: str, password: str,
-                   team_key: str | None = None, patient_ref: str | None = None, lang: str = "da") -> User:
+def create_account(
+    conn: psycopg.Connection,
+    *,
+    username: str,
+    display_name: str,
+    role: str,
+    password: str,
+    team_key: str | None = None,
+    patient_ref: str | None = None,
+    lang: str = "da",
+) -> User:
     try:
         r = Role(role)
     except ValueError as exc:
@@ -170,8 +222,16 @@ def create_account(conn: psycopg.Connection, *, username: str, display_name: str
             raise AdminError(str(exc)) from exc
     try:
         with conn.transaction():
-            return create_user(conn, username=username, display_name=display_name, role=r, password=password,
-                               team_id=team_id, patient_id=patient_id, lang=lang)
+            return create_user(
+                conn,
+                username=username,
+                display_name=display_name,
+                role=r,
+                password=password,
+                team_id=team_id,
+                patient_id=patient_id,
+                lang=lang,
+            )
     except psycopg.errors.UniqueViolation as exc:
         raise AdminError(f"user {username!r} exists") from exc
     except psycopg.errors.CheckViolation as exc:
@@ -186,11 +246,13 @@ def overview(conn: psycopg.Connection) -> dict[str, Any]:
     users = conn.execute(
         """SELECT u.username, u.display_name, u.role, t.key, p.external_ref, u.active
            FROM users u LEFT JOIN teams t ON t.id = u.team_id LEFT JOIN patients p ON p.id = u.patient_id
-           ORDER BY u.role, u.username""").fetchall()
+           ORDER BY u.role, u.username"""
+    ).fetchall()
     agents = conn.execute(
         """SELECT a.id, p.external_ref, a.active, a.online, a.last_seen_at, a.version,
                   (SELECT count(*) FROM devices d WHERE d.agent_id = a.id)
-           FROM agents a LEFT JOIN patients p ON p.id = a.patient_id ORDER BY a.id LIMIT 500""").fetchall()
+           FROM agents a LEFT JOIN patients p ON p.id = a.patient_id ORDER BY a.id LIMIT 500"""
+    ).fetchall()
     devices = conn.execute(
         "SELECT id, agent_id, address, model, manufacturer, battery_low FROM devices ORDER BY agent_id, id LIMIT 1000"
     ).fetchall()

@@ -35,8 +35,19 @@ def _alerting() -> Any:
 def available() -> bool:
     """Whether alerting's service functions are importable (they land separately)."""
     a = _alerting()
-    return all(hasattr(a, n) for n in ("worklist", "acknowledge", "alert_history", "thresholds_for",
-                                       "threshold_audit", "monitoring_plan", "alert_burden", "adherence"))
+    return all(
+        hasattr(a, n)
+        for n in (
+            "worklist",
+            "acknowledge",
+            "alert_history",
+            "thresholds_for",
+            "threshold_audit",
+            "monitoring_plan",
+            "alert_burden",
+            "adherence",
+        )
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,22 +76,39 @@ def _in_scope(user: User, *, patient_id: int, municipality: str, department: str
 
 def _teams(conn: psycopg.Connection, user: User) -> list[tuple[str, str]]:
     if user.role is Role.NURSE:
-        rows = conn.execute("SELECT key, name FROM teams WHERE municipality = %s OR id = %s ORDER BY name",
-                            (user.municipality, user.team_id)).fetchall()
+        rows = conn.execute(
+            "SELECT key, name FROM teams WHERE municipality = %s OR id = %s ORDER BY name",
+            (user.municipality, user.team_id),
+        ).fetchall()
     elif user.role is Role.SPECIALIST:
-        rows = conn.execute("SELECT key, name FROM teams WHERE department = %s OR id = %s ORDER BY name",
-                            (user.department, user.team_id)).fetchall()
+        rows = conn.execute(
+            "SELECT key, name FROM teams WHERE department = %s OR id = %s ORDER BY name",
+            (user.department, user.team_id),
+        ).fetchall()
     else:
         rows = []
     return [(r[0], r[1]) for r in rows]
 
 
-def worklist(conn: psycopg.Connection, *, user: User, team_key: str | None = None,
-             now: datetime | None = None) -> WorklistView:
+def worklist(
+    conn: psycopg.Connection, *, user: User, team_key: str | None = None, now: datetime | None = None
+) -> WorklistView:
     now = now or datetime.now(UTC)
-    entries = _alerting().worklist(conn, team_keys=[team_key] if team_key else None, now=now)
-    rows = [e for e in entries if _in_scope(user, patient_id=e.patient_id, municipality=e.municipality,
-                                             department=e.department)]
+    where, params = scope_clause(user, "p")
+    in_scope = [
+        r[0]
+        for r in conn.execute(
+            f"SELECT p.id FROM patients p WHERE p.active AND {where}",
+            params,
+        ).fetchall()
+    ]
+    entries = _alerting().worklist(conn, team_keys=[team_key] if team_key else None, patient_ids=in_scope, now=now)
+    # Checked again row by row: the scope rule is the one in backend.accounts.scope, not only SQL.
+    rows = [
+        e
+        for e in entries
+        if _in_scope(user, patient_id=e.patient_id, municipality=e.municipality, department=e.department)
+    ]
     # Alerting's order: unacknowledged first by worst severity then oldest; acknowledged after.
     with_alerts = {e.patient_id for e in rows}
     green = [g for g in green_rows(conn, user=user, now=now) if g.patient_id not in with_alerts]
@@ -96,13 +124,23 @@ def worklist_json(view: WorklistView) -> dict[str, Any]:
         return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(a).items()}
 
     return {
-        "rows": [{
-            "patient_id": e.patient_id, "patient_name": e.patient_name, "patient_ref": e.patient_ref,
-            "municipality": e.municipality, "department": e.department, "programme": e.programme,
-            "team_key": e.team_key, "team_name": e.team_name, "worst_severity": e.worst_severity,
-            "oldest_opened_at": e.oldest_opened_at.isoformat(), "counts": dict(e.counts),
-            "alerts": [alert(a) for a in e.alerts],
-        } for e in view.rows],
+        "rows": [
+            {
+                "patient_id": e.patient_id,
+                "patient_name": e.patient_name,
+                "patient_ref": e.patient_ref,
+                "municipality": e.municipality,
+                "department": e.department,
+                "programme": e.programme,
+                "team_key": e.team_key,
+                "team_name": e.team_name,
+                "worst_severity": e.worst_severity,
+                "oldest_opened_at": e.oldest_opened_at.isoformat(),
+                "counts": dict(e.counts),
+                "alerts": [alert(a) for a in e.alerts],
+            }
+            for e in view.rows
+        ],
         "green": [{**asdict(g), "newest_at": g.newest_at.isoformat()} for g in view.green],
         "counts": view.counts,
     }
@@ -128,12 +166,19 @@ def green_rows(conn: psycopg.Connection, *, user: User, now: datetime | None = N
     now = now or datetime.now(UTC)
     where, params = scope_clause(user, "p")
     params["since"] = now - GREEN_WINDOW
-    rows = conn.execute(_GREEN.format(scope=where), params).fetchall()  # type: ignore[arg-type]
+    rows = conn.execute(_GREEN.format(scope=where), params).fetchall()
     return [GreenRow(*r) for r in rows]
 
 
-def acknowledge_all_green(conn: psycopg.Connection, *, runtime: Any, user: User, team_key: str | None = None,
-                          remote_addr: str | None = None, now: datetime | None = None) -> int:
+def acknowledge_all_green(
+    conn: psycopg.Connection,
+    *,
+    runtime: Any,
+    user: User,
+    team_key: str | None = None,
+    remote_addr: str | None = None,
+    now: datetime | None = None,
+) -> int:
     """Mark every green row in scope as seen (one audit row per patient) and tell each citizen's
     tablet "seen". Returns the number of patients."""
     from backend import audit
@@ -149,18 +194,40 @@ def acknowledge_all_green(conn: psycopg.Connection, *, runtime: Any, user: User,
             (g.patient_id, g.newest_at, user.username, now),
         )
         conn.execute(
-            "INSERT INTO reading_review_log (patient_id, seen_through, readings, seen_by, seen_at) VALUES (%s,%s,%s,%s,%s)",
+            "INSERT INTO reading_review_log (patient_id, seen_through, readings, seen_by, seen_at)"
+            " VALUES (%s, %s, %s, %s, %s)",
             (g.patient_id, g.newest_at, g.readings, user.username, now),
         )
-        audit.record(conn, actor=user, patient_id=g.patient_id, action="kvittering (green)",
-                     detail=f"{g.readings} readings", remote_addr=remote_addr)
-        _send_seen(conn, runtime=runtime, patient_id=g.patient_id, since=now - GREEN_WINDOW, through=g.newest_at,
-                   by=user.display_name, now=now)
+        audit.record(
+            conn,
+            actor=user,
+            patient_id=g.patient_id,
+            action="kvittering (green)",
+            detail=f"{g.readings} readings",
+            remote_addr=remote_addr,
+        )
+        _send_seen(
+            conn,
+            runtime=runtime,
+            patient_id=g.patient_id,
+            since=now - GREEN_WINDOW,
+            through=g.newest_at,
+            by=user.display_name,
+            now=now,
+        )
     return len(rows)
 
 
-def _send_seen(conn: psycopg.Connection, *, runtime: Any, patient_id: int, since: datetime, through: datetime,
-               by: str, now: datetime) -> None:
+def _send_seen(
+    conn: psycopg.Connection,
+    *,
+    runtime: Any,
+    patient_id: int,
+    since: datetime,
+    through: datetime,
+    by: str,
+    now: datetime,
+) -> None:
     publisher = getattr(runtime, "publisher", None)
     if publisher is None:
         return
@@ -174,7 +241,7 @@ def _send_seen(conn: psycopg.Connection, *, runtime: Any, patient_id: int, since
     topics = runtime.settings.topics
     for agent_id, ids in rows:
         for i in range(0, len(ids), 500):
-            receipt = Receipt(agent_id=agent_id, status=ReceiptStatus.SEEN, ids=tuple(ids[i:i + 500]), at=now, by=by)
+            receipt = Receipt(agent_id=agent_id, status=ReceiptStatus.SEEN, ids=tuple(ids[i : i + 500]), at=now, by=by)
             try:
                 publisher.publish(topics.receipts(agent_id), receipt.to_json(), qos=1)
             except Exception:  # the review is stored; a lost "seen" receipt is only cosmetic on the tablet
@@ -183,6 +250,7 @@ def _send_seen(conn: psycopg.Connection, *, runtime: Any, patient_id: int, since
 
 # ---- single alerts ----------------------------------------------------------------------------
 
+
 def alert_patient(conn: psycopg.Connection, *, alert_id: int) -> int | None:
     row = conn.execute("SELECT patient_id FROM alerts WHERE id = %s", (alert_id,)).fetchone()
     return int(row[0]) if row else None
@@ -190,28 +258,48 @@ def alert_patient(conn: psycopg.Connection, *, alert_id: int) -> int | None:
 
 def acknowledge(conn: psycopg.Connection, *, runtime: Any, alert_id: int, user: User, note: str) -> Any:
     by = f"{user.display_name} ({user.username})"
-    return _alerting().acknowledge(conn, alert_id=alert_id, by=by, note=note.strip(), runtime_or_publisher=runtime,
-                                   topics=runtime.settings.topics)
+    return _alerting().acknowledge(
+        conn, alert_id=alert_id, by=by, note=note.strip(), runtime_or_publisher=runtime, topics=runtime.settings.topics
+    )
 
 
 def _history(conn: psycopg.Connection, *, patient_id: int) -> list[dict[str, Any]]:
     """Every transition of every alert of the patient, newest first, flattened for a table."""
-    titles = {int(r[0]): (r[1], r[2]) for r in conn.execute(
-        "SELECT id, title, measurement FROM alerts WHERE patient_id = %s", (patient_id,)).fetchall()}
+    titles = {
+        int(r[0]): (r[1], r[2])
+        for r in conn.execute(
+            "SELECT id, title, measurement FROM alerts WHERE patient_id = %s", (patient_id,)
+        ).fetchall()
+    }
     out: list[dict[str, Any]] = []
     for tr in _alerting().alert_history(conn, patient_id=patient_id):
         title, measurement = titles.get(tr.alert_id, (tr.rule_id, None))
-        out.append({"alert_id": tr.alert_id, "title": title, "rule_id": tr.rule_id, "measurement": measurement,
-                    "severity": tr.severity, "transition": tr.action, "state": tr.to_state, "at": tr.at,
-                    "by": tr.actor, "note": tr.note, "team": tr.team_key, "from_team": tr.from_team,
-                    "value": tr.value})
+        out.append(
+            {
+                "alert_id": tr.alert_id,
+                "title": title,
+                "rule_id": tr.rule_id,
+                "measurement": measurement,
+                "severity": tr.severity,
+                "transition": tr.action,
+                "state": tr.to_state,
+                "at": tr.at,
+                "by": tr.actor,
+                "note": tr.note,
+                "team": tr.team_key,
+                "from_team": tr.from_team,
+                "value": tr.value,
+            }
+        )
     out.sort(key=lambda r: r["at"], reverse=True)
     return out
 
 
 def history_json(conn: psycopg.Connection, *, patient_id: int) -> list[dict[str, Any]]:
-    return [{k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in r.items()}
-            for r in _history(conn, patient_id=patient_id)]
+    return [
+        {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in r.items()}
+        for r in _history(conn, patient_id=patient_id)
+    ]
 
 
 def alert_markers(conn: psycopg.Connection, *, patient_id: int, since: datetime) -> list[dict[str, Any]]:
@@ -224,6 +312,7 @@ def alert_markers(conn: psycopg.Connection, *, patient_id: int, since: datetime)
 
 
 # ---- thresholds ---------------------------------------------------------------------------------
+
 
 def _rule_info(rule_id: str) -> tuple[str | None, str | None, str | None]:
     """(measurement kind, component, rule kind) from the loaded rule files."""
@@ -242,16 +331,30 @@ def thresholds(conn: psycopg.Connection, *, patient_id: int) -> list[dict[str, A
     out = []
     for th in _alerting().thresholds_for(conn, patient_id=patient_id):
         kind, comp, rule_kind = _rule_info(th.rule_id)
-        out.append({"rule_id": th.rule_id, "label": th.rule_title, "field": th.field, "value": th.value,
-                    "default": th.default_value, "overridden": th.overridden, "reason": th.override_reason,
-                    "by": th.override_by, "at": th.override_at, "kind": kind, "component": comp,
-                    "rule_kind": rule_kind})
+        out.append(
+            {
+                "rule_id": th.rule_id,
+                "label": th.rule_title,
+                "field": th.field,
+                "value": th.value,
+                "default": th.default_value,
+                "overridden": th.overridden,
+                "reason": th.override_reason,
+                "by": th.override_by,
+                "at": th.override_at,
+                "kind": kind,
+                "component": comp,
+                "rule_kind": rule_kind,
+            }
+        )
     return out
 
 
 def thresholds_json(conn: psycopg.Connection, *, patient_id: int) -> list[dict[str, Any]]:
-    return [{k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in r.items()}
-            for r in thresholds(conn, patient_id=patient_id)]
+    return [
+        {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in r.items()}
+        for r in thresholds(conn, patient_id=patient_id)
+    ]
 
 
 def threshold_bands(conn: psycopg.Connection, *, patient_id: int) -> list[dict[str, Any]]:
@@ -279,8 +382,17 @@ def threshold_bands(conn: psycopg.Connection, *, patient_id: int) -> list[dict[s
     return bands
 
 
-def edit_threshold(conn: psycopg.Connection, *, patient_id: int, rule_id: str, field: str, value: str, reason: str,
-                   user: User, clear: bool = False) -> str | None:
+def edit_threshold(
+    conn: psycopg.Connection,
+    *,
+    patient_id: int,
+    rule_id: str,
+    field: str,
+    value: str,
+    reason: str,
+    user: User,
+    clear: bool = False,
+) -> str | None:
     """None when done, else why not (shown to the clinician)."""
     from backend.alerting.errors import AlertingError
 
@@ -291,15 +403,17 @@ def edit_threshold(conn: psycopg.Connection, *, patient_id: int, rule_id: str, f
     try:
         with conn.transaction():
             if clear:
-                _alerting().clear_threshold_override(conn, patient_id=patient_id, rule_id=rule_id, field=field,
-                                                     by=by, reason=reason)
+                _alerting().clear_threshold_override(
+                    conn, patient_id=patient_id, rule_id=rule_id, field=field, by=by, reason=reason
+                )
             else:
                 try:
                     number = float(value.replace(",", "."))
                 except ValueError:
                     return f"Not a number: {value!r}"
-                _alerting().set_threshold_override(conn, patient_id=patient_id, rule_id=rule_id, field=field,
-                                                   value=number, by=by, reason=reason)
+                _alerting().set_threshold_override(
+                    conn, patient_id=patient_id, rule_id=rule_id, field=field, value=number, by=by, reason=reason
+                )
     except (AlertingError, KeyError, ValueError) as exc:
         return str(exc)
     return None
@@ -312,20 +426,38 @@ _WEEKDAYS = ("ma", "ti", "on", "to", "fr", "lø", "sø")
 
 def patient_panels(conn: psycopg.Connection, *, patient_id: int) -> dict[str, Any]:
     if not available():
-        return {"alert_history": None, "thresholds": None, "threshold_audit": None, "plan": None,
-                "passive": passive_intervals(conn, patient_id=patient_id)}
+        return {
+            "alert_history": None,
+            "thresholds": None,
+            "threshold_audit": None,
+            "plan": None,
+            "passive": passive_intervals(conn, patient_id=patient_id),
+        }
     a = _alerting()
     plan_view = a.monitoring_plan(conn, patient_id=patient_id)
     plan = []
     for item in plan_view.items:
         days = "alle dage" if len(item.weekdays) == 7 else ", ".join(_WEEKDAYS[d] for d in item.weekdays)
         label = spec(item.kind).label_da
-        plan.append({"label": label, "when": f"{', '.join(item.times) or 'dagligt'} · {days} · "
-                                             f"{item.grace_minutes} min margin"
-                                             + (" (standard)" if plan_view.is_default else "")})
-    audit_rows = [{"at": c.at, "by": c.actor, "rule_id": c.rule_id, "field": c.field, "old": c.old_value,
-                   "new": c.new_value, "reason": c.reason}
-                  for c in a.threshold_audit(conn, patient_id=patient_id)]
+        plan.append(
+            {
+                "label": label,
+                "when": f"{', '.join(item.times) or 'dagligt'} · {days} · "
+                f"{item.grace_minutes} min margin" + (" (standard)" if plan_view.is_default else ""),
+            }
+        )
+    audit_rows = [
+        {
+            "at": c.at,
+            "by": c.actor,
+            "rule_id": c.rule_id,
+            "field": c.field,
+            "old": c.old_value,
+            "new": c.new_value,
+            "reason": c.reason,
+        }
+        for c in a.threshold_audit(conn, patient_id=patient_id)
+    ]
     return {
         "alert_history": _history(conn, patient_id=patient_id),
         "thresholds": thresholds(conn, patient_id=patient_id),
@@ -346,8 +478,9 @@ def passive_intervals(conn: psycopg.Connection, *, patient_id: int) -> list[dict
     return [{"starts_at": r[0], "ends_at": r[1], "reason": r[2]} for r in rows]
 
 
-def add_passive(conn: psycopg.Connection, *, patient_id: int, starts: str, ends: str, reason: str, user: User,
-                tz: str) -> str | None:
+def add_passive(
+    conn: psycopg.Connection, *, patient_id: int, starts: str, ends: str, reason: str, user: User, tz: str
+) -> str | None:
     from backend.alerting.errors import AlertingError
 
     try:
@@ -360,14 +493,21 @@ def add_passive(conn: psycopg.Connection, *, patient_id: int, starts: str, ends:
         return "A reason is required."
     try:
         with conn.transaction():
-            _alerting().add_passive_interval(conn, patient_id=patient_id, starts_at=s, ends_at=e,
-                                             reason=reason.strip(), by=f"{user.display_name} ({user.username})")
+            _alerting().add_passive_interval(
+                conn,
+                patient_id=patient_id,
+                starts_at=s,
+                ends_at=e,
+                reason=reason.strip(),
+                by=f"{user.display_name} ({user.username})",
+            )
     except AlertingError as exc:
         return str(exc)
     return None
 
 
 # ---- population -----------------------------------------------------------------------------------
+
 
 def population(conn: psycopg.Connection, *, user: User, days: int = 28, now: datetime | None = None) -> dict[str, Any]:
     """Patients in scope ranked by risk (open alerts, deviation from baseline, adherence), and the
@@ -385,7 +525,8 @@ def population(conn: psycopg.Connection, *, user: User, days: int = 28, now: dat
                dev.z, dev.kind
         FROM patients p
         LEFT JOIN LATERAL (
-            SELECT count(*) FILTER (WHERE severity = 'red') AS red, count(*) FILTER (WHERE severity = 'yellow') AS yellow,
+            SELECT count(*) FILTER (WHERE severity = 'red') AS red,
+                   count(*) FILTER (WHERE severity = 'yellow') AS yellow,
                    count(*) FILTER (WHERE severity = 'blue') AS blue,
                    count(*) FILTER (WHERE severity = 'technical') AS technical
             FROM alerts a WHERE a.patient_id = p.id AND a.state <> 'resolved') al ON true
@@ -408,15 +549,31 @@ def population(conn: psycopg.Connection, *, user: User, days: int = 28, now: dat
         share = adh.share if adh else None
         z = float(r[10]) if r[10] is not None else None
         # Risk: open red dominates, then yellow, blue, baseline deviation, then missed measurements.
-        score = 100 * r[6] + 30 * r[7] + 10 * r[8] + 3 * r[9] + 5 * min(z or 0.0, 6.0) \
+        score = (
+            100 * r[6]
+            + 30 * r[7]
+            + 10 * r[8]
+            + 3 * r[9]
+            + 5 * min(z or 0.0, 6.0)
             + (20 * (1 - share) if share is not None else 0)
-        patients.append({
-            "patient_id": r[0], "name": r[1], "ref": r[2], "programme": r[3], "municipality": r[4],
-            "department": r[5], "open": {"red": r[6], "yellow": r[7], "blue": r[8], "technical": r[9]},
-            "deviation_z": round(z, 2) if z is not None else None, "deviation_kind": r[11],
-            "adherence": round(share, 3) if share is not None else None,
-            "planned": adh.planned if adh else 0, "taken": adh.taken if adh else 0, "risk": round(score, 1),
-        })
+        )
+        patients.append(
+            {
+                "patient_id": r[0],
+                "name": r[1],
+                "ref": r[2],
+                "programme": r[3],
+                "municipality": r[4],
+                "department": r[5],
+                "open": {"red": r[6], "yellow": r[7], "blue": r[8], "technical": r[9]},
+                "deviation_z": round(z, 2) if z is not None else None,
+                "deviation_kind": r[11],
+                "adherence": round(share, 3) if share is not None else None,
+                "planned": adh.planned if adh else 0,
+                "taken": adh.taken if adh else 0,
+                "risk": round(score, 1),
+            }
+        )
     patients.sort(key=lambda x: -x["risk"])
     team_keys = [k for k, _ in _teams(conn, user)]
     burden = [asdict(b) for b in _alerting().alert_burden(conn, team_keys=team_keys or None, since=since)]
@@ -429,5 +586,3 @@ def _adherence_all(conn: psycopg.Connection, *, since: datetime, patient_ids: li
     for pid in patient_ids[:500]:
         out.append(a.adherence(conn, patient_id=pid, since=since))
     return out
-
-

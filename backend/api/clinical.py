@@ -35,8 +35,9 @@ class PatientSummary:
     last_measured_at: datetime | None
 
 
-def list_patients(conn: psycopg.Connection, *, user: User, limit: int = 500, offset: int = 0,
-                  search: str | None = None) -> list[PatientSummary]:
+def list_patients(
+    conn: psycopg.Connection, *, user: User, limit: int = 500, offset: int = 0, search: str | None = None
+) -> list[PatientSummary]:
     where, params = scope_clause(user, "p")
     if search:
         where += " AND (p.name ILIKE %(q)s OR p.external_ref ILIKE %(q)s)"
@@ -82,8 +83,14 @@ def _components(kind: MeasurementKind) -> tuple[str, ...]:
 
 
 def trend(
-    conn: psycopg.Connection, *, patient_id: int, kind: MeasurementKind | str, range_key: str = "7d",
-    now: datetime | None = None, tz: str = "Europe/Copenhagen", lang: str = "da",
+    conn: psycopg.Connection,
+    *,
+    patient_id: int,
+    kind: MeasurementKind | str,
+    range_key: str = "7d",
+    now: datetime | None = None,
+    tz: str = "Europe/Copenhagen",
+    lang: str = "da",
 ) -> Trend:
     kind = MeasurementKind(kind)
     days = RANGES[range_key]
@@ -109,9 +116,28 @@ def trend(
                 s.value.append(float(v) if isinstance(v, int | float) else None)
             out.append(s)
         return Trend(kind.value, label, range_key, "raw", start, end, tuple(out))
-    return Trend(kind.value, label, range_key, "daily", start, end,
-                 tuple(_daily(conn, patient_id=patient_id, kind=kind, component=c, label=labels[c],
-                              unit=ks.component(c).display_unit, start=start, end=end, tz=tz) for c in comps))
+    return Trend(
+        kind.value,
+        label,
+        range_key,
+        "daily",
+        start,
+        end,
+        tuple(
+            _daily(
+                conn,
+                patient_id=patient_id,
+                kind=kind,
+                component=c,
+                label=labels[c],
+                unit=ks.component(c).display_unit,
+                start=start,
+                end=end,
+                tz=tz,
+            )
+            for c in comps
+        ),
+    )
 
 
 _DAILY = """
@@ -138,12 +164,33 @@ ORDER BY day
 """
 
 
-def _daily(conn: psycopg.Connection, *, patient_id: int, kind: MeasurementKind, component: str, label: str,
-           unit: str, start: datetime, end: datetime, tz: str) -> Series:
+def _daily(
+    conn: psycopg.Connection,
+    *,
+    patient_id: int,
+    kind: MeasurementKind,
+    component: str,
+    label: str,
+    unit: str,
+    start: datetime,
+    end: datetime,
+    tz: str,
+) -> Series:
     first: date = start.date()
     last: date = end.date()
-    rows = conn.execute(_DAILY, {"pid": patient_id, "kind": kind.value, "comp": component, "first": first,
-                                 "last": last, "tz": tz, "start": start, "end": end}).fetchall()
+    rows = conn.execute(
+        _DAILY,
+        {
+            "pid": patient_id,
+            "kind": kind.value,
+            "comp": component,
+            "first": first,
+            "last": last,
+            "tz": tz,
+            "start": start,
+            "end": end,
+        },
+    ).fetchall()
     s = Series(component, label, unit)
     for day, mean, lo, hi in rows:
         # Plot a day at its local noon, so a bar never straddles two days.
@@ -177,8 +224,14 @@ _READING_COLS = """m.id, m.kind, m.components, m.unit, m.measured_at, m.agent_re
        m.device_clock_trusted, m.quality, m.flags, m.agent_id, m.device_id, d.model, d.address, m.user_index"""
 
 
-def readings(conn: psycopg.Connection, *, patient_id: int, since: datetime | None = None,
-             kind: str | None = None, limit: int = 200) -> list[Reading]:
+def readings(
+    conn: psycopg.Connection,
+    *,
+    patient_id: int,
+    since: datetime | None = None,
+    kind: str | None = None,
+    limit: int = 200,
+) -> list[Reading]:
     rows = conn.execute(
         f"""SELECT {_READING_COLS} FROM measurements m LEFT JOIN devices d ON d.id = m.device_id
             WHERE m.patient_id = %(pid)s AND (%(since)s::timestamptz IS NULL OR m.measured_at >= %(since)s)

@@ -18,20 +18,24 @@ from backend.accounts.deps import Conn, CurrentPrincipal, Principal, remote_addr
 from backend.accounts.model import AccessDenied, AuthError, RateLimited, Role
 from backend.accounts.store import authenticate, create_api_token
 from backend.api import alerts, clinical, schemas
-from backend.api.schemas import PatientId, ShortText
+from backend.api.schemas import ShortText
 from backend.fhir import FhirExportError
 
 router = APIRouter(prefix="/api/v1", tags=["api"])
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Not logged in"}, 403: {"description": "Outside your scope (audited)"},
+    401: {"description": "Not logged in"},
+    403: {"description": "Outside your scope (audited)"},
     404: {"description": "No such patient"},
 }
 
 
-def _open(request: Request, p: Principal, conn: Any, patient_id: int, action: str, detail: str | None = None) -> Patient:
+def _open(
+    request: Request, p: Principal, conn: Any, patient_id: int, action: str, detail: str | None = None
+) -> Patient:
     try:
-        return open_patient(conn, user=p.user, patient_id=patient_id, action=action, detail=detail,
-                            remote_addr=remote_addr(request))
+        return open_patient(
+            conn, user=p.user, patient_id=patient_id, action=action, detail=detail, remote_addr=remote_addr(request)
+        )
     except AccessDenied as exc:
         raise HTTPException(403, exc.why) from exc
     except PatientNotFound as exc:
@@ -43,8 +47,12 @@ def _clinician(p: Principal) -> None:
         raise HTTPException(403, "this needs a nurse or specialist")
 
 
-@router.post("/auth/token", response_model=schemas.TokenOut, tags=["auth"],
-             responses={401: {"description": "Wrong username or password"}, 429: {"description": "Rate limited"}})
+@router.post(
+    "/auth/token",
+    response_model=schemas.TokenOut,
+    tags=["auth"],
+    responses={401: {"description": "Wrong username or password"}, 429: {"description": "Rate limited"}},
+)
 def token(request: Request, conn: Conn, body: schemas.TokenRequest) -> Any:
     """Exchange a username and password for a bearer token (30 days)."""
     try:
@@ -67,15 +75,26 @@ def me(p: CurrentPrincipal) -> Any:
 
 @router.get("/patients", response_model=list[schemas.PatientSummaryOut], responses=_ERRORS)
 def patients(
-    request: Request, p: CurrentPrincipal, conn: Conn, q: ShortText | None = None,
-    limit: Annotated[int, Query(ge=1, le=5000)] = 500, offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+    request: Request,
+    p: CurrentPrincipal,
+    conn: Conn,
+    q: ShortText | None = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
 ) -> Any:
     """The patients you may read (nurse: your team's municipality; specialist: your department)."""
     if p.user.role is Role.ADMIN:
         raise HTTPException(403, "admins see no clinical data")
     rows = clinical.list_patients(conn, user=p.user, search=q, limit=limit, offset=offset)
-    audit.record(conn, actor=p.user, patient_id=None, action="api patient list", detail=f"{len(rows)} shown",
-                 remote_addr=remote_addr(request), commit=True)
+    audit.record(
+        conn,
+        actor=p.user,
+        patient_id=None,
+        action="api patient list",
+        detail=f"{len(rows)} shown",
+        remote_addr=remote_addr(request),
+        commit=True,
+    )
     return rows
 
 
@@ -86,20 +105,28 @@ def patient(request: Request, p: CurrentPrincipal, conn: Conn, patient_id: Annot
 
 @router.get("/patients/{patient_id}/trend", response_model=schemas.TrendOut, responses=_ERRORS)
 def trend(
-    request: Request, p: CurrentPrincipal, conn: Conn, patient_id: Annotated[int, Path(ge=1, le=2**62)],
+    request: Request,
+    p: CurrentPrincipal,
+    conn: Conn,
+    patient_id: Annotated[int, Path(ge=1, le=2**62)],
     kind: Annotated[str, Query(pattern="^(spo2|pulse|weight|blood_pressure|temperature|glucose|respiration_rate)$")],
     range: Annotated[str, Query(pattern="^(7d|30d|1y)$")] = "7d",
 ) -> Any:
     """One kind's trend: raw readings up to 7 days, daily mean/min/max beyond."""
     _open(request, p, conn, patient_id, "api trend", detail=f"{kind} {range}")
-    return clinical.trend(conn, patient_id=patient_id, kind=kind, range_key=range,
-                          tz=request.app.state.settings.timezone, lang=p.lang)
+    return clinical.trend(
+        conn, patient_id=patient_id, kind=kind, range_key=range, tz=request.app.state.settings.timezone, lang=p.lang
+    )
 
 
 @router.get("/patients/{patient_id}/readings", response_model=list[schemas.ReadingOut], responses=_ERRORS)
 def readings(
-    request: Request, p: CurrentPrincipal, conn: Conn, patient_id: Annotated[int, Path(ge=1, le=2**62)],
-    kind: Annotated[str | None, Query(pattern="^[a-z_]{1,32}$")] = None, since: datetime | None = None,
+    request: Request,
+    p: CurrentPrincipal,
+    conn: Conn,
+    patient_id: Annotated[int, Path(ge=1, le=2**62)],
+    kind: Annotated[str | None, Query(pattern="^[a-z_]{1,32}$")] = None,
+    since: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 200,
 ) -> Any:
     _open(request, p, conn, patient_id, "api readings", detail=kind)
@@ -108,32 +135,52 @@ def readings(
     return clinical.readings(conn, patient_id=patient_id, since=since, kind=kind, limit=limit)
 
 
-@router.get("/patients/{patient_id}/readings/{reading_id}", response_model=schemas.ReadingDetailOut,
-            responses=_ERRORS)
-def reading(request: Request, p: CurrentPrincipal, conn: Conn, patient_id: Annotated[int, Path(ge=1, le=2**62)],
-            reading_id: UUID) -> Any:
+@router.get("/patients/{patient_id}/readings/{reading_id}", response_model=schemas.ReadingDetailOut, responses=_ERRORS)
+def reading(
+    request: Request,
+    p: CurrentPrincipal,
+    conn: Conn,
+    patient_id: Annotated[int, Path(ge=1, le=2**62)],
+    reading_id: UUID,
+) -> Any:
     _open(request, p, conn, patient_id, "api reading detail", detail=str(reading_id))
     d = clinical.reading_detail(conn, patient_id=patient_id, reading_id=reading_id)
     if d is None:
         raise HTTPException(404, "no such reading for this patient")
     return schemas.ReadingDetailOut(
-        reading=schemas.ReadingOut.model_validate(d.reading), raw_hex=d.raw_hex, raw_characteristic=d.raw_characteristic,
-        device_manufacturer=d.device_manufacturer, device_serial=d.device_serial, device_firmware=d.device_firmware,
+        reading=schemas.ReadingOut.model_validate(d.reading),
+        raw_hex=d.raw_hex,
+        raw_characteristic=d.raw_characteristic,
+        device_manufacturer=d.device_manufacturer,
+        device_serial=d.device_serial,
+        device_firmware=d.device_firmware,
         clock_offset_s=d.clock_offset_s,
     )
 
 
 @router.get("/patients/{patient_id}/rejected", response_model=list[schemas.RejectedOut], responses=_ERRORS)
-def rejected(request: Request, p: CurrentPrincipal, conn: Conn, patient_id: Annotated[int, Path(ge=1, le=2**62)]) -> Any:
+def rejected(
+    request: Request, p: CurrentPrincipal, conn: Conn, patient_id: Annotated[int, Path(ge=1, le=2**62)]
+) -> Any:
     """Readings kept but not used (implausible values, unknown devices), with their reason."""
     _open(request, p, conn, patient_id, "api rejected readings")
     return clinical.rejected(conn, patient_id=patient_id)
 
 
-@router.get("/patients/{patient_id}/fhir", responses={**_ERRORS, 200: {
-    "content": {"application/fhir+json": {}}, "description": "A FHIR R4 transaction Bundle"}})
-def fhir_export(request: Request, p: CurrentPrincipal, conn: Conn, patient_id: Annotated[int, Path(ge=1, le=2**62)],
-                since: datetime | None = None) -> JSONResponse:
+@router.get(
+    "/patients/{patient_id}/fhir",
+    responses={
+        **_ERRORS,
+        200: {"content": {"application/fhir+json": {}}, "description": "A FHIR R4 transaction Bundle"},
+    },
+)
+def fhir_export(
+    request: Request,
+    p: CurrentPrincipal,
+    conn: Conn,
+    patient_id: Annotated[int, Path(ge=1, le=2**62)],
+    since: datetime | None = None,
+) -> JSONResponse:
     """The patient's readings as a FHIR R4 Bundle (vital-signs profile + PHD IG), validated."""
     from backend.fhir.query import export_patient
 
@@ -152,14 +199,26 @@ def worklist(request: Request, p: CurrentPrincipal, conn: Conn, team: ShortText 
     """One row per patient: worst open severity first, then oldest."""
     _clinician(p)
     view = alerts.worklist(conn, user=p.user, team_key=team)
-    audit.record(conn, actor=p.user, patient_id=None, action="api worklist", detail=f"{len(view.rows)} patients",
-                 remote_addr=remote_addr(request), commit=True)
+    audit.record(
+        conn,
+        actor=p.user,
+        patient_id=None,
+        action="api worklist",
+        detail=f"{len(view.rows)} patients",
+        remote_addr=remote_addr(request),
+        commit=True,
+    )
     return alerts.worklist_json(view)
 
 
 @router.post("/alerts/{alert_id}/acknowledge", responses={**_ERRORS, 409: {"description": "Not open"}})
-def acknowledge(request: Request, p: CurrentPrincipal, conn: Conn, alert_id: Annotated[int, Path(ge=1, le=2**62)],
-                body: schemas.AcknowledgeIn) -> Any:
+def acknowledge(
+    request: Request,
+    p: CurrentPrincipal,
+    conn: Conn,
+    alert_id: Annotated[int, Path(ge=1, le=2**62)],
+    body: schemas.AcknowledgeIn,
+) -> Any:
     """Kvittér an alert with a note."""
     _clinician(p)
     patient_id = alerts.alert_patient(conn, alert_id=alert_id)
@@ -177,27 +236,43 @@ def acknowledge(request: Request, p: CurrentPrincipal, conn: Conn, alert_id: Ann
 
 
 @router.get("/patients/{patient_id}/alerts", responses=_ERRORS)
-def alert_history(request: Request, p: CurrentPrincipal, conn: Conn, patient_id: Annotated[int, Path(ge=1, le=2**62)]) -> Any:
+def alert_history(
+    request: Request, p: CurrentPrincipal, conn: Conn, patient_id: Annotated[int, Path(ge=1, le=2**62)]
+) -> Any:
     """Every alert of the patient with every transition."""
     _open(request, p, conn, patient_id, "api alert history")
     return alerts.history_json(conn, patient_id=patient_id)
 
 
 @router.get("/patients/{patient_id}/thresholds", responses=_ERRORS)
-def thresholds(request: Request, p: CurrentPrincipal, conn: Conn, patient_id: Annotated[int, Path(ge=1, le=2**62)]) -> Any:
+def thresholds(
+    request: Request, p: CurrentPrincipal, conn: Conn, patient_id: Annotated[int, Path(ge=1, le=2**62)]
+) -> Any:
     _open(request, p, conn, patient_id, "api thresholds")
     return alerts.thresholds_json(conn, patient_id=patient_id)
 
 
 @router.put("/patients/{patient_id}/thresholds", responses={**_ERRORS, 400: {"description": "Refused change"}})
-def set_threshold(request: Request, p: CurrentPrincipal, conn: Conn, patient_id: Annotated[int, Path(ge=1, le=2**62)],
-                  body: schemas.ThresholdIn) -> Any:
+def set_threshold(
+    request: Request,
+    p: CurrentPrincipal,
+    conn: Conn,
+    patient_id: Annotated[int, Path(ge=1, le=2**62)],
+    body: schemas.ThresholdIn,
+) -> Any:
     """Set (or, with value null, clear) a personal threshold. A reason is required."""
     _clinician(p)
     _open(request, p, conn, patient_id, "threshold change", detail=f"{body.rule_id}.{body.field}")
-    error = alerts.edit_threshold(conn, patient_id=patient_id, rule_id=body.rule_id, field=body.field,
-                                  value="" if body.value is None else str(body.value), reason=body.reason,
-                                  user=p.user, clear=body.value is None)
+    error = alerts.edit_threshold(
+        conn,
+        patient_id=patient_id,
+        rule_id=body.rule_id,
+        field=body.field,
+        value="" if body.value is None else str(body.value),
+        reason=body.reason,
+        user=p.user,
+        clear=body.value is None,
+    )
     if error:
         raise HTTPException(400, error)
     conn.commit()
@@ -209,22 +284,39 @@ def population(request: Request, p: CurrentPrincipal, conn: Conn) -> Any:
     """Patients ranked by risk, adherence, and the alert burden per team."""
     _clinician(p)
     view = alerts.population(conn, user=p.user)
-    audit.record(conn, actor=p.user, patient_id=None, action="api population",
-                 detail=f"{len(view['patients'])} patients", remote_addr=remote_addr(request), commit=True)
+    audit.record(
+        conn,
+        actor=p.user,
+        patient_id=None,
+        action="api population",
+        detail=f"{len(view['patients'])} patients",
+        remote_addr=remote_addr(request),
+        commit=True,
+    )
     return view
 
 
 @router.get("/audit", response_model=list[schemas.AuditOut], responses=_ERRORS)
 def audit_log(
-    p: CurrentPrincipal, conn: Conn, patient_id: Annotated[int | None, Query(ge=1, le=2**62)] = None,
-    actor: ShortText | None = None, refused_only: bool = False,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 200, offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+    p: CurrentPrincipal,
+    conn: Conn,
+    patient_id: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+    actor: ShortText | None = None,
+    refused_only: bool = False,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
 ) -> Any:
     """The read audit (admins)."""
     if p.user.role is not Role.ADMIN:
         raise HTTPException(403, "admins only")
-    return audit.entries(conn, patient_id=patient_id, actor_prefix=actor, allowed=False if refused_only else None,
-                         limit=limit, offset=offset)
+    return audit.entries(
+        conn,
+        patient_id=patient_id,
+        actor_prefix=actor,
+        allowed=False if refused_only else None,
+        limit=limit,
+        offset=offset,
+    )
 
 
 @router.get("/me/log", response_model=list[schemas.AuditOut], responses=_ERRORS)

@@ -108,8 +108,10 @@ def observation_for(
             if c.name not in components:
                 continue
             entry: dict[str, Any] = {
-                "code": {"coding": [{"system": MDC, "code": str(c.mdc)}, {"system": LOINC, "code": c.loinc}],
-                         "text": c.label_da},
+                "code": {
+                    "coding": [{"system": MDC, "code": str(c.mdc)}, {"system": LOINC, "code": c.loinc}],
+                    "text": c.label_da,
+                },
             }
             v = components[c.name]
             if isinstance(v, int | float):
@@ -133,36 +135,48 @@ def observation_for(
 
 
 def patient_bundle(
-    *, patient: dict[str, Any], readings: Sequence[dict[str, Any]], devices: dict[int, dict[str, Any]],
+    *,
+    patient: dict[str, Any],
+    readings: Sequence[dict[str, Any]],
+    devices: dict[int, dict[str, Any]],
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """A validated transaction Bundle (as a JSON-ready dict) of the patient, the devices and
     gateways that measured, and one Observation per reading."""
     patient_url = _urn("patient", patient["external_ref"])
-    entries: list[dict[str, Any]] = [{
-        "fullUrl": patient_url,
-        "resource": {
-            "resourceType": "Patient",
-            "identifier": [{"system": PATIENT_REF_SYSTEM, "value": patient["external_ref"]}],
-            "name": [{"text": patient["name"]}],
-            **({"birthDate": patient["birth_date"].isoformat()} if patient.get("birth_date") else {}),
-        },
-        "request": {"method": "POST", "url": "Patient",
-                    "ifNoneExist": f"identifier={PATIENT_REF_SYSTEM}|{patient['external_ref']}"},
-    }]
+    entries: list[dict[str, Any]] = [
+        {
+            "fullUrl": patient_url,
+            "resource": {
+                "resourceType": "Patient",
+                "identifier": [{"system": PATIENT_REF_SYSTEM, "value": patient["external_ref"]}],
+                "name": [{"text": patient["name"]}],
+                **({"birthDate": patient["birth_date"].isoformat()} if patient.get("birth_date") else {}),
+            },
+            "request": {
+                "method": "POST",
+                "url": "Patient",
+                "ifNoneExist": f"identifier={PATIENT_REF_SYSTEM}|{patient['external_ref']}",
+            },
+        }
+    ]
     gateways: dict[str, str] = {}
     device_urls: dict[int, str] = {}
     for r in readings:
         agent = r["agent_id"]
         if agent not in gateways:
             gateways[agent] = _urn("gateway", agent)
-            entries.append({
-                "fullUrl": gateways[agent],
-                "resource": {"resourceType": "Device",
-                             "identifier": [{"system": AGENT_SYSTEM, "value": agent}],
-                             "deviceName": [{"name": f"nearcare gateway {agent}", "type": "user-friendly-name"}]},
-                "request": {"method": "POST", "url": "Device", "ifNoneExist": f"identifier={AGENT_SYSTEM}|{agent}"},
-            })
+            entries.append(
+                {
+                    "fullUrl": gateways[agent],
+                    "resource": {
+                        "resourceType": "Device",
+                        "identifier": [{"system": AGENT_SYSTEM, "value": agent}],
+                        "deviceName": [{"name": f"nearcare gateway {agent}", "type": "user-friendly-name"}],
+                    },
+                    "request": {"method": "POST", "url": "Device", "ifNoneExist": f"identifier={AGENT_SYSTEM}|{agent}"},
+                }
+            )
         dev_id = r.get("device_id")
         if dev_id is not None and dev_id not in device_urls and dev_id in devices:
             d = devices[dev_id]
@@ -179,21 +193,38 @@ def patient_bundle(
                 res["serialNumber"] = d["serial"]
             if d.get("firmware"):
                 res["version"] = [{"type": {"text": "firmware-revision"}, "value": d["firmware"]}]
-            entries.append({"fullUrl": device_urls[dev_id], "resource": res,
-                            "request": {"method": "POST", "url": "Device",
-                                        "ifNoneExist": f"identifier={DEVICE_ADDR_SYSTEM}|{d['address']}"}})
+            entries.append(
+                {
+                    "fullUrl": device_urls[dev_id],
+                    "resource": res,
+                    "request": {
+                        "method": "POST",
+                        "url": "Device",
+                        "ifNoneExist": f"identifier={DEVICE_ADDR_SYSTEM}|{d['address']}",
+                    },
+                }
+            )
     for r in readings:
         try:
-            obs = observation_for(r, patient_url=patient_url, device_url=device_urls.get(r.get("device_id")),  # type: ignore[arg-type]
-                                  gateway_url=gateways[r["agent_id"]])
+            obs = observation_for(
+                r,
+                patient_url=patient_url,
+                device_url=device_urls.get(r.get("device_id")),  # type: ignore[arg-type]
+                gateway_url=gateways[r["agent_id"]],
+            )
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
             raise FhirExportError(f"reading {r.get('id')} cannot be exported: {exc!r}") from exc
-        entries.append({
-            "fullUrl": f"urn:uuid:{r['id']}",
-            "resource": obs,
-            "request": {"method": "POST", "url": "Observation",
-                        "ifNoneExist": f"identifier={ID_SYSTEM}|urn:uuid:{r['id']}"},
-        })
+        entries.append(
+            {
+                "fullUrl": f"urn:uuid:{r['id']}",
+                "resource": obs,
+                "request": {
+                    "method": "POST",
+                    "url": "Observation",
+                    "ifNoneExist": f"identifier={ID_SYSTEM}|urn:uuid:{r['id']}",
+                },
+            }
+        )
     bundle = {
         "resourceType": "Bundle",
         "type": "transaction",

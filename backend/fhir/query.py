@@ -24,10 +24,18 @@ def export_patient(conn: psycopg.Connection, *, patient: Patient, since: datetim
             (patient.id, since, since, MAX_OBSERVATIONS),
         ).fetchall()
         ids = sorted({r["device_id"] for r in readings if r["device_id"] is not None})
-        devices = {d["id"]: d for d in cur.execute(
-            "SELECT id, address, model, manufacturer, serial, firmware FROM devices WHERE id = ANY(%s)", (ids,)
-        ).fetchall()} if ids else {}
+        devices = (
+            {
+                d["id"]: d
+                for d in cur.execute(
+                    "SELECT id, address, model, manufacturer, serial, firmware FROM devices WHERE id = ANY(%s)", (ids,)
+                ).fetchall()
+            }
+            if ids
+            else {}
+        )
     return patient_bundle(
         patient={"external_ref": patient.external_ref, "name": patient.name, "birth_date": patient.birth_date},
-        readings=readings, devices=devices,
+        readings=readings,
+        devices=devices,
     )

@@ -9,8 +9,9 @@ from typing import Any
 from backend.api.clinical import Series, Trend
 
 
-def align(series: Sequence[Series]) -> tuple[list[float], list[list[float | None]], list[list[float | None]],
-                                             list[list[float | None]]]:
+def align(
+    series: Sequence[Series],
+) -> tuple[list[float], list[list[float | None]], list[list[float | None]], list[list[float | None]]]:
     """One shared x axis (uPlot wants aligned columns); gaps are None."""
     xs = sorted({t for s in series for t in s.t})
     index = {t: i for i, t in enumerate(xs)}
@@ -31,7 +32,11 @@ def align(series: Sequence[Series]) -> tuple[list[float], list[list[float | None
 
 
 def chart(
-    *, key: str, title: str, trends: Sequence[Trend], bands: Iterable[dict[str, Any]] = (),
+    *,
+    key: str,
+    title: str,
+    trends: Sequence[Trend],
+    bands: Iterable[dict[str, Any]] = (),
     markers: Iterable[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """``bands``: {"scale": unit, "from": low|None, "to": high|None, "level": "red"|"yellow"};

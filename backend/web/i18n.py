@@ -150,5 +150,5 @@ def translator(lang: str) -> Callable[..., str]:
 def pick_lang(query: str | None, preference: str | None, cookie: str | None = None) -> str:
     for candidate in (query, cookie, preference):
         if candidate in LANGS:
-            return candidate  # type: ignore[return-value]
+            return candidate
     return "da"

@@ -19,8 +19,9 @@ TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
 LANG_COOKIE = "nearcare_lang"
 
-_env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]),
-                   trim_blocks=True, lstrip_blocks=True)
+_env = Environment(
+    loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True
+)
 
 
 def _tojson_safe(value: Any) -> str:
@@ -32,8 +33,9 @@ _env.filters["json_script"] = _tojson_safe
 
 
 def lang_of(request: Request, principal: Principal | None) -> str:
-    return pick_lang(request.query_params.get("lang"), principal.user.lang if principal else None,
-                     request.cookies.get(LANG_COOKIE))
+    return pick_lang(
+        request.query_params.get("lang"), principal.user.lang if principal else None, request.cookies.get(LANG_COOKIE)
+    )
 
 
 def render(request: Request, principal: Principal | None, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
@@ -44,9 +46,16 @@ def render(request: Request, principal: Principal | None, name: str, status: int
         return t.astimezone(tz).strftime(fmt) if t else "–"
 
     html = _env.get_template(name).render(
-        request=request, p=principal, user=principal.user if principal else None,
-        csrf=principal.csrf if principal else ctx.pop("csrf", ""), t=translator(lang), lang=lang,
-        other_lang="en" if lang == "da" else "da", local=local, path=request.url.path, **ctx,
+        request=request,
+        p=principal,
+        user=principal.user if principal else None,
+        csrf=principal.csrf if principal else ctx.pop("csrf", ""),
+        t=translator(lang),
+        lang=lang,
+        other_lang="en" if lang == "da" else "da",
+        local=local,
+        path=request.url.path,
+        **ctx,
     )
     resp = HTMLResponse(html, status_code=status)
     if request.query_params.get("lang") in ("da", "en"):

@@ -20,10 +20,10 @@ from backend.accounts.access import PatientNotFound, open_patient
 from backend.accounts.deps import SESSION_COOKIE, Conn, CurrentPrincipal, Principal, optional_principal, remote_addr
 from backend.accounts.model import AccessDenied, AuthError, RateLimited, Role
 from backend.accounts.store import SESSION_TTL, authenticate, create_session, delete_session
-from backend.api import clinical
 from backend.api import alerts as alerts_view
-from backend.web.render import STATIC, render
+from backend.api import clinical
 from backend.web.i18n import translator
+from backend.web.render import STATIC, render
 
 log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
@@ -70,8 +70,12 @@ def login_page(request: Request, next: str | None = None) -> Response:
 
 @router.post("/login")
 def login(
-    request: Request, conn: Conn, username: Annotated[str, Form()], password: Annotated[str, Form()],
-    csrf: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "",
+    request: Request,
+    conn: Conn,
+    username: Annotated[str, Form()],
+    password: Annotated[str, Form()],
+    csrf: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "",
 ) -> Response:
     t = translator(request.query_params.get("lang", "da"))
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
@@ -92,14 +96,21 @@ def login(
         resp = render(request, None, "login.html", status=status, login_csrf=token, next=_safe_next(next), error=error)
         resp.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", secure=_secure(request))
         return resp
-    session, _ = create_session(conn, user=user, secret=request.app.state.settings.secret_key,
-                                remote_addr=remote_addr(request))
+    session, _ = create_session(
+        conn, user=user, secret=request.app.state.settings.secret_key, remote_addr=remote_addr(request)
+    )
     conn.commit()  # before the browser follows the redirect with the new cookie
-    resp = RedirectResponse(_safe_next(next) or HOME[user.role], 303)
-    resp.set_cookie(SESSION_COOKIE, session, httponly=True, samesite="lax", secure=_secure(request),
-                    max_age=int(SESSION_TTL.total_seconds()))
-    resp.delete_cookie(LOGIN_CSRF_COOKIE)
-    return resp
+    done = RedirectResponse(_safe_next(next) or HOME[user.role], 303)
+    done.set_cookie(
+        SESSION_COOKIE,
+        session,
+        httponly=True,
+        samesite="lax",
+        secure=_secure(request),
+        max_age=int(SESSION_TTL.total_seconds()),
+    )
+    done.delete_cookie(LOGIN_CSRF_COOKIE)
+    return done
 
 
 @router.post("/logout")
@@ -124,8 +135,9 @@ def _open(request: Request, p: Principal, conn: Any, patient_id: int, action: st
     """The patient, or a rendered 403/404 page (the refusal is already in the audit log)."""
     t = translator(p.lang)
     try:
-        return open_patient(conn, user=p.user, patient_id=patient_id, action=action, detail=detail,
-                            remote_addr=remote_addr(request))
+        return open_patient(
+            conn, user=p.user, patient_id=patient_id, action=action, detail=detail, remote_addr=remote_addr(request)
+        )
     except AccessDenied:
         return render(request, p, "error.html", status=403, heading=t("forbidden"), message=t("forbidden_text"))
     except PatientNotFound:
@@ -134,13 +146,21 @@ def _open(request: Request, p: Principal, conn: Any, patient_id: int, action: st
 
 # ---- worklist -------------------------------------------------------------------------------
 
+
 @router.get("/worklist")
 def worklist_page(request: Request, p: CurrentPrincipal, conn: Conn, team: str | None = None) -> Response:
     if (denied := _clinician(request, p)) is not None:
         return denied
     view = alerts_view.worklist(conn, user=p.user, team_key=team)
-    audit.record(conn, actor=p.user, patient_id=None, action="worklist",
-                 detail=f"{len(view.rows)} patients" + (f", team {team}" if team else ""), remote_addr=remote_addr(request), commit=True)
+    audit.record(
+        conn,
+        actor=p.user,
+        patient_id=None,
+        action="worklist",
+        detail=f"{len(view.rows)} patients" + (f", team {team}" if team else ""),
+        remote_addr=remote_addr(request),
+        commit=True,
+    )
     return render(request, p, "worklist.html", view=view, team=team)
 
 
@@ -149,14 +169,27 @@ def worklist_rows(request: Request, p: CurrentPrincipal, conn: Conn, team: str |
     if (denied := _clinician(request, p)) is not None:
         return denied
     view = alerts_view.worklist(conn, user=p.user, team_key=team)
-    audit.record(conn, actor=p.user, patient_id=None, action="worklist refresh",
-                 detail=f"{len(view.rows)} patients", remote_addr=remote_addr(request), commit=True)
+    audit.record(
+        conn,
+        actor=p.user,
+        patient_id=None,
+        action="worklist refresh",
+        detail=f"{len(view.rows)} patients",
+        remote_addr=remote_addr(request),
+        commit=True,
+    )
     return render(request, p, "worklist_rows.html", view=view, team=team)
 
 
 @router.post("/alerts/{alert_id}/kvitter")
-def kvitter(request: Request, p: CurrentPrincipal, conn: Conn, alert_id: int,
-            note: Annotated[str, Form(max_length=2000)] = "", back: Annotated[str, Form()] = "") -> Response:
+def kvitter(
+    request: Request,
+    p: CurrentPrincipal,
+    conn: Conn,
+    alert_id: int,
+    note: Annotated[str, Form(max_length=2000)] = "",
+    back: Annotated[str, Form()] = "",
+) -> Response:
     if (denied := _clinician(request, p)) is not None:
         return denied
     patient_id = alerts_view.alert_patient(conn, alert_id=alert_id)
@@ -180,14 +213,16 @@ def kvitter(request: Request, p: CurrentPrincipal, conn: Conn, alert_id: int,
 def kvitter_all_green(request: Request, p: CurrentPrincipal, conn: Conn, team: Annotated[str, Form()] = "") -> Response:
     if (denied := _clinician(request, p)) is not None:
         return denied
-    n = alerts_view.acknowledge_all_green(conn, runtime=request.app.state.runtime, user=p.user,
-                                          team_key=team or None, remote_addr=remote_addr(request))
+    n = alerts_view.acknowledge_all_green(
+        conn, runtime=request.app.state.runtime, user=p.user, team_key=team or None, remote_addr=remote_addr(request)
+    )
     conn.commit()
     log.info("%s acknowledged %d green rows", p.user.username, n)
     return RedirectResponse("/worklist" + (f"?team={team}" if team else ""), 303)
 
 
 # ---- live events ----------------------------------------------------------------------------
+
 
 @router.get("/events")
 async def events(request: Request, p: CurrentPrincipal) -> Response:
@@ -211,19 +246,28 @@ async def events(request: Request, p: CurrentPrincipal) -> Response:
         finally:
             hub.unsubscribe(queue)
 
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
 
 
 # ---- patients -------------------------------------------------------------------------------
+
 
 @router.get("/patients")
 def patients(request: Request, p: CurrentPrincipal, conn: Conn, q: str | None = None) -> Response:
     if (denied := _clinician(request, p)) is not None:
         return denied
     rows = clinical.list_patients(conn, user=p.user, search=q)
-    audit.record(conn, actor=p.user, patient_id=None, action="patient list", detail=f"{len(rows)} shown",
-                 remote_addr=remote_addr(request), commit=True)
+    audit.record(
+        conn,
+        actor=p.user,
+        patient_id=None,
+        action="patient list",
+        detail=f"{len(rows)} shown",
+        remote_addr=remote_addr(request),
+        commit=True,
+    )
     return render(request, p, "patients.html", patients=rows, q=q)
 
 
@@ -232,26 +276,47 @@ def _charts(conn: Any, *, patient_id: int, range_key: str, lang: str, tz: str) -
     from vitals.kinds import MeasurementKind as K
 
     now = datetime.now(UTC)
-    tr = {k: clinical.trend(conn, patient_id=patient_id, kind=k, range_key=range_key, now=now, lang=lang, tz=tz)
-          for k in clinical.TREND_KINDS}
+    tr = {
+        k: clinical.trend(conn, patient_id=patient_id, kind=k, range_key=range_key, now=now, lang=lang, tz=tz)
+        for k in clinical.TREND_KINDS
+    }
     bands = alerts_view.threshold_bands(conn, patient_id=patient_id)
-    markers = alerts_view.alert_markers(conn, patient_id=patient_id, since=now - timedelta(days=clinical.RANGES[range_key]))
+    markers = alerts_view.alert_markers(
+        conn, patient_id=patient_id, since=now - timedelta(days=clinical.RANGES[range_key])
+    )
     return [
-        chart(key="spo2_pulse", title=f"{tr[K.SPO2].label} / {tr[K.PULSE].label}", trends=[tr[K.SPO2], tr[K.PULSE]],
-              bands=[b for b in bands if b["kind"] in ("spo2", "pulse")],
-              markers=[m for m in markers if m["kind"] in ("spo2", "pulse")]),
-        chart(key="weight", title=tr[K.WEIGHT].label, trends=[tr[K.WEIGHT]],
-              bands=[b for b in bands if b["kind"] == "weight"], markers=[m for m in markers if m["kind"] == "weight"]),
-        chart(key="bp", title=tr[K.BLOOD_PRESSURE].label,
-              trends=[tr[K.BLOOD_PRESSURE]],
-              bands=[b for b in bands if b["kind"] == "blood_pressure"],
-              markers=[m for m in markers if m["kind"] == "blood_pressure"]),
+        chart(
+            key="spo2_pulse",
+            title=f"{tr[K.SPO2].label} / {tr[K.PULSE].label}",
+            trends=[tr[K.SPO2], tr[K.PULSE]],
+            bands=[b for b in bands if b["kind"] in ("spo2", "pulse")],
+            markers=[m for m in markers if m["kind"] in ("spo2", "pulse")],
+        ),
+        chart(
+            key="weight",
+            title=tr[K.WEIGHT].label,
+            trends=[tr[K.WEIGHT]],
+            bands=[b for b in bands if b["kind"] == "weight"],
+            markers=[m for m in markers if m["kind"] == "weight"],
+        ),
+        chart(
+            key="bp",
+            title=tr[K.BLOOD_PRESSURE].label,
+            trends=[tr[K.BLOOD_PRESSURE]],
+            bands=[b for b in bands if b["kind"] == "blood_pressure"],
+            markers=[m for m in markers if m["kind"] == "blood_pressure"],
+        ),
     ]
 
 
 @router.get("/patients/{patient_id}")
-def patient_page(request: Request, p: CurrentPrincipal, conn: Conn, patient_id: int,
-                 range: Annotated[str, Query(pattern="^(7d|30d|1y)$")] = "7d") -> Response:
+def patient_page(
+    request: Request,
+    p: CurrentPrincipal,
+    conn: Conn,
+    patient_id: int,
+    range: Annotated[str, Query(pattern="^(7d|30d|1y)$")] = "7d",
+) -> Response:
     patient = _open(request, p, conn, patient_id, "patient page", detail=f"trends {range}")
     if isinstance(patient, Response):
         return patient
@@ -281,9 +346,14 @@ def reading_page(request: Request, p: CurrentPrincipal, conn: Conn, patient_id: 
 
 @router.post("/patients/{patient_id}/thresholds")
 def threshold_edit(
-    request: Request, p: CurrentPrincipal, conn: Conn, patient_id: int,
-    rule_id: Annotated[str, Form(max_length=200)], field: Annotated[str, Form(max_length=100)],
-    reason: Annotated[str, Form(max_length=2000)], value: Annotated[str, Form(max_length=50)] = "",
+    request: Request,
+    p: CurrentPrincipal,
+    conn: Conn,
+    patient_id: int,
+    rule_id: Annotated[str, Form(max_length=200)],
+    field: Annotated[str, Form(max_length=100)],
+    reason: Annotated[str, Form(max_length=2000)],
+    value: Annotated[str, Form(max_length=50)] = "",
     action: Annotated[str, Form()] = "set",
 ) -> Response:
     if (denied := _clinician(request, p)) is not None:
@@ -291,8 +361,16 @@ def threshold_edit(
     patient = _open(request, p, conn, patient_id, "threshold change", detail=f"{rule_id}.{field}")
     if isinstance(patient, Response):
         return patient
-    error = alerts_view.edit_threshold(conn, patient_id=patient_id, rule_id=rule_id, field=field, value=value,
-                                       reason=reason, user=p.user, clear=(action == "clear"))
+    error = alerts_view.edit_threshold(
+        conn,
+        patient_id=patient_id,
+        rule_id=rule_id,
+        field=field,
+        value=value,
+        reason=reason,
+        user=p.user,
+        clear=(action == "clear"),
+    )
     if error:
         t = translator(p.lang)
         return render(request, p, "error.html", status=400, heading=t("thresholds"), message=error)
@@ -302,16 +380,28 @@ def threshold_edit(
 
 @router.post("/patients/{patient_id}/passive")
 def passive_add(
-    request: Request, p: CurrentPrincipal, conn: Conn, patient_id: int,
-    starts: Annotated[str, Form()], ends: Annotated[str, Form()], reason: Annotated[str, Form(max_length=500)],
+    request: Request,
+    p: CurrentPrincipal,
+    conn: Conn,
+    patient_id: int,
+    starts: Annotated[str, Form()],
+    ends: Annotated[str, Form()],
+    reason: Annotated[str, Form(max_length=500)],
 ) -> Response:
     if (denied := _clinician(request, p)) is not None:
         return denied
     patient = _open(request, p, conn, patient_id, "passive interval", detail=f"{starts}..{ends}")
     if isinstance(patient, Response):
         return patient
-    error = alerts_view.add_passive(conn, patient_id=patient_id, starts=starts, ends=ends, reason=reason, user=p.user,
-                                    tz=request.app.state.settings.timezone)
+    error = alerts_view.add_passive(
+        conn,
+        patient_id=patient_id,
+        starts=starts,
+        ends=ends,
+        reason=reason,
+        user=p.user,
+        tz=request.app.state.settings.timezone,
+    )
     if error:
         t = translator(p.lang)
         return render(request, p, "error.html", status=400, heading=t("passive"), message=error)
@@ -321,21 +411,36 @@ def passive_add(
 
 # ---- population -----------------------------------------------------------------------------
 
+
 @router.get("/population")
 def population(request: Request, p: CurrentPrincipal, conn: Conn) -> Response:
     if (denied := _clinician(request, p)) is not None:
         return denied
     view = alerts_view.population(conn, user=p.user)
-    audit.record(conn, actor=p.user, patient_id=None, action="population view",
-                 detail=f"{len(view['patients'])} patients", remote_addr=remote_addr(request), commit=True)
+    audit.record(
+        conn,
+        actor=p.user,
+        patient_id=None,
+        action="population view",
+        detail=f"{len(view['patients'])} patients",
+        remote_addr=remote_addr(request),
+        commit=True,
+    )
     return render(request, p, "population.html", view=view)
 
 
 # ---- audit, Min Log, citizen ----------------------------------------------------------------
 
+
 @router.get("/audit")
-def audit_page(request: Request, p: CurrentPrincipal, conn: Conn, patient_id: str | None = None,
-               actor: str | None = None, refused: str | None = None) -> Response:
+def audit_page(
+    request: Request,
+    p: CurrentPrincipal,
+    conn: Conn,
+    patient_id: str | None = None,
+    actor: str | None = None,
+    refused: str | None = None,
+) -> Response:
     t = translator(p.lang)
     if p.user.role is not Role.ADMIN:
         return render(request, p, "error.html", status=403, heading=t("forbidden"), message=t("forbidden"))
@@ -360,6 +465,6 @@ def me(request: Request, p: CurrentPrincipal, conn: Conn) -> Response:
     patient = _open(request, p, conn, p.user.patient_id, "own readings")
     if isinstance(patient, Response):
         return patient
-    return render(request, p, "me.html", patient=patient,
-                  readings=clinical.readings(conn, patient_id=patient.id, limit=30))
-
+    return render(
+        request, p, "me.html", patient=patient, readings=clinical.readings(conn, patient_id=patient.id, limit=30)
+    )

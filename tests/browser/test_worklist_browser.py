@@ -20,8 +20,14 @@ import pytest
 from tests.backend.web._support import PASSWORD, add_readings
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 SERIES_BLUE = (0x1F, 0x5F, 0xA8)  # the first series' stroke in static/trends.js
 
 
@@ -31,9 +37,9 @@ def decode_png(data: bytes) -> tuple[int, int, list[tuple[int, ...]]]:
     pos, idat, width = 8, b"", 0
     height = depth = color = 0
     while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        ctype = data[pos + 4:pos + 8]
-        body = data[pos + 8:pos + 8 + length]
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        ctype = data[pos + 4 : pos + 8]
+        body = data[pos + 8 : pos + 8 + length]
         if ctype == b"IHDR":
             width, height, depth, color = struct.unpack(">IIBB", body[:10])
         elif ctype == b"IDAT":
@@ -47,7 +53,7 @@ def decode_png(data: bytes) -> tuple[int, int, list[tuple[int, ...]]]:
     prev = bytearray(stride)
     for y in range(height):
         f = raw[y * (stride + 1)]
-        line = bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        line = bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
         for i in range(stride):
             a = line[i - bpp] if i >= bpp else 0
             b = prev[i]
@@ -64,7 +70,7 @@ def decode_png(data: bytes) -> tuple[int, int, list[tuple[int, ...]]]:
                 line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 0xFF
         rows.append(line)
         prev = line
-    pixels = [tuple(r[x * bpp:x * bpp + 3]) for r in rows for x in range(width)]
+    pixels = [tuple(r[x * bpp : x * bpp + 3]) for r in rows for x in range(width)]
     return width, height, pixels
 
 
@@ -73,11 +79,24 @@ def _publish_red_spo2(settings: Any, agent_id: str) -> str:
 
     now = datetime.now(UTC).isoformat()
     mid = str(uuid.uuid4())
-    env = {"schema": "1.0", "agent_id": agent_id, "sent_at": now, "measurements": [{
-        "id": mid, "kind": "spo2", "values": {"spo2": 80.0}, "unit": "%", "measured_at": now,
-        "device_clock_trusted": True, "received_at": now,
-        "device": {"address": "AA:BB:CC:DD:EE:01", "model": "UA-651BLE"}, "quality": [],
-    }]}
+    env = {
+        "schema": "1.0",
+        "agent_id": agent_id,
+        "sent_at": now,
+        "measurements": [
+            {
+                "id": mid,
+                "kind": "spo2",
+                "values": {"spo2": 80.0},
+                "unit": "%",
+                "measured_at": now,
+                "device_clock_trusted": True,
+                "received_at": now,
+                "device": {"address": "AA:BB:CC:DD:EE:01", "model": "UA-651BLE"},
+                "quality": [],
+            }
+        ],
+    }
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     client.connect(settings.broker.host, settings.broker.port)
     client.loop_start()
@@ -114,7 +133,10 @@ def _wait_ready(url: str) -> None:
 
 @pytest.mark.browser
 def test_nurse_sees_red_alert_live_kvitters_views_trend_and_is_refused_elsewhere(
-    live: Any, world: Any, module_settings: Any, tmp_path: Path,
+    live: Any,
+    world: Any,
+    module_settings: Any,
+    tmp_path: Path,
 ) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -123,8 +145,13 @@ def test_nurse_sees_red_alert_live_kvitters_views_trend_and_is_refused_elsewhere
         add_readings(db, patient_id=world.patient_id, agent_id=world.agent_id, device_id=world.device_id, days=7)
     with sync_playwright() as pw:
         ctx = pw.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=CHROMIUM, args=ARGS, headless=True,
-            viewport={"width": 1280, "height": 1000}, locale="da-DK")
+            str(tmp_path / "profile"),
+            executable_path=CHROMIUM,
+            args=ARGS,
+            headless=True,
+            viewport={"width": 1280, "height": 1000},
+            locale="da-DK",
+        )
         try:
             page = ctx.new_page()
             page.goto(f"{live.url}/login")
@@ -150,12 +177,13 @@ def test_nurse_sees_red_alert_live_kvitters_views_trend_and_is_refused_elsewhere
             form = page.locator(f'tr[data-patient="{world.patient_id}"] form.kvitter-form').first
             form.locator("input[name=note]").fill("Ringet op; iltmætning 80 bekræftet, læge orienteret")
             form.locator("button").click()
-            page.wait_for_selector(f'tr[data-patient="{world.patient_id}"] .alert-line[data-state="acknowledged"]',
-                                   timeout=10_000)
+            page.wait_for_selector(
+                f'tr[data-patient="{world.patient_id}"] .alert-line[data-state="acknowledged"]', timeout=10_000
+            )
             with psycopg.connect(module_settings.database_url, autocommit=True) as db:
                 state, note = db.execute(
-                    "SELECT state, ack_note FROM alerts WHERE patient_id = %s AND severity = 'red'",
-                    (world.patient_id,)).fetchone()
+                    "SELECT state, ack_note FROM alerts WHERE patient_id = %s AND severity = 'red'", (world.patient_id,)
+                ).fetchone()
             assert state == "acknowledged" and note.startswith("Ringet op")
 
             # The trend: the plot is drawn (pixels of the series colour inside the plot canvas).
@@ -184,5 +212,6 @@ def test_nurse_sees_red_alert_live_kvitters_views_trend_and_is_refused_elsewhere
     with psycopg.connect(module_settings.database_url, autocommit=True) as db:
         row = db.execute(
             "SELECT actor, allowed, action, detail FROM audit_log WHERE patient_id = %s ORDER BY id DESC LIMIT 1",
-            (world.other_patient_id,)).fetchone()
+            (world.other_patient_id,),
+        ).fetchone()
     assert row[0].startswith(world.nurse) and row[1] is False and row[2] == "patient page" and "refused" in row[3]

@@ -125,9 +125,14 @@ def test_scope_rules(user: User, patient: tuple[int, str, str | None], allowed: 
 
 def test_scope_clause_matches_the_rules(db: Any) -> None:
     tag = secrets.token_hex(3)
-    ids = [db.execute("INSERT INTO patients (external_ref, name, programme, municipality, department)"
-                      " VALUES (%s, 'x', 'copd', %s, %s) RETURNING id", (f"sc-{tag}-{i}", m, d)).fetchone()[0]
-           for i, (m, d) in enumerate([(f"M{tag}", None), (f"M{tag}", f"D{tag}"), (f"O{tag}", f"D{tag}")])]
+    ids = [
+        db.execute(
+            "INSERT INTO patients (external_ref, name, programme, municipality, department)"
+            " VALUES (%s, 'x', 'copd', %s, %s) RETURNING id",
+            (f"sc-{tag}-{i}", m, d),
+        ).fetchone()[0]
+        for i, (m, d) in enumerate([(f"M{tag}", None), (f"M{tag}", f"D{tag}"), (f"O{tag}", f"D{tag}")])
+    ]
     for user, expect in [
         (User(1, "n", "N", Role.NURSE, municipality=f"M{tag}"), ids[:2]),
         (User(1, "s", "S", Role.SPECIALIST, department=f"D{tag}"), ids[1:]),
@@ -136,8 +141,12 @@ def test_scope_clause_matches_the_rules(db: Any) -> None:
     ]:
         where, params = scope_clause(user, "p")
         params["ids"] = ids
-        got = [r[0] for r in db.execute(f"SELECT p.id FROM patients p WHERE p.id = ANY(%(ids)s) AND {where}"
-                                        " ORDER BY p.id", params).fetchall()]
+        got = [
+            r[0]
+            for r in db.execute(
+                f"SELECT p.id FROM patients p WHERE p.id = ANY(%(ids)s) AND {where} ORDER BY p.id", params
+            ).fetchall()
+        ]
         assert got == expect
 
 

@@ -13,8 +13,15 @@ from tests.backend.web._support import LiveServer, World, build_world
 def module_settings(database_url: str, mqtt_url: str, topics: Any) -> Any:
     from backend.settings import Settings
 
-    return Settings(database_url=database_url, mqtt_url=mqtt_url, topic_root=topics.root,
-                    ingest_group=f"ingest-{secrets.token_hex(3)}", demo=True, pool_min_size=1, pool_max_size=4)
+    return Settings(
+        database_url=database_url,
+        mqtt_url=mqtt_url,
+        topic_root=topics.root,
+        ingest_group=f"ingest-{secrets.token_hex(3)}",
+        demo=True,
+        pool_min_size=1,
+        pool_max_size=4,
+    )
 
 
 @pytest.fixture(scope="module")

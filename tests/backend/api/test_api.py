@@ -34,8 +34,9 @@ def test_refused_read_is_403_and_in_the_audit_log_seen_by_admin(client: Any, wor
     assert r.status_code == 403
     admin = api_token(client, world.admin)
     assert client.get(f"/api/v1/patients/{world.patient_id}", headers=_h(admin)).status_code == 403
-    log = client.get("/api/v1/audit", params={"patient_id": world.other_patient_id, "refused_only": True},
-                     headers=_h(admin)).json()
+    log = client.get(
+        "/api/v1/audit", params={"patient_id": world.other_patient_id, "refused_only": True}, headers=_h(admin)
+    ).json()
     assert any(e["actor"].startswith(world.nurse) and e["action"] == "api readings" and not e["allowed"] for e in log)
     # Only admins read the audit log.
     assert client.get("/api/v1/audit", headers=_h(nurse)).status_code == 403
@@ -44,8 +45,9 @@ def test_refused_read_is_403_and_in_the_audit_log_seen_by_admin(client: Any, wor
 def test_trend_raw_for_a_week_daily_for_a_year(client: Any, world: Any, db: Any) -> None:
     add_readings(db, patient_id=world.patient_id, agent_id=world.agent_id, device_id=world.device_id, days=60)
     tok = api_token(client, world.nurse)
-    week = client.get(f"/api/v1/patients/{world.patient_id}/trend", params={"kind": "blood_pressure", "range": "7d"},
-                      headers=_h(tok)).json()
+    week = client.get(
+        f"/api/v1/patients/{world.patient_id}/trend", params={"kind": "blood_pressure", "range": "7d"}, headers=_h(tok)
+    ).json()
     assert week["resolution"] == "raw"
     assert [s["component"] for s in week["series"]] == ["systolic", "diastolic"]
     assert len(week["series"][0]["t"]) >= 14
@@ -57,8 +59,9 @@ def test_trend_raw_for_a_week_daily_for_a_year(client: Any, world: Any, db: Any)
     db.execute("DELETE FROM measurement_daily WHERE patient_id = %s", (world.patient_id,))
     refresh(db, since=datetime.now(UTC) - timedelta(days=400))
     db.execute("DELETE FROM measurement_daily WHERE patient_id = %s AND day > current_date - 5", (world.patient_id,))
-    year = client.get(f"/api/v1/patients/{world.patient_id}/trend", params={"kind": "weight", "range": "1y"},
-                      headers=_h(tok)).json()
+    year = client.get(
+        f"/api/v1/patients/{world.patient_id}/trend", params={"kind": "weight", "range": "1y"}, headers=_h(tok)
+    ).json()
     s = year["series"][0]
     assert year["resolution"] == "daily"
     assert 59 <= len(s["t"]) <= 61  # one point per day, rolled-up days and the recent tail alike
@@ -69,8 +72,9 @@ def test_trend_raw_for_a_week_daily_for_a_year(client: Any, world: Any, db: Any)
 def test_reading_detail_and_fhir_over_the_api(client: Any, world: Any, db: Any) -> None:
     add_readings(db, patient_id=world.patient_id, agent_id=world.agent_id, device_id=world.device_id, days=1)
     tok = api_token(client, world.nurse)
-    readings = client.get(f"/api/v1/patients/{world.patient_id}/readings", params={"kind": "blood_pressure"},
-                          headers=_h(tok)).json()
+    readings = client.get(
+        f"/api/v1/patients/{world.patient_id}/readings", params={"kind": "blood_pressure"}, headers=_h(tok)
+    ).json()
     assert readings and all(r["kind"] == "blood_pressure" for r in readings)
     d = client.get(f"/api/v1/patients/{world.patient_id}/readings/{readings[0]['id']}", headers=_h(tok)).json()
     assert d["raw_hex"] == "1e8000" and d["clock_offset_s"] == 40.0 and d["device_firmware"] == "1.2"
@@ -102,7 +106,10 @@ def test_login_is_rate_limited_per_user(client: Any, world: Any, db: Any) -> Non
     r = client.post("/api/v1/auth/token", json={"username": f"victim-{world.tag}", "password": "right-password-1"})
     assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
     # Other users are unaffected.
-    assert client.post("/api/v1/auth/token", json={"username": world.admin, "password": "test-password-1"}).status_code == 200
+    assert (
+        client.post("/api/v1/auth/token", json={"username": world.admin, "password": "test-password-1"}).status_code
+        == 200
+    )
 
 
 def test_worklist_and_population_over_the_api(client: Any, world: Any) -> None:

@@ -28,8 +28,9 @@ def test_no_server_error_on_any_operation(live: Any, world: Any, client: Any) ->
         headers = {"Authorization": f"Bearer {tokens['admin'] if '/admin' in op.path else tokens['nurse']}"}
 
         @given(case=op.as_strategy())
-        @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, suppress_health_check=list(HealthCheck),
-                  database=None)
+        @settings(
+            max_examples=EXAMPLES_PER_OPERATION, deadline=None, suppress_health_check=list(HealthCheck), database=None
+        )
         def run(case: Any) -> None:
             case.call_and_validate(headers=headers, checks=[not_a_server_error])  # noqa: B023
 

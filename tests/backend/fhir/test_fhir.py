@@ -23,8 +23,15 @@ def _bundle(readings: list[dict[str, Any]]) -> dict[str, Any]:
     return patient_bundle(
         patient={"external_ref": "P-0001", "name": "Karen Jensen", "birth_date": None},
         readings=readings,
-        devices={7: {"address": "00:09:1F:80:4B:01", "model": "UA-651BLE", "manufacturer": "A&D",
-                     "serial": "5140100123", "firmware": "1.02"}},
+        devices={
+            7: {
+                "address": "00:09:1F:80:4B:01",
+                "model": "UA-651BLE",
+                "manufacturer": "A&D",
+                "serial": "5140100123",
+                "firmware": "1.02",
+            }
+        },
         now=T0,
     )
 
@@ -34,15 +41,26 @@ def _obs(bundle: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _reading(rid: uuid.UUID, kind: str, comps: dict[str, Any], device_id: int | None = 7) -> dict[str, Any]:
-    return {"id": rid, "kind": kind, "components": comps, "measured_at": T0, "agent_received_at": T0,
-            "quality": [], "device_clock_trusted": True, "agent_id": "tablet-0001", "device_id": device_id}
+    return {
+        "id": rid,
+        "kind": kind,
+        "components": comps,
+        "measured_at": T0,
+        "agent_received_at": T0,
+        "quality": [],
+        "device_clock_trusted": True,
+        "agent_id": "tablet-0001",
+        "device_id": device_id,
+    }
 
 
 def test_blood_pressure_and_spo2_codes_units_and_devices() -> None:
-    b = _bundle([
-        _reading(BP_ID, "blood_pressure", {"systolic": 142.0, "diastolic": 91.0, "mean_arterial": 108.0}),
-        _reading(SPO2_ID, "spo2", {"spo2": 93.0}, device_id=None),
-    ])
+    b = _bundle(
+        [
+            _reading(BP_ID, "blood_pressure", {"systolic": 142.0, "diastolic": 91.0, "mean_arterial": 108.0}),
+            _reading(SPO2_ID, "spo2", {"spo2": 93.0}, device_id=None),
+        ]
+    )
     Bundle.model_validate(b)  # validates with fhir.resources (R4B models)
     bp, spo2 = _obs(b)
     assert [c["code"] for c in bp["code"]["coding"]] == ["150020", "85354-9"]
@@ -66,8 +84,11 @@ def test_blood_pressure_and_spo2_codes_units_and_devices() -> None:
     # The edge-minted id is the identifier and the conditional-create key.
     entry = next(e for e in b["entry"] if e["resource"] is bp)
     assert bp["identifier"] == [{"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{BP_ID}"}]
-    assert entry["request"] == {"method": "POST", "url": "Observation",
-                                "ifNoneExist": f"identifier=urn:ietf:rfc:3986|urn:uuid:{BP_ID}"}
+    assert entry["request"] == {
+        "method": "POST",
+        "url": "Observation",
+        "ifNoneExist": f"identifier=urn:ietf:rfc:3986|urn:uuid:{BP_ID}",
+    }
 
 
 def test_missing_value_goes_to_data_absent_reason_and_quality_to_a_note() -> None:
@@ -98,20 +119,41 @@ def test_export_of_stored_readings_validates(db: Any) -> None:
     from backend.fhir.query import export_patient
 
     ref = f"fhir-{uuid.uuid4().hex[:8]}"
-    pid = db.execute("INSERT INTO patients (external_ref, name, programme, municipality) VALUES (%s, 'F', 'copd',"
-                     " 'Aarhus') RETURNING id", (ref,)).fetchone()[0]
+    pid = db.execute(
+        "INSERT INTO patients (external_ref, name, programme, municipality) VALUES (%s, 'F', 'copd',"
+        " 'Aarhus') RETURNING id",
+        (ref,),
+    ).fetchone()[0]
     agent = f"fhir-agent-{uuid.uuid4().hex[:6]}"
     db.execute("INSERT INTO agents (id, patient_id) VALUES (%s, %s)", (agent, pid))
-    dev = db.execute("INSERT INTO devices (agent_id, address, model) VALUES (%s, 'AA:00', 'Nonin 3230') RETURNING id",
-                     (agent,)).fetchone()[0]
+    dev = db.execute(
+        "INSERT INTO devices (agent_id, address, model) VALUES (%s, 'AA:00', 'Nonin 3230') RETURNING id", (agent,)
+    ).fetchone()[0]
     now = datetime.now(UTC)
-    for i, (kind, comps, unit) in enumerate([("spo2", {"spo2": 91.0}, "%"), ("pulse", {"pulse": 88.0}, "/min"),
-                                             ("blood_pressure", {"systolic": 150.0, "diastolic": 95.0}, "mm[Hg]"),
-                                             ("weight", {"weight": 81.2}, "kg")]):
-        db.execute("""INSERT INTO measurements (id, measured_at, patient_id, agent_id, device_id, kind, value, components,
+    for i, (kind, comps, unit) in enumerate(
+        [
+            ("spo2", {"spo2": 91.0}, "%"),
+            ("pulse", {"pulse": 88.0}, "/min"),
+            ("blood_pressure", {"systolic": 150.0, "diastolic": 95.0}, "mm[Hg]"),
+            ("weight", {"weight": 81.2}, "kg"),
+        ]
+    ):
+        db.execute(
+            """INSERT INTO measurements (id, measured_at, patient_id, agent_id, device_id, kind, value, components,
                       unit, device_clock_trusted, agent_received_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,true,%s)""",
-                   (uuid.uuid4(), now - timedelta(minutes=i), pid, agent, dev, kind, next(iter(comps.values())),
-                    json.dumps(comps), unit, now))
+            (
+                uuid.uuid4(),
+                now - timedelta(minutes=i),
+                pid,
+                agent,
+                dev,
+                kind,
+                next(iter(comps.values())),
+                json.dumps(comps),
+                unit,
+                now,
+            ),
+        )
     patient = Patient(pid, ref, "F", None, "copd", "Aarhus", None, True)
     bundle = export_patient(db, patient=patient)
     Bundle.model_validate(bundle)

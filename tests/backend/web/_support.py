@@ -37,8 +37,16 @@ class LiveServer:
             setattr(self.app.state, k, v)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                    timeout_graceful_shutdown=1, lifespan="on"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                self.app,
+                host="127.0.0.1",
+                port=self.port,
+                log_level="warning",
+                timeout_graceful_shutdown=1,
+                lifespan="on",
+            )
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> LiveServer:
@@ -74,14 +82,16 @@ class World:
     device_id: int
 
 
-def _team(conn: psycopg.Connection, key: str, name: str, sector: str, municipality: str | None,
-          department: str | None) -> int:
+def _team(
+    conn: psycopg.Connection, key: str, name: str, sector: str, municipality: str | None, department: str | None
+) -> int:
     row = conn.execute("SELECT id FROM teams WHERE key = %s", (key,)).fetchone()
     if row:
         return int(row[0])
     row = conn.execute(
         "INSERT INTO teams (key, name, sector, municipality, department) VALUES (%s,%s,%s,%s,%s) RETURNING id",
-        (key, name, sector, municipality, department)).fetchone()
+        (key, name, sector, municipality, department),
+    ).fetchone()
     assert row
     return int(row[0])
 
@@ -102,7 +112,9 @@ def build_world(conn: psycopg.Connection, *, municipality: str | None = None) ->
     def patient(ref: str, name: str, m: str, d: str | None) -> int:
         row = conn.execute(
             "INSERT INTO patients (external_ref, name, programme, municipality, department) VALUES (%s,%s,'copd',%s,%s)"
-            " RETURNING id", (ref, name, m, d)).fetchone()
+            " RETURNING id",
+            (ref, name, m, d),
+        ).fetchone()
         assert row
         return int(row[0])
 
@@ -111,25 +123,53 @@ def build_world(conn: psycopg.Connection, *, municipality: str | None = None) ->
     hosp_pid = patient(f"ref-{tag}-3", f"Hanne Hospital {tag}", other, dep)
     agent = f"agent-{tag}"
     conn.execute("INSERT INTO agents (id, patient_id) VALUES (%s, %s)", (agent, pid))
-    row = conn.execute("INSERT INTO devices (agent_id, address, model, manufacturer, serial, firmware)"
-                       " VALUES (%s, 'AA:BB:CC:DD:EE:01', 'UA-651BLE', 'A&D', 'SN1', '1.2') RETURNING id",
-                       (agent,)).fetchone()
+    row = conn.execute(
+        "INSERT INTO devices (agent_id, address, model, manufacturer, serial, firmware)"
+        " VALUES (%s, 'AA:BB:CC:DD:EE:01', 'UA-651BLE', 'A&D', 'SN1', '1.2') RETURNING id",
+        (agent,),
+    ).fetchone()
     assert row
     names = {r: f"{r}-{tag}" for r in ("nurse", "other", "spec", "citizen", "admin")}
     create_user(conn, username=names["nurse"], display_name="Sara Test", role="nurse", password=PASSWORD, team_id=t_mun)
-    create_user(conn, username=names["other"], display_name="Rasmus Test", role="nurse", password=PASSWORD,
-                team_id=t_other)
-    create_user(conn, username=names["spec"], display_name="Lars Test", role="specialist", password=PASSWORD,
-                team_id=t_hosp)
-    create_user(conn, username=names["citizen"], display_name="Karen Test", role="citizen", password=PASSWORD,
-                patient_id=pid)
+    create_user(
+        conn, username=names["other"], display_name="Rasmus Test", role="nurse", password=PASSWORD, team_id=t_other
+    )
+    create_user(
+        conn, username=names["spec"], display_name="Lars Test", role="specialist", password=PASSWORD, team_id=t_hosp
+    )
+    create_user(
+        conn, username=names["citizen"], display_name="Karen Test", role="citizen", password=PASSWORD, patient_id=pid
+    )
     create_user(conn, username=names["admin"], display_name="Anne Test", role="admin", password=PASSWORD)
-    return World(tag, mun, other, dep, names["nurse"], names["other"], names["spec"], names["citizen"],
-                 names["admin"], pid, f"ref-{tag}-1", other_pid, hosp_pid, agent, int(row[0]))
+    return World(
+        tag,
+        mun,
+        other,
+        dep,
+        names["nurse"],
+        names["other"],
+        names["spec"],
+        names["citizen"],
+        names["admin"],
+        pid,
+        f"ref-{tag}-1",
+        other_pid,
+        hosp_pid,
+        agent,
+        int(row[0]),
+    )
 
 
-def add_readings(conn: psycopg.Connection, *, patient_id: int, agent_id: str, device_id: int | None,
-                 days: int = 10, per_day: int = 2, now: datetime | None = None) -> int:
+def add_readings(
+    conn: psycopg.Connection,
+    *,
+    patient_id: int,
+    agent_id: str,
+    device_id: int | None,
+    days: int = 10,
+    per_day: int = 2,
+    now: datetime | None = None,
+) -> int:
     """SpO2, pulse, weight and blood pressure readings, ``per_day`` a day for ``days`` days."""
     now = now or datetime.now(UTC)
     n = 0
@@ -140,16 +180,27 @@ def add_readings(conn: psycopg.Connection, *, patient_id: int, agent_id: str, de
                 ("spo2", {"spo2": 93 + (d + k) % 4}, "%"),
                 ("pulse", {"pulse": 70 + (d * 3 + k) % 12}, "/min"),
                 ("weight", {"weight": 80.0 + (d % 3) * 0.4}, "kg"),
-                ("blood_pressure", {"systolic": 128 + d % 9, "diastolic": 82 + d % 5, "mean_arterial": 97.0},
-                 "mm[Hg]"),
+                ("blood_pressure", {"systolic": 128 + d % 9, "diastolic": 82 + d % 5, "mean_arterial": 97.0}, "mm[Hg]"),
             ):
                 conn.execute(
                     """INSERT INTO measurements (id, measured_at, patient_id, agent_id, device_id, kind, value,
                        components, unit, device_clock_trusted, agent_received_at, quality, raw_characteristic, raw)
                        VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,true,%s,%s,%s,%s)""",
-                    (uuid.uuid4(), t, patient_id, agent_id, device_id, kind, next(iter(comps.values())),
-                     json.dumps(comps), unit, t + timedelta(seconds=40), ["cuff_loose"] if kind == "blood_pressure" and d == 0 else [],
-                     "2A35" if kind == "blood_pressure" else None, b"\x1e\x80\x00" if kind == "blood_pressure" else None),
+                    (
+                        uuid.uuid4(),
+                        t,
+                        patient_id,
+                        agent_id,
+                        device_id,
+                        kind,
+                        next(iter(comps.values())),
+                        json.dumps(comps),
+                        unit,
+                        t + timedelta(seconds=40),
+                        ["cuff_loose"] if kind == "blood_pressure" and d == 0 else [],
+                        "2A35" if kind == "blood_pressure" else None,
+                        b"\x1e\x80\x00" if kind == "blood_pressure" else None,
+                    ),
                 )
                 n += 1
     return n
@@ -165,8 +216,9 @@ def web_login(client: Any, username: str, password: str = PASSWORD) -> str:
     assert token
     r = client.post("/login", data={"username": username, "password": password, "csrf": token.group(1)})
     assert r.status_code == 303, r.text
-    page = client.get(r.headers["location"] if r.headers["location"] != "/admin" else "/admin",
-                      headers={"accept": "text/html"})
+    page = client.get(
+        r.headers["location"] if r.headers["location"] != "/admin" else "/admin", headers={"accept": "text/html"}
+    )
     m = re.search(r'<meta name="csrf-token" content="([^"]+)"', page.text)
     assert m, page.text[:500]
     return m.group(1)
@@ -178,8 +230,17 @@ def api_token(client: Any, username: str, password: str = PASSWORD) -> str:
     return str(r.json()["access_token"])
 
 
-def store_reading(conn: psycopg.Connection, live: LiveServer, *, patient_id: int, agent_id: str, kind: str,
-                  components: dict[str, float], unit: str, at: datetime | None = None) -> uuid.UUID:
+def store_reading(
+    conn: psycopg.Connection,
+    live: LiveServer,
+    *,
+    patient_id: int,
+    agent_id: str,
+    kind: str,
+    components: dict[str, float],
+    unit: str,
+    at: datetime | None = None,
+) -> uuid.UUID:
     """A reading as ingest stores it, handed to the running app's readings sinks (alerting)."""
     from backend.readings import StoredReading
     from vitals.kinds import MeasurementKind
@@ -191,17 +252,29 @@ def store_reading(conn: psycopg.Connection, live: LiveServer, *, patient_id: int
            device_clock_trusted, agent_received_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,true,%s)""",
         (rid, at, patient_id, agent_id, kind, next(iter(components.values())), json.dumps(components), unit, at),
     )
-    live.app.state.runtime.on_stored([StoredReading(id=rid, patient_id=patient_id, agent_id=agent_id,
-                                                    kind=MeasurementKind(kind), components=components,
-                                                    measured_at=at, stored_at=datetime.now(UTC))])
+    live.app.state.runtime.on_stored(
+        [
+            StoredReading(
+                id=rid,
+                patient_id=patient_id,
+                agent_id=agent_id,
+                kind=MeasurementKind(kind),
+                components=components,
+                measured_at=at,
+                stored_at=datetime.now(UTC),
+            )
+        ]
+    )
     return rid
 
 
 def open_alert_id(conn: psycopg.Connection, patient_id: int, severity: str = "red", timeout: float = 10) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        row = conn.execute("SELECT id FROM alerts WHERE patient_id = %s AND severity = %s AND state = 'open'"
-                           " ORDER BY id DESC LIMIT 1", (patient_id, severity)).fetchone()
+        row = conn.execute(
+            "SELECT id FROM alerts WHERE patient_id = %s AND severity = %s AND state = 'open' ORDER BY id DESC LIMIT 1",
+            (patient_id, severity),
+        ).fetchone()
         if row:
             return int(row[0])
         time.sleep(0.1)

@@ -31,10 +31,14 @@ def _start_mosquitto(workdir: Path, conf: str) -> tuple[subprocess.Popen[bytes],
     import getpass
 
     (workdir / "mosquitto.conf").write_text(
-        f"listener {port} 127.0.0.1\npersistence false\nuser {getpass.getuser()}\n{conf}")
+        f"listener {port} 127.0.0.1\npersistence false\nuser {getpass.getuser()}\n{conf}"
+    )
     with open(workdir / "mosquitto.log", "wb") as log:
-        proc = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c",
-                                 str(workdir / "mosquitto.conf")], stdout=subprocess.DEVNULL, stderr=log)
+        proc = subprocess.Popen(
+            [shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(workdir / "mosquitto.conf")],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
@@ -51,10 +55,14 @@ def _start_mosquitto(workdir: Path, conf: str) -> tuple[subprocess.Popen[bytes],
 def dynsec_broker(tmp_path: Path) -> Iterator[str]:
     if not os.path.exists(PLUGIN):
         pytest.fail(f"Mosquitto's dynamic-security plugin is missing at {PLUGIN} (Debian: apt-get install mosquitto)")
-    subprocess.run(["mosquitto_ctrl", "dynsec", "init", str(tmp_path / "dynsec.json"), "admin", "admin-secret-1"],
-                   check=True, capture_output=True)
-    proc, port = _start_mosquitto(tmp_path, f"allow_anonymous false\nplugin {PLUGIN}\n"
-                                            f"plugin_opt_config_file {tmp_path / 'dynsec.json'}\n")
+    subprocess.run(
+        ["mosquitto_ctrl", "dynsec", "init", str(tmp_path / "dynsec.json"), "admin", "admin-secret-1"],
+        check=True,
+        capture_output=True,
+    )
+    proc, port = _start_mosquitto(
+        tmp_path, f"allow_anonymous false\nplugin {PLUGIN}\nplugin_opt_config_file {tmp_path / 'dynsec.json'}\n"
+    )
     try:
         yield f"mqtt://admin:admin-secret-1@127.0.0.1:{port}"
     finally:
@@ -86,16 +94,20 @@ def _connect(port: int, username: str, password: str) -> tuple[Any, list[tuple[s
     return c, got
 
 
-def test_enrol_redeem_once_and_acl_on_dynamic_security(client: Any, live: Any, world: Any, dynsec_broker: str,
-                                                         module_settings: Any) -> None:
+def test_enrol_redeem_once_and_acl_on_dynamic_security(
+    client: Any, live: Any, world: Any, dynsec_broker: str, module_settings: Any
+) -> None:
     topics = module_settings.topics
     store = DynsecCredentials(parse_broker_url(dynsec_broker), topics)
     live.app.state.credential_store = store
     try:
         admin = api_token(client, world.admin)
         agent = f"tablet-{world.tag}"
-        r = client.post("/api/v1/admin/agents", json={"agent_id": agent, "patient_ref": world.patient_ref},
-                        headers={"Authorization": f"Bearer {admin}"})
+        r = client.post(
+            "/api/v1/admin/agents",
+            json={"agent_id": agent, "patient_ref": world.patient_ref},
+            headers={"Authorization": f"Bearer {admin}"},
+        )
         assert r.status_code == 200, r.text
         code = r.json()["code"]
         assert re.fullmatch(r"[2-9A-Z]{4}-[2-9A-Z]{4}-[2-9A-Z]{4}", code)
@@ -108,12 +120,21 @@ def test_enrol_redeem_once_and_acl_on_dynamic_security(client: Any, live: Any, w
         assert client.post("/api/v1/enrolment/redeem", json={"agent_id": agent, "code": code}).status_code == 400
         port = parse_broker_url(dynsec_broker).port
         # A backend-side listener allowed to read every agent's measurements.
-        store._run([
-            {"command": "createRole", "rolename": "ingest", "acls": [
-                {"acltype": "subscribePattern", "topic": topics.wildcard("measurements"), "allow": True}]},
-            {"command": "createClient", "username": "ingest", "password": "ingest-pass-1",
-             "roles": [{"rolename": "ingest"}]},
-        ])
+        store._run(
+            [
+                {
+                    "command": "createRole",
+                    "rolename": "ingest",
+                    "acls": [{"acltype": "subscribePattern", "topic": topics.wildcard("measurements"), "allow": True}],
+                },
+                {
+                    "command": "createClient",
+                    "username": "ingest",
+                    "password": "ingest-pass-1",
+                    "roles": [{"rolename": "ingest"}],
+                },
+            ]
+        )
         listener, got = _connect(port, "ingest", "ingest-pass-1")
         listener.subscribe(topics.wildcard("measurements"), qos=1)
         time.sleep(0.3)
@@ -155,20 +176,46 @@ def test_password_file_store_is_read_by_mosquitto(tmp_path: Path) -> None:
         proc.wait(10)
 
 
-def test_admin_pages_create_team_user_device_and_show_code_once(client: Any, live: Any, world: Any,
-                                                               tmp_path: Path) -> None:
+def test_admin_pages_create_team_user_device_and_show_code_once(
+    client: Any, live: Any, world: Any, tmp_path: Path
+) -> None:
     live.app.state.credential_store = PasswordFileCredentials(tmp_path / "passwd")
     try:
         csrf = web_login(client, world.admin)
         tag = world.tag
-        r = client.post("/admin/teams", data={"csrf": csrf, "key": f"team-{tag}", "name": f"Team {tag}",
-                                              "sector": "municipal", "municipality": world.municipality})
+        r = client.post(
+            "/admin/teams",
+            data={
+                "csrf": csrf,
+                "key": f"team-{tag}",
+                "name": f"Team {tag}",
+                "sector": "municipal",
+                "municipality": world.municipality,
+            },
+        )
         assert r.status_code == 200 and "team created" in r.text
-        r = client.post("/admin/users", data={"csrf": csrf, "username": f"new-{tag}", "display_name": "Ny",
-                                              "role": "nurse", "password": "long-enough-1", "team_key": f"team-{tag}"})
+        r = client.post(
+            "/admin/users",
+            data={
+                "csrf": csrf,
+                "username": f"new-{tag}",
+                "display_name": "Ny",
+                "role": "nurse",
+                "password": "long-enough-1",
+                "team_key": f"team-{tag}",
+            },
+        )
         assert r.status_code == 200 and f"new-{tag}" in r.text
-        r = client.post("/admin/users", data={"csrf": csrf, "username": f"bad-{tag}", "display_name": "X",
-                                              "role": "nurse", "password": "long-enough-1"})
+        r = client.post(
+            "/admin/users",
+            data={
+                "csrf": csrf,
+                "username": f"bad-{tag}",
+                "display_name": "X",
+                "role": "nurse",
+                "password": "long-enough-1",
+            },
+        )
         assert r.status_code == 400 and "belong to a team" in r.text
         r = client.post("/admin/agents", data={"csrf": csrf, "agent_id": f"pi-{tag}", "patient_ref": world.patient_ref})
         assert r.status_code == 200
@@ -176,8 +223,10 @@ def test_admin_pages_create_team_user_device_and_show_code_once(client: Any, liv
         assert code
         again = client.get("/admin").text
         assert code.group(1) not in again  # shown once
-        r = client.post("/admin/devices", data={"csrf": csrf, "agent_id": f"pi-{tag}", "address": "11:22:33:44:55:66",
-                                                "model": "UC-352BLE"})
+        r = client.post(
+            "/admin/devices",
+            data={"csrf": csrf, "agent_id": f"pi-{tag}", "address": "11:22:33:44:55:66", "model": "UC-352BLE"},
+        )
         assert r.status_code == 200 and "device registered" in r.text
         r = client.post("/admin/places", data={"csrf": csrf, "kind": "department", "name": f"Afd {tag}"})
         assert f"Afd {tag}" in r.text

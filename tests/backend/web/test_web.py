@@ -58,13 +58,17 @@ def test_other_municipality_is_403_and_audited_own_is_200_and_audited(client: An
     r = client.get(f"/patients/{world.other_patient_id}", headers={"accept": "text/html"})
     assert r.status_code == 403
     assert "Ingen adgang" in r.text
-    row = db.execute("SELECT allowed, actor_role, action, detail FROM audit_log WHERE patient_id = %s"
-                     " ORDER BY id DESC LIMIT 1", (world.other_patient_id,)).fetchone()
+    row = db.execute(
+        "SELECT allowed, actor_role, action, detail FROM audit_log WHERE patient_id = %s ORDER BY id DESC LIMIT 1",
+        (world.other_patient_id,),
+    ).fetchone()
     assert row is not None and row[0] is False and row[1] == "nurse" and "refused" in row[3]
     r = client.get(f"/patients/{world.patient_id}", headers={"accept": "text/html"})
     assert r.status_code == 200
-    row = db.execute("SELECT allowed, actor, action, remote_addr FROM audit_log WHERE patient_id = %s"
-                     " ORDER BY id DESC LIMIT 1", (world.patient_id,)).fetchone()
+    row = db.execute(
+        "SELECT allowed, actor, action, remote_addr FROM audit_log WHERE patient_id = %s ORDER BY id DESC LIMIT 1",
+        (world.patient_id,),
+    ).fetchone()
     assert row[0] is True and row[1].startswith(world.nurse) and row[2] == "patient page" and row[3] == "127.0.0.1"
 
 
@@ -86,9 +90,12 @@ def test_admin_sees_no_clinical_data_but_the_audit_view(client: Any, world: Any)
 def test_patient_page_shows_trends_readings_detail_and_rejected(client: Any, world: Any, db: Any) -> None:
     add_readings(db, patient_id=world.patient_id, agent_id=world.agent_id, device_id=world.device_id, days=40)
     db.execute(
-        """INSERT INTO rejected_readings (id, measured_at, patient_id, agent_id, kind, components, unit, reason, envelope)
-           VALUES (gen_random_uuid(), now(), %s, %s, 'spo2', '{"spo2": 140}', '%%', 'implausible: spo2 140 > 100', '{}')""",
-        (world.patient_id, world.agent_id))
+        """INSERT INTO rejected_readings (id, measured_at, patient_id, agent_id, kind, components, unit, reason,
+                                              envelope)
+           VALUES (gen_random_uuid(), now(), %s, %s, 'spo2', '{"spo2": 140}', '%%', 'implausible: spo2 140 > 100',
+                   '{}')""",
+        (world.patient_id, world.agent_id),
+    )
     web_login(client, world.nurse)
     for rng in ("7d", "30d", "1y"):
         r = client.get(f"/patients/{world.patient_id}", params={"range": rng}, headers={"accept": "text/html"})
@@ -102,10 +109,12 @@ def test_patient_page_shows_trends_readings_detail_and_rejected(client: Any, wor
         assert first["points"] >= (7 if rng == "7d" else 30)
         assert [s["unit"] for s in first["series"]] == ["%", "/min"]
     assert "implausible: spo2 140 &gt; 100" in r.text
-    reading = re.search(rf'/patients/{world.patient_id}/readings/([0-9a-f-]+)', r.text)
+    reading = re.search(rf"/patients/{world.patient_id}/readings/([0-9a-f-]+)", r.text)
     assert reading
-    rid = db.execute("SELECT id FROM measurements WHERE patient_id = %s AND kind = 'blood_pressure' AND raw IS NOT NULL"
-                     " LIMIT 1", (world.patient_id,)).fetchone()[0]
+    rid = db.execute(
+        "SELECT id FROM measurements WHERE patient_id = %s AND kind = 'blood_pressure' AND raw IS NOT NULL LIMIT 1",
+        (world.patient_id,),
+    ).fetchone()[0]
     r = client.get(f"/patients/{world.patient_id}/readings/{rid}", headers={"accept": "text/html"})
     assert r.status_code == 200
     assert "1e8000" in r.text and "UA-651BLE" in r.text and "+40 s" in r.text
@@ -113,16 +122,24 @@ def test_patient_page_shows_trends_readings_detail_and_rejected(client: Any, wor
 
 def test_red_alert_on_worklist_kvittering_with_note_and_min_log(client: Any, world: Any, live: Any) -> None:
     with psycopg.connect(live.app.state.settings.database_url, autocommit=True) as conn:
-        store_reading(conn, live, patient_id=world.patient_id, agent_id=world.agent_id, kind="spo2",
-                      components={"spo2": 80.0}, unit="%")
+        store_reading(
+            conn,
+            live,
+            patient_id=world.patient_id,
+            agent_id=world.agent_id,
+            kind="spo2",
+            components={"spo2": 80.0},
+            unit="%",
+        )
         alert_id = open_alert_id(conn, world.patient_id)
         csrf = web_login(client, world.nurse)
         r = client.get("/worklist", headers={"accept": "text/html"})
         assert f'data-alert="{alert_id}"' in r.text and 'data-severity="red"' in r.text
         r = client.post(f"/alerts/{alert_id}/kvitter", data={"csrf": csrf, "note": "Ringet op, har det godt"})
         assert r.status_code == 303
-        state, by, note = conn.execute("SELECT state, acknowledged_by, ack_note FROM alerts WHERE id = %s",
-                                       (alert_id,)).fetchone()
+        state, by, note = conn.execute(
+            "SELECT state, acknowledged_by, ack_note FROM alerts WHERE id = %s", (alert_id,)
+        ).fetchone()
         assert state == "acknowledged" and world.nurse in by and note == "Ringet op, har det godt"
         # Twice is refused clearly, not a server error.
         r = client.post(f"/alerts/{alert_id}/kvitter", data={"csrf": csrf, "note": "igen"})
@@ -140,11 +157,21 @@ def test_red_alert_on_worklist_kvittering_with_note_and_min_log(client: Any, wor
 def test_threshold_edit_needs_reason_and_is_listed(client: Any, world: Any) -> None:
     csrf = web_login(client, world.specialist)
     pid = world.hospital_patient_id
-    r = client.post(f"/patients/{pid}/thresholds",
-                    data={"csrf": csrf, "rule_id": "copd.spo2.absolute", "field": "red_low", "value": "84", "reason": ""})
+    r = client.post(
+        f"/patients/{pid}/thresholds",
+        data={"csrf": csrf, "rule_id": "copd.spo2.absolute", "field": "red_low", "value": "84", "reason": ""},
+    )
     assert r.status_code == 422 or r.status_code == 400
-    r = client.post(f"/patients/{pid}/thresholds", data={"csrf": csrf, "rule_id": "copd.spo2.absolute",
-                                                         "field": "red_low", "value": "84", "reason": "Habituel 86-88 %"})
+    r = client.post(
+        f"/patients/{pid}/thresholds",
+        data={
+            "csrf": csrf,
+            "rule_id": "copd.spo2.absolute",
+            "field": "red_low",
+            "value": "84",
+            "reason": "Habituel 86-88 %",
+        },
+    )
     assert r.status_code == 303
     page = client.get(f"/patients/{pid}", headers={"accept": "text/html"}).text
     assert "Habituel 86-88 %" in page and 'value="84.0"' in page
@@ -169,5 +196,7 @@ def test_kvitter_all_green_marks_new_readings_seen(client: Any, world: Any, db: 
     assert client.post("/worklist/kvitter-green", data={"csrf": csrf}).status_code == 303
     r = client.get("/worklist", headers={"accept": "text/html"})
     assert f'data-patient="{world.hospital_patient_id}" data-severity="green"' not in r.text
-    row = db.execute("SELECT seen_by FROM reading_reviews WHERE patient_id = %s", (world.hospital_patient_id,)).fetchone()
+    row = db.execute(
+        "SELECT seen_by FROM reading_reviews WHERE patient_id = %s", (world.hospital_patient_id,)
+    ).fetchone()
     assert row and row[0] == world.specialist
