@@ -153,7 +153,8 @@ def start_private_mosquitto(extra_conf: str = "") -> tuple[subprocess.Popen[byte
         except OSError:
             time.sleep(0.05)
     proc.kill()
-    raise RuntimeError(f"private mosquitto did not start: {proc.stderr.read() if proc.stderr else ''!r}")
+    err = proc.stderr.read() if proc.stderr else b""
+    raise RuntimeError(f"private mosquitto did not start: {err!r}")
 
 
 @pytest.fixture(scope="session")
@@ -176,6 +177,8 @@ def mqtt_url() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
+        if proc.stderr is not None:
+            proc.stderr.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -237,6 +240,8 @@ class PrivateBroker:
         if self.proc is not None:
             self.proc.terminate()
             self.proc.wait(10)
+            if self.proc.stderr is not None:
+                self.proc.stderr.close()
             self.proc = None
 
 
