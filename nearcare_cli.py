@@ -42,6 +42,8 @@ def main() -> None:
         level=os.environ.get("NEARCARE_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # APScheduler logs every job run at INFO; our jobs log what matters themselves.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     app()
 
 

@@ -41,7 +41,7 @@ def run_demo(*, citizens: int = 12, port: int = 8000, speed: float = 600.0) -> N
         log.info("migrations applied: %d", len(applied))
         from backend import demo_data
 
-        users = demo_data.seed(settings)
+        users = demo_data.seed(settings, citizens=citizens)
         stack.enter_context(demo_data.simulation(settings, citizens=citizens, speed=speed))
         app = create_app(settings, migrate_on_start=False)
         banner = [

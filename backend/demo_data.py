@@ -11,11 +11,64 @@ from collections.abc import Iterator
 from backend.settings import Settings
 
 
-def seed(settings: Settings) -> list[str]:
+def seed(settings: Settings, *, citizens: int = 12) -> list[str]:
     """Create the demo data; return the login lines to print."""
     lines: list[str] = []
+    _seed_cohort(settings, citizens=citizens)
     lines += _seed_accounts(settings)
+    _seed_alerting(settings)
     return lines
+
+
+def _seed_alerting(settings: Settings) -> None:
+    import psycopg
+
+    from backend.alerting.demo import seed_alerting
+
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        seed_alerting(conn)
+
+
+# Which hospital department a programme's patients are referred to in the demo region.
+DEMO_DEPARTMENTS = {
+    "copd": "AUH Lungesygdomme",
+    "heart_failure": "AUH Hjertesygdomme",
+    "hypertension": None,
+}
+
+
+def _seed_cohort(settings: Settings, *, citizens: int) -> None:
+    """The simulated citizens as patients, each with an enrolled agent and registered devices
+    (the same deterministic cohort the simulation publishes for)."""
+    import psycopg
+
+    from backend.registry import service as registry
+    from backend.registry.errors import RegistryConflict
+    from edge_agent.simulate import demo_cohort
+
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        for profile in demo_cohort(citizens):
+            try:
+                patient = registry.create_patient(
+                    conn,
+                    external_ref=profile.agent_id.replace("agent", "borger"),
+                    name=profile.name,
+                    programme=profile.programme,
+                    municipality=profile.municipality,
+                    department=DEMO_DEPARTMENTS[profile.programme],
+                )
+            except RegistryConflict:
+                continue  # seeded by an earlier demo run on the same database
+            registry.enrol_agent(conn, agent_id=profile.agent_id, patient_id=patient.id)
+            for device in profile.devices:
+                registered = registry.register_device(
+                    conn, agent_id=profile.agent_id, address=device.address, model=device.model,
+                    manufacturer=device.manufacturer,
+                )
+                if device.user_index is not None:
+                    registry.map_device_user(
+                        conn, device_id=registered.id, user_index=device.user_index, patient_id=patient.id
+                    )
 
 
 def _seed_accounts(settings: Settings) -> list[str]:
@@ -31,5 +84,7 @@ def _seed_accounts(settings: Settings) -> list[str]:
 def simulation(settings: Settings, *, citizens: int, speed: float) -> Iterator[None]:
     from edge_agent.simulate import running_simulation
 
-    with running_simulation(broker_url=settings.mqtt_url, topics=settings.topics, citizens=citizens, speed=speed):
+    with running_simulation(
+        broker_url=settings.mqtt_url, topics=settings.topics, citizens=citizens, speed=speed
+    ):
         yield
