@@ -13,6 +13,7 @@ from backend.accounts.store import create_user
 from backend.errors import ConfigError
 
 DEMO_PASSWORD = "demo-nearcare"
+DEMO_USERS = ("sygeplejerske", "randers", "speciallaege", "borger", "admin")
 
 _TEAMS = (
     ("aarhus-sygepleje", "Aarhus Kommune sygepleje", "municipal", "Aarhus", None),

@@ -28,6 +28,7 @@ from backend.web.render import STATIC, render
 log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
 LOGIN_CSRF_COOKIE = "nearcare_login_csrf"
+SSE_LIFETIME_S = 25.0
 
 HOME = {Role.NURSE: "/worklist", Role.SPECIALIST: "/worklist", Role.CITIZEN: "/me", Role.ADMIN: "/admin"}
 
@@ -53,6 +54,15 @@ async def home(request: Request) -> Response:
     return RedirectResponse(HOME[p.user.role], 303)
 
 
+def _demo_logins(request: Request) -> list[str]:
+    """In demo mode only: the demo users, so a visitor can try each role."""
+    if not request.app.state.settings.demo:
+        return []
+    from backend.accounts.demo import DEMO_PASSWORD, DEMO_USERS
+
+    return [f"{name} / {DEMO_PASSWORD}" for name in DEMO_USERS]
+
+
 def _safe_next(value: str | None) -> str:
     # Only local paths: never an open redirect to another site.
     if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
@@ -63,7 +73,8 @@ def _safe_next(value: str | None) -> str:
 @router.get("/login")
 def login_page(request: Request, next: str | None = None) -> Response:
     token = secrets.token_urlsafe(16)
-    resp = render(request, None, "login.html", login_csrf=token, next=_safe_next(next), error=None)
+    resp = render(request, None, "login.html", login_csrf=token, next=_safe_next(next), error=None,
+                  demo_logins=_demo_logins(request))
     resp.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", secure=_secure(request), max_age=3600)
     return resp
 
@@ -93,7 +104,8 @@ def login(
             error, status = t("wrong_login"), 401
     if error is not None:
         token = secrets.token_urlsafe(16)
-        resp = render(request, None, "login.html", status=status, login_csrf=token, next=_safe_next(next), error=error)
+        resp = render(request, None, "login.html", status=status, login_csrf=token, next=_safe_next(next),
+                      error=error, demo_logins=_demo_logins(request))
         resp.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", secure=_secure(request))
         return resp
     session, _ = create_session(
@@ -231,11 +243,15 @@ async def events(request: Request, p: CurrentPrincipal) -> Response:
     queue = hub.subscribe()
 
     async def stream() -> AsyncIterator[bytes]:
+        # A stream lives at most SSE_LIFETIME_S, then the browser reconnects (and re-reads its rows):
+        # an open stream would otherwise hold a server shutdown until every browser tab closes.
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + SSE_LIFETIME_S
         try:
-            yield b"retry: 3000\n: connected\n\n"
-            while True:
+            yield b"retry: 2000\n: connected\n\n"
+            while (left := ends - loop.time()) > 0:
                 try:
-                    event = await asyncio.wait_for(queue.get(), timeout=15)
+                    event = await asyncio.wait_for(queue.get(), timeout=min(15.0, left))
                 except TimeoutError:
                     if await request.is_disconnected():
                         return

@@ -16,9 +16,18 @@
       .then(function () { pending = false; });
   }
   var es = new EventSource("/events");
-  es.addEventListener("open", function () { if (status) { status.textContent = "live"; status.className = "live on"; } });
+  var opened = 0;
+  es.addEventListener("open", function () {
+    if (status) { status.textContent = "live"; status.className = "live on"; }
+    if (opened++ > 0) refresh();  // after a reconnect: catch up on what happened in the gap
+  });
   es.addEventListener("error", function () { if (status) { status.textContent = "offline"; status.className = "live off"; } });
   es.addEventListener("alert", refresh);
-  es.addEventListener("reading", function () {});
+  // New readings may add green rows; they come often, so at most one re-read per 5 s for them.
+  var readingTimer = null;
+  es.addEventListener("reading", function () {
+    if (readingTimer) return;
+    readingTimer = setTimeout(function () { readingTimer = null; refresh(); }, 5000);
+  });
   setInterval(refresh, 60000);  // a safety net if an event was lost while reconnecting
 })();
