@@ -1,11 +1,13 @@
 """The I/O edges of ingest: the paho consumer, the batcher and the writer thread.
 
-Flow: paho's network thread hands each message to a queue; the writer thread takes messages
+Flow: paho's network thread hands each message to a queue; the batcher thread takes messages
 until the batch is full (``ingest_batch_size`` readings) or its window (``ingest_batch_window_ms``
-after the first message) closes, decides each through the pure core, writes the batch in one
-transaction, and only then acknowledges the messages (paho 2 ``manual_ack``). A crash before the
-commit loses nothing (the broker redelivers the unacknowledged messages to the same session);
-a crash after the commit but before the acks is absorbed by the idempotent insert.
+after the first message) closes and decides each through the pure core; the writer thread
+(meanwhile committing the previous batch) writes it in one transaction, and only then
+acknowledges the messages (paho 2 ``manual_ack``). A crash before the commit loses nothing (the
+broker redelivers the unacknowledged messages to the same session); a crash after the commit
+but before the acks is absorbed by the idempotent insert. A batch decided against an older
+registry than the writer sees at commit is decided again first.
 
 After each commit: ``runtime.on_stored`` (per-patient time order, new rows only), a
 ``reading.stored`` event per patient, and receipts to each agent (``stored``; ``held`` with the
@@ -67,6 +69,7 @@ class Inbound:
 
 @dataclass
 class _Batch:
+    registry_version: int
     items: list[tuple[Inbound, Decision]] = field(default_factory=list)
     readings: int = 0
 
@@ -104,6 +107,8 @@ class IngestService:
         self._thread: threading.Thread | None = None
         self._rules_queue: queue.Queue[list[StoredReading] | None] = queue.Queue(maxsize=RULES_BACKLOG)
         self._rules_thread: threading.Thread | None = None
+        self._batches: queue.Queue[_Batch] = queue.Queue(maxsize=2)
+        self._batcher: threading.Thread | None = None
         self._client: mqtt.Client | None = None
         self._generation = 0
         self._connected = False
@@ -135,6 +140,8 @@ class IngestService:
         self._client.loop_start()
         self._rules_thread = threading.Thread(target=self._run_rules, name="ingest-rules", daemon=True)
         self._rules_thread.start()
+        self._batcher = threading.Thread(target=self._run_batcher, name="ingest-batcher", daemon=True)
+        self._batcher.start()
         self._thread = threading.Thread(target=self._run, name=f"ingest-writer-{self.client_id}", daemon=True)
         self._thread.start()
         log.info("ingest consuming %s as %s", self.broker.redacted(), self.client_id)
@@ -144,6 +151,8 @@ class IngestService:
         stays unacknowledged and is redelivered to this session when it comes back."""
         self._stop.set()
         deadline = time.monotonic() + timeout
+        if self._batcher is not None:
+            self._batcher.join(timeout)
         if self._thread is not None:
             self._thread.join(timeout)
         if self._rules_thread is not None:
@@ -276,33 +285,48 @@ class IngestService:
 
     # --- the writer thread ------------------------------------------------------------------
 
-    def _run(self) -> None:
-        backoff = 0.2
+    def _run_batcher(self) -> None:
+        """Take and decide the next batch while the writer commits the previous one."""
         while not self._stop.is_set():
             try:
                 first = self._queue.get(timeout=0.2)
             except queue.Empty:
-                self._idle_check()
                 continue
-            batch: _Batch | None = None
+            batch = self._collect(first)
             while not self._stop.is_set():
                 try:
-                    if batch is None:
-                        batch = self._collect(first)
+                    self._batches.put(batch, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+            # Stopping with a batch in hand: it is not acknowledged, so the broker keeps it.
+
+    def _run(self) -> None:
+        backoff = 0.2
+        while True:
+            try:
+                batch = self._batches.get(timeout=0.2)
+            except queue.Empty:
+                if self._stop.is_set() and not (self._batcher is not None and self._batcher.is_alive()):
+                    return
+                self._idle_check()
+                continue
+            while True:
+                try:
                     self._commit(batch)
                     backoff = 0.2
                     break
                 except (psycopg.OperationalError, psycopg.errors.TransactionRollback) as exc:
                     # Nothing was acknowledged: the same batch is retried, and if this process
-                    # dies meanwhile the broker redelivers it.
+                    # dies or stops meanwhile the broker redelivers it.
                     self._db_failed(exc)
                     metrics.INGEST_STORE_ERRORS.labels(type(exc).__name__).inc()
-                    self._stop.wait(backoff)
-                    backoff = min(backoff * 2, 10.0)
                 except Exception:
                     log.exception("ingest batch failed unexpectedly; retrying")
-                    self._stop.wait(backoff)
-                    backoff = min(backoff * 2, 10.0)
+                if self._stop.is_set():
+                    return
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
 
     def _idle_check(self) -> None:
         """Keep /readyz honest while no traffic flows."""
@@ -335,9 +359,8 @@ class IngestService:
 
     def _collect(self, first: Inbound) -> _Batch:
         """Decide ``first`` and take more until the batch is full or its window closes."""
-        self._ensure_db()
         now = datetime.now(UTC)
-        batch = _Batch()
+        batch = _Batch(registry_version=self._registry.version)
         self._add(batch, first, now)
         size = self.settings.ingest_batch_size
         deadline = first.received + self.settings.ingest_batch_window_ms / 1000
@@ -350,9 +373,9 @@ class IngestService:
             self._add(batch, item, now)
         return batch
 
-    def _add(self, batch: _Batch, item: Inbound, now: datetime) -> None:
+    def _add(self, batch: _Batch, item: Inbound, now: datetime, registry: RegistrySnapshot | None = None) -> None:
         try:
-            d = decide(item.topic, item.payload, topics=self.topics, registry=self._registry, now=now)
+            d = decide(item.topic, item.payload, topics=self.topics, registry=registry or self._registry, now=now)
         except Exception as exc:  # the core never raises by design; if it does, keep the bytes
             log.exception("ingest core failed on a message from %s", item.topic)
             d = Decision(
@@ -365,6 +388,14 @@ class IngestService:
 
     def _commit(self, batch: _Batch) -> None:
         conn = self._ensure_db()
+        if batch.registry_version != self._registry.version:
+            # Decided against an older registry (an enrolment or a rebinding since): decide
+            # again, so no reading is attributed or refused through a stale binding.
+            registry, now = self._registry, datetime.now(UTC)
+            fresh = _Batch(registry_version=registry.version)
+            for item, _ in batch.items:
+                self._add(fresh, item, now, registry)
+            batch.items, batch.readings, batch.registry_version = fresh.items, fresh.readings, fresh.registry_version
         decisions = [d for _, d in batch.items]
         received_at = datetime.now(UTC)
         t0 = time.perf_counter()
