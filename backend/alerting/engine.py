@@ -59,6 +59,7 @@ class AlertEngine:
         self.notifier = notifier
         self.teams = lifecycle.TeamDirectory()
         self.thresholds = ThresholdCache(config)
+        self.alert_ids = lifecycle.AlertIds()
         self.evaluated = 0
         self.failed = 0
 
@@ -110,40 +111,8 @@ class AlertEngine:
             actives = lifecycle.active_alerts(conn, pids)
             history = self._load_history(conn, readings, patients)
             evaluations: list[tuple[Any, ...]] = []
-            for r in readings:
-                patient = patients.get(r.patient_id)
-                if patient is None:
-                    raise LookupError(f"reading {r.id} names unknown patient {r.patient_id}")
-                rules = self.config.ruleset.rules_for(patient.programme)
-                hist = history.get(r.patient_id, ([], []))
-                cut = bisect.bisect_left(hist[0], r.measured_at)
-                ctx = Context(
-                    programme=patient.programme,
-                    history=hist[1][:cut],
-                    baselines=baselines.get(r.patient_id, {}),
-                    overrides=overrides.get(r.patient_id, {}),
-                )
-                obs = Observation(kind=MeasurementKind(r.kind), components=r.components, measured_at=r.measured_at,
-                                  id=str(r.id), quality=tuple(r.quality))
-                findings = self._evaluate(rules, ctx, obs, patient.programme)
-                in_force = {f.rule_id: dict(f.thresholds) for f in findings}
-                fired = {f.rule_id: f.severity for f in findings if f.fired}
-                evaluations.append((r.id, r.patient_id, r.measured_at, now, Jsonb(in_force), Jsonb(fired)))
-                for f in findings:
-                    key = (r.patient_id, f.rule_id)
-                    active = actives.get(key)
-                    if f.fired:
-                        alert, _ = lifecycle.apply_breach(
-                            conn, patient=patient, finding=f, reading_id=r.id, now=now, active=active,
-                            config=self.config, teams=self.teams, notifier=self.notifier,
-                        )
-                        actives[key] = alert
-                    elif active is not None:
-                        rule = self.config.ruleset.by_id[f.rule_id]
-                        if lifecycle.apply_in_range(conn, active=active, resolve_after=rule.auto_resolve_after,
-                                                    now=now, config=self.config, reading_id=r.id) is not None:
-                            del actives[key]
-                self._missing_met(conn, r, rules, actives, now)
+            with conn.pipeline():
+                self._decide_all(conn, readings, patients, overrides, baselines, actives, history, now, evaluations)
             with conn.cursor() as cur:
                 cur.executemany(
                     "INSERT INTO reading_evaluations (measurement_id, patient_id, measured_at, evaluated_at,"
@@ -154,6 +123,48 @@ class AlertEngine:
                 )
                 cur.execute("DELETE FROM alert_evaluation_failures WHERE measurement_id = ANY(%s)",
                             ([r.id for r in readings],))
+
+    def _decide_all(self, conn: psycopg.Connection[Any], readings: Sequence[StoredReading],
+                    patients: Mapping[int, lifecycle.PatientInfo], overrides: Mapping[int, Any],
+                    baselines: Mapping[int, Any], actives: dict[tuple[int, str], lifecycle.Alert],
+                    history: Mapping[int, tuple[list[datetime], list[Observation]]], now: datetime,
+                    evaluations: list[tuple[Any, ...]]) -> None:
+        for r in readings:
+            patient = patients.get(r.patient_id)
+            if patient is None:
+                raise LookupError(f"reading {r.id} names unknown patient {r.patient_id}")
+            rules = self.config.ruleset.rules_for(patient.programme)
+            hist = history.get(r.patient_id, ([], []))
+            cut = bisect.bisect_left(hist[0], r.measured_at)
+            ctx = Context(
+                programme=patient.programme,
+                history=hist[1][:cut],
+                baselines=baselines.get(r.patient_id, {}),
+                overrides=overrides.get(r.patient_id, {}),
+            )
+            obs = Observation(kind=MeasurementKind(r.kind), components=r.components, measured_at=r.measured_at,
+                              id=str(r.id), quality=tuple(r.quality))
+            findings = self._evaluate(rules, ctx, obs, patient.programme)
+            in_force = {f.rule_id: dict(f.thresholds) for f in findings}
+            fired = {f.rule_id: f.severity for f in findings if f.fired}
+            evaluations.append((r.id, r.patient_id, r.measured_at, now, Jsonb(in_force), Jsonb(fired)))
+            for f in findings:
+                key = (r.patient_id, f.rule_id)
+                active = actives.get(key)
+                if f.fired:
+                    others = any(k[0] == r.patient_id and k != key for k in actives)
+                    alert, _ = lifecycle.apply_breach(
+                        conn, patient=patient, finding=f, reading_id=r.id, now=now, active=active,
+                        config=self.config, teams=self.teams, notifier=self.notifier, others=others,
+                        ids=self.alert_ids,
+                    )
+                    actives[key] = alert
+                elif active is not None:
+                    rule = self.config.ruleset.by_id[f.rule_id]
+                    if lifecycle.apply_in_range(conn, active=active, resolve_after=rule.auto_resolve_after,
+                                                now=now, config=self.config, reading_id=r.id) is not None:
+                        del actives[key]
+            self._missing_met(conn, r, rules, actives, now)
 
     def _evaluate(self, rules: Sequence[AnyRule], ctx: Context, obs: Observation, programme: str) -> list[Finding]:
         try:
@@ -194,10 +205,13 @@ class AlertEngine:
         hours = max(need.values())
         oldest = min(r.measured_at for r in readings if r.patient_id in need) - timedelta(hours=hours)
         newest = max(r.measured_at for r in readings)
+        kinds = sorted({k.value for pid in need for r in self.config.ruleset.rules_for(patients[pid].programme)
+                        if isinstance(r, TrendRule | ScoreRule) for k in r.measurement_kinds})
         rows = conn.execute(
             "SELECT patient_id, id, kind, components, measured_at, quality FROM measurements"
-            " WHERE patient_id = ANY(%s) AND measured_at >= %s AND measured_at <= %s ORDER BY measured_at",
-            (list(need), oldest, newest),
+            " WHERE patient_id = ANY(%s) AND kind = ANY(%s) AND measured_at >= %s AND measured_at <= %s"
+            " ORDER BY measured_at",
+            (list(need), kinds, oldest, newest),
         ).fetchall()
         out: dict[int, tuple[list[datetime], list[Observation]]] = {}
         for pid, mid, kind, comps, at, quality in rows:

@@ -11,6 +11,7 @@ process the same patient's readings).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -71,8 +72,10 @@ def load_patients(conn: psycopg.Connection[Any], ids: Iterable[int]) -> dict[int
 
 def lock_patients(conn: psycopg.Connection[Any], ids: Iterable[int]) -> None:
     """Serialise alert decisions per patient across workers (sorted: no deadlocks)."""
-    for pid in sorted(set(ids)):
-        conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (PATIENT_LOCK_CLASS, pid % 2_147_483_647))
+    keys = sorted({pid % 2_147_483_647 for pid in ids})
+    if keys:
+        conn.execute("SELECT count(pg_advisory_xact_lock(%s, k)) FROM (SELECT unnest(%s::int[]) AS k ORDER BY 1) s",
+                     (PATIENT_LOCK_CLASS, keys))
 
 
 class TeamDirectory:
@@ -107,6 +110,21 @@ class TeamDirectory:
     @property
     def municipal(self) -> Mapping[str, str]:
         return self._municipal
+
+
+class AlertIds:
+    """Alert ids fetched from the sequence in blocks, so opening an alert needs no round trip."""
+
+    def __init__(self, block: int = 200) -> None:
+        self._block = block
+        self._free: list[int] = []
+
+    def take(self, conn: psycopg.Connection[Any]) -> int:
+        if not self._free:
+            rows = conn.execute("SELECT nextval('alerts_id_seq') FROM generate_series(1, %s)",
+                                (self._block,)).fetchall()
+            self._free = [int(r[0]) for r in reversed(rows)]
+        return self._free.pop()
 
 
 def labels_for(patient: PatientInfo, *, rule_id: str, rule_kind: str, severity: str,
@@ -200,24 +218,21 @@ def record(
     config: AlertingConfig | None = None,
     notifier: NotifierSettings | None = None,
     patient: PatientInfo | None = None,
-) -> int:
+) -> int | None:
     """Write one transition, its notification-log rows and the live-worklist notify."""
+    notify_others = notifier is not None and action in NOTIFY_ACTIONS and alert.inhibited_by is None and (
+        bool(notifier.webhook_url) or bool(notifier.smtp_host))
+    if not notify_others:
+        _record_event_only(conn, alert, action=action, actor=actor, at=at, note=note, from_state=from_state,
+                           from_team=from_team)
+        return None
     tid = conn.execute(
         "INSERT INTO alert_transitions (alert_id, at, action, actor, note, from_state, to_state, from_team,"
         " team_key, severity, value) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) RETURNING id",
         (alert.id, at, action, actor, note, from_state, alert.state, from_team, alert.team_key,
          alert.severity, alert.last_value),
     ).fetchone()[0]  # type: ignore[index]
-    event = {
-        "type": EVENT_TYPES.get(action, "alert.updated"),
-        "data": {
-            "alert_id": alert.id, "patient_id": alert.patient_id, "rule_id": alert.rule_id,
-            "severity": alert.severity, "state": alert.state, "team_key": alert.team_key,
-            "from_team": from_team, "action": action, "transition_id": tid, "at": at.isoformat(),
-            "measurement_id": str(alert.last_reading_id) if alert.last_reading_id else None,
-            "muted": alert.inhibited_by is not None,
-        },
-    }
+    event = _event(alert, action=action, at=at, from_team=from_team, tid=tid)
     rows: list[tuple[str, str, dict[str, Any], str]] = [("events", "worklist", event, "sent")]
     if notifier is not None and action in NOTIFY_ACTIONS and alert.inhibited_by is None:
         payload = notification_payload(alert, action=action, at=at, from_team=from_team, patient=patient,
@@ -237,6 +252,36 @@ def record(
         )
     conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, json.dumps(event, default=str)))
     return int(tid)
+
+
+def _event(alert: Alert, *, action: str, at: datetime, from_team: str | None, tid: int | None) -> dict[str, Any]:
+    return {
+        "type": EVENT_TYPES.get(action, "alert.updated"),
+        "data": {
+            "alert_id": alert.id, "patient_id": alert.patient_id, "rule_id": alert.rule_id,
+            "severity": alert.severity, "state": alert.state, "team_key": alert.team_key,
+            "from_team": from_team, "action": action, "transition_id": tid, "at": at.isoformat(),
+            "measurement_id": str(alert.last_reading_id) if alert.last_reading_id else None,
+            "muted": alert.inhibited_by is not None,
+        },
+    }
+
+
+def _record_event_only(conn: psycopg.Connection[Any], alert: Alert, *, action: str, actor: str, at: datetime,
+                       note: str | None, from_state: str | None, from_team: str | None) -> None:
+    """The common case in one statement, with no result to wait for (pipelines well): the
+    transition, its events log row and the notify."""
+    event = _event(alert, action=action, at=at, from_team=from_team, tid=None)
+    conn.execute(
+        "WITH t AS (INSERT INTO alert_transitions (alert_id, at, action, actor, note, from_state, to_state, from_team,"
+        "  team_key, severity, value) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) RETURNING id),"
+        " e AS (SELECT t.id, jsonb_set(%s::jsonb, '{data,transition_id}', to_jsonb(t.id)) AS ev FROM t),"
+        " n AS (INSERT INTO notification_log (transition_id, alert_id, channel, target, payload, status, sent_at)"
+        "  SELECT e.id, %s, 'events', 'worklist', e.ev, 'sent', now() FROM e)"
+        " SELECT e.id, pg_notify(%s, e.ev::text) FROM e",
+        (alert.id, at, action, actor, note, from_state, alert.state, from_team, alert.team_key, alert.severity,
+         alert.last_value, Jsonb(event), alert.id, NOTIFY_CHANNEL),
+    )
 
 
 def notification_payload(
@@ -291,11 +336,45 @@ def apply_breach(
     teams: TeamDirectory,
     notifier: NotifierSettings | None,
     detail: Mapping[str, Any] | None = None,
+    others: bool = True,
+    ids: AlertIds | None = None,
 ) -> tuple[Alert, bool]:
-    """Open the (patient, rule) alert, or update the open one. Returns (alert, changed_severity)."""
+    """Open the (patient, rule) alert, or update the open one. Returns (alert, changed_severity).
+
+    ``others=False`` tells that the patient has no other unresolved alert (nothing to inhibit)."""
     assert finding.severity is not None
     detail = dict(detail if detail is not None else finding.detail)
     thresholds = {k: v for k, v in finding.thresholds.items()}
+    if active is None and ids is not None:
+        labels = labels_for(patient, rule_id=finding.rule_id, rule_kind=finding.rule_kind,
+                            severity=finding.severity, measurement=finding.measurement)
+        d = decide(config, teams, labels, now)
+        # The id is known in advance, so nothing here waits for the database (pipeline mode).
+        new_id = ids.take(conn)
+        reading_ids = [reading_id] if reading_id else []
+        conn.execute(
+            "INSERT INTO alerts (id, patient_id, rule_id, rule_kind, measurement, severity, state, title,"
+            " opened_at, updated_at, last_value, last_reading_id, reading_ids, thresholds, detail, labels,"
+            " team_key, owner_since, escalate_to, escalation_due_at)"
+            " VALUES (%s,%s,%s,%s,%s,%s,'open',%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+            (new_id, patient.id, finding.rule_id, finding.rule_kind, finding.measurement, finding.severity,
+             finding.title, now, now, finding.value, reading_id, reading_ids, Jsonb(thresholds), Jsonb(detail),
+             Jsonb(labels), d.team, now, list(d.escalate_to), now + d.sla),
+        )
+        alert = Alert(
+            id=new_id, patient_id=patient.id, rule_id=finding.rule_id, rule_kind=finding.rule_kind,
+            measurement=finding.measurement, severity=finding.severity, state="open", title=finding.title,
+            opened_at=now, updated_at=now, last_value=finding.value, last_reading_id=reading_id,
+            reading_ids=tuple(reading_ids), breach_count=1, thresholds=thresholds, detail=detail, team_key=d.team,
+            owner_since=now, escalation_level=0, escalation_due_at=now + d.sla, escalate_to=tuple(d.escalate_to),
+            acknowledged_by=None, acknowledged_at=None, ack_note=None, resolved_by=None, resolved_at=None,
+            resolve_note=None, snoozed_until=None, snooze_reason=None, inhibited_by=None,
+        )
+        if others:
+            alert = refresh_inhibition(conn, patient_id=patient.id, config=config, now=now, focus=alert)
+        record(conn, alert, action="opened", actor="system", at=now, note=" › ".join(d.route_path),
+               config=config, notifier=notifier, patient=patient)
+        return alert, True
     if active is None:
         labels = labels_for(patient, rule_id=finding.rule_id, rule_kind=finding.rule_kind,
                             severity=finding.severity, measurement=finding.measurement)
@@ -314,25 +393,34 @@ def apply_breach(
             ).fetchone()
         assert row is not None
         alert = alert_from_row(row)
-        alert = refresh_inhibition(conn, patient_id=patient.id, config=config, now=now, focus=alert)
+        if others:
+            alert = refresh_inhibition(conn, patient_id=patient.id, config=config, now=now, focus=alert)
         record(conn, alert, action="opened", actor="system", at=now, note=" › ".join(d.route_path),
                config=config, notifier=notifier, patient=patient)
         return alert, True
 
-    ids = [*(i for i in active.reading_ids if i != reading_id), *([reading_id] if reading_id else [])]
+    kept = [*(i for i in active.reading_ids if i != reading_id), *([reading_id] if reading_id else [])]
     worse = SEVERITY_RANK[finding.severity] < SEVERITY_RANK[active.severity]
     fields: dict[str, Any] = {
         "updated_at": now,
         "last_value": finding.value,
         "last_reading_id": reading_id or active.last_reading_id,
-        "reading_ids": ids[-KEEP_READING_IDS:],
+        "reading_ids": kept[-KEEP_READING_IDS:],
         "breach_count": active.breach_count + 1,
         "in_range_count": 0,
         "thresholds": thresholds,
         "detail": detail,
     }
     if not worse:
-        alert = _update(conn, active.id, **fields)
+        # No result needed from the database: both statements can share one pipeline sync.
+        cols = ", ".join(f"{k} = %s" for k in fields)
+        conn.execute(f"UPDATE alerts SET {cols} WHERE id = %s",
+                     (*[Jsonb(v) if isinstance(v, dict) else v for v in fields.values()], active.id))
+        alert = dataclasses.replace(
+            active, updated_at=now, last_value=finding.value, last_reading_id=fields["last_reading_id"],
+            reading_ids=tuple(fields["reading_ids"]), breach_count=active.breach_count + 1,
+            thresholds=thresholds, detail=detail,
+        )
         record(conn, alert, action="updated", actor="system", at=now, from_state=active.state,
                config=config, notifier=notifier, patient=patient)
         return alert, False

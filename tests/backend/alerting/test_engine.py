@@ -28,3 +28,14 @@ def test_yellow_then_red_is_one_alert_rerouted(seed, pool, db):  # type: ignore[
     assert history == ["opened", "worsened"]
     acked = acknowledge(db, alert_id=a.id, by="nurse-1", note="ringet op")
     assert acked.state == "acknowledged" and acked.acknowledged_by == "nurse-1"
+
+
+def test_seed_alerting_is_idempotent(seed, db):  # type: ignore[no-untyped-def]
+    from backend.alerting import monitoring_plan
+    from backend.alerting.demo import seed_alerting
+
+    pid = seed.patient("heart_failure", "Randers")
+    seed_alerting(db)
+    plan = monitoring_plan(db, patient_id=pid)
+    assert not plan.is_default and {i.kind for i in plan.items} == {"weight", "blood_pressure"}
+    assert not [d for d in seed_alerting(db) if d == f"plan for patient {pid}"]

@@ -1,0 +1,176 @@
+"""Alert latency: MQTT publish -> stored -> rules -> alert stored -> live worklist event.
+
+Runs the real ingest service and the alerting service in-process against a fresh database on
+the local PostgreSQL and the local Mosquitto. Publishes breaching SpO2 readings (one envelope
+each) at a fixed rate spread over many citizens, and times each reading from its publish to
+the worklist event that carries its id.
+
+    .venv/bin/python bench/alert_latency.py [--rate 1000] [--seconds 10] [--patients 200]
+
+Last line: ``RESULT alert_p50_ms=… alert_p99_ms=… rate=…`` (rate = achieved publish rate).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import statistics
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rate", type=float, default=1000.0)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--patients", type=int, default=200)
+    ap.add_argument("--admin-url", default=os.environ.get("NEARCARE_TEST_DATABASE_URL",
+                                                          "postgresql://postgres@127.0.0.1:5432/test"))
+    ap.add_argument("--mqtt-url", default=os.environ.get("NEARCARE_TEST_MQTT_URL", "mqtt://127.0.0.1:1883"))
+    args = ap.parse_args()
+
+    import paho.mqtt.client as mqtt
+    import psycopg
+    import psycopg.conninfo
+
+    from backend import registry
+    from backend.alerting.runtime import AlertingService
+    from backend.events import EventHub
+    from backend.ingest.service import IngestService
+    from backend.services import Runtime
+    from backend.settings import Settings
+    from backend.store import migrate, open_pool
+    from vitals.wire import Device, Envelope, Measurement, new_measurement_id
+
+    name = f"nearcare_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(args.admin_url, autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    params = psycopg.conninfo.conninfo_to_dict(args.admin_url)
+    params["dbname"] = name
+    db_url = psycopg.conninfo.make_conninfo(**params)
+    settings = Settings(database_url=db_url, mqtt_url=args.mqtt_url, topic_root=f"bench-{secrets.token_hex(3)}/v1",
+                        ingest_group=f"bench-{secrets.token_hex(3)}", demo=True)
+    try:
+        migrate(db_url)
+        agents = []
+        with psycopg.connect(db_url, autocommit=True) as c:
+            registry.create_team(c, key="aarhus-sygepleje", name="Aarhus Kommune sygepleje", sector="municipal",
+                                 municipality="Aarhus")
+            for i in range(args.patients):
+                p = registry.create_patient(c, external_ref=f"b{i}", name=f"Borger {i}", programme="copd",
+                                            municipality="Aarhus")
+                a = registry.enrol_agent(c, agent_id=f"bench-{i:04d}", patient_id=p.id)
+                registry.register_device(c, agent_id=a.id, address="C0:4E:30:00:00:01", model="Nonin 3230")
+                agents.append(a.id)
+
+        pool = open_pool(db_url, min_size=2, max_size=8)
+        runtime = Runtime(settings=settings, pool=pool, events=EventHub())
+        alerting = AlertingService(pool=pool, settings=settings, events=runtime.events, run_scheduler=False)
+        runtime.readings_sinks.append(alerting.sink)
+        ingest = IngestService(runtime, client_id=f"bench-{secrets.token_hex(3)}")
+        alerting.start()
+        ingest.start()
+        deadline = time.monotonic() + 20
+        while not ingest.ready()[0]:
+            if time.monotonic() > deadline:
+                raise SystemExit("ingest did not become ready")
+            time.sleep(0.05)
+
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        client.max_inflight_messages_set(2000)
+        b = settings.broker
+        client.connect(b.host, b.port, keepalive=30)
+        client.loop_start()
+        loop = asyncio.new_event_loop()
+        threading.Thread(target=loop.run_forever, daemon=True).start()
+        total = int(args.rate * args.seconds)
+
+        def phase(with_alerting: bool, first_ms: int) -> tuple[list[float], float]:
+            """Publish ``total`` readings; time each to its worklist event (with alerting) or to
+            its reading.stored event (baseline: ingest alone, the sink detached)."""
+            runtime.readings_sinks[:] = [alerting.sink] if with_alerting else []
+            sent: dict[str, float] = {}
+            latency: list[float] = []
+            done = threading.Event()
+
+            async def listen() -> None:
+                q = runtime.events.subscribe()
+                try:
+                    while len(latency) < total:
+                        ev = await q.get()
+                        t = time.perf_counter()
+                        if with_alerting and ev.type.startswith("alert."):
+                            mids = [ev.data.get("measurement_id")]
+                        elif not with_alerting and ev.type == "reading.stored":
+                            mids = [str(i) for i in ev.data.get("ids", ())]
+                        else:
+                            continue
+                        for mid in mids:
+                            if mid and (t0 := sent.pop(mid, None)) is not None:
+                                latency.append((t - t0) * 1000)
+                finally:
+                    runtime.events.unsubscribe(q)
+                    done.set()
+
+            fut = asyncio.run_coroutine_threadsafe(listen(), loop)
+            time.sleep(0.2)
+            # Pre-build the payloads so the loop measures the pipeline, not pydantic.
+            now = datetime.now(UTC) - timedelta(minutes=30)
+            payloads = []
+            for i in range(total):
+                agent = agents[i % len(agents)]
+                at = now + timedelta(milliseconds=first_ms + i)
+                m = Measurement(id=new_measurement_id(), kind="spo2", values={"spo2": 84.0 if i % 2 else 88.0},
+                                unit="%", measured_at=at, device_clock_trusted=True, received_at=at,
+                                device=Device(address="C0:4E:30:00:00:01"))
+                env = Envelope(agent_id=agent, sent_at=at, measurements=(m,))
+                payloads.append((settings.topics.measurements(agent), env.to_json(), str(m.id)))
+            start = time.perf_counter()
+            for i, (topic, body, mid) in enumerate(payloads):
+                delay = start + i / args.rate - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                sent[mid] = time.perf_counter()
+                client.publish(topic, body, qos=1)
+            publish_s = time.perf_counter() - start
+            done.wait(timeout=90)
+            fut.cancel()
+            return sorted(latency), total / publish_s
+
+        def summary(name: str, lat: list[float], rate: float) -> tuple[float, float]:
+            if not lat:
+                raise SystemExit(f"{name}: no events arrived")
+            p50 = statistics.median(lat)
+            p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+            print(f"{name}: {total} readings to {len(agents)} citizens at {rate:.0f}/s; matched {len(lat)}"
+                  f" (missing {total - len(lat)}); ms p50={p50:.1f} p90={lat[int(len(lat) * 0.9)]:.1f}"
+                  f" p99={p99:.1f} max={lat[-1]:.1f}")
+            return p50, p99
+
+        base_lat, base_rate = phase(False, 0)
+        lat, rate = phase(True, total + 1000)
+        client.disconnect()
+        client.loop_stop()
+        ingest.stop()
+        alerting.stop()
+        pool.close()
+        loop.call_soon_threadsafe(loop.stop)
+        print(f"command: {' '.join(sys.argv)}")
+        summary("baseline (publish -> stored, no rules)", base_lat, base_rate)
+        p50, p99 = summary("alerting (publish -> alert stored -> worklist event)", lat, rate)
+        print(f"engine evaluated={alerting.engine.evaluated} failed={alerting.engine.failed}")
+        print(f"RESULT alert_p50_ms={p50:.1f} alert_p99_ms={p99:.1f} rate={rate:.0f}")
+    finally:
+        with psycopg.connect(args.admin_url, autocommit=True) as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()
