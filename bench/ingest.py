@@ -48,7 +48,7 @@ import psycopg.conninfo  # noqa: E402
 
 from backend import registry  # noqa: E402
 from backend.ingest.core import decide  # noqa: E402
-from backend.ingest.writer import _COLS, _STAGING, _TYPES, prepare, write_batch  # noqa: E402
+from backend.ingest.writer import _COLS, _TYPES, prepare, write_batch  # noqa: E402
 from backend.store import migrate  # noqa: E402
 from vitals.wire import Topics, new_measurement_id, parse_receipt  # noqa: E402
 
@@ -190,7 +190,7 @@ def end_to_end(pub: Publisher, workers: list[Worker], plan: list[tuple[str, byte
     while sum(w.stored() for w in workers) - base < readings:
         if time.perf_counter() > deadline:
             raise SystemExit(f"{label}: timed out")
-        time.sleep(0.02)
+        time.sleep(0.1)  # each poll is a scrape of the worker's /metrics: keep it light
     elapsed = time.perf_counter() - t0
     sender.join()
     stored = count_rows(db_url, agents) - before
@@ -346,7 +346,7 @@ def main() -> None:
     args = ap.parse_args()
     print("command:", " ".join([Path(sys.executable).name, *sys.argv]), flush=True)
     print(f"machine: {os.cpu_count()} cores; the broker, PostgreSQL, the worker(s) and this load generator "
-          f"share them", flush=True)
+          f"share them; load average before: {os.getloadavg()[0]:.2f}", flush=True)
 
     with ExitStack() as stack:
         name = f"bench_ingest_{secrets.token_hex(4)}"
@@ -435,12 +435,13 @@ def main() -> None:
                               f"batched ({args.per_envelope} readings/envelope)")
         ratio = batched2 / batched
 
-        print("summary:")
+        print(f"summary (load average now {os.getloadavg()[0]:.2f}; above 2 means other work shared the cores):")
         print(f"  batched {batched:,.0f} readings/s (goal {GOAL_BATCHED:,}: "
               f"{'met' if batched >= GOAL_BATCHED else 'NOT met'}); single {single:,.0f} msg/s (goal "
               f"{GOAL_SINGLE:,}: {'met' if single >= GOAL_SINGLE else 'NOT met'})")
-        print(f"  limits on this machine: paho QoS 1 publish {raw_mqtt:,.0f} msg/s, raw COPY {raw_copy_rps:,.0f} rows/s,"
-              f" decide() {core_rps:,.0f} readings/s batched / {core_single:,.0f} msg/s single")
+        print(f"  limits on this machine: paho QoS 1 publish {raw_mqtt:,.0f} msg/s, "
+              f"raw COPY {raw_copy_rps:,.0f} rows/s, "
+              f"decide() {core_rps:,.0f} readings/s batched / {core_single:,.0f} msg/s single")
         if args.profile and raw_profile.exists():
             summarise(raw_profile)
         print(f"RESULT ingest_batched_mps={batched:.0f} ingest_single_mps={single:.0f} raw_copy_rps={raw_copy_rps:.0f}"
