@@ -13,6 +13,7 @@ import signal
 from edge_agent.ble import BleLoop
 from edge_agent.devices.registry import load_registry
 from edge_agent.recorder import Recorder
+from edge_agent.screen.server import start_screen
 from edge_agent.settings import AgentSettings
 from edge_agent.spool import Spool
 from edge_agent.uplink import Uplink
@@ -43,6 +44,8 @@ def run_agent(settings: AgentSettings) -> None:
     log.info("agent %s: %d registered device(s); spool %s holds %d reading(s) of %d",
              settings.agent_id, len(registry), settings.spool_path, fill.rows, fill.capacity)
     uplink.start()
+    screen = start_screen(spool, connected=lambda: uplink.connected, zone=settings.zone,
+                          host=settings.screen_host, port=settings.screen_port)
     recorder = Recorder(spool, zone=settings.zone, on_full=lambda _exc: uplink.publish_status_soon())
     ble = BleLoop(
         registry=registry,
@@ -63,6 +66,8 @@ def run_agent(settings: AgentSettings) -> None:
     try:
         asyncio.run(main())
     finally:
+        if screen is not None:
+            screen.stop()
         uplink.stop()
         spool.close()
         log.info("agent %s stopped", settings.agent_id)

@@ -49,6 +49,10 @@ def simulate(
     history_days: int = typer.Option(14, min=0, help="Days of history to backfill first."),
     duration: float = typer.Option(0.0, min=0.0, help="Stop after this many real seconds (0: until Ctrl-C)."),
     seed: int = typer.Option(7, help="Cohort seed."),
+    screen_port: int = typer.Option(8080, min=-1, max=65535, envvar="NEARCARE_AGENT_SCREEN_PORT",
+                                    help="Home screen port for one simulated citizen (0: any free port, -1: off)."),
+    screen_host: str = typer.Option("127.0.0.1", envvar="NEARCARE_AGENT_SCREEN_HOST", help="Home screen address."),
+    screen_agent: str = typer.Option("", help="Which simulated agent's home screen to show (default: the first)."),
 ) -> None:
     """Run N simulated citizens through the real spool and uplink."""
     import signal
@@ -64,6 +68,8 @@ def simulate(
         threading.Timer(duration, stop.set).start()
     try:
         run_simulation(demo_cohort(citizens, seed), broker_url=mqtt_url, topics=Topics(topic_root), speed=speed,
-                       stop=stop, history_days=history_days, spool_dir=Path(spool_dir))
+                       stop=stop, history_days=history_days, spool_dir=Path(spool_dir),
+                       screen_port=None if screen_port < 0 else screen_port, screen_host=screen_host,
+                       screen_agent=screen_agent or None)
     except KeyboardInterrupt:
         stop.set()

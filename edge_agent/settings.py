@@ -39,6 +39,17 @@ class AgentSettings(BaseSettings):
     """After a session, ignore the same device's advertisements for this long."""
     adapter: str | None = None
     """BlueZ adapter (``hci0``); None means the default."""
+    screen_host: str = "127.0.0.1"
+    """Where the citizen's home screen listens. Another address shows the readings to that network."""
+    screen_port: int | None = Field(default=8080, ge=0, le=65535)
+    """The home screen's port (0: any free port); empty, ``none`` or ``off`` disables it."""
+
+    @field_validator("screen_port", mode="before")
+    @classmethod
+    def _screen_off(cls, v: object) -> object:
+        if isinstance(v, str) and v.strip().lower() in ("", "none", "off", "false"):
+            return None
+        return v
 
     @field_validator("timezone")
     @classmethod

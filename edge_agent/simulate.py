@@ -313,15 +313,32 @@ def run_simulation(
     stop: threading.Event,
     history_days: int = 14,
     spool_dir: Path,
+    screen_port: int | None = None,
+    screen_host: str = "127.0.0.1",
+    screen_agent: str | None = None,
 ) -> None:
     """Backfill ``history_days`` of history, then run live at ``speed``× until ``stop`` is set.
 
     Blocks; run it in a thread. Each simulated agent has its own spool file in ``spool_dir`` and
     its own MQTT client (own Last Will and status). A restart resumes where the last run
-    stopped instead of sending the history again.
+    stopped instead of sending the history again. With ``screen_port``, the home screen of
+    ``screen_agent`` (default: the first citizen) is served there.
     """
+    from edge_agent.screen.server import ScreenServer, start_screen
+
     spool_dir.mkdir(parents=True, exist_ok=True)
     agents = [_SimAgent(p, broker_url=broker_url, topics=topics, spool_dir=spool_dir) for p in cohort]
+    screen: ScreenServer | None = None
+    if screen_port is not None and agents:
+        shown = next((a for a in agents if a.profile.agent_id == screen_agent), None)
+        if shown is None:
+            if screen_agent is not None:
+                log.warning("simulation: no simulated agent %s; showing %s on the home screen", screen_agent,
+                            agents[0].profile.agent_id)
+            shown = agents[0]
+        uplink = shown.uplink
+        screen = start_screen(shown.spool, connected=lambda: uplink.connected, zone=ZONE, host=screen_host,
+                              port=screen_port)
     live_start = datetime.now(UTC)
     real_start = time.monotonic()
     try:
@@ -350,6 +367,8 @@ def run_simulation(
             # Readings are minutes apart in simulated time: waking once a second is plenty.
             stop.wait(1.0)
     finally:
+        if screen is not None:
+            screen.stop()
         for a in agents:
             a.uplink.stop()
         for a in agents:

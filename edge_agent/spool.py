@@ -11,12 +11,18 @@
   crash-loops on a half-written file.
 - The ``receipts`` table records "stored"/"held"/"seen" per measurement id for the citizen's
   screen ("Modtaget" / "Set af sygeplejerske"); ``plan`` keeps the latest monitoring plan.
+- The ``recent`` table keeps what the citizen measured lately (kind, values, unit, time) for the
+  home screen, because the outbox forgets a reading at PUBACK. It is written in the same
+  transaction as the outbox append (a reading is on the screen exactly when it is spooled) and
+  pruned in that transaction to the last :data:`RECENT_KEEP_ROWS` rows and
+  :data:`RECENT_KEEP_DAYS` days.
 
 One connection guarded by a lock: the BLE loop appends and the uplink thread deletes.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import threading
@@ -29,9 +35,15 @@ from pathlib import Path
 
 from edge_agent.errors import SpoolCorruptError, SpoolError, SpoolFullError
 from edge_agent.settings import DEFAULT_SPOOL_CAPACITY
+from vitals.kinds import MeasurementKind
 from vitals.wire import Measurement, MonitoringPlan, Receipt
 
 log = logging.getLogger(__name__)
+
+# A citizen measures a handful of times a day: 200 rows is weeks of them, and two weeks is as far
+# back as the home screen ever looks. A RACP download of a year of records keeps only its newest.
+RECENT_KEEP_ROWS = 200
+RECENT_KEEP_DAYS = 14
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -53,7 +65,21 @@ CREATE TABLE IF NOT EXISTS plan (
     issued_at TEXT NOT NULL,
     payload TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS recent (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    appended_at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    vals TEXT NOT NULL,
+    unit TEXT NOT NULL,
+    measured_at TEXT NOT NULL
+);
 """
+
+_PRUNE_RECENT = (
+    "DELETE FROM recent WHERE appended_at < ?"
+    " OR seq <= (SELECT seq FROM recent ORDER BY seq DESC LIMIT 1 OFFSET ?)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +106,31 @@ class SpooledRow:
     seq: int
     id: uuid.UUID
     measurement_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecentReading:
+    """A reading the citizen took lately, as the home screen needs it."""
+
+    id: uuid.UUID
+    kind: MeasurementKind
+    values: dict[str, float | None]
+    unit: str
+    measured_at: datetime
+    appended_at: datetime
+    pending: bool
+    """Still in the outbox: the broker has not acknowledged it yet."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedReceipt:
+    """One receipt the backend sent about one reading."""
+
+    status: str
+    """``stored``, ``held`` or ``seen`` (:class:`vitals.wire.ReceiptStatus` values)."""
+    at: datetime
+    by: str | None = None
+    reason: str | None = None
 
 
 class Spool:
@@ -144,7 +195,10 @@ class Spool:
     def append_many(self, measurements: Sequence[Measurement]) -> None:
         if not measurements:
             return
-        rows = [(str(m.id), time.time(), m.model_dump_json()) for m in measurements]
+        now = time.time()
+        rows = [(str(m.id), now, m.model_dump_json()) for m in measurements]
+        recent = [(str(m.id), now, m.kind.value, json.dumps(m.values), m.unit, m.measured_at.isoformat())
+                  for m in measurements]
         with self._lock:
             if self._rows + len(rows) > self.capacity:
                 raise SpoolFullError(self._rows, self.capacity)
@@ -157,6 +211,12 @@ class Spool:
                     rows,
                 )
                 added = self._conn.total_changes - before
+                self._conn.executemany(
+                    "INSERT INTO recent (id, appended_at, kind, vals, unit, measured_at) VALUES (?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (id) DO NOTHING",
+                    recent,
+                )
+                self._conn.execute(_PRUNE_RECENT, (now - RECENT_KEEP_DAYS * 86400, RECENT_KEEP_ROWS))
                 self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 if self._conn.in_transaction:
@@ -224,6 +284,47 @@ class Spool:
         with self._lock:
             cur = self._conn.execute("SELECT status, at FROM receipts WHERE id = ?", (str(measurement_id),))
             return {status: at for status, at in cur}
+
+    def receipts_of(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, tuple[RecordedReceipt, ...]]:
+        """Every receipt recorded for each of ``ids`` (ids without any are left out)."""
+        keys = [str(i) for i in ids]
+        out: dict[uuid.UUID, list[RecordedReceipt]] = {}
+        with self._lock:
+            for start in range(0, len(keys), 500):  # stay under SQLite's bound-parameter limit
+                chunk = keys[start : start + 500]
+                cur = self._conn.execute(
+                    f"SELECT id, status, at, by, reason FROM receipts WHERE id IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                )
+                for mid, status, at, by, reason in cur:
+                    out.setdefault(uuid.UUID(mid), []).append(
+                        RecordedReceipt(status, datetime.fromisoformat(at), by, reason))
+        return {k: tuple(v) for k, v in out.items()}
+
+    # -- what the citizen measured lately (for the home screen) --------------------------------
+
+    def recent(self) -> list[RecentReading]:
+        """The kept recent readings, newest measurement first, each marked pending while unsent."""
+        with self._lock:
+            cur = self._conn.execute(
+                "SELECT r.id, r.kind, r.vals, r.unit, r.measured_at, r.appended_at,"
+                " EXISTS (SELECT 1 FROM outbox o WHERE o.id = r.id) FROM recent r"
+            )
+            rows = cur.fetchall()
+        out = [
+            RecentReading(
+                id=uuid.UUID(mid),
+                kind=MeasurementKind(kind),
+                values=json.loads(vals),
+                unit=unit,
+                measured_at=datetime.fromisoformat(measured_at),
+                appended_at=datetime.fromtimestamp(appended_at, UTC),
+                pending=bool(pending),
+            )
+            for mid, kind, vals, unit, measured_at, appended_at, pending in rows
+        ]
+        out.sort(key=lambda r: r.measured_at, reverse=True)
+        return out
 
     def save_plan(self, plan: MonitoringPlan) -> None:
         with self._lock:

@@ -35,7 +35,7 @@ def test_agent_run_with_bad_configuration_says_why(tmp_path: Path) -> None:
 def test_agent_simulate_runs_and_stops(tmp_path: Path, mqtt_url: str, topics, collect, broker) -> None:
     col = collect(broker, topics.wildcard("measurements"))
     out = _nearcare("agent", "simulate", "--citizens", "2", "--speed", "3600", "--history-days", "1",
-                    "--duration", "4", "--spool-dir", str(tmp_path), env={"NEARCARE_AGENT_MQTT_URL": mqtt_url,
-                                                                          "NEARCARE_AGENT_TOPIC_ROOT": topics.root})
+                    "--duration", "4", "--spool-dir", str(tmp_path), "--screen-port", "-1",
+                    env={"NEARCARE_AGENT_MQTT_URL": mqtt_url, "NEARCARE_AGENT_TOPIC_ROOT": topics.root})
     assert out.returncode == 0, out.stderr[-2000:]
     assert col.wait_for(lambda: {e["agent_id"] for e in col.payloads()} == {"demo-agent-001", "demo-agent-002"}, 10)
