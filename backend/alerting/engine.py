@@ -10,6 +10,7 @@ reading silently escapes the rules.
 from __future__ import annotations
 
 import bisect
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -17,7 +18,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from alert_rules.baseline import Baseline
@@ -62,6 +62,7 @@ class AlertEngine:
         self.alert_ids = lifecycle.AlertIds()
         self.evaluated = 0
         self.failed = 0
+        self.skipped = 0
 
     # The ReadingsSink
     def on_stored(self, readings: Sequence[StoredReading]) -> None:
@@ -105,30 +106,45 @@ class AlertEngine:
         with conn.transaction():
             pids = sorted({r.patient_id for r in readings})
             lifecycle.lock_patients(conn, pids)
+            # Under the patients' locks: a reading the queue and the catch-up job both hand in
+            # (or a redelivery) is decided once, so it never opens or notifies twice.
+            done = {row[0] for row in conn.execute(
+                "SELECT measurement_id FROM reading_evaluations WHERE measurement_id = ANY(%s)",
+                ([r.id for r in readings],)).fetchall()}
+            fresh: list[StoredReading] = []
+            for r in readings:
+                if r.id not in done:
+                    done.add(r.id)
+                    fresh.append(r)
+            self.skipped += len(readings) - len(fresh)
+            if not fresh:
+                return
             patients = lifecycle.load_patients(conn, pids)
             overrides = self.thresholds.overrides_for(conn, pids)
             baselines = _load_baselines(conn, pids)
-            actives = lifecycle.active_alerts(conn, pids)
-            history = self._load_history(conn, readings, patients)
-            evaluations: list[tuple[Any, ...]] = []
+            actives, in_range = lifecycle.active_alerts_with_counts(conn, pids)
+            history = self._load_history(conn, fresh, patients)
+            batch = _BatchWrites(in_range=in_range)
             with conn.pipeline():
-                self._decide_all(conn, readings, patients, overrides, baselines, actives, history, now, evaluations)
-            with conn.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO reading_evaluations (measurement_id, patient_id, measured_at, evaluated_at,"
-                    " thresholds, fired) VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT (measurement_id) DO UPDATE"
-                    " SET evaluated_at = EXCLUDED.evaluated_at, thresholds = EXCLUDED.thresholds,"
-                    " fired = EXCLUDED.fired",
-                    evaluations,
-                )
-                cur.execute("DELETE FROM alert_evaluation_failures WHERE measurement_id = ANY(%s)",
-                            ([r.id for r in readings],))
+                self._decide_all(conn, fresh, patients, overrides, baselines, actives, history, now, batch)
+                batch.flush(conn, now)
+            with conn.cursor() as cur, cur.copy(
+                "COPY reading_evaluations (measurement_id, patient_id, measured_at, evaluated_at, thresholds,"
+                " fired) FROM STDIN"
+            ) as copy:
+                for row in batch.evaluations:
+                    copy.write_row(row)
+            conn.execute("DELETE FROM alert_evaluation_failures WHERE measurement_id = ANY(%s)",
+                         ([r.id for r in fresh],))
 
     def _decide_all(self, conn: psycopg.Connection[Any], readings: Sequence[StoredReading],
                     patients: Mapping[int, lifecycle.PatientInfo], overrides: Mapping[int, Any],
                     baselines: Mapping[int, Any], actives: dict[tuple[int, str], lifecycle.Alert],
                     history: Mapping[int, tuple[list[datetime], list[Observation]]], now: datetime,
-                    evaluations: list[tuple[Any, ...]]) -> None:
+                    batch: _BatchWrites) -> None:
+        per_patient: dict[int, set[str]] = defaultdict(set)
+        for pid, rid in actives:
+            per_patient[pid].add(rid)
         for r in readings:
             patient = patients.get(r.patient_id)
             if patient is None:
@@ -145,26 +161,51 @@ class AlertEngine:
             obs = Observation(kind=MeasurementKind(r.kind), components=r.components, measured_at=r.measured_at,
                               id=str(r.id), quality=tuple(r.quality))
             findings = self._evaluate(rules, ctx, obs, patient.programme)
-            in_force = {f.rule_id: dict(f.thresholds) for f in findings}
+            in_force = {f.rule_id: f.thresholds for f in findings}
             fired = {f.rule_id: f.severity for f in findings if f.fired}
-            evaluations.append((r.id, r.patient_id, r.measured_at, now, Jsonb(in_force), Jsonb(fired)))
+            batch.evaluations.append((r.id, r.patient_id, r.measured_at, now, json.dumps(in_force, default=float),
+                                      json.dumps(fired)))
             for f in findings:
                 key = (r.patient_id, f.rule_id)
                 active = actives.get(key)
                 if f.fired:
-                    others = any(k[0] == r.patient_id and k != key for k in actives)
+                    if active is not None:
+                        repeated = lifecycle.repeat_breach(active, finding=f, reading_id=r.id, now=now)
+                        if repeated is not None:
+                            actives[key] = repeated
+                            batch.repeat(repeated, in_range=0)
+                            continue
+                        batch.flush_one(conn, active.id, now)
+                    others = bool(per_patient[r.patient_id] - {f.rule_id})
                     alert, _ = lifecycle.apply_breach(
                         conn, patient=patient, finding=f, reading_id=r.id, now=now, active=active,
                         config=self.config, teams=self.teams, notifier=self.notifier, others=others,
                         ids=self.alert_ids,
                     )
+                    batch.in_range[alert.id] = 0
                     actives[key] = alert
+                    per_patient[r.patient_id].add(f.rule_id)
                 elif active is not None:
                     rule = self.config.ruleset.by_id[f.rule_id]
-                    if lifecycle.apply_in_range(conn, active=active, resolve_after=rule.auto_resolve_after,
-                                                now=now, config=self.config, reading_id=r.id) is not None:
+                    if self._in_range(conn, active, rule.auto_resolve_after, now, batch):
                         del actives[key]
-            self._missing_met(conn, r, rules, actives, now)
+                        per_patient[r.patient_id].discard(f.rule_id)
+            self._missing_met(conn, r, rules, actives, per_patient, now, batch)
+
+    def _in_range(self, conn: psycopg.Connection[Any], active: lifecycle.Alert, resolve_after: int,
+                  now: datetime, batch: _BatchWrites) -> bool:
+        """Count a reading back in range (in memory, stored once per batch); resolve the alert
+        after ``resolve_after`` of them. True if it was resolved."""
+        if resolve_after <= 0:
+            return False
+        count = batch.in_range.get(active.id, 0) + 1
+        batch.repeat(active, in_range=count, notify=False)
+        if count < resolve_after:
+            return False
+        batch.flush_one(conn, active.id, now)
+        lifecycle.resolve_alert(conn, alert=active, by="system", note=f"{count} målinger tilbage inden for grænserne",
+                                now=now, config=self.config)
+        return True
 
     def _evaluate(self, rules: Sequence[AnyRule], ctx: Context, obs: Observation, programme: str) -> list[Finding]:
         try:
@@ -177,7 +218,8 @@ class AlertEngine:
                                            overrides=self.thresholds.programme_overrides(programme)), obs)
 
     def _missing_met(self, conn: psycopg.Connection[Any], r: StoredReading, rules: Sequence[AnyRule],
-                     actives: dict[tuple[int, str], lifecycle.Alert], now: datetime) -> None:
+                     actives: dict[tuple[int, str], lifecycle.Alert], per_patient: dict[int, set[str]],
+                     now: datetime, batch: _BatchWrites) -> None:
         """A reading of a kind a blue alert is waiting for counts as back in range."""
         for rule in rules:
             if not isinstance(rule, MissingRule):
@@ -186,10 +228,9 @@ class AlertEngine:
             if active is None:
                 continue
             kinds = {m.get("kind") for m in active.detail.get("missed", [])}
-            if r.kind in kinds and lifecycle.apply_in_range(
-                conn, active=active, resolve_after=rule.auto_resolve_after, now=now, config=self.config,
-            ) is not None:
+            if r.kind in kinds and self._in_range(conn, active, rule.auto_resolve_after, now, batch):
                 del actives[(r.patient_id, rule.id)]
+                per_patient[r.patient_id].discard(rule.id)
 
     def _load_history(
         self, conn: psycopg.Connection[Any], readings: Sequence[StoredReading],
@@ -223,6 +264,36 @@ class AlertEngine:
             times.append(at)
             obss.append(obs)
         return out
+
+
+class _BatchWrites:
+    """What a batch changes without a transition, written once at its end: the evaluation
+    rows, and per alert its latest state and in-range count."""
+
+    def __init__(self, *, in_range: dict[int, int]) -> None:
+        self.evaluations: list[tuple[Any, ...]] = []
+        self.in_range = in_range
+        self._alerts: dict[int, lifecycle.Alert] = {}
+        self._notify: set[int] = set()
+
+    def repeat(self, alert: lifecycle.Alert, *, in_range: int, notify: bool = True) -> None:
+        self._alerts[alert.id] = alert
+        self.in_range[alert.id] = in_range
+        if notify:
+            self._notify.add(alert.id)
+
+    def flush_one(self, conn: psycopg.Connection[Any], alert_id: int, now: datetime) -> None:
+        """Before a lifecycle step that reads or rewrites the alert, store what is pending for it."""
+        alert = self._alerts.pop(alert_id, None)
+        if alert is not None:
+            lifecycle.write_repeats(conn, [alert], self.in_range, now=now,
+                                    notify=[alert_id] if alert_id in self._notify else ())
+            self._notify.discard(alert_id)
+
+    def flush(self, conn: psycopg.Connection[Any], now: datetime) -> None:
+        lifecycle.write_repeats(conn, list(self._alerts.values()), self.in_range, now=now, notify=list(self._notify))
+        self._alerts.clear()
+        self._notify.clear()
 
 
 def _load_baselines(conn: psycopg.Connection[Any], pids: Sequence[int]) -> dict[int, dict[tuple[str, str], Baseline]]:

@@ -197,6 +197,19 @@ def active_alerts(conn: psycopg.Connection[Any], patient_ids: Sequence[int]) -> 
     return {(r["patient_id"], r["rule_id"]): alert_from_row(r) for r in rows}
 
 
+def active_alerts_with_counts(
+    conn: psycopg.Connection[Any], patient_ids: Sequence[int],
+) -> tuple[dict[tuple[int, str], Alert], dict[int, int]]:
+    """The unresolved alerts of these patients, and each one's count of readings back in range."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            f"SELECT {_ALERT_COLS}, in_range_count FROM alerts WHERE patient_id = ANY(%s) AND state <> 'resolved'",
+            (list(patient_ids),),
+        ).fetchall()
+    return ({(r["patient_id"], r["rule_id"]): alert_from_row(r) for r in rows},
+            {int(r["id"]): int(r["in_range_count"]) for r in rows})
+
+
 def transition_from_row(r: Mapping[str, Any]) -> AlertTransition:
     return AlertTransition(
         id=r["id"], alert_id=r["alert_id"], at=r["at"], action=r["action"], actor=r["actor"], note=r["note"],
@@ -440,6 +453,55 @@ def apply_breach(
            from_team=active.team_key if d.team != active.team_key else None,
            config=config, notifier=notifier, patient=patient)
     return alert, True
+
+
+def repeat_breach(active: Alert, *, finding: Finding, reading_id: uuid.UUID | None, now: datetime) -> Alert | None:
+    """A breach of an alert that is already open at this severity or worse: the alert as it
+    stands after it, in memory, or ``None`` when the breach is worse (that needs
+    :func:`apply_breach`: re-routing, a transition and notifications).
+
+    A repeat breach changes nothing a clinician has to act on, so it writes no transition and
+    no notification: the caller stores the alert's last value once per batch
+    (:func:`write_repeats`) and the live worklist gets an ``alert.updated`` event."""
+    assert finding.severity is not None
+    if SEVERITY_RANK[finding.severity] < SEVERITY_RANK[active.severity]:
+        return None
+    kept = [*(i for i in active.reading_ids if i != reading_id), *([reading_id] if reading_id else [])]
+    return dataclasses.replace(
+        active, updated_at=now, last_value=finding.value, last_reading_id=reading_id or active.last_reading_id,
+        reading_ids=tuple(kept[-KEEP_READING_IDS:]), breach_count=active.breach_count + 1,
+        thresholds=dict(finding.thresholds), detail=dict(finding.detail),
+    )
+
+
+def write_repeats(conn: psycopg.Connection[Any], alerts: Sequence[Alert], in_range: Mapping[int, int], *,
+                  now: datetime, notify: Sequence[int] = ()) -> None:
+    """One UPDATE for the alerts a batch changed without a transition (repeat breaches and
+    readings counted back in range), and one statement for their live-worklist events
+    (``notify``: the ids of alerts whose last value changed). Nothing here waits for a result."""
+    if not alerts:
+        return
+    # One JSON document rather than nine array parameters: json.dumps is far cheaper than
+    # psycopg's per-element array quoting, and jsonb_to_recordset types the columns.
+    rows = [{"id": a.id, "updated_at": a.updated_at.isoformat(), "last_value": a.last_value,
+             "last_reading_id": str(a.last_reading_id) if a.last_reading_id else None,
+             "reading_ids": [str(i) for i in a.reading_ids], "breach_count": a.breach_count,
+             "in_range_count": in_range.get(a.id, 0), "thresholds": a.thresholds, "detail": a.detail}
+            for a in alerts]
+    conn.execute(
+        "UPDATE alerts a SET updated_at = u.updated_at, last_value = u.last_value,"
+        " last_reading_id = u.last_reading_id, reading_ids = u.reading_ids, breach_count = u.breach_count,"
+        " in_range_count = u.in_range_count, thresholds = u.thresholds, detail = u.detail"
+        " FROM jsonb_to_recordset(%s::jsonb) AS u(id bigint, updated_at timestamptz, last_value float8,"
+        "  last_reading_id uuid, reading_ids uuid[], breach_count int, in_range_count int, thresholds jsonb,"
+        "  detail jsonb) WHERE a.id = u.id",
+        (json.dumps(rows, default=str),),
+    )
+    wanted = set(notify)
+    events = [_event(a, action="updated", at=now, from_team=None, tid=None) for a in alerts if a.id in wanted]
+    if events:
+        conn.execute("SELECT count(pg_notify(%s, e::text)) FROM jsonb_array_elements(%s::jsonb) e",
+                     (NOTIFY_CHANNEL, json.dumps(events, default=str)))
 
 
 def apply_in_range(
