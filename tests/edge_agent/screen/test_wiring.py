@@ -63,3 +63,35 @@ def test_agent_simulate_serves_the_chosen_citizens_screen(tmp_path: Path, mqtt_u
     ids = {r["id"] for r in shown}
     assert ids <= {str(r.id) for r in Spool(tmp_path / "demo-agent-002.sqlite").recent()}
     assert not ids & {str(r.id) for r in Spool(tmp_path / "demo-agent-001.sqlite").recent()}
+
+
+def test_agent_run_serves_the_screen_and_stops_cleanly(tmp_path: Path, mqtt_url: str, topics) -> None:
+    import signal
+
+    port = _free_port()
+    (tmp_path / "devices.yaml").write_text("devices: []\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nearcare_cli", "agent", "run"], cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "NEARCARE_AGENT_AGENT_ID": "screen-run-1", "NEARCARE_AGENT_MQTT_URL": mqtt_url,
+             "NEARCARE_AGENT_TOPIC_ROOT": topics.root, "NEARCARE_AGENT_DEVICES_FILE": str(tmp_path / "devices.yaml"),
+             "NEARCARE_AGENT_SPOOL_PATH": str(tmp_path / "spool.sqlite"), "NEARCARE_AGENT_SCREEN_PORT": str(port)},
+    )
+    try:
+        data = None
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (data is None or not data["connected"]):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/status.json", timeout=2) as r:
+                    data = json.load(r)
+            except OSError:
+                time.sleep(0.2)
+            else:
+                time.sleep(0.1)
+        assert data is not None and data["connected"], data
+        assert data["headline"] == "Ingen målinger i dag endnu" and data["today"] == []
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err[-2000:]
+    assert "agent screen-run-1 stopped" in err
