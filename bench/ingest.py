@@ -322,7 +322,7 @@ def summarise(raw: Path) -> None:
     if not total:
         print("  (profile empty)")
         return
-    print(f"  where the worker's CPU time goes (py-spy, {total} samples):")
+    print(f"  where the worker's CPU time goes (py-spy, {total} samples of busy threads):")
     for name, k in samples.most_common():
         print(f"    {100 * k / total:5.1f}%  {name}")
     print("  top functions by own time:")
@@ -411,17 +411,18 @@ def main() -> None:
         stack.callback(w0.stop)
         pub.client.subscribe(topics.wildcard("receipts"), qos=0)
         print("end to end, 1 worker:", flush=True)
+        spy_dir = Path(tempfile.mkdtemp(prefix="bench-spy-"))
+        stack.callback(shutil.rmtree, spy_dir, True)
+        spy = profile(w0, max(2.0, args.batched_readings / 15000), spy_dir / "batched.txt") if args.profile else None
         batched = end_to_end(pub, [w0], batched_plan, args.batched_readings, db_url, agents,
                              f"batched ({args.per_envelope} readings/envelope)")
-        spy = None
-        raw_profile = Path(tempfile.mkdtemp(prefix="bench-spy-")) / "profile.txt"
-        stack.callback(shutil.rmtree, raw_profile.parent, True)
-        if args.profile:
-            spy = profile(w0, max(2.0, args.single_messages / 6000), raw_profile)
+        if spy is not None:
+            spy.wait(120)
+        spy = profile(w0, max(2.0, args.single_messages / 4000), spy_dir / "single.txt") if args.profile else None
         single = end_to_end(pub, [w0], single_plan, args.single_messages, db_url, agents,
                             "single (1 reading/message)")
         if spy is not None:
-            spy.wait(60)
+            spy.wait(120)
         lat_plan = build(agents, topics, args.latency_messages, 1)
         p50, p99 = latency(pub, lat_plan, args.latency_rate)
         print(f"  publish -> stored receipt at {args.latency_rate:.0f} msg/s: p50 {p50:.1f} ms, p99 {p99:.1f} ms",
@@ -442,8 +443,10 @@ def main() -> None:
         print(f"  limits on this machine: paho QoS 1 publish {raw_mqtt:,.0f} msg/s, "
               f"raw COPY {raw_copy_rps:,.0f} rows/s, "
               f"decide() {core_rps:,.0f} readings/s batched / {core_single:,.0f} msg/s single")
-        if args.profile and raw_profile.exists():
-            summarise(raw_profile)
+        for phase in ("batched", "single"):
+            if (spy_dir / f"{phase}.txt").exists():
+                print(f"  profile of the worker during the {phase} phase:")
+                summarise(spy_dir / f"{phase}.txt")
         print(f"RESULT ingest_batched_mps={batched:.0f} ingest_single_mps={single:.0f} raw_copy_rps={raw_copy_rps:.0f}"
               f" raw_mqtt_mps={raw_mqtt:.0f} stored_p99_ms={p99:.1f} workers2_vs_1={ratio:.2f}", flush=True)
 

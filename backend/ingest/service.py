@@ -517,4 +517,9 @@ def ingest_factory(runtime: Runtime) -> IngestService | None:
     """For ``backend.services.factories()``: in-process ingest unless NEARCARE_RUN_INGEST=false."""
     if not runtime.settings.run_ingest:
         return None
-    return IngestService(runtime, client_id=default_client_id(runtime.settings.ingest_group, role="app"))
+    return IngestService(
+        runtime,
+        client_id=default_client_id(runtime.settings.ingest_group, role="app"),
+        # A demo (or a test) leaves no week-long session behind on the broker.
+        session_expiry=3600 if runtime.settings.demo else DEFAULT_SESSION_EXPIRY,
+    )
