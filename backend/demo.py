@@ -42,13 +42,19 @@ def run_demo(*, citizens: int = 12, port: int = 8000, speed: float = 600.0) -> N
         from backend import demo_data
 
         users = demo_data.seed(settings, citizens=citizens)
-        stack.enter_context(demo_data.simulation(settings, citizens=citizens, speed=speed))
+        from backend.embedded import free_port
+
+        screen_port = free_port()
+        stack.enter_context(
+            demo_data.simulation(settings, citizens=citizens, speed=speed, screen_port=screen_port)
+        )
         app = create_app(settings, migrate_on_start=False)
         banner = [
             "",
             "nearcare demo",
             f"  web app    http://{settings.http_host}:{port}/",
             f"  health     http://{settings.http_host}:{port}/healthz",
+            f"  home screen http://127.0.0.1:{screen_port}/  (citizen demo-borger-001's tablet)",
             f"  database   {_redact_db(db_url)}",
             f"  broker     {settings.broker.redacted()}",
             *(f"  login      {u}" for u in users),

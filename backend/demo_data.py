@@ -81,10 +81,13 @@ def _seed_accounts(settings: Settings) -> list[str]:
 
 
 @contextlib.contextmanager
-def simulation(settings: Settings, *, citizens: int, speed: float) -> Iterator[None]:
+def simulation(
+    settings: Settings, *, citizens: int, speed: float, screen_port: int | None = None
+) -> Iterator[None]:
     from edge_agent.simulate import running_simulation
 
     with running_simulation(
-        broker_url=settings.mqtt_url, topics=settings.topics, citizens=citizens, speed=speed
+        broker_url=settings.mqtt_url, topics=settings.topics, citizens=citizens, speed=speed,
+        screen_port=screen_port, screen_agent="demo-agent-001",
     ):
         yield

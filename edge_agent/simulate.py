@@ -316,8 +316,14 @@ def run_simulation(
     screen_port: int | None = None,
     screen_host: str = "127.0.0.1",
     screen_agent: str | None = None,
+    lead_hours: float = 72.0,
 ) -> None:
     """Backfill ``history_days`` of history, then run live at ``speed``× until ``stop`` is set.
+
+    "Live" starts ``lead_hours`` in the past and runs ``speed``× faster than real time until it
+    reaches the present, then keeps pace with the wall clock: a reading is never stamped in
+    the future (the backend would rightly flag it), and a demo at 600× shows three days of a
+    deterioration unfold in about seven minutes.
 
     Blocks; run it in a thread. Each simulated agent has its own spool file in ``spool_dir`` and
     its own MQTT client (own Last Will and status). A restart resumes where the last run
@@ -339,7 +345,7 @@ def run_simulation(
         uplink = shown.uplink
         screen = start_screen(shown.spool, connected=lambda: uplink.connected, zone=ZONE, host=screen_host,
                               port=screen_port)
-    live_start = datetime.now(UTC)
+    live_start = datetime.now(UTC) - timedelta(hours=lead_hours)
     real_start = time.monotonic()
     try:
         cursor = {}
@@ -354,7 +360,9 @@ def run_simulation(
             a.uplink.start()
         log.info("simulation: %d citizens, %d readings of history, then live at %.0fx", len(agents), backfilled, speed)
         while not stop.is_set():
-            sim_now = live_start + timedelta(seconds=(time.monotonic() - real_start) * speed)
+            sim_now = min(
+                datetime.now(UTC), live_start + timedelta(seconds=(time.monotonic() - real_start) * speed)
+            )
             for a in agents:
                 since = cursor[a.profile.agent_id]
                 taken = 0
@@ -378,7 +386,8 @@ def run_simulation(
 @contextlib.contextmanager
 def running_simulation(
     *, broker_url: str, topics: Topics, citizens: int, speed: float, seed: int = 7, history_days: int = 14,
-    spool_dir: Path | None = None,
+    spool_dir: Path | None = None, screen_port: int | None = None, screen_agent: str | None = None,
+    lead_hours: float = 72.0,
 ) -> Iterator[list[CitizenProfile]]:
     """Run :func:`run_simulation` for ``demo_cohort(citizens, seed)`` in a background thread."""
     cohort = demo_cohort(citizens, seed)
@@ -387,7 +396,8 @@ def running_simulation(
     thread = threading.Thread(
         target=run_simulation, args=(cohort,), name="simulation", daemon=True,
         kwargs={"broker_url": broker_url, "topics": topics, "speed": speed, "stop": stop,
-                "history_days": history_days, "spool_dir": workdir},
+                "history_days": history_days, "spool_dir": workdir, "screen_port": screen_port,
+                "screen_agent": screen_agent, "lead_hours": lead_hours},
     )
     thread.start()
     try:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import statistics
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -90,3 +91,25 @@ def test_run_simulation_publishes_valid_envelopes_through_the_real_uplink(
         addresses = {d.address for p in cohort if p.agent_id == env.agent_id for d in p.devices}
         assert {m.device.address for m in env.measurements} <= addresses
     assert len(col.measurement_ids()) >= 3 * 2 * 2  # at least two readings a day each over two days
+
+
+def test_live_simulation_never_stamps_a_reading_in_the_future(
+    tmp_path: Path, mqtt_url: str, broker, topics, collect
+) -> None:
+    col = collect(broker, topics.wildcard("measurements"))
+    # Six hours of lead at 36,000x reach the present in under a second; after that the
+    # simulation must keep pace with the wall clock instead of running ahead of it.
+    with running_simulation(broker_url=mqtt_url, topics=topics, citizens=2, seed=5, speed=36_000.0,
+                            history_days=1, spool_dir=tmp_path, lead_hours=6.0):
+        time.sleep(4)
+    assert col.wait_for(lambda: len(col.measurement_ids()) > 0, 10)
+    latest = max(
+        m.measured_at
+        for topic, payload, _ in col.messages
+        for m in parse_envelope(payload, topic=topic, topics=topics).measurements
+        if m.device_clock_trusted
+    )
+    assert latest <= datetime.now(UTC) + timedelta(seconds=1)
+    # Readings follow the citizens' morning/evening schedule: the newest trusted one lies
+    # somewhere inside the six live hours, not necessarily near the present.
+    assert latest >= datetime.now(UTC) - timedelta(hours=6, minutes=1), "nothing came from the live part"
