@@ -6,8 +6,9 @@ leader's connection goes away. Jobs keep their state in the database (due times,
 slots, the notification log), and every job runs once right at start, so an escalation that
 fell due while no backend was running fires once, immediately after start.
 
-Job ids are stable: ``alerting.escalations``, ``alerting.missed_measurements``,
-``alerting.technical``, ``alerting.baselines``, ``alerting.notifications``,
+Job ids are stable: ``alerting.catch_up`` (stored readings with no evaluation yet: the queue
+between ingest and the rules is a fast path, this is the guarantee), ``alerting.escalations``,
+``alerting.missed_measurements``, ``alerting.technical``, ``alerting.baselines``, ``alerting.notifications``,
 ``alerting.retry_evaluations``, plus ``scheduler.leader``.
 """
 
@@ -18,7 +19,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -158,7 +159,9 @@ class Scheduler:
 
 def alerting_jobs(*, pool: Any, engine: Any, dispatcher: Any, config: Any, notifier: Any,
                   tz: str = "Europe/Copenhagen", escalation_seconds: float = 15.0,
-                  missed_seconds: float = 60.0, notification_seconds: float = 1.0) -> list[JobSpec]:
+                  missed_seconds: float = 60.0, notification_seconds: float = 1.0,
+                  catch_up_seconds: float = 30.0, catch_up_grace: timedelta = timedelta(seconds=30),
+                  catch_up_rounds: int = 10) -> list[JobSpec]:
     from backend.alerting import jobs, plans
 
     def escalations(now: datetime) -> Any:
@@ -188,7 +191,19 @@ def alerting_jobs(*, pool: Any, engine: Any, dispatcher: Any, config: Any, notif
             engine.on_stored(readings)
         return len(readings)
 
+    def catch_up(now: datetime) -> Any:
+        found = 0
+        # A backlog (a long outage, a first start) is taken in bounded rounds.
+        for _ in range(catch_up_rounds):
+            with pool.connection() as conn:
+                result = jobs.catch_up(conn, evaluate=engine.on_stored, grace=catch_up_grace)
+            found += result.found
+            if result.complete:
+                break
+        return found
+
     return [
+        JobSpec("alerting.catch_up", catch_up, IntervalTrigger(seconds=catch_up_seconds)),
         JobSpec("alerting.escalations", escalations, IntervalTrigger(seconds=escalation_seconds)),
         JobSpec("alerting.missed_measurements", missed, IntervalTrigger(seconds=missed_seconds)),
         JobSpec("alerting.technical", technical, IntervalTrigger(minutes=5)),

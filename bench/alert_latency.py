@@ -98,6 +98,8 @@ def main() -> None:
             runtime.readings_sinks[:] = [alerting.sink] if with_alerting else []
             sent: dict[str, float] = {}
             latency: list[float] = []
+            by_second: dict[int, list[float]] = {}
+            start_at = [time.perf_counter()]
             done = threading.Event()
 
             async def listen() -> None:
@@ -115,6 +117,7 @@ def main() -> None:
                         for mid in mids:
                             if mid and (t0 := sent.pop(mid, None)) is not None:
                                 latency.append((t - t0) * 1000)
+                                by_second.setdefault(int(t0 - start_at[0]), []).append((t - t0) * 1000)
                 finally:
                     runtime.events.unsubscribe(q)
                     done.set()
@@ -132,7 +135,7 @@ def main() -> None:
                                 device=Device(address="C0:4E:30:00:00:01"))
                 env = Envelope(agent_id=agent, sent_at=at, measurements=(m,))
                 payloads.append((settings.topics.measurements(agent), env.to_json(), str(m.id)))
-            start = time.perf_counter()
+            start = start_at[0] = time.perf_counter()
             for i, (topic, body, mid) in enumerate(payloads):
                 delay = start + i / args.rate - time.perf_counter()
                 if delay > 0:
@@ -142,6 +145,9 @@ def main() -> None:
             publish_s = time.perf_counter() - start
             done.wait(timeout=90)
             fut.cancel()
+            # Where in the run the time went: a growing median means the pipeline falls behind.
+            print(f"  {'alerting' if with_alerting else 'baseline'} p50 by second of publishing (ms): "
+                  + " ".join(f"{statistics.median(v):.0f}" for _, v in sorted(by_second.items())))
             return sorted(latency), total / publish_s
 
         def summary(name: str, lat: list[float], rate: float) -> tuple[float, float]:
@@ -165,7 +171,11 @@ def main() -> None:
         print(f"command: {' '.join(sys.argv)}")
         summary("baseline (publish -> stored, no rules)", base_lat, base_rate)
         p50, p99 = summary("alerting (publish -> alert stored -> worklist event)", lat, rate)
-        print(f"engine evaluated={alerting.engine.evaluated} failed={alerting.engine.failed}")
+        q = alerting.queue
+        print(f"engine evaluated={alerting.engine.evaluated} failed={alerting.engine.failed}"
+              f" skipped={alerting.engine.skipped}; queue batches={q.batches}"
+              f" mean batch={q.handed_over / max(1, q.batches):.0f} readings, errors={q.errors},"
+              f" left to catch-up={q.left_to_catch_up}")
         print(f"RESULT alert_p50_ms={p50:.1f} alert_p99_ms={p99:.1f} rate={rate:.0f}")
     finally:
         with psycopg.connect(args.admin_url, autocommit=True) as c:

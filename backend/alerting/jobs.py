@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -152,3 +154,81 @@ def failed_readings(conn: psycopg.Connection[Any], *, limit: int = 500) -> list[
         except ValueError:
             log.error("failed reading %s has unknown kind %r; left in alert_evaluation_failures", mid, kind)
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class CatchUp:
+    found: int
+    high_water: datetime
+    complete: bool
+    """False when ``limit`` cut the scan short: run again soon."""
+
+
+_UNEVALUATED = (
+    " FROM measurements m WHERE m.stored_at >= %s AND m.stored_at < %s AND m.patient_id IS NOT NULL"
+    " AND NOT EXISTS (SELECT 1 FROM reading_evaluations e WHERE e.measurement_id = m.id)"
+    " AND NOT EXISTS (SELECT 1 FROM alert_evaluation_failures f WHERE f.measurement_id = m.id)"
+)
+
+
+def catch_up(conn: psycopg.Connection[Any], *, evaluate: Callable[[Sequence[StoredReading]], None],
+             grace: timedelta = timedelta(seconds=30), limit: int = 5000) -> CatchUp:
+    """Evaluate every stored reading that has neither an evaluation nor a recorded failure.
+
+    Readings are found by ``stored_at`` from a high-water mark. ``stored_at`` is the inserting
+    transaction's start (``DEFAULT now()``), but the row only becomes visible at its commit, so
+    "everything up to the newest stored_at seen" would skip a slow transaction that commits
+    later. The mark is therefore moved only up to H = (the start of the oldest transaction still
+    open in this database, or now, whichever is earlier) - ``grace``, read in its own statement
+    *before* the scan: a transaction that started before H had finished when H was read, so its
+    rows are visible to the scan that follows; anything still open or started later has
+    stored_at >= H and is scanned next time. ``grace`` also leaves fresh readings to the queue
+    worker. A reading that neither evaluated nor got its failure recorded holds the mark back.
+    Concurrent runs (a leader change) are harmless: the engine skips readings already
+    evaluated, under the patient's lock. ``conn`` must not be in a transaction (each step
+    commits, so each gets its own snapshot)."""
+    row = conn.execute("SELECT high_water FROM alert_catch_up").fetchone()
+    if row is None:
+        conn.execute("INSERT INTO alert_catch_up (high_water) VALUES (now()) ON CONFLICT DO NOTHING")
+        row = conn.execute("SELECT high_water FROM alert_catch_up").fetchone()
+    assert row is not None
+    mark: datetime = row[0]
+    conn.commit()
+    h = conn.execute(
+        "SELECT least(clock_timestamp(), (SELECT min(xact_start) FROM pg_stat_activity"
+        "  WHERE datname = current_database() AND xact_start IS NOT NULL AND pid <> pg_backend_pid())) - %s",
+        (grace,),
+    ).fetchone()[0]  # type: ignore[index]
+    conn.commit()
+    if h <= mark:
+        return CatchUp(0, mark, True)
+    rows = conn.execute(
+        "SELECT m.id, m.patient_id, m.agent_id, m.kind, m.components, m.measured_at, m.stored_at, m.quality,"
+        " m.flags, m.device_id" + _UNEVALUATED + " ORDER BY m.stored_at LIMIT %s",
+        (mark, h, limit),
+    ).fetchall()
+    conn.commit()
+    complete = len(rows) < limit
+    upto = h if complete else rows[-1][6]
+    readings = []
+    for mid, pid, agent, kind, comps, at, stored, quality, flags, device in rows:
+        try:
+            readings.append(StoredReading(mid, int(pid), agent, MeasurementKind(kind), comps, at, stored,
+                                          tuple(quality or ()), tuple(flags or ()), device))
+        except ValueError:
+            # A kind the rules do not know cannot be evaluated; record it rather than rescan it forever.
+            conn.execute("INSERT INTO alert_evaluation_failures (measurement_id, patient_id, error)"
+                         " VALUES (%s,%s,%s) ON CONFLICT DO NOTHING", (mid, pid, f"unknown kind {kind!r}"))
+    conn.commit()
+    if readings:
+        log.info("catch-up: %d stored readings had no evaluation", len(readings))
+        readings.sort(key=lambda r: (r.patient_id, r.measured_at))
+        evaluate(readings)
+        left = conn.execute("SELECT min(m.stored_at)" + _UNEVALUATED, (mark, upto)).fetchone()
+        if left is not None and left[0] is not None:
+            upto = left[0]
+            complete = False
+    conn.execute("UPDATE alert_catch_up SET high_water = greatest(high_water, %s), ran_at = now(),"
+                 " evaluated = evaluated + %s", (upto, len(readings)))
+    conn.commit()
+    return CatchUp(len(readings), upto, complete)

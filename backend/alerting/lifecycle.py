@@ -118,13 +118,15 @@ class AlertIds:
     def __init__(self, block: int = 200) -> None:
         self._block = block
         self._free: list[int] = []
+        self._lock = threading.Lock()  # the queue worker and the scheduled jobs share one engine
 
     def take(self, conn: psycopg.Connection[Any]) -> int:
-        if not self._free:
-            rows = conn.execute("SELECT nextval('alerts_id_seq') FROM generate_series(1, %s)",
-                                (self._block,)).fetchall()
-            self._free = [int(r[0]) for r in reversed(rows)]
-        return self._free.pop()
+        with self._lock:
+            if not self._free:
+                rows = conn.execute("SELECT nextval('alerts_id_seq') FROM generate_series(1, %s)",
+                                    (self._block,)).fetchall()
+                self._free = [int(r[0]) for r in reversed(rows)]
+            return self._free.pop()
 
 
 def labels_for(patient: PatientInfo, *, rule_id: str, rule_kind: str, severity: str,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 from typing import Any
 
@@ -11,6 +12,7 @@ from backend.alerting.clock import Clock, SystemClock
 from backend.alerting.config import AlertingConfig, NotifierSettings, load_config
 from backend.alerting.engine import AlertEngine
 from backend.alerting.notify import Dispatcher, EventListener
+from backend.alerting.worker import EvaluationQueue
 from backend.events import EventHub
 from backend.readings import ReadingsSink
 from backend.settings import Settings
@@ -24,7 +26,12 @@ def make_sink(*, pool: ConnectionPool, settings: Settings, events: EventHub | No
     PostgreSQL NOTIFY, so ``events`` is not needed here."""
     engine = AlertEngine(pool=pool, config=load_config(settings.alert_rules_dir), clock=clock,
                          notifier=NotifierSettings())
-    return engine.on_stored
+    queue = EvaluationQueue(evaluate=engine.on_stored)
+    queue.start()
+    # No service lifecycle here: drain at interpreter exit; whatever a crash leaves queued is
+    # stored, and the scheduler's catch-up job evaluates it.
+    atexit.register(queue.stop)
+    return queue
 
 
 class AlertingService:
@@ -39,6 +46,7 @@ class AlertingService:
         self.config = config or load_config(settings.alert_rules_dir)
         self.notifier = notifier or NotifierSettings()
         self.engine = AlertEngine(pool=pool, config=self.config, clock=self.clock, notifier=self.notifier)
+        self.queue = EvaluationQueue(evaluate=self.engine.on_stored)
         # Delivery retries are real-world I/O: they run on the wall clock even when the rules
         # run on a test's or a replay's clock.
         self.dispatcher = Dispatcher(pool=pool, settings=self.notifier)
@@ -52,9 +60,11 @@ class AlertingService:
 
     @property
     def sink(self) -> ReadingsSink:
-        return self.engine.on_stored
+        """Enqueue and return: ingest never waits on the rules (only on a full queue)."""
+        return self.queue
 
     def start(self) -> None:
+        self.queue.start()
         self.listener.start()
         if self.scheduler is not None:
             self.scheduler.start()
@@ -62,10 +72,13 @@ class AlertingService:
     def stop(self) -> None:
         if self.scheduler is not None:
             self.scheduler.stop()
+        self.queue.stop()
         self.listener.stop()
         self.dispatcher.close()
 
     def ready(self) -> tuple[bool, str]:
+        if not self.queue.running:
+            return False, "no-worker"
         if not self.listener.listening:
             return False, "no-listen"
         if self.scheduler is None:
