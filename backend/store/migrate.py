@@ -89,7 +89,7 @@ def migrate(database_url: str, *, use_timescale: bool = True, directory: Path | 
                 log.info("applying migration %04d_%s (%s)", m.version, m.name, m.flavour)
                 try:
                     with conn.transaction():
-                        conn.execute(m.sql)  # type: ignore[arg-type]  # trusted, packaged SQL
+                        conn.execute(m.sql.encode())  # packaged SQL, not user input
                         conn.execute(
                             "INSERT INTO schema_migrations (version, name, flavour) VALUES (%s, %s, %s)",
                             (m.version, m.name, m.flavour),

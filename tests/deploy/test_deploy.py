@@ -143,8 +143,12 @@ def test_production_acl_confines_each_agent_to_its_own_topics(production_broker)
     backend, rc = _client("nearcare-backend", "backend-pw", plain_port, None)
     assert rc == 0
     backend.on_message = lambda c, u, m: received.append((m.topic, m.payload))
-    backend.subscribe("nearcare/v1/agents/+/measurements", qos=1)
+    granted: list[int] = []
+    backend.on_subscribe = lambda c, u, mid, codes, props: granted.extend(rc.value for rc in codes)
+    # As the ingest workers do: an MQTT v5 shared subscription.
+    backend.subscribe("$share/ingest/nearcare/v1/agents/+/measurements", qos=1)
     time.sleep(0.3)
+    assert granted == [1], f"the backend's shared subscription was refused: {granted}"
 
     agent_a, rc = _client("agent-a", "a-pw", tls_port, certs / "ca.crt")
     assert rc == 0, "agent-a could not connect over TLS with its own credentials"
