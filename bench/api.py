@@ -78,6 +78,7 @@ def seed(url: str, *, patients: int, raw_days: int, daily_days: int) -> int:
         )
         c.execute("INSERT INTO agents (id, patient_id) SELECT 'bench-agent-' || id, id FROM patients")
         t = step(f"{patients} patients, agents, teams", t)
+        # In time order, as ingest writes them (the BRIN index on measured_at relies on it).
         # Bulk load without the measurement indexes, then build them once (much faster than
         # maintaining a random-uuid unique index row by row). Bench-only.
         c.execute("ALTER TABLE measurements DROP CONSTRAINT measurements_id_measured_at_key")
@@ -101,7 +102,8 @@ def seed(url: str, *, patients: int, raw_days: int, daily_days: int) -> int:
                CROSS JOIN LATERAL (SELECT pv.primary_value,
                    CASE k.kind WHEN 'blood_pressure' THEN jsonb_build_object('systolic', pv.primary_value,
                             'diastolic', 70 + (p.id + d) %% 25, 'mean_arterial', 90)
-                        ELSE jsonb_build_object(k.kind, pv.primary_value) END AS comps) v""",
+                        ELSE jsonb_build_object(k.kind, pv.primary_value) END AS comps) v
+               ORDER BY ts""",
             (raw_days,),
         )
         t = step(f"raw readings ({raw_days} days x 4 kinds), no indexes", t)
@@ -222,6 +224,9 @@ def measure(url: str, *, iterations: int) -> dict[str, float]:
 
             for _ in range(5):  # warm the pool and caches
                 timed("/api/v1/worklist", tokens[0])
+            # Baseline in the same run: an authenticated endpoint that reads no clinical data. On a
+            # shared 2-core machine it shows how much of every figure is waiting for the CPU.
+            baseline = [timed("/api/v1/me", tokens[i % MUNICIPALITIES]) for i in range(iterations)]
             worklist = [timed("/api/v1/worklist", tokens[i % MUNICIPALITIES]) for i in range(iterations)]
             trend = []
             trend_points = []
@@ -250,6 +255,7 @@ def measure(url: str, *, iterations: int) -> dict[str, float]:
                 "trend_1y_p95_ms": _p95(trend),
                 "trend_1y_points": statistics.mean(trend_points),
                 "trend_7d_p95_ms": _p95(week),
+                "baseline_p50_ms": statistics.median(baseline), "baseline_p95_ms": _p95(baseline),
             }
     finally:
         server.should_exit = True
@@ -264,17 +270,26 @@ def main() -> None:
     ap.add_argument("--daily-days", type=int, default=365)
     ap.add_argument("--iterations", type=int, default=200)
     ap.add_argument("--keep", action="store_true", help="keep the bench database afterwards")
+    ap.add_argument("--reuse", action="store_true", help="measure a database kept by an earlier --keep run")
     args = ap.parse_args()
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
-    print(f"seeding {DB_NAME}: {args.patients} patients, raw {args.raw_days} days, daily {args.daily_days} days")
-    with psycopg.connect(ADMIN_URL, autocommit=True) as c:
-        c.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        c.execute(f'CREATE DATABASE "{DB_NAME}"')
+    if not args.reuse:
+        print(f"seeding {DB_NAME}: {args.patients} patients, raw {args.raw_days} days, daily {args.daily_days} days")
     url = _url(DB_NAME)
+    if not args.reuse:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+            c.execute(f'CREATE DATABASE "{DB_NAME}"')
     try:
         t0 = time.monotonic()
-        readings = seed(url, patients=args.patients, raw_days=args.raw_days, daily_days=args.daily_days)
-        print(f"seeded {readings} readings in {time.monotonic() - t0:.0f} s")
+        if args.reuse:
+            with psycopg.connect(url) as c:
+                readings = c.execute("SELECT count(*) FROM measurements").fetchone()[0]  # type: ignore[index]
+                args.patients = c.execute("SELECT count(*) FROM patients").fetchone()[0]  # type: ignore[index]
+            print(f"reusing {DB_NAME}: {args.patients} patients, {readings} readings")
+        else:
+            readings = seed(url, patients=args.patients, raw_days=args.raw_days, daily_days=args.daily_days)
+            print(f"seeded {readings} readings in {time.monotonic() - t0:.0f} s")
         with psycopg.connect(url) as c:
             daily = c.execute("SELECT count(*) FROM measurement_daily").fetchone()[0]  # type: ignore[index]
             open_alerts = c.execute("SELECT count(*) FROM alerts WHERE state <> 'resolved'").fetchone()[0]  # type: ignore[index]
@@ -289,12 +304,15 @@ def main() -> None:
             f" p95 {r['trend_1y_p95_ms']:.1f} ms (goal <= 50)"
         )
         print(f"trend 7 days, raw SpO2: p95 {r['trend_7d_p95_ms']:.1f} ms")
+        print(f"baseline GET /api/v1/me (token lookup only), same run: p50 {r['baseline_p50_ms']:.1f} ms,"
+              f" p95 {r['baseline_p95_ms']:.1f} ms")
+        print(f"machine load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
         print(
             f"RESULT patients={args.patients} readings={readings} worklist_p95_ms={r['worklist_p95_ms']:.1f} "
             f"trend_1y_p95_ms={r['trend_1y_p95_ms']:.1f}"
         )
     finally:
-        if not args.keep:
+        if not (args.keep or args.reuse):
             with psycopg.connect(ADMIN_URL, autocommit=True) as c:
                 c.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
 
