@@ -7,6 +7,10 @@ the worklist event that carries its id.
 
     .venv/bin/python bench/alert_latency.py [--rate 1000] [--seconds 10] [--patients 200]
 
+The publisher runs in a child process (``--in-process-publisher`` for the old layout, where the
+load generator shared the GIL with ingest and the rules). Each run measures its own baseline
+(ingest alone, same layout) first.
+
 Last line: ``RESULT alert_p50_ms=… alert_p99_ms=… rate=…`` (rate = achieved publish rate).
 """
 
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import secrets
 import statistics
@@ -22,8 +27,40 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def _publish(client: Any, items: list[tuple[str, bytes | str]], rate: float) -> tuple[list[float], float]:
+    """Publish at ``rate``; return each message's send time (perf_counter: CLOCK_MONOTONIC,
+    comparable across processes on Linux) and the seconds it took."""
+    sent: list[float] = []
+    start = time.perf_counter()
+    for i, (topic, body) in enumerate(items):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        sent.append(time.perf_counter())
+        client.publish(topic, body, qos=1)
+    return sent, time.perf_counter() - start
+
+
+def _publisher_process(host: str, port: int, items: list[tuple[str, bytes | str]], rate: float, pipe: Any) -> None:
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.max_inflight_messages_set(2000)
+    client.connect(host, port, keepalive=30)
+    client.loop_start()
+    deadline = time.monotonic() + 10
+    while not client.is_connected() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    result = _publish(client, items, rate)
+    time.sleep(1.0)  # let the last QoS 1 messages reach the broker before disconnecting
+    client.disconnect()
+    client.loop_stop()
+    pipe.send(result)
 
 
 def main() -> None:
@@ -34,6 +71,8 @@ def main() -> None:
     ap.add_argument("--admin-url", default=os.environ.get("NEARCARE_TEST_DATABASE_URL",
                                                           "postgresql://postgres@127.0.0.1:5432/test"))
     ap.add_argument("--mqtt-url", default=os.environ.get("NEARCARE_TEST_MQTT_URL", "mqtt://127.0.0.1:1883"))
+    ap.add_argument("--in-process-publisher", action="store_true",
+                    help="publish from this process (as before 2026-11): the publisher then competes for the GIL")
     args = ap.parse_args()
 
     import paho.mqtt.client as mqtt
@@ -83,11 +122,13 @@ def main() -> None:
                 raise SystemExit("ingest did not become ready")
             time.sleep(0.05)
 
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        client.max_inflight_messages_set(2000)
         b = settings.broker
-        client.connect(b.host, b.port, keepalive=30)
-        client.loop_start()
+        client = None
+        if args.in_process_publisher:
+            client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+            client.max_inflight_messages_set(2000)
+            client.connect(b.host, b.port, keepalive=30)
+            client.loop_start()
         loop = asyncio.new_event_loop()
         threading.Thread(target=loop.run_forever, daemon=True).start()
         total = int(args.rate * args.seconds)
@@ -96,16 +137,13 @@ def main() -> None:
             """Publish ``total`` readings; time each to its worklist event (with alerting) or to
             its reading.stored event (baseline: ingest alone, the sink detached)."""
             runtime.readings_sinks[:] = [alerting.sink] if with_alerting else []
-            sent: dict[str, float] = {}
-            latency: list[float] = []
-            by_second: dict[int, list[float]] = {}
-            start_at = [time.perf_counter()]
+            arrived: dict[str, float] = {}
             done = threading.Event()
 
             async def listen() -> None:
                 q = runtime.events.subscribe()
                 try:
-                    while len(latency) < total:
+                    while len(arrived) < total:
                         ev = await q.get()
                         t = time.perf_counter()
                         if with_alerting and ev.type.startswith("alert."):
@@ -115,15 +153,12 @@ def main() -> None:
                         else:
                             continue
                         for mid in mids:
-                            if mid and (t0 := sent.pop(mid, None)) is not None:
-                                latency.append((t - t0) * 1000)
-                                by_second.setdefault(int(t0 - start_at[0]), []).append((t - t0) * 1000)
+                            if mid and mid in wanted:
+                                arrived.setdefault(mid, t)
                 finally:
                     runtime.events.unsubscribe(q)
                     done.set()
 
-            fut = asyncio.run_coroutine_threadsafe(listen(), loop)
-            time.sleep(0.2)
             # Pre-build the payloads so the loop measures the pipeline, not pydantic.
             now = datetime.now(UTC) - timedelta(minutes=30)
             payloads = []
@@ -135,16 +170,29 @@ def main() -> None:
                                 device=Device(address="C0:4E:30:00:00:01"))
                 env = Envelope(agent_id=agent, sent_at=at, measurements=(m,))
                 payloads.append((settings.topics.measurements(agent), env.to_json(), str(m.id)))
-            start = start_at[0] = time.perf_counter()
-            for i, (topic, body, mid) in enumerate(payloads):
-                delay = start + i / args.rate - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-                sent[mid] = time.perf_counter()
-                client.publish(topic, body, qos=1)
-            publish_s = time.perf_counter() - start
+            wanted = {mid for _, _, mid in payloads}
+            fut = asyncio.run_coroutine_threadsafe(listen(), loop)
+            time.sleep(0.2)
+            if client is not None:
+                sent, publish_s = _publish(client, [(t, body) for t, body, _ in payloads], args.rate)
+            else:
+                # The load generator in its own process: its publishing (paho) does not compete
+                # with the system under test for this process's GIL.
+                ctx = multiprocessing.get_context("spawn")
+                parent, child = ctx.Pipe()
+                proc = ctx.Process(target=_publisher_process,
+                                   args=(b.host, b.port, [(t, body) for t, body, _ in payloads], args.rate, child))
+                proc.start()
+                sent, publish_s = parent.recv()
+                proc.join(30)
             done.wait(timeout=90)
             fut.cancel()
+            latency: list[float] = []
+            by_second: dict[int, list[float]] = {}
+            for (_, _, mid), t0 in zip(payloads, sent, strict=True):
+                if (t := arrived.get(mid)) is not None:
+                    latency.append((t - t0) * 1000)
+                    by_second.setdefault(int(t0 - sent[0]), []).append((t - t0) * 1000)
             # Where in the run the time went: a growing median means the pipeline falls behind.
             print(f"  {'alerting' if with_alerting else 'baseline'} p50 by second of publishing (ms): "
                   + " ".join(f"{statistics.median(v):.0f}" for _, v in sorted(by_second.items())))
@@ -162,8 +210,9 @@ def main() -> None:
 
         base_lat, base_rate = phase(False, 0)
         lat, rate = phase(True, total + 1000)
-        client.disconnect()
-        client.loop_stop()
+        if client is not None:
+            client.disconnect()
+            client.loop_stop()
         ingest.stop()
         alerting.stop()
         pool.close()

@@ -10,10 +10,13 @@ reading silently escapes the rules.
 from __future__ import annotations
 
 import bisect
+import collections
 import json
 import logging
+import threading
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,7 +26,7 @@ from psycopg_pool import ConnectionPool
 from alert_rules.baseline import Baseline
 from alert_rules.errors import ThresholdError
 from alert_rules.evaluate import Context, Finding, Observation, evaluate
-from alert_rules.model import AnyRule, MissingRule, ScoreRule, TrendRule
+from alert_rules.model import AnyRule, BatteryLowRule, MissingRule, ScoreRule, TrendRule
 from backend.alerting import lifecycle
 from backend.alerting.clock import Clock, SystemClock
 from backend.alerting.config import AlertingConfig, NotifierSettings
@@ -60,6 +63,12 @@ class AlertEngine:
         self.teams = lifecycle.TeamDirectory()
         self.thresholds = ThresholdCache(config)
         self.alert_ids = lifecycle.AlertIds()
+        self.history = HistoryCache()
+        self._by_kind: dict[tuple[str, str], tuple[list[AnyRule], float]] = {}
+        self._missing: dict[str, list[MissingRule]] = {}
+        self._need: dict[str, tuple[float, frozenset[str]]] = {}
+        # Webhook or e-mail rows name their transition, so those openings are stored one by one.
+        self._notifies_others = notifier is not None and bool(notifier.webhook_url or notifier.smtp_host)
         self.evaluated = 0
         self.failed = 0
         self.skipped = 0
@@ -145,26 +154,33 @@ class AlertEngine:
         per_patient: dict[int, set[str]] = defaultdict(set)
         for pid, rid in actives:
             per_patient[pid].add(rid)
+        in_force_json: dict[tuple[int, str, tuple[str, ...]], str] = {}
         for r in readings:
             patient = patients.get(r.patient_id)
             if patient is None:
                 raise LookupError(f"reading {r.id} names unknown patient {r.patient_id}")
-            rules = self.config.ruleset.rules_for(patient.programme)
-            hist = history.get(r.patient_id, ([], []))
-            cut = bisect.bisect_left(hist[0], r.measured_at)
+            kind = MeasurementKind(r.kind)
+            rules, hours = self._rules_for(patient.programme, kind)
+            times, observations = history.get(r.patient_id, ([], []))
+            cut = bisect.bisect_left(times, r.measured_at)
+            first = bisect.bisect_left(times, r.measured_at - timedelta(hours=hours), 0, cut)
             ctx = Context(
                 programme=patient.programme,
-                history=hist[1][:cut],
+                history=observations[first:cut],
                 baselines=baselines.get(r.patient_id, {}),
                 overrides=overrides.get(r.patient_id, {}),
             )
-            obs = Observation(kind=MeasurementKind(r.kind), components=r.components, measured_at=r.measured_at,
+            obs = Observation(kind=kind, components=r.components, measured_at=r.measured_at,
                               id=str(r.id), quality=tuple(r.quality))
             findings = self._evaluate(rules, ctx, obs, patient.programme)
-            in_force = {f.rule_id: f.thresholds for f in findings}
+            # A patient's thresholds are the same all batch: dump them once per set of rules.
+            force_key = (r.patient_id, kind.value, tuple(f.rule_id for f in findings))
+            in_force = in_force_json.get(force_key)
+            if in_force is None:
+                in_force = in_force_json[force_key] = json.dumps({f.rule_id: f.thresholds for f in findings},
+                                                                 default=float)
             fired = {f.rule_id: f.severity for f in findings if f.fired}
-            batch.evaluations.append((r.id, r.patient_id, r.measured_at, now, json.dumps(in_force, default=float),
-                                      json.dumps(fired)))
+            batch.evaluations.append((r.id, r.patient_id, r.measured_at, now, in_force, json.dumps(fired)))
             for f in findings:
                 key = (r.patient_id, f.rule_id)
                 active = actives.get(key)
@@ -177,6 +193,17 @@ class AlertEngine:
                             continue
                         batch.flush_one(conn, active.id, now)
                     others = bool(per_patient[r.patient_id] - {f.rule_id})
+                    if active is None and not others and not self._notifies_others:
+                        # The common opening: stored with the batch's other new alerts.
+                        alert, labels, note = lifecycle.prepare_open(
+                            conn, patient=patient, finding=f, reading_id=r.id, now=now, config=self.config,
+                            teams=self.teams, ids=self.alert_ids)
+                        batch.opened.append((alert, labels, note))
+                        batch.in_range[alert.id] = 0
+                        actives[key] = alert
+                        per_patient[r.patient_id].add(f.rule_id)
+                        continue
+                    batch.flush_opened(conn)
                     alert, _ = lifecycle.apply_breach(
                         conn, patient=patient, finding=f, reading_id=r.id, now=now, active=active,
                         config=self.config, teams=self.teams, notifier=self.notifier, others=others,
@@ -190,7 +217,25 @@ class AlertEngine:
                     if self._in_range(conn, active, rule.auto_resolve_after, now, batch):
                         del actives[key]
                         per_patient[r.patient_id].discard(f.rule_id)
-            self._missing_met(conn, r, rules, actives, per_patient, now, batch)
+            self._missing_met(conn, r, self._missing_rules(patient.programme), actives, per_patient, now, batch)
+
+    def _rules_for(self, programme: str, kind: MeasurementKind) -> tuple[list[AnyRule], float]:
+        """The rules a reading of this kind can fire (what ``evaluate`` would pick itself), and
+        the hours of history they look back."""
+        key = (programme, kind.value)
+        hit = self._by_kind.get(key)
+        if hit is None:
+            rules = [r for r in self.config.ruleset.rules_for(programme)
+                     if kind in r.measurement_kinds or isinstance(r, BatteryLowRule)]
+            hit = self._by_kind[key] = (rules, _history_hours(rules))
+        return hit
+
+    def _missing_rules(self, programme: str) -> list[MissingRule]:
+        hit = self._missing.get(programme)
+        if hit is None:
+            hit = self._missing[programme] = [r for r in self.config.ruleset.rules_for(programme)
+                                              if isinstance(r, MissingRule)]
+        return hit
 
     def _in_range(self, conn: psycopg.Connection[Any], active: lifecycle.Alert, resolve_after: int,
                   now: datetime, batch: _BatchWrites) -> bool:
@@ -202,6 +247,7 @@ class AlertEngine:
         batch.repeat(active, in_range=count, notify=False)
         if count < resolve_after:
             return False
+        batch.flush_opened(conn)
         batch.flush_one(conn, active.id, now)
         lifecycle.resolve_alert(conn, alert=active, by="system", note=f"{count} målinger tilbage inden for grænserne",
                                 now=now, config=self.config)
@@ -217,13 +263,11 @@ class AlertEngine:
             return evaluate(rules, Context(programme=programme, history=ctx.history, baselines=ctx.baselines,
                                            overrides=self.thresholds.programme_overrides(programme)), obs)
 
-    def _missing_met(self, conn: psycopg.Connection[Any], r: StoredReading, rules: Sequence[AnyRule],
+    def _missing_met(self, conn: psycopg.Connection[Any], r: StoredReading, rules: Sequence[MissingRule],
                      actives: dict[tuple[int, str], lifecycle.Alert], per_patient: dict[int, set[str]],
                      now: datetime, batch: _BatchWrites) -> None:
         """A reading of a kind a blue alert is waiting for counts as back in range."""
         for rule in rules:
-            if not isinstance(rule, MissingRule):
-                continue
             active = actives.get((r.patient_id, rule.id))
             if active is None:
                 continue
@@ -232,38 +276,136 @@ class AlertEngine:
                 del actives[(r.patient_id, rule.id)]
                 per_patient[r.patient_id].discard(rule.id)
 
+    def _history_need(self, programme: str) -> tuple[float, frozenset[str]]:
+        hit = self._need.get(programme)
+        if hit is None:
+            rules = self.config.ruleset.rules_for(programme)
+            hit = self._need[programme] = (_history_hours(rules), frozenset(
+                k.value for r in rules if isinstance(r, TrendRule | ScoreRule) for k in r.measurement_kinds))
+        return hit
+
     def _load_history(
         self, conn: psycopg.Connection[Any], readings: Sequence[StoredReading],
         patients: Mapping[int, lifecycle.PatientInfo],
     ) -> dict[int, tuple[list[datetime], list[Observation]]]:
         need: dict[int, float] = {}
+        kinds: set[str] = set()
         for pid, p in patients.items():
-            hours = _history_hours(self.config.ruleset.rules_for(p.programme))
+            hours, prog_kinds = self._history_need(p.programme)
             if hours > 0:
                 need[pid] = hours
+                kinds |= prog_kinds
         if not need:
             return {}
         hours = max(need.values())
         oldest = min(r.measured_at for r in readings if r.patient_id in need) - timedelta(hours=hours)
         newest = max(r.measured_at for r in readings)
-        kinds = sorted({k.value for pid in need for r in self.config.ruleset.rules_for(patients[pid].programme)
-                        if isinstance(r, TrendRule | ScoreRule) for k in r.measurement_kinds})
-        rows = conn.execute(
-            "SELECT patient_id, id, kind, components, measured_at, quality FROM measurements"
-            " WHERE patient_id = ANY(%s) AND kind = ANY(%s) AND measured_at >= %s AND measured_at <= %s"
-            " ORDER BY measured_at",
-            (list(need), kinds, oldest, newest),
-        ).fetchall()
-        out: dict[int, tuple[list[datetime], list[Observation]]] = {}
-        for pid, mid, kind, comps, at, quality in rows:
-            try:
-                obs = Observation(MeasurementKind(kind), comps, at, str(mid), tuple(quality or ()))
-            except ValueError:
-                continue
-            times, obss = out.setdefault(int(pid), ([], []))
-            times.append(at)
-            obss.append(obs)
-        return out
+        return self.history.load(conn, pids=sorted(need), kinds=frozenset(kinds), oldest=oldest, newest=newest,
+                                 readings=[r for r in readings if r.patient_id in need])
+
+
+@dataclass(slots=True)
+class _PatientHistory:
+    covered_from: datetime
+    """Complete from here on, as far as this process knows (checked against a count)."""
+    kinds: frozenset[str]
+    times: list[datetime]
+    observations: list[Observation]
+    ids: set[str]
+
+
+class HistoryCache:
+    """Recent observations per patient, so a batch does not read every patient's whole trend
+    window from the database again.
+
+    It only ever holds stored readings (loaded from the database, or readings ingest stored and
+    handed over), so it is a subset of the database; each batch counts the window's rows in the
+    database and reloads a patient whose count differs (another process evaluated readings of
+    the same patient, a reading was deleted). The lock is held across the count and its use:
+    a reading is committed before anyone hands it over, so whatever the cache holds is visible
+    to that count."""
+
+    def __init__(self, *, max_patients: int = 50_000) -> None:
+        self.max_patients = max_patients
+        self._patients: collections.OrderedDict[int, _PatientHistory] = collections.OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.loads = 0
+
+    def load(
+        self, conn: psycopg.Connection[Any], *, pids: Sequence[int], kinds: frozenset[str], oldest: datetime,
+        newest: datetime, readings: Sequence[StoredReading],
+    ) -> dict[int, tuple[list[datetime], list[Observation]]]:
+        with self._lock:
+            for r in readings:
+                entry = self._patients.get(r.patient_id)
+                if entry is not None and r.kind.value in entry.kinds and str(r.id) not in entry.ids:
+                    self._add(entry, Observation(MeasurementKind(r.kind), r.components, r.measured_at, str(r.id),
+                                                 tuple(r.quality)))
+            counts = dict(conn.execute(
+                "SELECT patient_id, count(*) FROM measurements WHERE patient_id = ANY(%s) AND kind = ANY(%s)"
+                " AND measured_at >= %s AND measured_at <= %s GROUP BY 1",
+                (list(pids), sorted(kinds), oldest, newest),
+            ).fetchall())
+            out: dict[int, tuple[list[datetime], list[Observation]]] = {}
+            stale: list[int] = []
+            for pid in pids:
+                entry = self._patients.get(pid)
+                if entry is not None and entry.covered_from <= oldest and entry.kinds == kinds:
+                    lo = bisect.bisect_left(entry.times, oldest)
+                    hi = bisect.bisect_right(entry.times, newest)
+                    if hi - lo == counts.get(pid, 0):
+                        self.hits += 1
+                        self._patients.move_to_end(pid)
+                        out[pid] = (entry.times[lo:hi], entry.observations[lo:hi])
+                        continue
+                stale.append(pid)
+            if stale:
+                self.loads += len(stale)
+                fresh = {pid: _PatientHistory(oldest, kinds, [], [], set()) for pid in stale}
+                for pid, mid, kind, comps, at, quality in conn.execute(
+                    "SELECT patient_id, id, kind, components, measured_at, quality FROM measurements"
+                    " WHERE patient_id = ANY(%s) AND kind = ANY(%s) AND measured_at >= %s ORDER BY measured_at",
+                    (stale, sorted(kinds), oldest),
+                ).fetchall():
+                    try:
+                        obs = Observation(MeasurementKind(kind), comps, at, str(mid), tuple(quality or ()))
+                    except ValueError:
+                        continue
+                    entry = fresh[int(pid)]
+                    entry.times.append(at)
+                    entry.observations.append(obs)
+                    entry.ids.add(str(mid))
+                for pid, entry in fresh.items():
+                    self._patients[pid] = entry
+                    self._patients.move_to_end(pid)
+                    hi = bisect.bisect_right(entry.times, newest)
+                    out[pid] = (entry.times[:hi], entry.observations[:hi])
+            for pid in pids:
+                self._trim(self._patients[pid], oldest)
+            while len(self._patients) > self.max_patients:
+                self._patients.popitem(last=False)
+            return out
+
+    @staticmethod
+    def _add(entry: _PatientHistory, obs: Observation) -> None:
+        if obs.measured_at < entry.covered_from:
+            return
+        i = bisect.bisect_right(entry.times, obs.measured_at)
+        entry.times.insert(i, obs.measured_at)
+        entry.observations.insert(i, obs)
+        entry.ids.add(obs.id or "")
+
+    @staticmethod
+    def _trim(entry: _PatientHistory, oldest: datetime) -> None:
+        # Keep a day before this batch's window: readings synced late still find their history.
+        keep = oldest - timedelta(hours=24)
+        cut = bisect.bisect_left(entry.times, keep)
+        if cut:
+            for o in entry.observations[:cut]:
+                entry.ids.discard(o.id or "")
+            del entry.times[:cut], entry.observations[:cut]
+            entry.covered_from = max(entry.covered_from, keep)
 
 
 class _BatchWrites:
@@ -272,6 +414,7 @@ class _BatchWrites:
 
     def __init__(self, *, in_range: dict[int, int]) -> None:
         self.evaluations: list[tuple[Any, ...]] = []
+        self.opened: list[tuple[lifecycle.Alert, dict[str, str], str]] = []
         self.in_range = in_range
         self._alerts: dict[int, lifecycle.Alert] = {}
         self._notify: set[int] = set()
@@ -282,8 +425,14 @@ class _BatchWrites:
         if notify:
             self._notify.add(alert.id)
 
+    def flush_opened(self, conn: psycopg.Connection[Any]) -> None:
+        """Before a lifecycle step that reads the patient's alerts from the database."""
+        lifecycle.write_opened(conn, self.opened)
+        self.opened.clear()
+
     def flush_one(self, conn: psycopg.Connection[Any], alert_id: int, now: datetime) -> None:
         """Before a lifecycle step that reads or rewrites the alert, store what is pending for it."""
+        self.flush_opened(conn)
         alert = self._alerts.pop(alert_id, None)
         if alert is not None:
             lifecycle.write_repeats(conn, [alert], self.in_range, now=now,
@@ -291,6 +440,7 @@ class _BatchWrites:
             self._notify.discard(alert_id)
 
     def flush(self, conn: psycopg.Connection[Any], now: datetime) -> None:
+        self.flush_opened(conn)
         lifecycle.write_repeats(conn, list(self._alerts.values()), self.in_range, now=now, notify=list(self._notify))
         self._alerts.clear()
         self._notify.clear()

@@ -457,6 +457,73 @@ def apply_breach(
     return alert, True
 
 
+def prepare_open(
+    conn: psycopg.Connection[Any], *, patient: PatientInfo, finding: Finding, reading_id: uuid.UUID | None,
+    now: datetime, config: AlertingConfig, teams: TeamDirectory, ids: AlertIds,
+) -> tuple[Alert, dict[str, str], str]:
+    """A new alert routed and numbered but not yet stored: for :func:`write_opened`, which
+    stores a batch's new alerts together. Only for a patient with no other unresolved alert
+    (nothing to inhibit) and no webhook or e-mail to send (those need the transition's id)."""
+    assert finding.severity is not None
+    labels = labels_for(patient, rule_id=finding.rule_id, rule_kind=finding.rule_kind,
+                        severity=finding.severity, measurement=finding.measurement)
+    d = decide(config, teams, labels, now)
+    reading_ids = (reading_id,) if reading_id else ()
+    alert = Alert(
+        id=ids.take(conn), patient_id=patient.id, rule_id=finding.rule_id, rule_kind=finding.rule_kind,
+        measurement=finding.measurement, severity=finding.severity, state="open", title=finding.title,
+        opened_at=now, updated_at=now, last_value=finding.value, last_reading_id=reading_id,
+        reading_ids=reading_ids, breach_count=1, thresholds=dict(finding.thresholds), detail=dict(finding.detail),
+        team_key=d.team, owner_since=now, escalation_level=0, escalation_due_at=now + d.sla,
+        escalate_to=tuple(d.escalate_to), acknowledged_by=None, acknowledged_at=None, ack_note=None,
+        resolved_by=None, resolved_at=None, resolve_note=None, snoozed_until=None, snooze_reason=None,
+        inhibited_by=None,
+    )
+    return alert, labels, " › ".join(d.route_path)
+
+
+def write_opened(conn: psycopg.Connection[Any], opened: Sequence[tuple[Alert, dict[str, str], str]]) -> None:
+    """Store alerts from :func:`prepare_open` with their "opened" transitions, events-log rows
+    and live-worklist notifies: two statements for the whole batch, nothing to wait for."""
+    if not opened:
+        return
+    rows = [{
+        "id": a.id, "patient_id": a.patient_id, "rule_id": a.rule_id, "rule_kind": a.rule_kind,
+        "measurement": a.measurement, "severity": a.severity, "title": a.title, "at": a.opened_at.isoformat(),
+        "last_value": a.last_value, "last_reading_id": str(a.last_reading_id) if a.last_reading_id else None,
+        "reading_ids": [str(i) for i in a.reading_ids], "thresholds": a.thresholds, "detail": a.detail,
+        "labels": labels, "team_key": a.team_key, "escalate_to": list(a.escalate_to),
+        "due": a.escalation_due_at.isoformat() if a.escalation_due_at else None, "note": note,
+        "event": _event(a, action="opened", at=a.opened_at, from_team=None, tid=None),
+    } for a, labels, note in opened]
+    doc = json.dumps(rows, default=str)
+    conn.execute(
+        "INSERT INTO alerts (id, patient_id, rule_id, rule_kind, measurement, severity, state, title, opened_at,"
+        " updated_at, last_value, last_reading_id, reading_ids, thresholds, detail, labels, team_key, owner_since,"
+        " escalate_to, escalation_due_at)"
+        " SELECT id, patient_id, rule_id, rule_kind, measurement, severity, 'open', title, at, at, last_value,"
+        "  last_reading_id, reading_ids, thresholds, detail, labels, team_key, at, escalate_to, due"
+        " FROM jsonb_to_recordset(%s::jsonb) AS x(id bigint, patient_id bigint, rule_id text, rule_kind text,"
+        "  measurement text, severity text, title text, at timestamptz, last_value float8, last_reading_id uuid,"
+        "  reading_ids uuid[], thresholds jsonb, detail jsonb, labels jsonb, team_key text, escalate_to text[],"
+        "  due timestamptz)",
+        (doc,),
+    )
+    conn.execute(
+        "WITH x AS (SELECT * FROM jsonb_to_recordset(%s::jsonb) AS x(id bigint, at timestamptz, note text,"
+        "  team_key text, severity text, last_value float8, event jsonb)),"
+        " t AS (INSERT INTO alert_transitions (alert_id, at, action, actor, note, from_state, to_state, from_team,"
+        "  team_key, severity, value) SELECT id, at, 'opened', 'system', note, NULL, 'open', NULL, team_key,"
+        "  severity, last_value FROM x ORDER BY id RETURNING id, alert_id),"
+        " e AS (SELECT t.id, t.alert_id, jsonb_set(x.event, '{data,transition_id}', to_jsonb(t.id)) AS ev"
+        "  FROM t JOIN x ON x.id = t.alert_id),"
+        " n AS (INSERT INTO notification_log (transition_id, alert_id, channel, target, payload, status, sent_at)"
+        "  SELECT e.id, e.alert_id, 'events', 'worklist', e.ev, 'sent', now() FROM e)"
+        " SELECT count(pg_notify(%s, e.ev::text)) FROM e",
+        (doc, NOTIFY_CHANNEL),
+    )
+
+
 def repeat_breach(active: Alert, *, finding: Finding, reading_id: uuid.UUID | None, now: datetime) -> Alert | None:
     """A breach of an alert that is already open at this severity or worse: the alert as it
     stands after it, in memory, or ``None`` when the breach is worse (that needs
