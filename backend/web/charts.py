@@ -56,5 +56,6 @@ def chart(
         ],
         "bands": list(bands),
         "markers": list(markers),
-        "points": sum(1 for v in (values[0] if values else []) if v is not None),
+        # x positions with any value: SpO2 and pulse may come from different readings.
+        "points": sum(1 for i in range(len(xs)) if any(v[i] is not None for v in values)),
     }

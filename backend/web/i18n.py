@@ -45,6 +45,7 @@ _WORDS: dict[str, tuple[str, str]] = {
     "year1": ("1 år", "1 year"),
     "readings": ("Målinger", "Readings"),
     "reading": ("Måling", "Reading"),
+    "details": ("detaljer", "details"),
     "measured_at": ("Målt", "Measured"),
     "received_at": ("Modtaget", "Received"),
     "stored_at": ("Gemt", "Stored"),

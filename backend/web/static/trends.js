@@ -30,8 +30,17 @@
   }
 
   function build(spec, el) {
-    var data = [spec.x], series = [{}], scales = { x: { time: true, range: [spec.start, spec.end] } };
-    var axes = [{}], bands = [], seenScale = {};
+    var lang = document.documentElement.lang || "da";
+    var daily = spec.resolution === "daily";
+    function fmt(t, withTime) {
+      var d = new Date(t * 1000);
+      var day = d.toLocaleDateString(lang, { day: "numeric", month: "short" });
+      return withTime ? day + " " + d.toLocaleTimeString(lang, { hour: "2-digit", minute: "2-digit" }) : day;
+    }
+    var data = [spec.x], scales = { x: { time: true, range: [spec.start, spec.end] } };
+    var series = [{ label: lang === "da" ? "Tid" : "Time", value: function (u, v) { return v == null ? "–" : fmt(v, !daily); } }];
+    var axes = [{ values: function (u, vals) { return vals.map(function (v) { return fmt(v, false); }); } }];
+    var bands = [], seenScale = {};
     spec.series.forEach(function (s, i) {
       var color = COLORS[i % COLORS.length], scale = s.unit;
       if (!seenScale[scale]) {
