@@ -10,6 +10,7 @@ own: kvittering of *green* readings (no alert) through a per-patient review wate
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -132,18 +133,31 @@ def worklist_json(view: WorklistView, *, green_limit: int = GREEN_SHOWN) -> dict
     return {
         "rows": [
             {
-                "patient_id": e.patient_id, "patient_name": e.patient_name, "patient_ref": e.patient_ref,
-                "municipality": e.municipality, "department": e.department, "programme": e.programme,
-                "team_key": e.team_key, "team_name": e.team_name, "worst_severity": e.worst_severity,
-                "oldest_opened_at": e.oldest_opened_at.isoformat(), "counts": dict(e.counts),
+                "patient_id": e.patient_id,
+                "patient_name": e.patient_name,
+                "patient_ref": e.patient_ref,
+                "municipality": e.municipality,
+                "department": e.department,
+                "programme": e.programme,
+                "team_key": e.team_key,
+                "team_name": e.team_name,
+                "worst_severity": e.worst_severity,
+                "oldest_opened_at": e.oldest_opened_at.isoformat(),
+                "counts": dict(e.counts),
                 "alerts": [{f: _iso(getattr(a, f)) for f in _ALERT_FIELDS} for a in e.alerts],
             }
             for e in view.rows
         ],
         "green": [
-            {"patient_id": g.patient_id, "patient_name": g.patient_name, "patient_ref": g.patient_ref,
-             "municipality": g.municipality, "programme": g.programme, "readings": g.readings,
-             "newest_at": g.newest_at.isoformat()}
+            {
+                "patient_id": g.patient_id,
+                "patient_name": g.patient_name,
+                "patient_ref": g.patient_ref,
+                "municipality": g.municipality,
+                "programme": g.programme,
+                "readings": g.readings,
+                "newest_at": g.newest_at.isoformat(),
+            }
             for g in view.green[:green_limit]
         ],
         "green_total": len(view.green),
@@ -152,9 +166,25 @@ def worklist_json(view: WorklistView, *, green_limit: int = GREEN_SHOWN) -> dict
 
 
 _ALERT_FIELDS = (
-    "id", "rule_id", "kind", "measurement", "severity", "state", "title", "opened_at", "updated_at", "last_value",
-    "team_key", "escalation_level", "escalation_due_at", "acknowledged_by", "acknowledged_at", "ack_note",
-    "snoozed_until", "snooze_reason", "muted_by",
+    "id",
+    "rule_id",
+    "kind",
+    "measurement",
+    "severity",
+    "state",
+    "title",
+    "opened_at",
+    "updated_at",
+    "last_value",
+    "team_key",
+    "escalation_level",
+    "escalation_due_at",
+    "acknowledged_by",
+    "acknowledged_at",
+    "ack_note",
+    "snoozed_until",
+    "snooze_reason",
+    "muted_by",
 )
 
 
@@ -493,6 +523,7 @@ def patient_panels(conn: psycopg.Connection, *, patient_id: int) -> dict[str, An
         label = spec(item.kind).label_da
         plan.append(
             {
+                "kind": item.kind,
                 "label": label,
                 "when": f"{', '.join(item.times) or 'dagligt'} · {days} · "
                 f"{item.grace_minutes} min margin" + (" (standard)" if plan_view.is_default else ""),
@@ -517,6 +548,65 @@ def patient_panels(conn: psycopg.Connection, *, patient_id: int) -> dict[str, An
         "plan": plan,
         "passive": passive_intervals(conn, patient_id=patient_id),
     }
+
+
+def edit_plan(
+    conn: psycopg.Connection,
+    *,
+    runtime: Any,
+    patient_id: int,
+    kind: str,
+    times: str,
+    grace_minutes: int,
+    user: User,
+    remove: bool = False,
+) -> str | None:
+    """Set (or remove) one kind's slot times in the patient's monitoring plan; the whole plan is
+    stored (the programme default becomes this patient's own) and sent to the tablet. None when
+    done, else why not."""
+    from backend.alerting.errors import AlertingError
+
+    try:
+        kind = MeasurementKind(kind).value
+    except ValueError:
+        return f"Unknown measurement: {kind!r}"
+    slots: list[str] = []
+    for part in times.replace(";", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", part):
+            return f"Not a time (HH:MM): {part!r}"
+        slots.append(part)
+    if not remove and not slots:
+        return "Give at least one time (HH:MM), or remove the measurement."
+    current = _alerting().monitoring_plan(conn, patient_id=patient_id)
+    items = [
+        {"kind": i.kind, "times": list(i.times), "weekdays": list(i.weekdays), "grace_minutes": i.grace_minutes}
+        for i in current.items
+        if i.kind != kind
+    ]
+    if not remove:
+        items.append(
+            {
+                "kind": kind,
+                "times": sorted(set(slots)),
+                "weekdays": [0, 1, 2, 3, 4, 5, 6],
+                "grace_minutes": grace_minutes,
+            }
+        )
+    try:
+        with conn.transaction():
+            _alerting().set_monitoring_plan(
+                conn,
+                patient_id=patient_id,
+                plan=items,
+                by=f"{user.display_name} ({user.username})",
+                runtime_or_publisher=runtime,
+            )
+    except (AlertingError, ValueError) as exc:
+        return str(exc)
+    return None
 
 
 def passive_intervals(conn: psycopg.Connection, *, patient_id: int) -> list[dict[str, Any]]:

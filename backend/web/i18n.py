@@ -46,6 +46,7 @@ _WORDS: dict[str, tuple[str, str]] = {
     "readings": ("Målinger", "Readings"),
     "reading": ("Måling", "Reading"),
     "details": ("detaljer", "details"),
+    "remove": ("Fjern", "Remove"),
     "measured_at": ("Målt", "Measured"),
     "received_at": ("Modtaget", "Received"),
     "stored_at": ("Gemt", "Stored"),

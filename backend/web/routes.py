@@ -73,8 +73,15 @@ def _safe_next(value: str | None) -> str:
 @router.get("/login")
 def login_page(request: Request, next: str | None = None) -> Response:
     token = secrets.token_urlsafe(16)
-    resp = render(request, None, "login.html", login_csrf=token, next=_safe_next(next), error=None,
-                  demo_logins=_demo_logins(request))
+    resp = render(
+        request,
+        None,
+        "login.html",
+        login_csrf=token,
+        next=_safe_next(next),
+        error=None,
+        demo_logins=_demo_logins(request),
+    )
     resp.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", secure=_secure(request), max_age=3600)
     return resp
 
@@ -104,8 +111,16 @@ def login(
             error, status = t("wrong_login"), 401
     if error is not None:
         token = secrets.token_urlsafe(16)
-        resp = render(request, None, "login.html", status=status, login_csrf=token, next=_safe_next(next),
-                      error=error, demo_logins=_demo_logins(request))
+        resp = render(
+            request,
+            None,
+            "login.html",
+            status=status,
+            login_csrf=token,
+            next=_safe_next(next),
+            error=error,
+            demo_logins=_demo_logins(request),
+        )
         resp.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", secure=_secure(request))
         return resp
     session, _ = create_session(
@@ -392,6 +407,39 @@ def threshold_edit(
         return render(request, p, "error.html", status=400, heading=t("thresholds"), message=error)
     conn.commit()
     return RedirectResponse(f"/patients/{patient_id}#thresholds", 303)
+
+
+@router.post("/patients/{patient_id}/plan")
+def plan_edit(
+    request: Request,
+    p: CurrentPrincipal,
+    conn: Conn,
+    patient_id: int,
+    kind: Annotated[str, Form(max_length=32)],
+    times: Annotated[str, Form(max_length=200)] = "",
+    grace_minutes: Annotated[int, Form(ge=0, le=1440)] = 120,
+    action: Annotated[str, Form()] = "set",
+) -> Response:
+    if (denied := _clinician(request, p)) is not None:
+        return denied
+    patient = _open(request, p, conn, patient_id, "monitoring plan change", detail=f"{kind}: {times or action}")
+    if isinstance(patient, Response):
+        return patient
+    error = alerts_view.edit_plan(
+        conn,
+        runtime=request.app.state.runtime,
+        patient_id=patient_id,
+        kind=kind,
+        times=times,
+        grace_minutes=grace_minutes,
+        user=p.user,
+        remove=(action == "remove"),
+    )
+    if error:
+        t = translator(p.lang)
+        return render(request, p, "error.html", status=400, heading=t("monitoring_plan"), message=error)
+    conn.commit()
+    return RedirectResponse(f"/patients/{patient_id}#plan", 303)
 
 
 @router.post("/patients/{patient_id}/passive")

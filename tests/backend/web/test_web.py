@@ -204,3 +204,38 @@ def test_kvitter_all_green_marks_new_readings_seen(client: Any, world: Any, db: 
         "SELECT seen_by FROM reading_reviews WHERE patient_id = %s", (world.hospital_patient_id,)
     ).fetchone()
     assert row and row[0] == world.specialist
+
+
+def test_monitoring_plan_and_passive_interval_edits(client: Any, world: Any, db: Any) -> None:
+    csrf = web_login(client, world.nurse)
+    pid = world.patient_id
+    r = client.post(
+        f"/patients/{pid}/plan", data={"csrf": csrf, "kind": "weight", "times": "07:30, 19:00", "grace_minutes": "90"}
+    )
+    assert r.status_code == 303
+    stored = db.execute(
+        "SELECT measurements, updated_by FROM monitoring_plans WHERE patient_id = %s", (pid,)
+    ).fetchone()
+    weight = next(m for m in stored[0] if m["kind"] == "weight")
+    assert weight["times"] == ["07:30", "19:00"] and weight["grace_minutes"] == 90 and world.nurse in stored[1]
+    r = client.post(f"/patients/{pid}/plan", data={"csrf": csrf, "kind": "weight", "times": "25:00"})
+    assert r.status_code == 400 and "HH:MM" in r.text
+    r = client.post(f"/patients/{pid}/plan", data={"csrf": csrf, "kind": "weight", "action": "remove"})
+    assert r.status_code == 303
+    stored = db.execute("SELECT measurements FROM monitoring_plans WHERE patient_id = %s", (pid,)).fetchone()
+    assert all(m["kind"] != "weight" for m in stored[0])
+    r = client.post(
+        f"/patients/{pid}/passive",
+        data={"csrf": csrf, "starts": "2026-12-01", "ends": "2026-12-05", "reason": "Indlagt på AUH"},
+    )
+    assert r.status_code == 303
+    page = client.get(f"/patients/{pid}", headers={"accept": "text/html"}).text
+    assert "Indlagt på AUH" in page and "01-12-2026" in page
+    # A nurse cannot change another municipality's patient's plan; the attempt is audited.
+    r = client.post(f"/patients/{world.other_patient_id}/plan", data={"csrf": csrf, "kind": "spo2", "times": "08:00"})
+    assert r.status_code == 403
+    row = db.execute(
+        "SELECT allowed, action FROM audit_log WHERE patient_id = %s ORDER BY id DESC LIMIT 1",
+        (world.other_patient_id,),
+    ).fetchone()
+    assert row == (False, "monitoring plan change")
