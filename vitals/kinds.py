@@ -145,6 +145,21 @@ def spec(kind: MeasurementKind | str) -> KindSpec:
     return KINDS[MeasurementKind(kind)]
 
 
+@dataclass(frozen=True, slots=True)
+class KindFacts:
+    """What checking a reading needs from its kind, computed once from :data:`KINDS`
+    (validation runs per reading at ingest rates; the properties above rebuild tuples)."""
+
+    names: frozenset[str]
+    primary: str
+    unit: str
+
+
+FACTS: dict[MeasurementKind, KindFacts] = {
+    kind: KindFacts(frozenset(k.component_names), k.primary.name, k.unit) for kind, k in KINDS.items()
+}
+
+
 # Conversions the edge applies before sending: the wire carries canonical UCUM units only.
 _TO_CANONICAL: dict[tuple[str, str], tuple[float, float]] = {
     # (from unit, to unit): (factor, offset)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from datetime import time as dtime
 from enum import StrEnum
+from math import isfinite
 from typing import Annotated, Any
 
 from pydantic import (
@@ -36,7 +37,7 @@ from pydantic import (
 )
 
 from vitals.errors import WireError
-from vitals.kinds import MeasurementKind, spec
+from vitals.kinds import FACTS, MeasurementKind, spec
 
 SCHEMA_VERSION = "1.0"
 SUPPORTED_MAJOR = 1
@@ -120,17 +121,17 @@ class Measurement(_Frozen):
 
     @model_validator(mode="after")
     def _values_fit_kind(self) -> Measurement:
-        k = spec(self.kind)
-        names = set(k.component_names)
-        unknown = set(self.values) - names
-        if unknown:
+        k = FACTS[self.kind]
+        values = self.values
+        if not k.names.issuperset(values):
+            unknown = set(values) - k.names
             raise ValueError(f"unknown component(s) {sorted(unknown)} for kind {self.kind.value}")
-        if k.primary.name not in self.values:
-            raise ValueError(f"missing component {k.primary.name!r} for kind {self.kind.value}")
+        if k.primary not in values:
+            raise ValueError(f"missing component {k.primary!r} for kind {self.kind.value}")
         if self.unit != k.unit:
             raise ValueError(f"unit {self.unit!r} is not the canonical {k.unit!r} for {self.kind.value}")
-        for name, v in self.values.items():
-            if v is not None and (v != v or v in (float("inf"), float("-inf"))):
+        for name, v in values.items():
+            if v is not None and not isfinite(v):
                 raise ValueError(f"component {name!r} is not a finite number")
         return self
 

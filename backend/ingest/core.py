@@ -137,11 +137,14 @@ def decide(topic: str, payload: bytes, *, topics: Topics, registry: RegistrySnap
 
 def validate(topic: str, payload: bytes, *, topics: Topics) -> Envelope | DeadLetter:
     """The contract alone: schema (unknown majors included) and topic/payload agent equality."""
-    agent_id: str | None
     try:
         agent_id = topics.parse(topic).agent_id
     except WireError as exc:
         return DeadLetter(topic, None, payload, exc.reason, exc.field)
+    return _validate(topic, agent_id, payload, topics)
+
+
+def _validate(topic: str, agent_id: str, payload: bytes, topics: Topics) -> Envelope | DeadLetter:
     # Fast path: pydantic parses the JSON itself (about twice as fast as json.loads plus
     # validation). Anything it refuses, or an envelope that left out "schema" (which the
     # model would default), goes through the contract's own parser for the exact error.
@@ -214,7 +217,7 @@ def attribute(envelope: Envelope, *, topic: str, payload: bytes, registry: Regis
                 a.patient_id,
                 agent_id,
                 a.device_id,
-                m.kind.value,
+                _KIND_VALUE[m.kind],
                 m.values[_PRIMARY[m.kind]],
                 m.values,
                 m.unit,
@@ -262,6 +265,7 @@ def _attribute_one(
 
 
 _PRIMARY = {kind: k.primary.name for kind, k in KINDS.items()}
+_KIND_VALUE = {kind: kind.value for kind in KINDS}  # Enum.value is a descriptor call per reading
 
 
 def _implausible(m: Measurement) -> str | None:
@@ -282,7 +286,7 @@ def _implausible(m: Measurement) -> str | None:
 def _measurements(
     topic: str, topic_agent: str, payload: bytes, topics: Topics, registry: RegistrySnapshot, now: datetime
 ) -> Decision:
-    env = validate(topic, payload, topics=topics)
+    env = _validate(topic, topic_agent, payload, topics)
     if isinstance(env, DeadLetter):
         return Decision(agent_id=topic_agent, dead_letter=env)
     return attribute(env, topic=topic, payload=payload, registry=registry, now=now)

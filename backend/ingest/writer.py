@@ -1,8 +1,13 @@
 """The storage edge of ingest: one transaction per batch, idempotent on the measurement id.
 
-Accepted readings go in by binary COPY into a temporary table and one
-``INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING``, so a redelivered reading is absorbed
-and only the newly inserted ones are handed on to the rules. Held readings go to
+Accepted readings go in by binary COPY straight into ``measurements``, inside a savepoint.
+A duplicate is rare (a redelivery after a crash or a reconnect), so the common case pays
+for no duplicate check of its own: the unique index on (id, measured_at) is the arbiter. If it
+refuses the COPY, the savepoint is rolled back and the batch goes in the careful way, by COPY
+into a temporary table and one ``INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING``, so a
+redelivered reading is absorbed and only the newly inserted ones are handed on to the rules.
+Two workers storing the same reading at once is safe either way: the second one's insert
+waits on the first one's index entry and then conflicts (or proceeds, if the first rolled back). Held readings go to
 ``rejected_readings`` (idempotent on id as well), dead letters to ``dead_letters``, agent status
 and last-seen to ``agents``. Row locks on agents and devices are always taken in id order, so
 two workers never deadlock on them.
@@ -14,6 +19,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -162,44 +168,27 @@ def write_batch(conn: psycopg.Connection, decisions: Sequence[Decision], *, rece
 def _insert_measurements(conn: psycopg.Connection, accepted: list[AcceptedReading]) -> list[StoredReading]:
     if not accepted:
         return []
-    with conn.cursor() as cur:
-        with cur.copy(f"COPY {_STAGING} ({_COLS}) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types(list(_TYPES))
-            for r in accepted:
-                copy.write_row(
-                    (
-                        r.id,
-                        r.measured_at,
-                        r.patient_id,
-                        r.agent_id,
-                        r.device_id,
-                        r.kind,
-                        r.value,
-                        Jsonb(dict(r.components)),
-                        r.unit,
-                        r.device_clock_trusted,
-                        r.agent_received_at,
-                        list(r.quality),
-                        list(r.flags),
-                        r.user_index,
-                        r.raw_characteristic,
-                        r.raw,
-                    )
-                )
-        cur.execute(
-            f"INSERT INTO measurements ({_COLS}) SELECT {_COLS} FROM {_STAGING} "
-            f"ON CONFLICT DO NOTHING RETURNING id, stored_at"
-        )
-        inserted = {row[0]: row[1] for row in cur.fetchall()}
+    # A redelivery within the batch is one row: the first copy wins, as ON CONFLICT would have it.
+    unique: dict[tuple[object, datetime], AcceptedReading] = {}
+    for r in accepted:
+        unique.setdefault((r.id, r.measured_at), r)
+    rows = list(unique.values())
+    inserted: dict[object, datetime]
+    try:
+        with conn.transaction(), conn.cursor() as cur:
+            _copy(cur, "measurements", rows)
+            # stored_at defaults to now(), the transaction's start: the same for every row.
+            stored_at = cur.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+        inserted = {r.id: stored_at for r in rows}
+    except psycopg.errors.UniqueViolation:
+        inserted = _insert_skipping_duplicates(conn, rows)
     if not inserted:
         return []
     out: list[StoredReading] = []
-    seen: set[object] = set()
-    for r in accepted:
+    for r in rows:
         stored_at = inserted.get(r.id)
-        if stored_at is None or r.id in seen:  # a duplicate, or a redelivery within the batch
+        if stored_at is None:  # a duplicate
             continue
-        seen.add(r.id)
         out.append(
             StoredReading(
                 id=r.id,
@@ -217,6 +206,43 @@ def _insert_measurements(conn: psycopg.Connection, accepted: list[AcceptedReadin
         )
     out.sort(key=lambda s: (s.patient_id, s.measured_at))
     return out
+
+
+def _insert_skipping_duplicates(conn: psycopg.Connection, rows: list[AcceptedReading]) -> dict[object, datetime]:
+    """The careful path: only rows not already stored go in; returns id -> stored_at of those."""
+    with conn.cursor() as cur:
+        _copy(cur, _STAGING, rows)
+        cur.execute(
+            f"INSERT INTO measurements ({_COLS}) SELECT {_COLS} FROM {_STAGING} "
+            f"ON CONFLICT DO NOTHING RETURNING id, stored_at"
+        )
+        return {row[0]: row[1] for row in cur.fetchall()}
+
+
+def _copy(cur: psycopg.Cursor[Any], table: str, rows: list[AcceptedReading]) -> None:
+    with cur.copy(f"COPY {table} ({_COLS}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(list(_TYPES))
+        for r in rows:
+            copy.write_row(
+                (
+                    r.id,
+                    r.measured_at,
+                    r.patient_id,
+                    r.agent_id,
+                    r.device_id,
+                    r.kind,
+                    r.value,
+                    Jsonb(dict(r.components)),
+                    r.unit,
+                    r.device_clock_trusted,
+                    r.agent_received_at,
+                    list(r.quality),
+                    list(r.flags),
+                    r.user_index,
+                    r.raw_characteristic,
+                    r.raw,
+                )
+            )
 
 
 def _update_agents(
