@@ -78,3 +78,13 @@ def pool(database_url: str) -> Iterator[Any]:
         yield p
     finally:
         p.close()
+
+
+@pytest.fixture
+def own_db_url(empty_database_url: str) -> str:
+    """A migrated database of this test's own: the catch-up job looks at every stored reading,
+    so it must not see the rest of the session's."""
+    from backend.store import migrate
+
+    migrate(empty_database_url)
+    return empty_database_url
