@@ -22,7 +22,6 @@ import random
 import secrets
 import statistics
 import sys
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -164,32 +163,33 @@ def _p95(xs: list[float]) -> float:
 
 
 def measure(url: str, *, iterations: int) -> dict[str, float]:
-    import httpx
-    import uvicorn
-
-    from backend.app import create_app
-    from backend.settings import Settings
-
-    settings = Settings(
-        database_url=url,
-        demo=False,
-        secret_key=secrets.token_urlsafe(32),
-        run_ingest=False,
-        run_scheduler=False,
-        pool_min_size=2,
-        pool_max_size=4,
-    )
-    app = create_app(settings, migrate_on_start=False)
     import socket
+    import subprocess
+
+    import httpx
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
+    # The app in its own process (as deployed), so this client does not share its GIL.
+    env = {**os.environ, "NEARCARE_DATABASE_URL": url, "NEARCARE_SECRET_KEY": secrets.token_urlsafe(32),
+           "NEARCARE_DEMO": "false", "NEARCARE_RUN_INGEST": "false", "NEARCARE_RUN_SCHEDULER": "false",
+           "NEARCARE_POOL_MIN_SIZE": "2", "NEARCARE_POOL_MAX_SIZE": "4"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--factory", "backend.app:create_app", "--host", "127.0.0.1",
+         "--port", str(port), "--log-level", "warning"],
+        env=env, cwd=str(Path(__file__).resolve().parent.parent))
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or server.poll() is not None:
+            server.kill()
+            raise RuntimeError("the app did not start")
+        time.sleep(0.2)
     base = f"http://127.0.0.1:{port}"
     out: dict[str, float] = {}
     try:
@@ -258,8 +258,8 @@ def measure(url: str, *, iterations: int) -> dict[str, float]:
                 "baseline_p50_ms": statistics.median(baseline), "baseline_p95_ms": _p95(baseline),
             }
     finally:
-        server.should_exit = True
-        thread.join(20)
+        server.terminate()
+        server.wait(30)
     return out
 
 

@@ -33,9 +33,19 @@ class Principal:
 
 
 def get_conn(request: Request) -> Iterator[psycopg.Connection]:
-    """A pooled connection for one request; committed when the request succeeds."""
+    """A pooled connection for one request; committed when the request succeeds.
+
+    Statements are not server-side prepared for web requests: a query written with optional
+    filters, ``(%s IS NULL OR col = ANY(%s))``, gets a generic plan from PostgreSQL after a few
+    runs as a prepared statement, and that plan cannot use the index for the filter (measured:
+    the worklist's alert query went from 14 to 54 ms). Planning each time costs ~0.1 ms."""
     with request.app.state.runtime.pool.connection() as conn:
-        yield conn
+        before = conn.prepare_threshold
+        conn.prepare_threshold = None
+        try:
+            yield conn
+        finally:
+            conn.prepare_threshold = before
 
 
 Conn = Annotated[psycopg.Connection, Depends(get_conn)]
