@@ -155,6 +155,7 @@ class AlertEngine:
         for pid, rid in actives:
             per_patient[pid].add(rid)
         in_force_json: dict[tuple[int, str, tuple[str, ...]], str] = {}
+        fired_json: dict[tuple[tuple[str, str | None], ...], str] = {}
         for r in readings:
             patient = patients.get(r.patient_id)
             if patient is None:
@@ -179,8 +180,11 @@ class AlertEngine:
             if in_force is None:
                 in_force = in_force_json[force_key] = json.dumps({f.rule_id: f.thresholds for f in findings},
                                                                  default=float)
-            fired = {f.rule_id: f.severity for f in findings if f.fired}
-            batch.evaluations.append((r.id, r.patient_id, r.measured_at, now, in_force, json.dumps(fired)))
+            fired_key = tuple((f.rule_id, f.severity) for f in findings if f.fired)
+            fired = fired_json.get(fired_key)
+            if fired is None:
+                fired = fired_json[fired_key] = json.dumps(dict(fired_key))
+            batch.evaluations.append((r.id, r.patient_id, r.measured_at, now, in_force, fired))
             for f in findings:
                 key = (r.patient_id, f.rule_id)
                 active = actives.get(key)

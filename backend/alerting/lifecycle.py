@@ -535,10 +535,11 @@ def repeat_breach(active: Alert, *, finding: Finding, reading_id: uuid.UUID | No
     assert finding.severity is not None
     if SEVERITY_RANK[finding.severity] < SEVERITY_RANK[active.severity]:
         return None
-    kept = [*(i for i in active.reading_ids if i != reading_id), *([reading_id] if reading_id else [])]
+    # The engine decides each reading once (skipped if already evaluated), so it is never in the list yet.
+    kept = (*active.reading_ids, reading_id) if reading_id else active.reading_ids
     return dataclasses.replace(
         active, updated_at=now, last_value=finding.value, last_reading_id=reading_id or active.last_reading_id,
-        reading_ids=tuple(kept[-KEEP_READING_IDS:]), breach_count=active.breach_count + 1,
+        reading_ids=kept[-KEEP_READING_IDS:], breach_count=active.breach_count + 1,
         thresholds=dict(finding.thresholds), detail=dict(finding.detail),
     )
 
