@@ -112,14 +112,27 @@ class AlertEngine:
     def _process(self, conn: psycopg.Connection[Any], readings: Sequence[StoredReading]) -> None:
         now = self.clock.now()
         self.teams.refresh(conn)
+        self.thresholds.refresh(conn)
         with conn.transaction():
             pids = sorted({r.patient_id for r in readings})
-            lifecycle.lock_patients(conn, pids)
-            # Under the patients' locks: a reading the queue and the catch-up job both hand in
-            # (or a redelivery) is decided once, so it never opens or notifies twice.
-            done = {row[0] for row in conn.execute(
-                "SELECT measurement_id FROM reading_evaluations WHERE measurement_id = ANY(%s)",
-                ([r.id for r in readings],)).fetchall()}
+            # One round trip for the lock and everything the batch reads: the server runs the
+            # statements in order, so each read takes its snapshot after the locks are held.
+            with conn.pipeline():
+                lifecycle.lock_patients(conn, pids)
+                # Under the patients' locks: a reading the queue and the catch-up job both hand
+                # in (or a redelivery) is decided once, so it never opens or notifies twice.
+                done_cur = conn.execute("SELECT measurement_id FROM reading_evaluations WHERE measurement_id = ANY(%s)",
+                                        ([r.id for r in readings],))
+                patients_cur = lifecycle.query_patients(conn, pids)
+                overrides_cur = self.thresholds.query_overrides(conn, pids)
+                baselines_cur = _query_baselines(conn, pids)
+                actives_cur = lifecycle.query_active_alerts(conn, pids)
+                done = {row[0] for row in done_cur.fetchall()}
+                patients = lifecycle.patients_from_rows(patients_cur.fetchall())
+                overrides = self.thresholds.overrides_from_rows(
+                    {pid: p.programme for pid, p in patients.items()}, overrides_cur.fetchall())
+                baselines = _baselines_from_rows(baselines_cur.fetchall())
+                actives, in_range = lifecycle.active_alerts_from_rows(actives_cur.fetchall())
             fresh: list[StoredReading] = []
             for r in readings:
                 if r.id not in done:
@@ -128,10 +141,6 @@ class AlertEngine:
             self.skipped += len(readings) - len(fresh)
             if not fresh:
                 return
-            patients = lifecycle.load_patients(conn, pids)
-            overrides = self.thresholds.overrides_for(conn, pids)
-            baselines = _load_baselines(conn, pids)
-            actives, in_range = lifecycle.active_alerts_with_counts(conn, pids)
             history = self._load_history(conn, fresh, patients)
             batch = _BatchWrites(in_range=in_range)
             with conn.pipeline():
@@ -450,14 +459,15 @@ class _BatchWrites:
         self._notify.clear()
 
 
-def _load_baselines(conn: psycopg.Connection[Any], pids: Sequence[int]) -> dict[int, dict[tuple[str, str], Baseline]]:
-    rows = conn.execute(
+def _query_baselines(conn: psycopg.Connection[Any], pids: Sequence[int]) -> psycopg.Cursor[Any]:
+    return conn.execute(
         "SELECT patient_id, kind, component, mean, sd, n_days, last_day FROM patient_baselines"
         " WHERE patient_id = ANY(%s)", (list(pids),),
-    ).fetchall()
+    )
+
+
+def _baselines_from_rows(rows: Sequence[Any]) -> dict[int, dict[tuple[str, str], Baseline]]:
     out: dict[int, dict[tuple[str, str], Baseline]] = defaultdict(dict)
     for pid, kind, comp, mean, sd, n, last in rows:
         out[int(pid)][(kind, comp)] = Baseline(mean, sd, n, last)
     return out
-
-

@@ -63,10 +63,17 @@ class PatientInfo:
 
 
 def load_patients(conn: psycopg.Connection[Any], ids: Iterable[int]) -> dict[int, PatientInfo]:
-    rows = conn.execute(
+    return patients_from_rows(query_patients(conn, ids).fetchall())
+
+
+def query_patients(conn: psycopg.Connection[Any], ids: Iterable[int]) -> psycopg.Cursor[Any]:
+    return conn.execute(
         "SELECT id, name, external_ref, programme, municipality, department FROM patients WHERE id = ANY(%s)",
         (list(ids),),
-    ).fetchall()
+    )
+
+
+def patients_from_rows(rows: Sequence[Any]) -> dict[int, PatientInfo]:
     return {int(r[0]): PatientInfo(int(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in rows}
 
 
@@ -199,15 +206,18 @@ def active_alerts(conn: psycopg.Connection[Any], patient_ids: Sequence[int]) -> 
     return {(r["patient_id"], r["rule_id"]): alert_from_row(r) for r in rows}
 
 
-def active_alerts_with_counts(
-    conn: psycopg.Connection[Any], patient_ids: Sequence[int],
+def query_active_alerts(conn: psycopg.Connection[Any], patient_ids: Sequence[int]) -> psycopg.Cursor[Any]:
+    """For :func:`active_alerts_from_rows` (fetch later: pipeline mode)."""
+    return conn.cursor(row_factory=dict_row).execute(
+        f"SELECT {_ALERT_COLS}, in_range_count FROM alerts WHERE patient_id = ANY(%s) AND state <> 'resolved'",
+        (list(patient_ids),),
+    )
+
+
+def active_alerts_from_rows(
+    rows: Sequence[Mapping[str, Any]],
 ) -> tuple[dict[tuple[int, str], Alert], dict[int, int]]:
     """The unresolved alerts of these patients, and each one's count of readings back in range."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(
-            f"SELECT {_ALERT_COLS}, in_range_count FROM alerts WHERE patient_id = ANY(%s) AND state <> 'resolved'",
-            (list(patient_ids),),
-        ).fetchall()
     return ({(r["patient_id"], r["rule_id"]): alert_from_row(r) for r in rows},
             {int(r["id"]): int(r["in_range_count"]) for r in rows})
 

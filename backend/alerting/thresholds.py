@@ -36,6 +36,28 @@ class ThresholdCache:
         with self._lock:
             self._at = -1e9
 
+    def refresh(self, conn: psycopg.Connection[Any]) -> None:
+        """Re-read the programme changes if the cached ones are older than the TTL."""
+        self._refresh(conn)
+
+    def query_overrides(self, conn: psycopg.Connection[Any], pids: Iterable[int]) -> psycopg.Cursor[Any]:
+        """For :meth:`overrides_from_rows` (fetch later: pipeline mode)."""
+        return conn.execute(
+            "SELECT patient_id, rule_id, field, value FROM alert_threshold_overrides WHERE patient_id = ANY(%s)",
+            (list(pids),),
+        )
+
+    def overrides_from_rows(self, programmes: Mapping[int, str],
+                            rows: Iterable[Any]) -> dict[int, dict[str, dict[str, float]]]:
+        """patient -> rule -> field -> value: programme changes (cached), then the patient's own."""
+        out: dict[int, dict[str, dict[str, float]]] = {}
+        for pid, prog in programmes.items():
+            base = self._programme.get(prog, {})
+            out[int(pid)] = {rid: dict(f) for rid, f in base.items()}
+        for pid, rid, field, value in rows:
+            out.setdefault(int(pid), {}).setdefault(rid, {})[field] = float(value)
+        return out
+
     def _refresh(self, conn: psycopg.Connection[Any]) -> None:
         with self._lock:
             if time.monotonic() - self._at < self._ttl:
