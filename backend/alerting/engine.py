@@ -121,8 +121,11 @@ class AlertEngine:
                 lifecycle.lock_patients(conn, pids)
                 # Under the patients' locks: a reading the queue and the catch-up job both hand
                 # in (or a redelivery) is decided once, so it never opens or notifies twice.
-                done_cur = conn.execute("SELECT measurement_id FROM reading_evaluations WHERE measurement_id = ANY(%s)",
-                                        ([r.id for r in readings],))
+                # Ids as a JSON array: psycopg quotes array parameters element by element.
+                done_cur = conn.execute(
+                    "SELECT measurement_id FROM reading_evaluations WHERE measurement_id IN"
+                    " (SELECT jsonb_array_elements_text(%s::jsonb)::uuid)",
+                    (json.dumps([str(r.id) for r in readings]),))
                 patients_cur = lifecycle.query_patients(conn, pids)
                 overrides_cur = self.thresholds.query_overrides(conn, pids)
                 baselines_cur = _query_baselines(conn, pids)
@@ -146,14 +149,16 @@ class AlertEngine:
             with conn.pipeline():
                 self._decide_all(conn, fresh, patients, overrides, baselines, actives, history, now, batch)
                 batch.flush(conn, now)
-            with conn.cursor() as cur, cur.copy(
-                "COPY reading_evaluations (measurement_id, patient_id, measured_at, evaluated_at, thresholds,"
-                " fired) FROM STDIN"
-            ) as copy:
-                for row in batch.evaluations:
-                    copy.write_row(row)
-            conn.execute("DELETE FROM alert_evaluation_failures WHERE measurement_id = ANY(%s)",
-                         ([r.id for r in fresh],))
+                # The evaluation rows (and the end of any recorded failure) in one statement,
+                # queued with the rest: no round trip of its own.
+                conn.execute(
+                    "WITH x AS (SELECT * FROM jsonb_to_recordset(%s::jsonb) AS x(m uuid, p bigint, at timestamptz,"
+                    "  t jsonb, f jsonb)),"
+                    " d AS (DELETE FROM alert_evaluation_failures WHERE measurement_id IN (SELECT m FROM x))"
+                    " INSERT INTO reading_evaluations (measurement_id, patient_id, measured_at, evaluated_at,"
+                    " thresholds, fired) SELECT m, p, at, %s, t, f FROM x",
+                    (batch.evaluations_json(), now),
+                )
 
     def _decide_all(self, conn: psycopg.Connection[Any], readings: Sequence[StoredReading],
                     patients: Mapping[int, lifecycle.PatientInfo], overrides: Mapping[int, Any],
@@ -193,7 +198,9 @@ class AlertEngine:
             fired = fired_json.get(fired_key)
             if fired is None:
                 fired = fired_json[fired_key] = json.dumps(dict(fired_key))
-            batch.evaluations.append((r.id, r.patient_id, r.measured_at, now, in_force, fired))
+            # Built as text: the thresholds and severities are JSON already, ids and times need no escaping.
+            batch.evaluations.append(f'{{"m":"{r.id}","p":{int(r.patient_id)},"at":"{r.measured_at.isoformat()}",'
+                                     f'"t":{in_force},"f":{fired}}}')
             for f in findings:
                 key = (r.patient_id, f.rule_id)
                 active = actives.get(key)
@@ -426,7 +433,7 @@ class _BatchWrites:
     rows, and per alert its latest state and in-range count."""
 
     def __init__(self, *, in_range: dict[int, int]) -> None:
-        self.evaluations: list[tuple[Any, ...]] = []
+        self.evaluations: list[str] = []
         self.opened: list[tuple[lifecycle.Alert, dict[str, str], str]] = []
         self.in_range = in_range
         self._alerts: dict[int, lifecycle.Alert] = {}
@@ -437,6 +444,9 @@ class _BatchWrites:
         self.in_range[alert.id] = in_range
         if notify:
             self._notify.add(alert.id)
+
+    def evaluations_json(self) -> str:
+        return "[" + ",".join(self.evaluations) + "]"
 
     def flush_opened(self, conn: psycopg.Connection[Any]) -> None:
         """Before a lifecycle step that reads the patient's alerts from the database."""
