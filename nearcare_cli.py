@@ -29,7 +29,9 @@ app.add_typer(rules_app, name="rules", help="Alert rules and routing: check, tes
 def demo(
     citizens: int = typer.Option(12, help="How many simulated citizens to run."),
     port: int = typer.Option(8000, help="HTTP port of the clinician web app."),
-    speed: float = typer.Option(600.0, help="Simulated seconds per real second."),
+    speed: float = typer.Option(
+        3600.0, help="Simulated seconds per real second while the last 3 days replay; then real time."
+    ),
 ) -> None:
     """Run the whole platform on embedded defaults with simulated devices and citizens."""
     from backend.demo import run_demo

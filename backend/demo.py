@@ -18,7 +18,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
-def run_demo(*, citizens: int = 12, port: int = 8000, speed: float = 600.0) -> None:
+def run_demo(*, citizens: int = 12, port: int = 8000, speed: float = 3600.0) -> None:
     import uvicorn
 
     from backend.app import create_app
