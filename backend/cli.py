@@ -46,6 +46,8 @@ def run(
         host=host or settings.http_host,
         port=port or settings.http_port,
         log_level="info",
+        # Live worklist streams (server-sent events) would otherwise hold a shutdown open.
+        timeout_graceful_shutdown=10,
     )
 
 
