@@ -317,8 +317,9 @@ def copy_rows(decisions: list[Any]) -> list[tuple[Any, ...]]:
 
 
 def writer_paths(db_url: str, decisions: list[Any], batch: int) -> tuple[float, float]:
-    """The writer alone, same rows: COPY into staging + INSERT…SELECT ON CONFLICT (what ingest
-    does) against executemany of a multi-row INSERT … ON CONFLICT DO NOTHING."""
+    """The writer alone, same rows: write_batch (COPY straight into measurements; the
+    ON CONFLICT path only after a unique violation) against executemany of a multi-row
+    INSERT … ON CONFLICT DO NOTHING."""
     from psycopg.types.json import Jsonb
 
     n = sum(len(d.accepted) for d in decisions)

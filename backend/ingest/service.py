@@ -86,7 +86,8 @@ class _BufferedSocket:
 
     __slots__ = ("_buf", "_pos", "_sock")
 
-    CHUNK = 256 * 1024
+    CHUNK = 64 * 1024
+    """Below glibc's mmap threshold: a larger recv buffer is mapped and unmapped on every call."""
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
