@@ -256,3 +256,49 @@ def private_broker() -> Iterator[PrivateBroker]:
         broker.stop()
         if broker.workdir:
             shutil.rmtree(broker.workdir, ignore_errors=True)
+
+
+# ---- a live app for the web, API and browser tests (tests/backend/web/_support.py) ----------
+# Module-scoped: one uvicorn server and one small world of teams, users and patients per module.
+
+
+@pytest.fixture(scope="module")
+def module_settings(database_url: str, mqtt_url: str, topics: Topics):  # type: ignore[no-untyped-def]
+    from backend.settings import Settings
+
+    group = f"ingest-{secrets.token_hex(3)}"
+    pool = {"pool_min_size": 1, "pool_max_size": 4}
+    return Settings(database_url=database_url, mqtt_url=mqtt_url, topic_root=topics.root, ingest_group=group,
+                    demo=True, **pool)
+
+
+@pytest.fixture(scope="module")
+def world(database_url: str):  # type: ignore[no-untyped-def]
+    import psycopg
+
+    from tests.backend.web._support import build_world
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        return build_world(conn)
+
+
+@pytest.fixture(scope="module")
+def live_state() -> dict[str, object]:
+    """Extra ``app.state`` for the live server (a test folder's conftest may override it)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def live(module_settings, world, live_state):  # type: ignore[no-untyped-def]
+    from tests.backend.web._support import LiveServer
+
+    with LiveServer(module_settings, **live_state) as server:
+        yield server
+
+
+@pytest.fixture
+def client(live):  # type: ignore[no-untyped-def]
+    import httpx
+
+    with httpx.Client(base_url=live.url, follow_redirects=False, timeout=30) as c:
+        yield c

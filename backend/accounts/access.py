@@ -1,9 +1,8 @@
-"""Opening a patient's record: the scope check and the audit row, always together."""
+"""Opening a patient's record: the scope check and the audit row, always together.
+
+The patient row is the registry's (:class:`backend.registry.Patient`), re-exported here."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
-from datetime import date
 
 import psycopg
 
@@ -11,24 +10,13 @@ from backend import audit
 from backend.accounts.model import AccessDenied, User
 from backend.accounts.scope import can_read_patient
 from backend.errors import BackendError
+from backend.registry import Patient, RegistryNotFound, get_patient
 
 
 class PatientNotFound(BackendError):
     def __init__(self, patient_id: int) -> None:
         super().__init__(f"no patient {patient_id}")
         self.patient_id = patient_id
-
-
-@dataclass(frozen=True, slots=True)
-class Patient:
-    id: int
-    external_ref: str
-    name: str
-    birth_date: date | None
-    programme: str
-    municipality: str
-    department: str | None
-    active: bool
 
 
 def open_patient(
@@ -43,12 +31,9 @@ def open_patient(
     """The patient row if ``user`` may read it, with an audit row either way.
 
     A refusal (and a look-up of an unknown id) is committed at once, then raised."""
-    row = conn.execute(
-        "SELECT id, external_ref, name, birth_date, programme, municipality, department, active"
-        " FROM patients WHERE id = %s",
-        (patient_id,),
-    ).fetchone()
-    if row is None:
+    try:
+        patient = get_patient(conn, patient_id=patient_id)
+    except RegistryNotFound:
         audit.record(
             conn,
             actor=user,
@@ -59,8 +44,7 @@ def open_patient(
             remote_addr=remote_addr,
             commit=True,
         )
-        raise PatientNotFound(patient_id)
-    patient = Patient(*row)
+        raise PatientNotFound(patient_id) from None
     ok, why = can_read_patient(
         user, patient_id=patient.id, municipality=patient.municipality, department=patient.department
     )
@@ -81,3 +65,6 @@ def open_patient(
         conn, actor=user, patient_id=patient.id, action=action, detail=detail, remote_addr=remote_addr, commit=True
     )
     return patient
+
+
+__all__ = ["Patient", "PatientNotFound", "open_patient"]

@@ -12,6 +12,7 @@ import psycopg
 from fastapi import Depends, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
+from backend import audit
 from backend.accounts.model import Role, User
 from backend.accounts.store import session_user, token_user
 
@@ -53,6 +54,13 @@ Conn = Annotated[psycopg.Connection, Depends(get_conn)]
 
 def remote_addr(request: Request) -> str | None:
     return request.client.host if request.client else None
+
+
+def audit_overview(request: Request, p: Principal, conn: psycopg.Connection, *, action: str, detail: str) -> None:
+    """Audit a look at a list that names no single patient (worklist, patient list, population)."""
+    audit.record(
+        conn, actor=p.user, patient_id=None, action=action, detail=detail, remote_addr=remote_addr(request), commit=True
+    )
 
 
 def _lookup(request: Request) -> Principal | None:

@@ -13,7 +13,7 @@ import logging
 import re
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -339,10 +339,28 @@ def alert_patient(conn: psycopg.Connection, *, alert_id: int) -> int | None:
 
 
 def acknowledge(conn: psycopg.Connection, *, runtime: Any, alert_id: int, user: User, note: str) -> Any:
-    by = f"{user.display_name} ({user.username})"
     return _alerting().acknowledge(
-        conn, alert_id=alert_id, by=by, note=note.strip(), runtime_or_publisher=runtime, topics=runtime.settings.topics
+        conn,
+        alert_id=alert_id,
+        by=_by(user),
+        note=note.strip(),
+        runtime_or_publisher=runtime,
+        topics=runtime.settings.topics,
     )
+
+
+def _by(user: User) -> str:
+    return f"{user.display_name} ({user.username})"
+
+
+def resolve(conn: psycopg.Connection, *, alert_id: int, user: User, note: str) -> Any:
+    """Afslut an alert by hand, with the clinician's note (alerting refuses an already resolved one)."""
+    return _alerting().resolve(conn, alert_id=alert_id, by=_by(user), note=note.strip())
+
+
+def snooze(conn: psycopg.Connection, *, alert_id: int, user: User, until: datetime, reason: str) -> Any:
+    """Udsæt an alert until ``until`` with a reason (alerting refuses a past expiry or an empty reason)."""
+    return _alerting().snooze(conn, alert_id=alert_id, until=until, reason=reason.strip(), by=_by(user))
 
 
 def _history(conn: psycopg.Connection, *, patient_id: int) -> list[dict[str, Any]]:
@@ -375,6 +393,84 @@ def _history(conn: psycopg.Connection, *, patient_id: int) -> list[dict[str, Any
         )
     out.sort(key=lambda r: r["at"], reverse=True)
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryLine:
+    """One line of an alert's story: a transition, or a run of repeated "updated" ones folded."""
+
+    at: datetime
+    transition: str
+    state: str
+    by: str | None
+    note: str | None
+    team: str | None
+    value: float | None
+    count: int = 1
+    first_at: datetime | None = None
+    """For a folded run: when its first repeat happened (``at`` is the latest)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AlertStory:
+    """An alert with its transitions that matter, newest first, for the patient page."""
+
+    alert_id: int
+    title: str
+    severity: str
+    state: str
+    lines: tuple[HistoryLine, ...]
+    transitions: int
+    """How many transitions the full history has (the lines fold some of them)."""
+
+
+REPEATS = frozenset({"updated"})
+"""Transitions that only repeat a breach: folded into one line with a count and the latest value."""
+
+
+def summarise_history(rows: list[dict[str, Any]]) -> list[AlertStory]:
+    """Per alert (the one with the newest activity first), its transitions newest first, with
+    each unbroken run of repeat breaches folded into one line. ``rows`` is :func:`_history`'s
+    output (newest first); nothing is dropped: the counts add up to ``len(rows)``."""
+    order: list[int] = []
+    per_alert: dict[int, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r["alert_id"] not in per_alert:
+            order.append(r["alert_id"])
+            per_alert[r["alert_id"]] = []
+        per_alert[r["alert_id"]].append(r)
+    stories = []
+    for alert_id in order:
+        lines: list[HistoryLine] = []
+        for r in per_alert[alert_id]:
+            last = lines[-1] if lines else None
+            if r["transition"] in REPEATS and last is not None and last.transition == r["transition"]:
+                # Newest first: the line keeps the latest time and value; the run reaches back to r.
+                lines[-1] = replace(last, count=last.count + 1, first_at=r["at"])
+                continue
+            lines.append(
+                HistoryLine(
+                    at=r["at"],
+                    transition=r["transition"],
+                    state=r["state"],
+                    by=r["by"],
+                    note=r["note"],
+                    team=r["team"],
+                    value=r["value"],
+                )
+            )
+        newest = per_alert[alert_id][0]
+        stories.append(
+            AlertStory(
+                alert_id=alert_id,
+                title=newest["title"],
+                severity=newest["severity"],
+                state=newest["state"],
+                lines=tuple(lines),
+                transitions=len(per_alert[alert_id]),
+            )
+        )
+    return stories
 
 
 def history_json(conn: psycopg.Connection, *, patient_id: int) -> list[dict[str, Any]]:
@@ -510,6 +606,7 @@ def patient_panels(conn: psycopg.Connection, *, patient_id: int) -> dict[str, An
     if not available():
         return {
             "alert_history": None,
+            "alert_stories": None,
             "thresholds": None,
             "threshold_audit": None,
             "plan": None,
@@ -541,8 +638,10 @@ def patient_panels(conn: psycopg.Connection, *, patient_id: int) -> dict[str, An
         }
         for c in a.threshold_audit(conn, patient_id=patient_id)
     ]
+    history = _history(conn, patient_id=patient_id)
     return {
-        "alert_history": _history(conn, patient_id=patient_id),
+        "alert_history": history,
+        "alert_stories": summarise_history(history),
         "thresholds": thresholds(conn, patient_id=patient_id),
         "threshold_audit": audit_rows,
         "plan": plan,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from typing import Annotated, Any
-from uuid import UUID
+from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from backend.accounts.access import Patient
+from backend.api.clinical import PatientSummary, Reading, Rejected, Series, Trend
+from backend.audit import AuditEntry
 
 # PostgreSQL text cannot hold NUL; refusing it at the edge keeps bad input a 422, not a 500.
 Text = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$", max_length=2000)]
@@ -42,63 +45,15 @@ class UserOut(_Out):
     lang: str
 
 
-class PatientSummaryOut(_Out):
-    id: int
-    external_ref: str
-    name: str
-    programme: str
-    municipality: str
-    department: str | None
-    last_measured_at: datetime | None
-
-
-class PatientOut(_Out):
-    id: int
-    external_ref: str
-    name: str
-    birth_date: date | None
-    programme: str
-    municipality: str
-    department: str | None
-    active: bool
-
-
-class SeriesOut(_Out):
-    component: str
-    label: str
-    unit: str
-    t: list[float]
-    value: list[float | None]
-    low: list[float | None]
-    high: list[float | None]
-
-
-class TrendOut(_Out):
-    kind: str
-    label: str
-    range: str
-    resolution: str
-    start: datetime
-    end: datetime
-    series: list[SeriesOut]
-
-
-class ReadingOut(_Out):
-    id: UUID
-    kind: str
-    components: dict[str, Any]
-    unit: str
-    measured_at: datetime
-    agent_received_at: datetime
-    stored_at: datetime
-    device_clock_trusted: bool
-    quality: list[str]
-    flags: list[str]
-    agent_id: str
-    device_id: int | None
-    device_model: str | None
-    device_address: str | None
-    user_index: int | None
+# The API's bodies for patients, trends, readings and audit rows are the service modules' own frozen
+# dataclasses (FastAPI builds their schemas): one definition, so the API cannot drift from the data.
+PatientSummaryOut = PatientSummary
+PatientOut = Patient
+SeriesOut = Series
+TrendOut = Trend
+ReadingOut = Reading
+RejectedOut = Rejected
+AuditOut = AuditEntry
 
 
 class ReadingDetailOut(_Out):
@@ -111,33 +66,21 @@ class ReadingDetailOut(_Out):
     clock_offset_s: float
 
 
-class RejectedOut(_Out):
-    id: UUID
-    measured_at: datetime | None
-    kind: str
-    components: dict[str, Any]
-    unit: str | None
-    reason: str
-    agent_id: str
-    device_address: str | None
-    stored_at: datetime
-    reviewed_by: str | None
-
-
-class AuditOut(_Out):
-    id: int
-    at: datetime
-    actor: str
-    actor_role: str
-    patient_id: int | None
-    action: str
-    detail: str | None
-    remote_addr: str | None
-    allowed: bool
-
-
 class AcknowledgeIn(BaseModel):
     note: Text = ""
+
+
+# Something besides white space, no NUL: a note or reason that says nothing is refused (422).
+Said = Annotated[str, StringConstraints(pattern=r"^[^\x00]*\S[^\x00]*$", min_length=1, max_length=2000)]
+
+
+class ResolveIn(BaseModel):
+    note: Said
+
+
+class SnoozeIn(BaseModel):
+    until: AwareDatetime = Field(description="When the snooze ends, with its time zone; must be in the future")
+    reason: Said
 
 
 class ThresholdIn(BaseModel):

@@ -6,6 +6,7 @@ which checks the scope and writes the audit row."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -15,7 +16,7 @@ from fastapi.responses import JSONResponse, Response
 
 from backend import audit
 from backend.accounts.access import Patient, PatientNotFound, open_patient
-from backend.accounts.deps import Conn, CurrentPrincipal, Principal, remote_addr
+from backend.accounts.deps import Conn, CurrentPrincipal, Principal, audit_overview, remote_addr
 from backend.accounts.model import AccessDenied, AuthError, RateLimited, Role
 from backend.accounts.store import authenticate, create_api_token
 from backend.api import alerts, clinical, schemas
@@ -87,15 +88,7 @@ def patients(
     if p.user.role is Role.ADMIN:
         raise HTTPException(403, "admins see no clinical data")
     rows = clinical.list_patients(conn, user=p.user, search=q, limit=limit, offset=offset)
-    audit.record(
-        conn,
-        actor=p.user,
-        patient_id=None,
-        action="api patient list",
-        detail=f"{len(rows)} shown",
-        remote_addr=remote_addr(request),
-        commit=True,
-    )
+    audit_overview(request, p, conn, action="api patient list", detail=f"{len(rows)} shown")
     return rows
 
 
@@ -148,15 +141,7 @@ def reading(
     d = clinical.reading_detail(conn, patient_id=patient_id, reading_id=reading_id)
     if d is None:
         raise HTTPException(404, "no such reading for this patient")
-    return schemas.ReadingDetailOut(
-        reading=schemas.ReadingOut.model_validate(d.reading),
-        raw_hex=d.raw_hex,
-        raw_characteristic=d.raw_characteristic,
-        device_manufacturer=d.device_manufacturer,
-        device_serial=d.device_serial,
-        device_firmware=d.device_firmware,
-        clock_offset_s=d.clock_offset_s,
-    )
+    return schemas.ReadingDetailOut.model_validate(d)
 
 
 @router.get("/patients/{patient_id}/rejected", response_model=list[schemas.RejectedOut], responses=_ERRORS)
@@ -200,20 +185,38 @@ def worklist(request: Request, p: CurrentPrincipal, conn: Conn, team: ShortText 
     """One row per patient: worst open severity first, then oldest."""
     _clinician(p)
     view = alerts.worklist(conn, user=p.user, team_key=team)
-    audit.record(
-        conn,
-        actor=p.user,
-        patient_id=None,
-        action="api worklist",
-        detail=f"{len(view.rows)} patients",
-        remote_addr=remote_addr(request),
-        commit=True,
-    )
+    audit_overview(request, p, conn, action="api worklist", detail=f"{len(view.rows)} patients")
     # Serialised here, not by FastAPI's generic encoder, which dominated this hot endpoint.
     return Response(json.dumps(alerts.worklist_json(view)), media_type="application/json")
 
 
-@router.post("/alerts/{alert_id}/acknowledge", responses={**_ERRORS, 409: {"description": "Not open"}})
+def _change_alert(
+    request: Request, p: Principal, conn: Any, alert_id: int, *, action: str, change: Callable[[], object]
+) -> None:
+    """A clinician's change to one alert: scope check and audit row on its patient, the change
+    (alerting's refusal is a 409), commit."""
+    _clinician(p)
+    patient_id = alerts.alert_patient(conn, alert_id=alert_id)
+    if patient_id is None:
+        raise HTTPException(404, "no such alert")
+    _open(request, p, conn, patient_id, action, detail=f"alert {alert_id}")
+    from backend.alerting import AlertingError
+
+    try:
+        change()
+    except AlertingError as exc:
+        raise HTTPException(409, str(exc)) from exc
+    conn.commit()
+
+
+_ALERT_CHANGE: dict[int | str, dict[str, Any]] = {
+    **_ERRORS,
+    404: {"description": "No such alert"},
+    409: {"description": "Refused by the alert's state"},
+}
+
+
+@router.post("/alerts/{alert_id}/acknowledge", responses=_ALERT_CHANGE)
 def acknowledge(
     request: Request,
     p: CurrentPrincipal,
@@ -222,19 +225,57 @@ def acknowledge(
     body: schemas.AcknowledgeIn,
 ) -> Any:
     """Kvittér an alert with a note."""
-    _clinician(p)
-    patient_id = alerts.alert_patient(conn, alert_id=alert_id)
-    if patient_id is None:
-        raise HTTPException(404, "no such alert")
-    _open(request, p, conn, patient_id, "api kvittering", detail=f"alert {alert_id}")
-    from backend.alerting import AlertingError
-
-    try:
-        alerts.acknowledge(conn, runtime=request.app.state.runtime, alert_id=alert_id, user=p.user, note=body.note)
-    except AlertingError as exc:
-        raise HTTPException(409, str(exc)) from exc
-    conn.commit()
+    _change_alert(
+        request,
+        p,
+        conn,
+        alert_id,
+        action="api kvittering",
+        change=lambda: alerts.acknowledge(
+            conn, runtime=request.app.state.runtime, alert_id=alert_id, user=p.user, note=body.note
+        ),
+    )
     return {"alert_id": alert_id, "acknowledged_by": p.user.username}
+
+
+@router.post("/alerts/{alert_id}/resolve", responses=_ALERT_CHANGE)
+def resolve(
+    request: Request,
+    p: CurrentPrincipal,
+    conn: Conn,
+    alert_id: Annotated[int, Path(ge=1, le=2**62)],
+    body: schemas.ResolveIn,
+) -> Any:
+    """Afslut an alert by hand, with a note."""
+    _change_alert(
+        request,
+        p,
+        conn,
+        alert_id,
+        action="api resolve alert",
+        change=lambda: alerts.resolve(conn, alert_id=alert_id, user=p.user, note=body.note),
+    )
+    return {"alert_id": alert_id, "resolved_by": p.user.username}
+
+
+@router.post("/alerts/{alert_id}/snooze", responses=_ALERT_CHANGE)
+def snooze(
+    request: Request,
+    p: CurrentPrincipal,
+    conn: Conn,
+    alert_id: Annotated[int, Path(ge=1, le=2**62)],
+    body: schemas.SnoozeIn,
+) -> Any:
+    """Udsæt an alert until a time (with its zone), with a reason: no escalation until then."""
+    _change_alert(
+        request,
+        p,
+        conn,
+        alert_id,
+        action="api snooze alert",
+        change=lambda: alerts.snooze(conn, alert_id=alert_id, user=p.user, until=body.until, reason=body.reason),
+    )
+    return {"alert_id": alert_id, "snoozed_until": body.until.isoformat(), "snoozed_by": p.user.username}
 
 
 @router.get("/patients/{patient_id}/alerts", responses=_ERRORS)
@@ -286,15 +327,7 @@ def population(request: Request, p: CurrentPrincipal, conn: Conn) -> Any:
     """Patients ranked by risk, adherence, and the alert burden per team."""
     _clinician(p)
     view = alerts.population(conn, user=p.user)
-    audit.record(
-        conn,
-        actor=p.user,
-        patient_id=None,
-        action="api population",
-        detail=f"{len(view['patients'])} patients",
-        remote_addr=remote_addr(request),
-        commit=True,
-    )
+    audit_overview(request, p, conn, action="api population", detail=f"{len(view['patients'])} patients")
     return view
 
 

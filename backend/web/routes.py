@@ -7,17 +7,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
 from backend import audit
 from backend.accounts.access import PatientNotFound, open_patient
-from backend.accounts.deps import SESSION_COOKIE, Conn, CurrentPrincipal, Principal, optional_principal, remote_addr
+from backend.accounts.deps import (
+    SESSION_COOKIE,
+    Conn,
+    CurrentPrincipal,
+    Principal,
+    audit_overview,
+    optional_principal,
+    remote_addr,
+)
 from backend.accounts.model import AccessDenied, AuthError, RateLimited, Role
 from backend.accounts.store import SESSION_TTL, authenticate, create_session, delete_session
 from backend.api import alerts as alerts_view
@@ -179,15 +188,8 @@ def worklist_page(request: Request, p: CurrentPrincipal, conn: Conn, team: str |
     if (denied := _clinician(request, p)) is not None:
         return denied
     view = alerts_view.worklist(conn, user=p.user, team_key=team)
-    audit.record(
-        conn,
-        actor=p.user,
-        patient_id=None,
-        action="worklist",
-        detail=f"{len(view.rows)} patients" + (f", team {team}" if team else ""),
-        remote_addr=remote_addr(request),
-        commit=True,
-    )
+    detail = f"{len(view.rows)} patients" + (f", team {team}" if team else "")
+    audit_overview(request, p, conn, action="worklist", detail=detail)
     return render(request, p, "worklist.html", view=view, team=team)
 
 
@@ -196,16 +198,40 @@ def worklist_rows(request: Request, p: CurrentPrincipal, conn: Conn, team: str |
     if (denied := _clinician(request, p)) is not None:
         return denied
     view = alerts_view.worklist(conn, user=p.user, team_key=team)
-    audit.record(
-        conn,
-        actor=p.user,
-        patient_id=None,
-        action="worklist refresh",
-        detail=f"{len(view.rows)} patients",
-        remote_addr=remote_addr(request),
-        commit=True,
-    )
+    audit_overview(request, p, conn, action="worklist refresh", detail=f"{len(view.rows)} patients")
     return render(request, p, "worklist_rows.html", view=view, team=team)
+
+
+def _change_alert(
+    request: Request,
+    p: Principal,
+    conn: Any,
+    alert_id: int,
+    *,
+    action: str,
+    heading: str,
+    back: str,
+    change: Callable[[], object],
+) -> Response:
+    """A clinician's change to one alert: scope check and audit row on the alert's patient, the
+    change (alerting refuses a wrong one: 409), commit, then back to where the form was."""
+    if (denied := _clinician(request, p)) is not None:
+        return denied
+    patient_id = alerts_view.alert_patient(conn, alert_id=alert_id)
+    if patient_id is None:
+        raise HTTPException(404, "no such alert")
+    opened = _open(request, p, conn, patient_id, action, detail=f"alert {alert_id}")
+    if isinstance(opened, Response):
+        return opened
+    from backend.alerting import AlertingError
+
+    try:
+        change()
+    except AlertingError as exc:
+        t = translator(p.lang)
+        return render(request, p, "error.html", status=409, heading=t(heading), message=str(exc))
+    conn.commit()
+    return RedirectResponse(_safe_next(back) or "/worklist", 303)
 
 
 @router.post("/alerts/{alert_id}/kvitter")
@@ -217,23 +243,74 @@ def kvitter(
     note: Annotated[str, Form(max_length=2000)] = "",
     back: Annotated[str, Form()] = "",
 ) -> Response:
-    if (denied := _clinician(request, p)) is not None:
-        return denied
-    patient_id = alerts_view.alert_patient(conn, alert_id=alert_id)
-    if patient_id is None:
-        raise HTTPException(404, "no such alert")
-    opened = _open(request, p, conn, patient_id, "kvittering", detail=f"alert {alert_id}")
-    if isinstance(opened, Response):
-        return opened
-    from backend.alerting import AlertingError
+    return _change_alert(
+        request,
+        p,
+        conn,
+        alert_id,
+        action="kvittering",
+        heading="kvitter",
+        back=back,
+        change=lambda: alerts_view.acknowledge(
+            conn, runtime=request.app.state.runtime, alert_id=alert_id, user=p.user, note=note
+        ),
+    )
 
+
+@router.post("/alerts/{alert_id}/resolve")
+def resolve(
+    request: Request,
+    p: CurrentPrincipal,
+    conn: Conn,
+    alert_id: int,
+    note: Annotated[str, Form(min_length=1, max_length=2000)],
+    back: Annotated[str, Form()] = "",
+) -> Response:
+    return _change_alert(
+        request,
+        p,
+        conn,
+        alert_id,
+        action="resolve alert",
+        heading="resolve",
+        back=back,
+        change=lambda: alerts_view.resolve(conn, alert_id=alert_id, user=p.user, note=note),
+    )
+
+
+def _local_time(value: str, tz: str) -> datetime | None:
+    """A form's ``datetime-local`` (no zone: the clinician's wall clock) as an aware time."""
     try:
-        alerts_view.acknowledge(conn, runtime=request.app.state.runtime, alert_id=alert_id, user=p.user, note=note)
-    except AlertingError as exc:
+        t = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return t.replace(tzinfo=ZoneInfo(tz)) if t.tzinfo is None else t
+
+
+@router.post("/alerts/{alert_id}/snooze")
+def snooze(
+    request: Request,
+    p: CurrentPrincipal,
+    conn: Conn,
+    alert_id: int,
+    until: Annotated[str, Form(max_length=40)],
+    reason: Annotated[str, Form(min_length=1, max_length=2000)],
+    back: Annotated[str, Form()] = "",
+) -> Response:
+    ends = _local_time(until, request.app.state.settings.timezone)
+    if ends is None:
         t = translator(p.lang)
-        return render(request, p, "error.html", status=409, heading=t("kvitter"), message=str(exc))
-    conn.commit()
-    return RedirectResponse(_safe_next(back) or "/worklist", 303)
+        return render(request, p, "error.html", status=400, heading=t("snooze"), message=t("bad_time", value=until))
+    return _change_alert(
+        request,
+        p,
+        conn,
+        alert_id,
+        action="snooze alert",
+        heading="snooze",
+        back=back,
+        change=lambda: alerts_view.snooze(conn, alert_id=alert_id, user=p.user, until=ends, reason=reason),
+    )
 
 
 @router.post("/worklist/kvitter-green")
@@ -290,15 +367,7 @@ def patients(request: Request, p: CurrentPrincipal, conn: Conn, q: str | None = 
     if (denied := _clinician(request, p)) is not None:
         return denied
     rows = clinical.list_patients(conn, user=p.user, search=q)
-    audit.record(
-        conn,
-        actor=p.user,
-        patient_id=None,
-        action="patient list",
-        detail=f"{len(rows)} shown",
-        remote_addr=remote_addr(request),
-        commit=True,
-    )
+    audit_overview(request, p, conn, action="patient list", detail=f"{len(rows)} shown")
     return render(request, p, "patients.html", patients=rows, q=q)
 
 
@@ -347,7 +416,9 @@ def patient_page(
     conn: Conn,
     patient_id: int,
     range: Annotated[str, Query(pattern="^(7d|30d|1y)$")] = "7d",
+    all: bool = False,
 ) -> Response:
+    """The patient page; the alert history shows what matters per alert, ``?all=1`` every transition."""
     patient = _open(request, p, conn, patient_id, "patient page", detail=f"trends {range}")
     if isinstance(patient, Response):
         return patient
@@ -359,6 +430,7 @@ def patient_page(
         "charts": _charts(conn, patient_id=patient_id, range_key=range, lang=lang, tz=tz),
         "readings": clinical.readings(conn, patient_id=patient_id, limit=50),
         "rejected": clinical.rejected(conn, patient_id=patient_id, limit=50),
+        "history_all": all,
         **alerts_view.patient_panels(conn, patient_id=patient_id),
     }
     return render(request, p, "patient.html", **ctx)
@@ -375,6 +447,33 @@ def reading_page(request: Request, p: CurrentPrincipal, conn: Conn, patient_id: 
     return render(request, p, "reading.html", patient=patient, d=detail)
 
 
+def _change_patient(
+    request: Request,
+    p: Principal,
+    conn: Any,
+    patient_id: int,
+    *,
+    action: str,
+    detail: str,
+    heading: str,
+    section: str,
+    change: Callable[[], str | None],
+) -> Response:
+    """A clinician's change on the patient page: scope check and audit row, the change (its
+    error, if any, as a 400 page), commit, then back to the page's section."""
+    if (denied := _clinician(request, p)) is not None:
+        return denied
+    patient = _open(request, p, conn, patient_id, action, detail=detail)
+    if isinstance(patient, Response):
+        return patient
+    error = change()
+    if error:
+        t = translator(p.lang)
+        return render(request, p, "error.html", status=400, heading=t(heading), message=error)
+    conn.commit()
+    return RedirectResponse(f"/patients/{patient_id}#{section}", 303)
+
+
 @router.post("/patients/{patient_id}/thresholds")
 def threshold_edit(
     request: Request,
@@ -387,26 +486,26 @@ def threshold_edit(
     value: Annotated[str, Form(max_length=50)] = "",
     action: Annotated[str, Form()] = "set",
 ) -> Response:
-    if (denied := _clinician(request, p)) is not None:
-        return denied
-    patient = _open(request, p, conn, patient_id, "threshold change", detail=f"{rule_id}.{field}")
-    if isinstance(patient, Response):
-        return patient
-    error = alerts_view.edit_threshold(
+    return _change_patient(
+        request,
+        p,
         conn,
-        patient_id=patient_id,
-        rule_id=rule_id,
-        field=field,
-        value=value,
-        reason=reason,
-        user=p.user,
-        clear=(action == "clear"),
+        patient_id,
+        action="threshold change",
+        detail=f"{rule_id}.{field}",
+        heading="thresholds",
+        section="thresholds",
+        change=lambda: alerts_view.edit_threshold(
+            conn,
+            patient_id=patient_id,
+            rule_id=rule_id,
+            field=field,
+            value=value,
+            reason=reason,
+            user=p.user,
+            clear=(action == "clear"),
+        ),
     )
-    if error:
-        t = translator(p.lang)
-        return render(request, p, "error.html", status=400, heading=t("thresholds"), message=error)
-    conn.commit()
-    return RedirectResponse(f"/patients/{patient_id}#thresholds", 303)
 
 
 @router.post("/patients/{patient_id}/plan")
@@ -420,26 +519,26 @@ def plan_edit(
     grace_minutes: Annotated[int, Form(ge=0, le=1440)] = 120,
     action: Annotated[str, Form()] = "set",
 ) -> Response:
-    if (denied := _clinician(request, p)) is not None:
-        return denied
-    patient = _open(request, p, conn, patient_id, "monitoring plan change", detail=f"{kind}: {times or action}")
-    if isinstance(patient, Response):
-        return patient
-    error = alerts_view.edit_plan(
+    return _change_patient(
+        request,
+        p,
         conn,
-        runtime=request.app.state.runtime,
-        patient_id=patient_id,
-        kind=kind,
-        times=times,
-        grace_minutes=grace_minutes,
-        user=p.user,
-        remove=(action == "remove"),
+        patient_id,
+        action="monitoring plan change",
+        detail=f"{kind}: {times or action}",
+        heading="monitoring_plan",
+        section="plan",
+        change=lambda: alerts_view.edit_plan(
+            conn,
+            runtime=request.app.state.runtime,
+            patient_id=patient_id,
+            kind=kind,
+            times=times,
+            grace_minutes=grace_minutes,
+            user=p.user,
+            remove=(action == "remove"),
+        ),
     )
-    if error:
-        t = translator(p.lang)
-        return render(request, p, "error.html", status=400, heading=t("monitoring_plan"), message=error)
-    conn.commit()
-    return RedirectResponse(f"/patients/{patient_id}#plan", 303)
 
 
 @router.post("/patients/{patient_id}/passive")
@@ -452,25 +551,25 @@ def passive_add(
     ends: Annotated[str, Form()],
     reason: Annotated[str, Form(max_length=500)],
 ) -> Response:
-    if (denied := _clinician(request, p)) is not None:
-        return denied
-    patient = _open(request, p, conn, patient_id, "passive interval", detail=f"{starts}..{ends}")
-    if isinstance(patient, Response):
-        return patient
-    error = alerts_view.add_passive(
+    return _change_patient(
+        request,
+        p,
         conn,
-        patient_id=patient_id,
-        starts=starts,
-        ends=ends,
-        reason=reason,
-        user=p.user,
-        tz=request.app.state.settings.timezone,
+        patient_id,
+        action="passive interval",
+        detail=f"{starts}..{ends}",
+        heading="passive",
+        section="passive",
+        change=lambda: alerts_view.add_passive(
+            conn,
+            patient_id=patient_id,
+            starts=starts,
+            ends=ends,
+            reason=reason,
+            user=p.user,
+            tz=request.app.state.settings.timezone,
+        ),
     )
-    if error:
-        t = translator(p.lang)
-        return render(request, p, "error.html", status=400, heading=t("passive"), message=error)
-    conn.commit()
-    return RedirectResponse(f"/patients/{patient_id}#passive", 303)
 
 
 # ---- population -----------------------------------------------------------------------------
@@ -481,15 +580,7 @@ def population(request: Request, p: CurrentPrincipal, conn: Conn) -> Response:
     if (denied := _clinician(request, p)) is not None:
         return denied
     view = alerts_view.population(conn, user=p.user)
-    audit.record(
-        conn,
-        actor=p.user,
-        patient_id=None,
-        action="population view",
-        detail=f"{len(view['patients'])} patients",
-        remote_addr=remote_addr(request),
-        commit=True,
-    )
+    audit_overview(request, p, conn, action="population view", detail=f"{len(view['patients'])} patients")
     return render(request, p, "population.html", view=view)
 
 

@@ -1,0 +1,159 @@
+"""The patient page's alert history (what matters per alert, repeats folded, ``?all=1`` for every
+transition) and the clinician's resolve and snooze, with CSRF, scoping and audit."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+
+from tests.backend.web._support import World, build_world, open_alert_id, store_reading, web_login
+
+
+def _red_alert(conn: psycopg.Connection, live: Any) -> tuple[World, int]:
+    """A fresh world (own patient and users) whose patient has an open red alert."""
+    w = build_world(conn)
+    store_reading(
+        conn, live, patient_id=w.patient_id, agent_id=w.agent_id, kind="spo2", components={"spo2": 80.0}, unit="%"
+    )
+    return w, open_alert_id(conn, w.patient_id)
+
+
+def _row(at: datetime, action: str, value: float | None = None, alert_id: int = 1) -> dict[str, Any]:
+    return {
+        "alert_id": alert_id,
+        "title": f"alert {alert_id}",
+        "rule_id": "r",
+        "measurement": "spo2",
+        "severity": "red",
+        "transition": action,
+        "state": "open",
+        "at": at,
+        "by": "system",
+        "note": None,
+        "team": "t",
+        "from_team": None,
+        "value": value,
+    }
+
+
+def test_summarise_history_folds_only_unbroken_runs_of_repeats() -> None:
+    from backend.api.alerts import summarise_history
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    oldest_first = (
+        [_row(t0, "opened", 85.0)]
+        + [_row(t0 + timedelta(minutes=i), "updated", 84.0 - i) for i in range(1, 6)]
+        + [_row(t0 + timedelta(hours=1), "acknowledged")]
+        + [_row(t0 + timedelta(hours=2, minutes=i), "updated", 80.0 + i) for i in range(3)]
+        + [_row(t0 + timedelta(hours=3), "opened", 90.0, alert_id=2)]
+    )
+    stories = summarise_history(list(reversed(oldest_first)))
+    assert [s.alert_id for s in stories] == [2, 1]  # newest activity first
+    lines = stories[1].lines
+    assert [(line.transition, line.count) for line in lines] == [
+        ("updated", 3),
+        ("acknowledged", 1),
+        ("updated", 5),
+        ("opened", 1),
+    ]
+    # A folded run keeps its latest time and value and says when it began.
+    assert lines[0].at == t0 + timedelta(hours=2, minutes=2) and lines[0].value == 82.0
+    assert lines[0].first_at == t0 + timedelta(hours=2)
+    assert lines[2].value == 79.0 and lines[2].first_at == t0 + timedelta(minutes=1)
+    assert sum(line.count for s in stories for line in s.lines) == len(oldest_first)
+    assert stories[1].transitions == 10 and stories[0].transitions == 1
+
+
+def test_patient_page_folds_repeated_updates_and_all_lists_every_one(client: Any, live: Any) -> None:
+    with psycopg.connect(live.app.state.settings.database_url, autocommit=True) as conn:
+        w, alert_id = _red_alert(conn, live)
+        team = conn.execute("SELECT team_key FROM alerts WHERE id = %s", (alert_id,)).fetchone()[0]
+        start = datetime.now(UTC) - timedelta(hours=1)
+        for i in range(40):
+            conn.execute(
+                "INSERT INTO alert_transitions (alert_id, at, action, actor, to_state, team_key, severity, value)"
+                " VALUES (%s, %s, 'updated', 'system', 'open', %s, 'red', %s)",
+                (alert_id, start + timedelta(minutes=i), team, 80.0 - i / 10),
+            )
+        total = conn.execute("SELECT count(*) FROM alert_transitions WHERE alert_id = %s", (alert_id,)).fetchone()[0]
+    web_login(client, w.nurse)
+    page = client.get(f"/patients/{w.patient_id}", headers={"accept": "text/html"}).text
+    history = page[page.index('id="alert-history"') : page.index('id="thresholds"')]
+    assert history.count('class="tr-updated"') == 1
+    assert "gentaget 40 gange" in history and "seneste værdi 76.1" in history
+    assert history.count('class="tr-opened"') == 1
+    assert f"Vis alle {total} hændelser" in history
+    full = client.get(f"/patients/{w.patient_id}?all=1", headers={"accept": "text/html"}).text
+    full_history = full[full.index('id="alert-history"') : full.index('id="thresholds"')]
+    assert full_history.count("Fortsat overskredet") == 40
+    # The API keeps every transition (it is for machines).
+    api = client.get(f"/api/v1/patients/{w.patient_id}/alerts").json()
+    assert len(api) == total and sum(1 for r in api if r["transition"] == "updated") == 40
+
+
+def test_nurse_snoozes_then_resolves_from_the_patient_page(client: Any, live: Any) -> None:
+    with psycopg.connect(live.app.state.settings.database_url, autocommit=True) as conn:
+        w, alert_id = _red_alert(conn, live)
+        csrf = web_login(client, w.nurse)
+        page = client.get(f"/patients/{w.patient_id}", headers={"accept": "text/html"}).text
+        assert f'action="/alerts/{alert_id}/resolve"' in page and f'action="/alerts/{alert_id}/snooze"' in page
+        tz = ZoneInfo(live.app.state.settings.timezone)
+        until = (datetime.now(tz) + timedelta(hours=4)).replace(second=0, microsecond=0)
+        form = {"until": until.strftime("%Y-%m-%dT%H:%M"), "reason": "Indlagt til i aften"}
+        # No CSRF token: refused before anything changes.
+        assert client.post(f"/alerts/{alert_id}/snooze", data=form).status_code == 403
+        back = f"/patients/{w.patient_id}#alert-{alert_id}"
+        r = client.post(f"/alerts/{alert_id}/snooze", data={**form, "csrf": csrf, "back": back})
+        assert r.status_code == 303 and r.headers["location"] == back
+        snoozed_until, reason = conn.execute(
+            "SELECT snoozed_until, snooze_reason FROM alerts WHERE id = %s", (alert_id,)
+        ).fetchone()
+        assert snoozed_until == until and reason == "Indlagt til i aften"
+        # An expiry that is not a time, or is already past, is refused with a clear page.
+        r = client.post(f"/alerts/{alert_id}/snooze", data={**form, "until": "i morgen", "csrf": csrf})
+        assert r.status_code == 400 and "i morgen" in r.text
+        past = (datetime.now(tz) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")
+        r = client.post(f"/alerts/{alert_id}/snooze", data={**form, "until": past, "csrf": csrf})
+        assert r.status_code == 409 and "future" in r.text
+
+        r = client.post(f"/alerts/{alert_id}/resolve", data={"csrf": csrf, "note": "Målt igen: 95 %", "back": back})
+        assert r.status_code == 303
+        state, by, note = conn.execute(
+            "SELECT state, resolved_by, resolve_note FROM alerts WHERE id = %s", (alert_id,)
+        ).fetchone()
+        assert state == "resolved" and w.nurse in by and note == "Målt igen: 95 %"
+        assert client.post(f"/alerts/{alert_id}/resolve", data={"csrf": csrf, "note": "igen"}).status_code == 409
+        actions = [
+            r[0]
+            for r in conn.execute(
+                "SELECT action FROM audit_log WHERE actor LIKE %s AND patient_id = %s AND allowed ORDER BY id",
+                (f"%{w.nurse}%", w.patient_id),
+            ).fetchall()
+        ]
+        assert "snooze alert" in actions and "resolve alert" in actions
+        history = client.get(f"/patients/{w.patient_id}", headers={"accept": "text/html"}).text
+        assert "Udsat" in history and "Indlagt til i aften" in history and "Målt igen: 95 %" in history
+        # A resolved alert offers no more actions.
+        assert f'action="/alerts/{alert_id}/resolve"' not in history
+
+
+def test_nurse_of_another_municipality_cannot_resolve_or_snooze(client: Any, live: Any) -> None:
+    with psycopg.connect(live.app.state.settings.database_url, autocommit=True) as conn:
+        w, alert_id = _red_alert(conn, live)
+        csrf = web_login(client, w.other_nurse)
+        until = (datetime.now(UTC) + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M")
+        r = client.post(f"/alerts/{alert_id}/resolve", data={"csrf": csrf, "note": "ikke min"})
+        assert r.status_code == 403
+        r = client.post(f"/alerts/{alert_id}/snooze", data={"csrf": csrf, "until": until, "reason": "ikke min"})
+        assert r.status_code == 403
+        row = conn.execute("SELECT state, snoozed_until FROM alerts WHERE id = %s", (alert_id,)).fetchone()
+        assert row == ("open", None)
+        refused = conn.execute(
+            "SELECT action FROM audit_log WHERE actor LIKE %s AND patient_id = %s AND NOT allowed ORDER BY id",
+            (f"%{w.other_nurse}%", w.patient_id),
+        ).fetchall()
+        assert [r[0] for r in refused] == ["resolve alert", "snooze alert"]
+    assert client.post("/alerts/999999999/resolve", data={"csrf": csrf, "note": "x"}).status_code == 404
