@@ -78,47 +78,108 @@ def effective_rule(rule: AnyRule, ctx: Context) -> AnyRule:
 
 def evaluate(rules: Sequence[AnyRule], ctx: Context, obs: Observation) -> list[Finding]:
     out: list[Finding] = []
+    kind = obs.kind
     for base in rules:
-        if obs.kind not in base.measurement_kinds and not isinstance(base, BatteryLowRule):
+        plan = _PLANS.get(id(base))
+        if plan is None or plan.base is not base:
+            plan = _plan_for(base)
+        if not plan.any_kind and kind not in plan.kinds:
             continue
-        rule = effective_rule(base, ctx)
-        finding = _evaluate_one(rule, ctx, obs)
+        overrides = ctx.overrides.get(plan.rule_id) if ctx.overrides else None
+        rule = plan.effective(overrides) if overrides else plan.default
+        finding = rule.check(rule, ctx, obs)
         if finding is not None:
             out.append(finding)
     return out
 
 
-def _finding(rule: AnyRule, obs: Observation, severity: str | None, value: float | None, **detail: Any) -> Finding:
-    return Finding(
-        rule_id=rule.id,
-        rule_kind=rule.kind,
-        measurement=obs.kind.value,
-        severity=severity,
-        value=value,
-        title=rule.title,
-        thresholds=rule.default_thresholds(),
-        detail=detail,
-    )
+# Why compiled rules: a rule is a pydantic model, and reading its derived values per reading
+# (thresholds dumped to a dict, the component's name, a missing attribute through pydantic's
+# ``__getattr__``, an override re-validated into a new model) cost more than the checks
+# themselves. Each rule, and each rule under a given set of overrides, is turned once into the
+# plain values its check needs. Keyed by ``id`` with the rule kept alive by the entry, so an id
+# cannot be reused while its entry exists; bounded, because override sets are per patient.
+_PLANS: dict[int, _Plan] = {}
+_MAX_PLANS = 1024
+_MAX_EFFECTIVE = 4096
 
 
-def _usable(rule: AnyRule, obs: Observation) -> bool:
-    ignore = getattr(rule, "ignore_quality", ())
-    return not any(q in ignore for q in obs.quality)
+class _Compiled:
+    __slots__ = ("a", "b", "c", "check", "component", "d", "ignore", "rule", "thresholds")
+
+    def __init__(self, rule: AnyRule) -> None:
+        self.rule = rule
+        self.component: str = getattr(rule, "component_name", "") if hasattr(rule, "measurement") else ""
+        self.ignore: frozenset[str] = frozenset(rule.ignore_quality) if hasattr(rule, "ignore_quality") else frozenset()
+        self.thresholds: dict[str, float] = rule.default_thresholds()
+        self.a: Any = None
+        self.b: Any = None
+        self.c: Any = None
+        self.d: Any = None
+        self.check: Any = _skip
+        if isinstance(rule, AbsoluteRule):
+            t = rule.thresholds
+            self.a, self.b, self.c, self.d = t.red_low, t.red_high, t.yellow_low, t.yellow_high
+            self.check = _absolute
+        elif isinstance(rule, BaselineRule):
+            self.a = (rule.measurement.value, self.component)
+            self.b = (rule.direction in ("below", "both"), rule.direction in ("above", "both"))
+            self.check = _baseline
+        elif isinstance(rule, TrendRule):
+            self.a = timedelta(hours=rule.thresholds.window_hours)
+            self.check = _trend
+        elif isinstance(rule, ScoreRule):
+            self.a = timedelta(hours=rule.thresholds.recent_hours)
+            self.check = _score
+        elif isinstance(rule, BatteryLowRule):
+            self.a = frozenset(rule.quality_flags)
+            self.check = _battery
 
 
-def _evaluate_one(rule: AnyRule, ctx: Context, obs: Observation) -> Finding | None:
-    if isinstance(rule, AbsoluteRule):
-        return _absolute(rule, obs)
-    if isinstance(rule, BaselineRule):
-        return _baseline(rule, ctx, obs)
-    if isinstance(rule, TrendRule):
-        return _trend(rule, ctx, obs)
-    if isinstance(rule, ScoreRule):
-        return _score(rule, ctx, obs)
-    if isinstance(rule, BatteryLowRule):
-        low = any(q in rule.quality_flags for q in obs.quality)
-        return _finding(rule, obs, "technical" if low else None, None, flags=list(obs.quality))
+class _Plan:
+    __slots__ = ("_effective", "any_kind", "base", "default", "kinds", "rule_id")
+
+    def __init__(self, base: AnyRule) -> None:
+        self.base = base
+        self.rule_id = base.id
+        self.kinds = frozenset(base.measurement_kinds)
+        self.any_kind = isinstance(base, BatteryLowRule)
+        self.default = _Compiled(base)
+        self._effective: dict[tuple[tuple[str, float], ...], _Compiled] = {}
+
+    def effective(self, overrides: Mapping[str, float]) -> _Compiled:
+        key = tuple(sorted(overrides.items()))
+        hit = self._effective.get(key)
+        if hit is None:
+            # Raises ThresholdError for overrides that do not fit; those are never cached.
+            hit = _Compiled(self.base.with_thresholds(overrides))
+            if len(self._effective) >= _MAX_EFFECTIVE:
+                self._effective.clear()
+            self._effective[key] = hit
+        return hit
+
+
+def _plan_for(base: AnyRule) -> _Plan:
+    plan = _Plan(base)
+    if len(_PLANS) >= _MAX_PLANS:
+        _PLANS.clear()
+    _PLANS[id(base)] = plan
+    return plan
+
+
+def _found(c: _Compiled, obs: Observation, severity: str | None, value: float | None,
+           detail: dict[str, Any]) -> Finding:
+    rule = c.rule
+    return Finding(rule.id, rule.kind, obs.kind.value, severity, value, rule.title, dict(c.thresholds), detail)
+
+
+def _skip(c: _Compiled, ctx: Context, obs: Observation) -> Finding | None:
     return None  # missing / agent_offline are evaluated against time, not readings
+
+
+def _battery(c: _Compiled, ctx: Context, obs: Observation) -> Finding | None:
+    low = not c.a.isdisjoint(obs.quality)
+    return _found(c, obs, "technical" if low else None, None, {"flags": list(obs.quality)})
 
 
 def absolute_severity(t: Any, value: float) -> str | None:
@@ -133,52 +194,65 @@ def absolute_severity(t: Any, value: float) -> str | None:
     return None
 
 
-def _absolute(rule: AbsoluteRule, obs: Observation) -> Finding | None:
-    value = obs.value(rule.component_name)
-    if value is None or not _usable(rule, obs):
+def _absolute(c: _Compiled, ctx: Context, obs: Observation) -> Finding | None:
+    value = obs.components.get(c.component)
+    if value is None or (c.ignore and not c.ignore.isdisjoint(obs.quality)):
         return None
-    return _finding(rule, obs, absolute_severity(rule.thresholds, value), value)
+    red_low, red_high, yellow_low, yellow_high = c.a, c.b, c.c, c.d
+    severity: str | None = None
+    if (red_low is not None and value <= red_low) or (red_high is not None and value >= red_high):
+        severity = "red"
+    elif (yellow_low is not None and value <= yellow_low) or (yellow_high is not None and value >= yellow_high):
+        severity = "yellow"
+    return _found(c, obs, severity, value, {})
 
 
-def _baseline(rule: BaselineRule, ctx: Context, obs: Observation) -> Finding | None:
-    value = obs.value(rule.component_name)
-    b = ctx.baselines.get((obs.kind.value, rule.component_name))
+def _baseline(c: _Compiled, ctx: Context, obs: Observation) -> Finding | None:
+    rule: BaselineRule = c.rule  # type: ignore[assignment]
+    value = obs.components.get(c.component)
+    b = ctx.baselines.get(c.a)
     t = rule.thresholds
-    if value is None or not _usable(rule, obs) or b is None or b.n_days < t.min_days:
+    if value is None or (c.ignore and not c.ignore.isdisjoint(obs.quality)) or b is None or b.n_days < t.min_days:
         return None  # inactive until enough stable days exist
     sd = max(b.sd, t.min_sd)
     if sd <= 0:
         return None
     z = (value - b.mean) / sd
-    fired = (rule.direction in ("below", "both") and z <= -t.k) or (rule.direction in ("above", "both") and z >= t.k)
-    return _finding(
-        rule, obs, rule.severity if fired else None, value,
-        z=round(z, 2), baseline_mean=round(b.mean, 2), baseline_sd=round(b.sd, 2), baseline_days=b.n_days,
-    )
+    below, above = c.b
+    fired = (below and z <= -t.k) or (above and z >= t.k)
+    return _found(c, obs, rule.severity if fired else None, value, {
+        "z": round(z, 2), "baseline_mean": round(b.mean, 2), "baseline_sd": round(b.sd, 2),
+        "baseline_days": b.n_days})
 
 
-def _trend(rule: TrendRule, ctx: Context, obs: Observation) -> Finding | None:
-    value = obs.value(rule.component_name)
-    if value is None or not _usable(rule, obs):
+def _trend(c: _Compiled, ctx: Context, obs: Observation) -> Finding | None:
+    comp = c.component
+    ignore = c.ignore
+    value = obs.components.get(comp)
+    if value is None or (ignore and not ignore.isdisjoint(obs.quality)):
         return None
+    rule: TrendRule = c.rule  # type: ignore[assignment]
     t = rule.thresholds
-    since = obs.measured_at - timedelta(hours=t.window_hours)
+    at = obs.measured_at
+    since = at - c.a
+    kind = obs.kind
+    # A plain scan rather than a bisect: the history's order is the caller's promise only, and
+    # the engine already hands in just the rules' window of it.
     earlier = [
         v
         for o in ctx.history
-        if o.kind == obs.kind and since <= o.measured_at < obs.measured_at and _usable(rule, o)
-        for v in (o.value(rule.component_name),)
+        if o.kind == kind and since <= o.measured_at < at and not (ignore and not ignore.isdisjoint(o.quality))
+        for v in (o.components.get(comp),)
         if v is not None
     ]
     if not earlier:
         return None
-    reference = min(earlier) if t.delta > 0 else max(earlier)
+    delta = t.delta
+    reference = min(earlier) if delta > 0 else max(earlier)
     change = value - reference
-    fired = change >= t.delta if t.delta > 0 else change <= t.delta
-    return _finding(
-        rule, obs, rule.severity if fired else None, value,
-        change=round(change, 2), reference=reference, window_hours=t.window_hours,
-    )
+    fired = change >= delta if delta > 0 else change <= delta
+    return _found(c, obs, rule.severity if fired else None, value, {
+        "change": round(change, 2), "reference": reference, "window_hours": t.window_hours})
 
 
 _SCORE_SOURCES: dict[str, tuple[MeasurementKind, str]] = {
@@ -188,20 +262,33 @@ _SCORE_SOURCES: dict[str, tuple[MeasurementKind, str]] = {
     "temperature": (MeasurementKind.TEMPERATURE, "temperature"),
     "respiration_rate": (MeasurementKind.RESPIRATION_RATE, "respiration_rate"),
 }
+# The same, looked up by the observation's kind: one dict lookup per observation, not five.
+_SCORE_BY_KIND: dict[MeasurementKind, tuple[tuple[str, str], ...]] = {}
+for _param, (_kind, _comp) in _SCORE_SOURCES.items():
+    _SCORE_BY_KIND[_kind] = (*_SCORE_BY_KIND.get(_kind, ()), (_param, _comp))
+del _param, _kind, _comp
 
 
-def _score(rule: ScoreRule, ctx: Context, obs: Observation) -> Finding | None:
+def _score(c: _Compiled, ctx: Context, obs: Observation) -> Finding | None:
+    rule: ScoreRule = c.rule  # type: ignore[assignment]
     t = rule.thresholds
-    since = obs.measured_at - timedelta(hours=t.recent_hours)
+    at = obs.measured_at
+    since = at - c.a
     latest: dict[str, float] = {}
-    for o in [*ctx.history, obs]:
-        if o.measured_at < since or o.measured_at > obs.measured_at:
+    by_kind = _SCORE_BY_KIND
+    bp = MeasurementKind.BLOOD_PRESSURE
+    for o in (*ctx.history, obs):
+        if o.measured_at < since or o.measured_at > at:
             continue
-        for param, (kind, comp) in _SCORE_SOURCES.items():
-            if o.kind == kind and (v := o.components.get(comp)) is not None:
+        sources = by_kind.get(o.kind)
+        if sources is None:
+            continue
+        comps = o.components
+        for param, comp in sources:
+            if (v := comps.get(comp)) is not None:
                 latest[param] = v
         # pulse also comes with a BP reading when no oximeter pulse exists
-        if o.kind == MeasurementKind.BLOOD_PRESSURE and (p := o.components.get("pulse")) is not None:
+        if o.kind == bp and (p := comps.get("pulse")) is not None:
             latest.setdefault("pulse", p)
     if len(latest) < t.min_parameters:
         return None
@@ -216,5 +303,5 @@ def _score(rule: ScoreRule, ctx: Context, obs: Observation) -> Finding | None:
         severity = rule.single_parameter_red
     return Finding(
         rule_id=rule.id, rule_kind=rule.kind, measurement=None, severity=severity, value=float(total),
-        title=rule.title, thresholds=rule.default_thresholds(), detail={"score": total, "parts": parts},
+        title=rule.title, thresholds=dict(c.thresholds), detail={"score": total, "parts": parts},
     )

@@ -120,6 +120,45 @@ def test_override_applies_and_is_validated(rules) -> None:  # type: ignore[no-un
         rules.rule("copd.spo2.absolute").with_thresholds({"yellow_low": 80})  # below red_low 85
 
 
+def test_overrides_per_patient_stay_apart_and_invalid_ones_always_raise(rules) -> None:  # type: ignore[no-untyped-def]
+    # The evaluator compiles each rule under each set of overrides once: patients with different
+    # limits on the same rule, evaluated in turn, must each get their own.
+    r = rules.rules_for("copd")
+    strict = Context("copd", overrides={"copd.spo2.absolute": {"yellow_low": 90}})
+    lenient = Context("copd", overrides={"copd.spo2.absolute": {"yellow_low": 86}})
+    plain = Context("copd")
+
+    def spo2_finding(ctx: Context):  # type: ignore[no-untyped-def]
+        return next(x for x in evaluate(r, ctx, obs("spo2", T0, spo2=88)) if x.rule_id == "copd.spo2.absolute")
+
+    for _ in range(2):
+        assert spo2_finding(strict).severity == "yellow" and spo2_finding(strict).thresholds["yellow_low"] == 90
+        assert spo2_finding(lenient).severity is None and spo2_finding(lenient).thresholds["yellow_low"] == 86
+        assert spo2_finding(plain).severity == "yellow" and spo2_finding(plain).thresholds["yellow_low"] == 89
+    # A finding's thresholds are its own: changing one does not reach the next evaluation.
+    first = spo2_finding(plain)
+    first.thresholds["yellow_low"] = 0  # type: ignore[index]
+    assert spo2_finding(plain).thresholds["yellow_low"] == 89
+    bad = Context("copd", overrides={"copd.spo2.absolute": {"yellow_low": 80}})
+    for _ in range(2):
+        with pytest.raises(ThresholdError):
+            evaluate(r, bad, obs("spo2", T0, spo2=88))
+    # An invalid override of a rule the reading cannot fire is not looked at (as before).
+    assert evaluate(r, bad, obs("pulse", T0, pulse=70)) is not None
+
+
+def test_trend_ignores_unusable_history_and_other_kinds(rules) -> None:  # type: ignore[no-untyped-def]
+    r = rules.rules_for("copd")
+    weak = Observation(MeasurementKind.SPO2, {"spo2": 99}, T0 - timedelta(hours=3), quality=("weak_signal",))
+    pulse = Observation(MeasurementKind.PULSE, {"pulse": 99}, T0 - timedelta(hours=2))
+    good = obs("spo2", T0 - timedelta(hours=1), spo2=94)
+    found = {x.rule_id: x for x in evaluate(r, Context("copd", history=[weak, pulse, good]), obs("spo2", T0, spo2=91))}
+    trend = found["copd.spo2.trend"]
+    assert trend.detail["reference"] == 94 and trend.severity is None
+    found = {x.rule_id: x for x in evaluate(r, Context("copd", history=[good, weak]), obs("spo2", T0, spo2=90))}
+    assert found["copd.spo2.trend"].severity == "yellow" and found["copd.spo2.trend"].detail["change"] == -4
+
+
 def test_trend_weight_gain(rules) -> None:  # type: ignore[no-untyped-def]
     r = rules.rules_for("heart_failure")
     hist = [obs("weight", T0 - timedelta(days=2), weight=80.0), obs("weight", T0 - timedelta(days=1), weight=81.0)]
