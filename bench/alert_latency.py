@@ -11,6 +11,10 @@ The publisher runs in a child process (``--in-process-publisher`` for the old la
 load generator shared the GIL with ingest and the rules). Each run measures its own baseline
 (ingest alone, same layout) first.
 
+``--profile`` runs the alerting worker's evaluations under cProfile (in its own thread) and
+prints where its time went plus its thread CPU per reading; profiling slows the worker, so
+that run's latencies are not comparable with an unprofiled one.
+
 Last line: ``RESULT alert_p50_ms=… alert_p99_ms=… rate=…`` (rate = achieved publish rate).
 """
 
@@ -18,8 +22,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import multiprocessing
 import os
+import pstats
 import secrets
 import statistics
 import sys
@@ -73,6 +79,8 @@ def main() -> None:
     ap.add_argument("--mqtt-url", default=os.environ.get("NEARCARE_TEST_MQTT_URL", "mqtt://127.0.0.1:1883"))
     ap.add_argument("--in-process-publisher", action="store_true",
                     help="publish from this process (as before 2026-11): the publisher then competes for the GIL")
+    ap.add_argument("--profile", action="store_true",
+                    help="cProfile the alerting worker's evaluations (slows them; latencies not comparable)")
     args = ap.parse_args()
 
     import paho.mqtt.client as mqtt
@@ -114,6 +122,26 @@ def main() -> None:
         alerting = AlertingService(pool=pool, settings=settings, events=runtime.events, run_scheduler=False)
         runtime.readings_sinks.append(alerting.sink)
         ingest = IngestService(runtime, client_id=f"bench-{secrets.token_hex(3)}")
+        # Thread CPU, not wall: wall time would charge waits for the GIL (held by ingest) to
+        # whatever the worker happened to be running.
+        profiler = cProfile.Profile(time.thread_time) if args.profile else None
+        worker_cpu = [0.0, 0]
+        evaluate_batch = alerting.queue._evaluate
+
+        def measured(readings: Any) -> None:
+            # Runs on the worker thread: cProfile and thread_time see that thread only.
+            t0 = time.thread_time()
+            if profiler is not None:
+                profiler.enable()
+            try:
+                evaluate_batch(readings)
+            finally:
+                if profiler is not None:
+                    profiler.disable()
+                worker_cpu[0] += time.thread_time() - t0
+                worker_cpu[1] += len(readings)
+
+        alerting.queue._evaluate = measured
         alerting.start()
         ingest.start()
         deadline = time.monotonic() + 20
@@ -225,6 +253,11 @@ def main() -> None:
               f" skipped={alerting.engine.skipped}; queue batches={q.batches}"
               f" mean batch={q.handed_over / max(1, q.batches):.0f} readings, errors={q.errors},"
               f" left to catch-up={q.left_to_catch_up}")
+        print(f"alerting worker thread CPU: {worker_cpu[0] * 1000 / max(1, worker_cpu[1]):.3f} ms per reading"
+              f" over {worker_cpu[1]} readings" + (" (under cProfile)" if profiler is not None else ""))
+        if profiler is not None:
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(35)
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
         print(f"RESULT alert_p50_ms={p50:.1f} alert_p99_ms={p99:.1f} rate={rate:.0f}")
     finally:
         with psycopg.connect(args.admin_url, autocommit=True) as c:
