@@ -6,11 +6,17 @@ readings with the rules pre-filtered per (programme, kind) and the history cut t
 window by bisect, exactly as the engine does. No database, no broker: this is the CPU the
 alerting worker spends inside ``alert_rules`` per reading.
 
-    .venv/bin/python bench/evaluator.py [--patients 2000] [--repeat 5] [--profile]
+    .venv/bin/python bench/evaluator.py [--patients 2000] [--repeat 5] [--profile] [--before FILE]
 
-``--profile`` prints the top of a cProfile of one pass instead of only timing.
+``--profile`` prints the top of a cProfile of one pass first. ``--before FILE`` also times an
+earlier ``alert_rules/evaluate.py`` on the same batch in the same run, e.g. the one before the
+compiled rules::
 
-Last line: ``RESULT evaluate_us_per_reading=… readings=…`` (best of ``--repeat`` passes).
+    git show 8bb4a4d~1:alert_rules/evaluate.py > /tmp/evaluate_before.py
+    .venv/bin/python bench/evaluator.py --before /tmp/evaluate_before.py
+
+Last line: ``RESULT evaluate_us_per_reading_before=… after=… readings=…`` (best of ``--repeat``
+passes each; ``before`` only with ``--before``).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import cProfile
+import importlib.util
 import pstats
 import random
 import sys
@@ -101,12 +108,34 @@ def build(patients: int, seed: int = 7) -> tuple[list[Any], int]:
     return items, sum(len(r) for r, _, _ in items)
 
 
-def run(items: list[Any]) -> int:
+def run(items: list[Any], fn: Any = evaluate) -> int:
     fired = 0
     for rules, ctx, obs in items:
-        for f in evaluate(rules, ctx, obs):
+        for f in fn(rules, ctx, obs):
             fired += f.fired
     return fired
+
+
+def best_of(repeat: int, items: list[Any], fn: Any) -> tuple[float, int]:
+    best = float("inf")
+    fired = 0
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fired = run(items, fn)
+        best = min(best, time.perf_counter() - t0)
+    return best / len(items) * 1e6, fired
+
+
+def load_before(path: str) -> Any:
+    """An earlier evaluate.py as its own module; it takes this one's Context and Observation
+    (the fields are the same), so both see identical input."""
+    spec = importlib.util.spec_from_file_location("evaluate_before", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["evaluate_before"] = module  # dataclasses look their module up while decorating
+    spec.loader.exec_module(module)
+    return module.evaluate
 
 
 def main() -> None:
@@ -114,6 +143,7 @@ def main() -> None:
     ap.add_argument("--patients", type=int, default=2000)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--before", help="an earlier alert_rules/evaluate.py to time on the same batch")
     args = ap.parse_args()
     items, rule_calls = build(args.patients)
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
@@ -124,15 +154,16 @@ def main() -> None:
         run(items)
         prof.disable()
         pstats.Stats(prof).sort_stats("tottime").print_stats(25)
-    best = float("inf")
-    fired = 0
-    for _ in range(args.repeat):
-        t0 = time.perf_counter()
-        fired = run(items)
-        best = min(best, time.perf_counter() - t0)
-    us = best / len(items) * 1e6
-    print(f"best of {args.repeat}: {best * 1e3:.1f} ms per pass, {us:.1f} us per reading, fired {fired} findings")
-    print(f"RESULT evaluate_us_per_reading={us:.1f} readings={len(items)}")
+    before = ""
+    if args.before:
+        us_before, fired_before = best_of(args.repeat, items, load_before(args.before))
+        print(f"before ({args.before}): {us_before:.1f} us per reading, fired {fired_before} findings")
+        before = f"evaluate_us_per_reading_before={us_before:.1f} "
+    us, fired = best_of(args.repeat, items, evaluate)
+    print(f"after (alert_rules/evaluate.py): {us:.1f} us per reading, fired {fired} findings")
+    if args.before and fired != fired_before:
+        raise SystemExit("before and after disagree on the number of findings that fired")
+    print(f"RESULT {before}after={us:.1f} readings={len(items)}")
 
 
 if __name__ == "__main__":
