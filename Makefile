@@ -21,7 +21,10 @@ venv: $(STAMP)
 system-deps:
 	bash scripts/system-deps.sh mosquitto mosquitto-clients dbus chromium fonts-dejavu-core
 
+# The same checks CI runs: lint and types first (fast), then the whole suite.
 test: venv system-deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(PY) -m pytest
 
 demo: venv

@@ -9,7 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from backend import services as services_mod
 from backend.errors import ConfigError
@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool = Tru
     return app
 
 
-def routers() -> list:  # type: ignore[type-arg]
+def routers() -> list[APIRouter]:
     from backend import metrics
     from backend.admin import routes as admin_routes
     from backend.api import health, v1

@@ -136,7 +136,12 @@ KINDS: dict[MeasurementKind, KindSpec] = {
         MeasurementKind.RESPIRATION_RATE,
         "Respirationsfrekvens",
         "Respiration rate",
-        (Component("respiration_rate", "Respirationsfrekvens", "Respiration rate", "9279-1", 151562, "/min", None, 0, 80, _NO_SOURCE),),
+        (
+            Component(
+                "respiration_rate", "Respirationsfrekvens", "Respiration rate", "9279-1", 151562, "/min", None,
+                0, 80, _NO_SOURCE,
+            ),
+        ),
     ),
 }
 

@@ -8,7 +8,6 @@ on B's topic at all, which is the only thing that stops A sending B's id on B's 
 from __future__ import annotations
 
 import contextlib
-
 import secrets
 import shutil
 import subprocess

@@ -47,7 +47,9 @@ def test_cli_migrate_twice_changes_nothing(empty_database_url: str) -> None:
 
 
 def test_measurement_id_is_the_idempotency_key(db: psycopg.Connection) -> None:
-    db.execute("INSERT INTO patients (external_ref, name, programme, municipality) VALUES ('mig-1', 'A', 'copd', 'Aarhus')")
+    db.execute(
+        "INSERT INTO patients (external_ref, name, programme, municipality) VALUES ('mig-1', 'A', 'copd', 'Aarhus')"
+    )
     pid = db.execute("SELECT id FROM patients WHERE external_ref = 'mig-1'").fetchone()[0]  # type: ignore[index]
     row = (
         "01a1f5d2-6c00-7a3b-9c4d-0e1f2a3b4c5d", "2026-11-22T07:30:40Z", pid, "agent-x", "spo2", 93.0,
@@ -69,7 +71,10 @@ def test_plain_rollup_aggregates_local_days(db: psycopg.Connection) -> None:
 
     from backend.store.rollup import refresh
 
-    db.execute("INSERT INTO patients (external_ref, name, programme, municipality) VALUES ('roll-1', 'B', 'hypertension', 'Aarhus')")
+    db.execute(
+        "INSERT INTO patients (external_ref, name, programme, municipality)"
+        " VALUES ('roll-1', 'B', 'hypertension', 'Aarhus')"
+    )
     pid = db.execute("SELECT id FROM patients WHERE external_ref = 'roll-1'").fetchone()[0]  # type: ignore[index]
     # 23:30 UTC on the 21st is 00:30 on the 22nd in Copenhagen: both readings are one local day.
     for i, (at, sys_, dia) in enumerate([("2026-11-21T23:30:00Z", 140, 90), ("2026-11-22T10:00:00Z", 130, 80)]):
@@ -84,10 +89,14 @@ def test_plain_rollup_aggregates_local_days(db: psycopg.Connection) -> None:
         pytest.skip("TimescaleDB keeps the rollup as a continuous aggregate (tested in test_timescale)")
     refresh(db, since=datetime(2026, 11, 21, tzinfo=UTC))
     rows = db.execute(
-        "SELECT component, day::text, n, mean, min, max FROM measurement_daily WHERE patient_id = %s ORDER BY component",
+        "SELECT component, day::text, n, mean, min, max FROM measurement_daily"
+        " WHERE patient_id = %s ORDER BY component",
         (pid,),
     ).fetchall()
-    assert rows == [("diastolic", "2026-11-22", 2, 85.0, 80.0, 90.0), ("systolic", "2026-11-22", 2, 135.0, 130.0, 140.0)]
+    assert rows == [
+        ("diastolic", "2026-11-22", 2, 85.0, 80.0, 90.0),
+        ("systolic", "2026-11-22", 2, 135.0, 130.0, 140.0),
+    ]
 
 
 def test_discover_prefers_timescale_flavour_only_when_installed() -> None:
