@@ -305,3 +305,14 @@ def _score(c: _Compiled, ctx: Context, obs: Observation) -> Finding | None:
         rule_id=rule.id, rule_kind=rule.kind, measurement=None, severity=severity, value=float(total),
         title=rule.title, thresholds=dict(c.thresholds), detail={"score": total, "parts": parts},
     )
+
+
+def history_hours(rules: Sequence[AnyRule]) -> float:
+    """How far back a set of rules looks: the longest trend window or score recency."""
+    hours = 0.0
+    for r in rules:
+        if isinstance(r, TrendRule):
+            hours = max(hours, r.thresholds.window_hours)
+        elif isinstance(r, ScoreRule):
+            hours = max(hours, r.thresholds.recent_hours)
+    return hours

@@ -36,9 +36,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from alert_rules.baseline import Baseline
-from alert_rules.evaluate import Context, Observation, evaluate
+from alert_rules.evaluate import Context, Observation, evaluate, history_hours
 from alert_rules.loader import load_ruleset
-from alert_rules.model import BatteryLowRule, ScoreRule, TrendRule
+from alert_rules.model import BatteryLowRule
 from vitals.kinds import MeasurementKind
 
 PROGRAMMES = ("copd", "heart_failure", "hypertension")
@@ -52,14 +52,6 @@ KINDS: dict[str, list[tuple[MeasurementKind, dict[str, tuple[float, float]]]]] =
 }
 
 
-def _history_hours(rules: list[Any]) -> float:
-    hours = 0.0
-    for r in rules:
-        if isinstance(r, TrendRule):
-            hours = max(hours, r.thresholds.window_hours)
-        elif isinstance(r, ScoreRule):
-            hours = max(hours, r.thresholds.recent_hours)
-    return hours
 
 
 def _components(rng: random.Random, ranges: dict[str, tuple[float, float]]) -> dict[str, float]:
@@ -99,7 +91,7 @@ def build(patients: int, seed: int = 7) -> tuple[list[Any], int]:
         if key not in by_kind:
             rules = [r for r in ruleset.rules_for(programme)
                      if kind in r.measurement_kinds or isinstance(r, BatteryLowRule)]
-            by_kind[key] = (rules, _history_hours(rules))
+            by_kind[key] = (rules, history_hours(rules))
         rules, hours = by_kind[key]
         cut = bisect.bisect_left(times, obs.measured_at)
         first = bisect.bisect_left(times, obs.measured_at - timedelta(hours=hours), 0, cut)

@@ -25,7 +25,7 @@ from psycopg_pool import ConnectionPool
 
 from alert_rules.baseline import Baseline
 from alert_rules.errors import ThresholdError
-from alert_rules.evaluate import Context, Finding, Observation, evaluate
+from alert_rules.evaluate import Context, Finding, Observation, evaluate, history_hours
 from alert_rules.model import AnyRule, BatteryLowRule, MissingRule, ScoreRule, TrendRule
 from backend.alerting import lifecycle
 from backend.alerting.clock import Clock, SystemClock
@@ -37,14 +37,6 @@ from vitals.kinds import MeasurementKind
 log = logging.getLogger(__name__)
 
 
-def _history_hours(rules: Sequence[AnyRule]) -> float:
-    hours = 0.0
-    for r in rules:
-        if isinstance(r, TrendRule):
-            hours = max(hours, r.thresholds.window_hours)
-        elif isinstance(r, ScoreRule):
-            hours = max(hours, r.thresholds.recent_hours)
-    return hours
 
 
 class AlertEngine:
@@ -247,7 +239,7 @@ class AlertEngine:
         if hit is None:
             rules = [r for r in self.config.ruleset.rules_for(programme)
                      if kind in r.measurement_kinds or isinstance(r, BatteryLowRule)]
-            hit = self._by_kind[key] = (rules, _history_hours(rules))
+            hit = self._by_kind[key] = (rules, history_hours(rules))
         return hit
 
     def _missing_rules(self, programme: str) -> list[MissingRule]:
@@ -300,7 +292,7 @@ class AlertEngine:
         hit = self._need.get(programme)
         if hit is None:
             rules = self.config.ruleset.rules_for(programme)
-            hit = self._need[programme] = (_history_hours(rules), frozenset(
+            hit = self._need[programme] = (history_hours(rules), frozenset(
                 k.value for r in rules if isinstance(r, TrendRule | ScoreRule) for k in r.measurement_kinds))
         return hit
 
