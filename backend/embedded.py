@@ -31,15 +31,53 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_port(port: int, timeout: float = 15.0) -> None:
+def wait_port(port: int, *, timeout: float = 15.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Wait until something listens on 127.0.0.1:``port``; fail early if ``proc`` exits."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return
         except OSError:
+            if proc is not None and proc.poll() is not None:
+                raise BackendError(f"the server exited ({proc.returncode}) before listening on {port}") from None
+            if time.monotonic() > deadline:
+                raise BackendError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f}s") from None
             time.sleep(0.05)
-    raise BackendError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f}s")
+
+
+def mosquitto_binary() -> str | None:
+    return shutil.which("mosquitto") or next((p for p in ("/usr/sbin/mosquitto",) if Path(p).exists()), None)
+
+
+def start_mosquitto(conf: Path, port: int, *, timeout: float = 10.0) -> subprocess.Popen[bytes]:
+    """Start Mosquitto with ``conf`` (which listens on ``port``) and wait until it does.
+
+    Its output goes to ``mosquitto.log`` beside the config, never to an unread pipe that could
+    fill up and stall a long-running broker; a failed start quotes that log.
+    """
+    binary = mosquitto_binary()
+    if binary is None:
+        raise BackendError("mosquitto binary not found (Debian: apt-get install mosquitto)")
+    log_path = conf.parent / "mosquitto.log"
+    with log_path.open("wb") as out:
+        proc = subprocess.Popen([binary, "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_port(port, timeout=timeout, proc=proc)
+    except BackendError as exc:
+        stop_process(proc)
+        output = log_path.read_text(errors="replace")
+        raise BackendError(f"mosquitto did not start with {conf}: {exc}\n{output}") from None
+    return proc
+
+
+def stop_process(proc: subprocess.Popen[bytes], *, timeout: float = 10.0) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout)
 
 
 def _ensure_gone(pid: int | None, what: str, timeout: float = 20.0) -> None:
@@ -85,24 +123,18 @@ def embedded_postgres(workdir: Path) -> Iterator[str]:
 def embedded_broker() -> Iterator[str]:
     """A private Mosquitto when the binary exists (MQTT v5, shared subscriptions); otherwise the
     pure-Python amqtt broker, which speaks MQTT 3.1.1 only. Yields the broker URL."""
-    binary = shutil.which("mosquitto") or next(
-        (p for p in ("/usr/sbin/mosquitto",) if Path(p).exists()), None
-    )
     port = free_port()
-    if binary:
+    if mosquitto_binary():
         workdir = Path(tempfile.mkdtemp(prefix="nearcare-demo-mosq-"))
         conf = workdir / "mosquitto.conf"
         conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-        proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            _wait_port(port)
-            yield f"mqtt://127.0.0.1:{port}"
-        finally:
-            proc.terminate()
+            proc = start_mosquitto(conf, port)
             try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+                yield f"mqtt://127.0.0.1:{port}"
+            finally:
+                stop_process(proc, timeout=5)
+        finally:
             shutil.rmtree(workdir, ignore_errors=True)
         return
     yield from _amqtt(port)

@@ -31,7 +31,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -50,7 +49,8 @@ import paho.mqtt.client as mqtt  # noqa: E402
 import psycopg  # noqa: E402
 import psycopg.conninfo  # noqa: E402
 
-from backend import registry  # noqa: E402
+from backend import embedded, registry  # noqa: E402
+from backend.embedded import free_port  # noqa: E402
 from backend.ingest.core import decide  # noqa: E402
 from backend.ingest.writer import _COLS, _TYPES, prepare, write_batch  # noqa: E402
 from backend.store import migrate  # noqa: E402
@@ -58,12 +58,6 @@ from vitals.wire import Topics, new_measurement_id, parse_receipt  # noqa: E402
 
 GOAL_BATCHED = 20_000
 GOAL_SINGLE = 5_000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def with_db(url: str, name: str) -> str:
@@ -87,18 +81,9 @@ def start_mosquitto(stack: ExitStack) -> tuple[str, int]:
     (workdir / "m.conf").write_text(
         f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\n"
     )
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    proc = subprocess.Popen([binary, "-c", str(workdir / "m.conf")], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    stack.callback(lambda: (proc.terminate(), proc.wait(10)))
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return f"mqtt://127.0.0.1:{port}", proc.pid
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit("mosquitto did not start")
+    proc = embedded.start_mosquitto(workdir / "m.conf", port)
+    stack.callback(embedded.stop_process, proc)
+    return f"mqtt://127.0.0.1:{port}", proc.pid
 
 
 def envelope(agent_id: str, n: int, at: datetime) -> bytes:

@@ -16,11 +16,10 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -108,12 +107,6 @@ def db(database_url: str) -> Iterator[object]:
         yield conn
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _mqtt_reachable(broker: BrokerUrl, timeout: float = 3.0) -> str | None:
     """None when a v5 CONNECT is accepted, else why not."""
     import paho.mqtt.client as mqtt
@@ -135,28 +128,6 @@ def _mqtt_reachable(broker: BrokerUrl, timeout: float = 3.0) -> str | None:
     return None if ok else "no CONNACK"
 
 
-def start_private_mosquitto(extra_conf: str = "") -> tuple[subprocess.Popen[bytes], int, Path]:
-    """A private Mosquitto on a free port, for tests that need their own broker."""
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not os.path.exists(binary):
-        raise FileNotFoundError("mosquitto binary not found (Debian: apt-get install mosquitto)")
-    port = _free_port()
-    workdir = Path(tempfile.mkdtemp(prefix="nearcare-mosq-"))
-    conf = workdir / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{extra_conf}")
-    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc, port, workdir
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    err = proc.stderr.read() if proc.stderr else b""
-    raise RuntimeError(f"private mosquitto did not start: {err!r}")
-
-
 @pytest.fixture(scope="session")
 def mqtt_url() -> Iterator[str]:
     url = os.environ.get("NEARCARE_TEST_MQTT_URL", DEFAULT_MQTT_URL)
@@ -164,22 +135,20 @@ def mqtt_url() -> Iterator[str]:
     if why is None:
         yield url
         return
+    from backend.errors import BackendError
+
     try:
-        proc, port, workdir = start_private_mosquitto()
-    except (FileNotFoundError, RuntimeError) as exc:
+        fallback = PrivateBroker().start()
+    except BackendError as exc:
         pytest.fail(
             f"No MQTT v5 broker at {url} ({why}) and no private one: {exc}\n"
             "Start one (Debian: `apt-get install mosquitto && mosquitto -d`) or set NEARCARE_TEST_MQTT_URL.",
             pytrace=False,
         )
     try:
-        yield f"mqtt://127.0.0.1:{port}"
+        yield fallback.url
     finally:
-        proc.terminate()
-        proc.wait(10)
-        if proc.stderr is not None:
-            proc.stderr.close()
-        shutil.rmtree(workdir, ignore_errors=True)
+        fallback.close()
 
 
 @pytest.fixture(scope="session")
@@ -207,59 +176,71 @@ def settings(database_url: str, mqtt_url: str, topics: Topics):  # type: ignore[
 
 
 class PrivateBroker:
-    """A private Mosquitto for one test: stop it and start it again on the same port."""
+    """A private Mosquitto with a config of the test's own, on a free port; `.stop()` and
+    `.start()` take it away and bring it back on the same port.
 
-    def __init__(self, extra_conf: str = "") -> None:
-        self.extra_conf = extra_conf
+    ``conf`` may name files written beside it as ``{dir}/name``. It keeps every queued QoS 1
+    message (Mosquitto's default drops them beyond 1000 per offline session) and runs as the
+    current user, so 0600 password and ACL files in our private directory stay readable.
+    """
+
+    def __init__(self, conf: str = "allow_anonymous true", files: dict[str, str] | None = None) -> None:
+        from backend.embedded import free_port
+
+        self.workdir = Path(tempfile.mkdtemp(prefix="nearcare-mosq-"))
+        for name, text in (files or {}).items():
+            (self.workdir / name).write_text(text)
+            (self.workdir / name).chmod(0o600)
+        self.port = free_port()
+        (self.workdir / "mosquitto.conf").write_text(
+            f"listener {self.port} 127.0.0.1\npersistence false\nmax_queued_messages 0\nuser root\n"
+            f"{conf.replace('{dir}', str(self.workdir))}\n"
+        )
         self.proc: subprocess.Popen[bytes] | None = None
-        self.port: int | None = None
-        self.workdir: Path | None = None
 
     @property
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
 
     def start(self) -> PrivateBroker:
-        if self.port is None:
-            self.proc, self.port, self.workdir = start_private_mosquitto(self.extra_conf)
-            return self
-        assert self.workdir is not None
-        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        self.proc = subprocess.Popen([binary, "-c", str(self.workdir / "mosquitto.conf")],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("private mosquitto did not restart")
+        from backend.embedded import start_mosquitto
+
+        self.proc = start_mosquitto(self.workdir / "mosquitto.conf", self.port)
+        return self
 
     def stop(self) -> None:
+        from backend.embedded import stop_process
+
         if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            if self.proc.stderr is not None:
-                self.proc.stderr.close()
+            stop_process(self.proc)
             self.proc = None
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 @pytest.fixture
-def private_broker() -> Iterator[PrivateBroker]:
-    """A started private Mosquitto (v5, anonymous) on a free port; `.stop()`/`.start()` to take
-    it away and bring it back on the same port."""
-    broker = PrivateBroker().start()
+def private_broker_factory() -> Iterator[Callable[..., PrivateBroker]]:
+    """Start private brokers with their own config: ``make(conf, files)``; all closed after."""
+    made: list[PrivateBroker] = []
+
+    def make(conf: str = "allow_anonymous true", files: dict[str, str] | None = None) -> PrivateBroker:
+        broker = PrivateBroker(conf, files).start()
+        made.append(broker)
+        return broker
+
     try:
-        yield broker
+        yield make
     finally:
-        broker.stop()
-        if broker.workdir:
-            shutil.rmtree(broker.workdir, ignore_errors=True)
+        for broker in made:
+            broker.close()
 
 
-# ---- a live app for the web, API and browser tests (tests/backend/web/_support.py) ----------
-# Module-scoped: one uvicorn server and one small world of teams, users and patients per module.
+@pytest.fixture
+def private_broker(private_broker_factory: Callable[..., PrivateBroker]) -> PrivateBroker:
+    """A started private Mosquitto (v5, anonymous) on a free port."""
+    return private_broker_factory()
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,13 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from backend.embedded import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _get(url: str, token: str | None = None) -> tuple[int, bytes]:
@@ -52,7 +49,7 @@ def _servers_of(pid: int) -> dict[int, str]:
 
 @pytest.mark.slow
 def test_demo_runs_on_embedded_defaults_shows_alerts_and_stops_cleanly(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEARCARE_")}
     env["PYTHONWARNINGS"] = "ignore"
     log = (tmp_path / "demo.log").open("wb")

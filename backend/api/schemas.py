@@ -71,7 +71,7 @@ class AcknowledgeIn(BaseModel):
 
 
 # Something besides white space, no NUL: a note or reason that says nothing is refused (422).
-Said = Annotated[str, StringConstraints(pattern=r"^[^\x00]*\S[^\x00]*$", min_length=1, max_length=2000)]
+Said = Annotated[str, StringConstraints(pattern=r"^[^\x00]*[^\x00\s][^\x00]*$", min_length=1, max_length=2000)]
 
 
 class ResolveIn(BaseModel):
@@ -87,4 +87,4 @@ class ThresholdIn(BaseModel):
     rule_id: ShortText
     field: ShortText
     value: float | None = Field(default=None, description="null clears the personal override")
-    reason: Annotated[str, StringConstraints(pattern=r"^[^\x00]*\S[^\x00]*$", min_length=3, max_length=2000)]
+    reason: Annotated[str, StringConstraints(pattern=r"^[^\x00]*[^\x00\s][^\x00]*$", min_length=3, max_length=2000)]

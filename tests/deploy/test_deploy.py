@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
@@ -19,13 +18,12 @@ import paho.mqtt.client as mqtt
 import pytest
 import yaml
 
+from backend.embedded import free_port, start_mosquitto, stop_process
+from backend.errors import BackendError
+
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_compose_file_is_complete() -> None:
@@ -87,7 +85,7 @@ def production_broker():  # type: ignore[no-untyped-def]
     for i, (user, pw) in enumerate([("nearcare-backend", "backend-pw"), ("agent-a", "a-pw"), ("agent-b", "b-pw")]):
         flags = ["-c"] if i == 0 else []
         subprocess.run(["mosquitto_passwd", *flags, "-b", str(passwd), user, pw], check=True, capture_output=True)
-    tls_port, plain_port = _free_port(), _free_port()
+    tls_port, plain_port = free_port(), free_port()
     conf = (DEPLOY / "mosquitto" / "mosquitto.conf").read_text()
     conf = conf.replace("listener 8883", f"listener {tls_port} 127.0.0.1")
     conf = conf.replace("listener 1883", f"listener {plain_port} 127.0.0.1")
@@ -98,23 +96,12 @@ def production_broker():  # type: ignore[no-untyped-def]
     conf_path.write_text(conf)
     for f in tmp_path.iterdir():
         f.chmod(0o644)
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    proc = subprocess.Popen([binary, "-c", str(conf_path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", tls_port), timeout=0.2):
-                break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                out = proc.stdout.read().decode() if proc.stdout else ""
-                pytest.fail(f"mosquitto refused deploy/mosquitto/mosquitto.conf:\n{out}")
-            time.sleep(0.05)
+    try:
+        proc = start_mosquitto(conf_path, tls_port)
+    except BackendError as exc:
+        pytest.fail(f"mosquitto refused deploy/mosquitto/mosquitto.conf: {exc}")
     yield tmp_path, tls_port, plain_port
-    proc.terminate()
-    proc.wait(10)
-    if proc.stdout:
-        proc.stdout.close()
+    stop_process(proc)
     shutil.rmtree(tmp_path, ignore_errors=True)
 
 

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import socket
 import time
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,6 +23,7 @@ from backend.alerting.config import NotifierSettings, load_config
 from backend.alerting.engine import AlertEngine
 from backend.alerting.jobs import run_escalations
 from backend.alerting.notify import Dispatcher
+from backend.embedded import free_port
 
 CPH = ZoneInfo("Europe/Copenhagen")
 
@@ -93,10 +93,6 @@ def test_inhibition_snooze_and_no_duplicates(seed, db, pool) -> None:  # type: i
     assert red.id not in {a.id for a in esc}  # snoozed: no escalation
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_email_through_a_real_smtp_server_once(seed, db, pool) -> None:  # type: ignore[no-untyped-def]
@@ -112,7 +108,7 @@ def test_email_through_a_real_smtp_server_once(seed, db, pool) -> None:  # type:
             return "250 OK"
 
     handler = Keep()
-    port = _free_port()
+    port = free_port()
     ctl = Controller(handler, hostname="127.0.0.1", port=port)
     ctl.start()
     try:
@@ -145,7 +141,7 @@ def test_email_through_a_real_smtp_server_once(seed, db, pool) -> None:  # type:
 
 
 def test_webhook_failure_is_retried_with_backoff(seed, db, pool) -> None:  # type: ignore[no-untyped-def]
-    notifier = NotifierSettings(webhook_url=f"http://127.0.0.1:{_free_port()}/nobody", webhook_secret="k",
+    notifier = NotifierSettings(webhook_url=f"http://127.0.0.1:{free_port()}/nobody", webhook_secret="k",
                                 smtp_host=None, backoff_base_s=30)
     pid = seed.patient("copd", "Randers")
     t0 = datetime(2026, 11, 24, 23, 0, tzinfo=CPH)

@@ -5,16 +5,11 @@ from __future__ import annotations
 
 import json
 import secrets
-import shutil
-import socket
-import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -187,75 +182,11 @@ def db_count(database_url: str) -> Callable[..., int]:
 # --- a private Mosquitto ---------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class OwnBroker:
-    """A private Mosquitto with a config of our own (the shared one keeps the defaults, which
-    drop QoS 1 messages beyond 1000 queued per offline session)."""
-
-    def __init__(self, conf: str = "", files: dict[str, str] | None = None) -> None:
-        self.workdir = Path(tempfile.mkdtemp(prefix="nearcare-ingest-mosq-"))
-        for name, text in (files or {}).items():
-            (self.workdir / name).write_text(text)
-            (self.workdir / name).chmod(0o600)
-        self.port = _free_port()
-        (self.workdir / "mosquitto.conf").write_text(
-            # Run as root (CI), Mosquitto would drop to its own user and fail to read the 0600
-            # password and ACL files in our private directory; "user root" keeps it as we are.
-            f"listener {self.port} 127.0.0.1\npersistence false\nmax_queued_messages 0\nuser root\n"
-            f"{conf.replace('{dir}', str(self.workdir))}\n"
-        )
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
-
-    def start(self) -> OwnBroker:
-        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        self.proc = subprocess.Popen([binary, "-c", str(self.workdir / "mosquitto.conf")],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
-            except OSError:
-                if self.proc.poll() is not None:
-                    break
-                time.sleep(0.05)
-        err = self.proc.stderr.read() if self.proc.stderr and self.proc.poll() is not None else b""
-        self.stop()
-        raise RuntimeError(f"private mosquitto did not start: {err!r}")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            if self.proc.stderr:
-                self.proc.stderr.close()
-            self.proc = None
-
-
 @pytest.fixture
-def own_broker() -> Iterator[Callable[..., OwnBroker]]:
-    made: list[OwnBroker] = []
-
-    def make(conf: str = "allow_anonymous true", files: dict[str, str] | None = None) -> OwnBroker:
-        b = OwnBroker(conf, files).start()
-        made.append(b)
-        return b
-
-    try:
-        yield make
-    finally:
-        for b in made:
-            b.stop()
-            shutil.rmtree(b.workdir, ignore_errors=True)
+def own_broker(private_broker_factory: Callable[..., Any]) -> Callable[..., Any]:
+    """A private Mosquitto with a config of our own (the shared one keeps the defaults, which
+    drop QoS 1 messages beyond 1000 queued per offline session): ``own_broker(conf, files)``."""
+    return private_broker_factory
 
 
 

@@ -8,7 +8,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,13 +19,11 @@ from typing import Any
 
 import pytest
 
+from backend.embedded import free_port
+
 ROOT = Path(__file__).parents[3]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Worker:
@@ -133,7 +130,7 @@ def test_sigkill_mid_batch_under_load_loses_and_doubles_nothing(
     time.sleep(0.5)  # a COMMIT sent just before the kill may still land on the server
     at_kill = stored()
     assert at_kill < total, "the kill must land while readings are still flowing"
-    again = workers(broker.url, worker=0, client_id=worker.client_id, metrics_port=_free_port()).start()
+    again = workers(broker.url, worker=0, client_id=worker.client_id, metrics_port=free_port()).start()
     load.join(60)
     assert not load.is_alive()
     try:
@@ -158,8 +155,8 @@ def test_two_workers_on_a_shared_subscription_store_each_reading_once(
     broker = own_broker()
     homes = [make_home(prefix="pair") for _ in range(4)]
     agents = [h.agent_id for h in homes]
-    w0 = workers(broker.url, worker=0, metrics_port=_free_port()).start()
-    w1 = workers(broker.url, worker=1, metrics_port=_free_port()).start()
+    w0 = workers(broker.url, worker=0, metrics_port=free_port()).start()
+    w1 = workers(broker.url, worker=1, metrics_port=free_port()).start()
     publisher = make_publisher(broker.url)
     ids, load = _publish_load(publisher, topics, homes, make_envelope, messages=600, per_message=5)
     load.start()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import socket
 import threading
 import time
 import uuid
@@ -15,13 +14,9 @@ from typing import Any
 
 import psycopg
 
+from backend.embedded import free_port
+
 PASSWORD = "test-password-1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class LiveServer:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -18,6 +16,7 @@ from typing import Any
 import pytest
 
 from backend.admin.credentials import DynsecCredentials, PasswordFileCredentials
+from backend.embedded import start_mosquitto, stop_process
 from tests.backend.web._support import api_token, free_port, web_login
 from vitals.broker import parse_broker_url
 
@@ -33,22 +32,7 @@ def _start_mosquitto(workdir: Path, conf: str) -> tuple[subprocess.Popen[bytes],
     (workdir / "mosquitto.conf").write_text(
         f"listener {port} 127.0.0.1\npersistence false\nuser {getpass.getuser()}\n{conf}"
     )
-    with open(workdir / "mosquitto.log", "wb") as log:
-        proc = subprocess.Popen(
-            [shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(workdir / "mosquitto.conf")],
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc, port
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    proc.wait(10)
-    raise RuntimeError((workdir / "mosquitto.log").read_text())
+    return start_mosquitto(workdir / "mosquitto.conf", port), port
 
 
 @pytest.fixture
@@ -66,8 +50,7 @@ def dynsec_broker(tmp_path: Path) -> Iterator[str]:
     try:
         yield f"mqtt://admin:admin-secret-1@127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop_process(proc)
 
 
 def _connect(port: int, username: str, password: str) -> tuple[Any, list[tuple[str, bytes]]]:
@@ -172,8 +155,7 @@ def test_password_file_store_is_read_by_mosquitto(tmp_path: Path) -> None:
         with pytest.raises(PermissionError):
             _connect(port, "tablet-pw", "first-password")
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop_process(proc)
 
 
 def test_admin_pages_create_team_user_device_and_show_code_once(

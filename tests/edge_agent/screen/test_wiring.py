@@ -2,23 +2,19 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
+from backend.embedded import free_port
 from edge_agent.settings import AgentSettings
 from edge_agent.spool import Spool
 
 ROOT = Path(__file__).parents[3]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_settings_screen_defaults_and_off(monkeypatch) -> None:
@@ -32,7 +28,7 @@ def test_settings_screen_defaults_and_off(monkeypatch) -> None:
 
 
 def test_agent_simulate_serves_the_chosen_citizens_screen(tmp_path: Path, mqtt_url: str, topics) -> None:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "nearcare_cli", "agent", "simulate", "--citizens", "2", "--speed", "3600",
          "--history-days", "1", "--duration", "6", "--spool-dir", str(tmp_path), "--screen-port", str(port),
@@ -68,7 +64,7 @@ def test_agent_simulate_serves_the_chosen_citizens_screen(tmp_path: Path, mqtt_u
 def test_agent_run_serves_the_screen_and_stops_cleanly(tmp_path: Path, mqtt_url: str, topics) -> None:
     import signal
 
-    port = _free_port()
+    port = free_port()
     (tmp_path / "devices.yaml").write_text("devices: []\n")
     proc = subprocess.Popen(
         [sys.executable, "-m", "nearcare_cli", "agent", "run"], cwd=ROOT, stdout=subprocess.PIPE,
