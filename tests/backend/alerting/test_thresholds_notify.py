@@ -119,17 +119,28 @@ def test_email_through_a_real_smtp_server_once(seed, db, pool) -> None:  # type:
         engine = AlertEngine(pool=pool, config=load_config(), clock=FixedClock(t0), notifier=notifier)
         engine.on_stored([seed.reading(pid, "spo2", t0, spo2=83.0)])
         dispatcher = Dispatcher(pool=pool, settings=notifier)
+        (log_id,) = db.execute(
+            "SELECT n.id FROM notification_log n JOIN alerts a ON a.id = n.alert_id"
+            " WHERE a.patient_id = %s AND n.channel = 'email'", (pid,)
+        ).fetchone()
+
+        def mine() -> list[Any]:
+            # The session database is shared: other tests' pending notifications may be sent by
+            # this dispatcher too, so pick this patient's by the id in its Message-ID.
+            tag = f"<notification-{log_id}@nearcare>".encode()
+            return [m for m in handler.messages if tag in m.content]
+
         deadline = time.monotonic() + 10
-        while not handler.messages and time.monotonic() < deadline:
+        while not mine() and time.monotonic() < deadline:
             dispatcher.deliver_due()
             time.sleep(0.05)
         dispatcher.deliver_due()
-        mine = [m for m in handler.messages if b"lungeteam@auh.example" in m.rcpt_tos[0].encode()]
-        assert len(mine) == 1
+        assert len(mine()) == 1
+        assert mine()[0].rcpt_tos == ["lungeteam@auh.example"]
         import email
         from email.policy import default
 
-        msg = email.message_from_bytes(mine[0].content, policy=default)
+        msg = email.message_from_bytes(mine()[0].content, policy=default)
         assert str(msg["Subject"]).startswith("[RØD] Ny alarm: Lav iltmætning")
         assert str(msg["Message-ID"]).startswith("<notification-")
         assert "83" not in msg.get_content()  # no health data in an email
