@@ -9,11 +9,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 
-from backend.accounts.model import User
+
+class Actor(Protocol):
+    """Who looked. An accounts ``User`` is one; the audit needs only these, so it does not depend on
+    the accounts component, which writes through it."""
+
+    @property
+    def username(self) -> str: ...
+
+    @property
+    def display_name(self) -> str: ...
+
+    @property
+    def team_name(self) -> str | None: ...
+
+    @property
+    def role(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +47,7 @@ class AuditEntry:
 def record(
     conn: psycopg.Connection,
     *,
-    actor: User,
+    actor: Actor,
     patient_id: int | None,
     action: str,
     detail: str | None = None,
@@ -49,7 +64,7 @@ def record(
     conn.execute(
         """INSERT INTO audit_log (actor, actor_role, patient_id, action, detail, remote_addr, allowed)
            VALUES (%s, %s, %s, %s, %s, %s, %s)""",
-        (who, actor.role.value, patient_id, action, detail, remote_addr, allowed),
+        (who, str(actor.role), patient_id, action, detail, remote_addr, allowed),
     )
     if commit:
         conn.commit()
