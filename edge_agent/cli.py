@@ -47,6 +47,10 @@ def simulate(
     topic_root: str = typer.Option("nearcare/v1", envvar="NEARCARE_AGENT_TOPIC_ROOT", help="Topic root."),
     spool_dir: str = typer.Option(".simulate", help="Directory for the simulated agents' spools."),
     history_days: int = typer.Option(14, min=0, help="Days of history to backfill first."),
+    lead_hours: float = typer.Option(72.0, min=0.0, help="Hours before now where the fast live replay starts."),
+    rate: float = typer.Option(
+        0.0, min=0.0, help="Continuous load: spot checks per second per citizen on top of the care plan's "
+        "schedule, at the wall clock once the replay has caught up (0: the schedule only)."),
     duration: float = typer.Option(0.0, min=0.0, help="Stop after this many real seconds (0: until Ctrl-C)."),
     seed: int = typer.Option(7, help="Cohort seed."),
     screen_port: int = typer.Option(8080, min=-1, max=65535, envvar="NEARCARE_AGENT_SCREEN_PORT",
@@ -54,7 +58,8 @@ def simulate(
     screen_host: str = typer.Option("127.0.0.1", envvar="NEARCARE_AGENT_SCREEN_HOST", help="Home screen address."),
     screen_agent: str = typer.Option("", help="Which simulated agent's home screen to show (default: the first)."),
 ) -> None:
-    """Run N simulated citizens through the real spool and uplink."""
+    """Run N simulated citizens through the real spool and uplink. A restart on the same
+    --spool-dir continues where the last run stopped (the same ids for the same readings)."""
     import signal
     import threading
     from pathlib import Path
@@ -70,6 +75,7 @@ def simulate(
         run_simulation(demo_cohort(citizens, seed), broker_url=mqtt_url, topics=Topics(topic_root), speed=speed,
                        stop=stop, history_days=history_days, spool_dir=Path(spool_dir),
                        screen_port=None if screen_port < 0 else screen_port, screen_host=screen_host,
-                       screen_agent=screen_agent or None)
+                       screen_agent=screen_agent or None, lead_hours=lead_hours,
+                       spot_check_every_s=1.0 / rate if rate else None)
     except KeyboardInterrupt:
         stop.set()

@@ -1,17 +1,29 @@
 from __future__ import annotations
 
+import signal
 import statistics
+import subprocess
+import sys
 import threading
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from edge_agent.recorder import to_measurements
-from edge_agent.simulate import capture_of, demo_cohort, readings_between, running_simulation
+from edge_agent.simulate import (
+    capture_of,
+    demo_cohort,
+    measurements_of,
+    readings_between,
+    running_simulation,
+    spot_checks_between,
+)
 from vitals.wire import Device, parse_envelope
 
 LIVE = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+ROOT = Path(__file__).parents[2]
 
 
 def _by(scenario: str):
@@ -98,18 +110,99 @@ def test_live_simulation_never_stamps_a_reading_in_the_future(
 ) -> None:
     col = collect(broker, topics.wildcard("measurements"))
     # Six hours of lead at 36,000x reach the present in under a second; after that the
-    # simulation must keep pace with the wall clock instead of running ahead of it.
+    # simulation must keep pace with the wall clock instead of running ahead of it. A spot check
+    # every simulated half hour puts readings in the live part whatever the time of day (the care
+    # plan's schedule alone leaves six-hour windows empty).
     with running_simulation(broker_url=mqtt_url, topics=topics, citizens=2, seed=5, speed=36_000.0,
-                            history_days=1, spool_dir=tmp_path, lead_hours=6.0):
+                            history_days=1, spool_dir=tmp_path, lead_hours=6.0, spot_check_every_s=1800.0):
         time.sleep(4)
     assert col.wait_for(lambda: len(col.measurement_ids()) > 0, 10)
     latest = max(
         m.measured_at
         for topic, payload, _ in col.messages
         for m in parse_envelope(payload, topic=topic, topics=topics).measurements
-        if m.device_clock_trusted
     )
     assert latest <= datetime.now(UTC) + timedelta(seconds=1)
-    # Readings follow the citizens' morning/evening schedule: the newest trusted one lies
-    # somewhere inside the six live hours, not necessarily near the present.
-    assert latest >= datetime.now(UTC) - timedelta(hours=6, minutes=1), "nothing came from the live part"
+    assert latest >= datetime.now(UTC) - timedelta(minutes=31), "the live part did not reach the present"
+
+
+def test_spot_checks_are_the_same_however_the_window_is_cut_and_have_their_own_ids() -> None:
+    p = _by("hf_weight_gain")
+    whole = list(spot_checks_between(p, LIVE, LIVE + timedelta(minutes=1), every_s=0.5, live_start=LIVE))
+    parts = [r for k in range(60) for r in spot_checks_between(p, LIVE + timedelta(seconds=k),
+                                                               LIVE + timedelta(seconds=k + 1), every_s=0.5,
+                                                               live_start=LIVE)]
+    assert whole == parts and len(whole) == 120
+    assert {r.role for r in whole} == {"scale", "bp", "oximeter"}
+    ids = [m.id for r in whole for m in measurements_of(p, r)]
+    assert len(ids) == len(set(ids)) > 120
+    assert ids == [m.id for r in whole for m in measurements_of(p, r)], "generated again: the same ids"
+    other = next(c for c in demo_cohort(8) if c.programme == "heart_failure" and c.scenario == "stable")
+    assert not set(ids) & {m.id for r in whole for m in measurements_of(other, r)}
+
+
+def test_a_measurement_id_is_a_uuid7_at_the_reading_time() -> None:
+    p = _by("copd_exacerbation")
+    r = next(iter(readings_between(p, LIVE - timedelta(days=1), LIVE, live_start=LIVE)))
+    m = measurements_of(p, r)[0]
+    assert m.id.version == 7 and m.id.variant == uuid.RFC_4122
+    assert int.from_bytes(m.id.bytes[:6], "big") == int(r.at.timestamp() * 1000)
+
+
+def _simulate(spool_dir: Path, mqtt_url: str, root: str, *extra: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "nearcare_cli", "agent", "simulate", "--citizens", "2", "--seed", "5",
+         "--spool-dir", str(spool_dir), "--mqtt-url", mqtt_url, "--topic-root", root, "--screen-port", "-1",
+         *extra],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+def test_simulate_killed_and_restarted_continues_and_never_mints_a_second_id(
+    tmp_path: Path, mqtt_url: str, broker, topics, collect
+) -> None:
+    col = collect(broker, topics.wildcard("measurements"))
+    # Two days of replay at 7,200x take about 24 s: the kill lands in the middle of it.
+    args = ("--history-days", "1", "--lead-hours", "48", "--speed", "7200")
+    first = _simulate(tmp_path, mqtt_url, topics.root, *args)
+    try:
+        assert col.wait_for(lambda: len(col.measurement_ids()) >= 20, 60), "the simulator published nothing"
+        time.sleep(2)
+    finally:
+        first.kill()
+        first.wait(30)
+    before = len(col.measurement_ids())
+    second = _simulate(tmp_path, mqtt_url, topics.root, *args)
+    try:
+        assert col.wait_for(lambda: len(set(col.measurement_ids())) >= before + 10, 60), "no progress after restart"
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(30)
+    by_reading: dict[tuple[str, str, str], set[uuid.UUID]] = {}
+    for topic, payload, _ in col.messages:
+        env = parse_envelope(payload, topic=topic, topics=topics)
+        for m in env.measurements:
+            by_reading.setdefault((env.agent_id, m.kind.value, m.measured_at.isoformat()), set()).add(m.id)
+    twice = {k: v for k, v in by_reading.items() if len(v) > 1}
+    assert twice == {}, f"{len(twice)} readings were sent under two ids"
+    # It went on from where it stopped: the second run's readings are not all a replay.
+    assert len(by_reading) > before
+
+
+def test_continuous_spot_checks_go_on_at_the_wall_clock(tmp_path: Path, mqtt_url: str, broker, topics, collect) -> None:
+    col = collect(broker, topics.wildcard("measurements"))
+    minted: list[uuid.UUID] = []
+    with running_simulation(broker_url=mqtt_url, topics=topics, citizens=2, seed=3, speed=1.0, history_days=0,
+                            spool_dir=tmp_path, lead_hours=0.0, spot_check_every_s=0.25,
+                            on_recorded=lambda agent, ms: minted.extend(m.id for m in ms)):
+        time.sleep(3)
+        started = datetime.now(UTC)
+        assert col.wait_for(lambda: len(set(col.measurement_ids())) >= 30, 20)
+        time.sleep(2)
+    # Two citizens, four spot checks a second each, one or two measurements per spot check.
+    ids = set(col.measurement_ids())
+    assert ids <= set(minted)
+    times = [m.measured_at for topic, payload, _ in col.messages
+             for m in parse_envelope(payload, topic=topic, topics=topics).measurements]
+    assert max(times) <= datetime.now(UTC)
+    assert any(t >= started for t in times), "the spot checks stopped"
