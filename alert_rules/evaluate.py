@@ -18,6 +18,7 @@ from alert_rules import news2
 from alert_rules.baseline import Baseline
 from alert_rules.model import (
     AbsoluteRule,
+    AgentOfflineRule,
     AnyRule,
     BaselineRule,
     BatteryLowRule,
@@ -316,3 +317,52 @@ def history_hours(rules: Sequence[AnyRule]) -> float:
         elif isinstance(r, ScoreRule):
             hours = max(hours, r.thresholds.recent_hours)
     return hours
+
+
+# Technical rules decided against facts about the home equipment, not against a reading. The
+# backend's scheduled check only gathers the facts (agents, devices) and feeds the findings to
+# the alert state machine; the rules and their limits live here and in technical.yaml.
+
+
+@dataclass(frozen=True, slots=True)
+class AgentStatus:
+    """What the backend knows of one home agent at a scheduled check."""
+
+    agent_id: str
+    online: bool
+    """The agent's last status message said online (its MQTT will says offline)."""
+    last_seen_at: datetime | None
+    """Its last contact (else its last status, else its enrolment)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceStatus:
+    """One measuring device of an agent, as its last reading's status bits left it."""
+
+    address: str
+    model: str | None
+    battery_low: bool
+
+
+def evaluate_agent(rule: AgentOfflineRule, agent: AgentStatus, now: datetime,
+                   overrides: Mapping[str, float] | None = None) -> Finding | None:
+    """Offline beyond ``offline_hours``: a technical breach. Online: a clear (the alert resolves
+    after ``auto_resolve_after`` such checks). Offline but not for long yet: no finding."""
+    r = rule.with_thresholds(overrides) if overrides else rule
+    thresholds = r.default_thresholds()
+    if agent.online:
+        return Finding(r.id, r.kind, None, None, None, r.title, thresholds, {"agent_id": agent.agent_id})
+    limit = now - timedelta(hours=r.thresholds.offline_hours)
+    if agent.last_seen_at is not None and agent.last_seen_at < limit:
+        return Finding(r.id, r.kind, None, "technical", None, r.title, thresholds,
+                       {"agent_id": agent.agent_id, "last_seen_at": agent.last_seen_at.isoformat()})
+    return None
+
+
+def evaluate_device(rule: BatteryLowRule, device: DeviceStatus) -> Finding | None:
+    """A device whose status reports a low battery: a technical breach. A device that no longer
+    does is no finding here: readings without the flag clear the alert (see :func:`evaluate`)."""
+    if not device.battery_low:
+        return None
+    return Finding(rule.id, rule.kind, None, "technical", None, rule.title, {},
+                   {"device": device.address, "model": device.model})

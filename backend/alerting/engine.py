@@ -1,7 +1,10 @@
 """The readings sink: evaluate stored readings against the rules and apply the lifecycle.
 
 Ingest calls :meth:`AlertEngine.on_stored` after each commit. One batch is decided in one
-transaction (fast path); if it fails, each patient is retried in its own transaction, and a
+transaction: each finding goes through the pure state machine (:mod:`alert_rules.lifecycle`),
+the inhibition and grouping stages run over the touched patients' alerts, and one writer
+(:func:`backend.alerting.lifecycle.write`) stores the effects in a few statements. If it fails,
+each patient is retried in its own transaction, and a
 reading that still cannot be evaluated is written to ``alert_evaluation_failures`` with the
 error, to be retried by a scheduled job: a long-running ingest never crashes on it and no
 reading silently escapes the rules.
@@ -15,7 +18,7 @@ import json
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,6 +29,7 @@ from psycopg_pool import ConnectionPool
 from alert_rules.baseline import Baseline
 from alert_rules.errors import ThresholdError
 from alert_rules.evaluate import Context, Finding, Observation, evaluate, history_hours
+from alert_rules.lifecycle import Effect, PatientFinding, Router, apply_inhibition, group, inhibit, transition
 from alert_rules.model import AnyRule, BatteryLowRule, MissingRule, ScoreRule, TrendRule
 from backend.alerting import lifecycle
 from backend.alerting.clock import Clock, SystemClock
@@ -59,8 +63,6 @@ class AlertEngine:
         self._by_kind: dict[tuple[str, str], tuple[list[AnyRule], float]] = {}
         self._missing: dict[str, list[MissingRule]] = {}
         self._need: dict[str, tuple[float, frozenset[str]]] = {}
-        # Webhook or e-mail rows name their transition, so those openings are stored one by one.
-        self._notifies_others = notifier is not None and bool(notifier.webhook_url or notifier.smtp_host)
         self.evaluated = 0
         self.failed = 0
         self.skipped = 0
@@ -127,7 +129,7 @@ class AlertEngine:
                 overrides = self.thresholds.overrides_from_rows(
                     {pid: p.programme for pid, p in patients.items()}, overrides_cur.fetchall())
                 baselines = _baselines_from_rows(baselines_cur.fetchall())
-                actives, in_range = lifecycle.active_alerts_from_rows(actives_cur.fetchall())
+                actives = lifecycle.active_alerts_from_rows(actives_cur.fetchall())
             fresh: list[StoredReading] = []
             for r in readings:
                 if r.id not in done:
@@ -137,10 +139,12 @@ class AlertEngine:
             if not fresh:
                 return
             history = self._load_history(conn, fresh, patients)
-            batch = _BatchWrites(in_range=in_range)
+            evaluations: list[str] = []
             with conn.pipeline():
-                self._decide_all(conn, fresh, patients, overrides, baselines, actives, history, now, batch)
-                batch.flush(conn, now)
+                effects = self._decide_all(conn, fresh, patients, overrides, baselines, actives, history, now,
+                                           evaluations)
+                lifecycle.write(conn, effects, notifier=self.notifier, contacts=self.config.routing.team_contacts,
+                                patients=patients)
                 # The evaluation rows (and the end of any recorded failure) in one statement,
                 # queued with the rest: no round trip of its own.
                 conn.execute(
@@ -149,19 +153,23 @@ class AlertEngine:
                     " d AS (DELETE FROM alert_evaluation_failures WHERE measurement_id IN (SELECT m FROM x))"
                     " INSERT INTO reading_evaluations (measurement_id, patient_id, measured_at, evaluated_at,"
                     " thresholds, fired) SELECT m, p, at, %s, t, f FROM x",
-                    (batch.evaluations_json(), now),
+                    ("[" + ",".join(evaluations) + "]", now),
                 )
 
     def _decide_all(self, conn: psycopg.Connection[Any], readings: Sequence[StoredReading],
                     patients: Mapping[int, lifecycle.PatientInfo], overrides: Mapping[int, Any],
                     baselines: Mapping[int, Any], actives: dict[tuple[int, str], lifecycle.Alert],
                     history: Mapping[int, tuple[list[datetime], list[Observation]]], now: datetime,
-                    batch: _BatchWrites) -> None:
-        per_patient: dict[int, set[str]] = defaultdict(set)
-        for pid, rid in actives:
-            per_patient[pid].add(rid)
+                    evaluations: list[str]) -> list[Effect]:
+        """Every reading's findings through the state machine, then the inhibition and grouping
+        stages: the batch's effects, for the one writer."""
+        router = self.teams.router(self.config)
+        ids = self.alert_ids.iterator(conn)
+        effects: list[Effect] = []
+        settle: set[int] = set()  # patients whose set of alerts or severities changed: inhibition runs
         in_force_json: dict[tuple[int, str, tuple[str, ...]], str] = {}
         fired_json: dict[tuple[tuple[str, str | None], ...], str] = {}
+        by_id = self.config.ruleset.by_id
         for r in readings:
             patient = patients.get(r.patient_id)
             if patient is None:
@@ -191,45 +199,52 @@ class AlertEngine:
             if fired is None:
                 fired = fired_json[fired_key] = json.dumps(dict(fired_key))
             # Built as text: the thresholds and severities are JSON already, ids and times need no escaping.
-            batch.evaluations.append(f'{{"m":"{r.id}","p":{int(r.patient_id)},"at":"{r.measured_at.isoformat()}",'
-                                     f'"t":{in_force},"f":{fired}}}')
+            evaluations.append(f'{{"m":"{r.id}","p":{int(r.patient_id)},"at":"{r.measured_at.isoformat()}",'
+                               f'"t":{in_force},"f":{fired}}}')
             for f in findings:
                 key = (r.patient_id, f.rule_id)
                 active = actives.get(key)
-                if f.fired:
-                    if active is not None:
-                        repeated = lifecycle.repeat_breach(active, finding=f, reading_id=r.id, now=now)
-                        if repeated is not None:
-                            actives[key] = repeated
-                            batch.repeat(repeated, in_range=0)
-                            continue
-                        batch.flush_one(conn, active.id, now)
-                    others = bool(per_patient[r.patient_id] - {f.rule_id})
-                    if active is None and not others and not self._notifies_others:
-                        # The common opening: stored with the batch's other new alerts.
-                        alert, labels, note = lifecycle.prepare_open(
-                            conn, patient=patient, finding=f, reading_id=r.id, now=now, config=self.config,
-                            teams=self.teams, ids=self.alert_ids)
-                        batch.opened.append((alert, labels, note))
-                        batch.in_range[alert.id] = 0
-                        actives[key] = alert
-                        per_patient[r.patient_id].add(f.rule_id)
-                        continue
-                    batch.flush_opened(conn)
-                    alert, _ = lifecycle.apply_breach(
-                        conn, patient=patient, finding=f, reading_id=r.id, now=now, active=active,
-                        config=self.config, teams=self.teams, notifier=self.notifier, others=others,
-                        ids=self.alert_ids,
-                    )
-                    batch.in_range[alert.id] = 0
-                    actives[key] = alert
-                    per_patient[r.patient_id].add(f.rule_id)
-                elif active is not None:
-                    rule = self.config.ruleset.by_id[f.rule_id]
-                    if self._in_range(conn, active, rule.auto_resolve_after, now, batch):
-                        del actives[key]
-                        per_patient[r.patient_id].discard(f.rule_id)
-            self._missing_met(conn, r, self._missing_rules(patient.programme), actives, per_patient, now, batch)
+                if active is None and not f.fired:
+                    continue  # in range, nothing open: the common case
+                pf = PatientFinding(patient, f, r.id, by_id[f.rule_id].auto_resolve_after)
+                self._step(actives, key, active, pf, now, router, ids, effects, settle)
+            # A reading of a kind a blue alert is waiting for counts as back in range.
+            for rule in self._missing_rules(patient.programme):
+                key = (r.patient_id, rule.id)
+                active = actives.get(key)
+                if active is None or r.kind not in {m.get("kind") for m in active.detail.get("missed", [])}:
+                    continue
+                clear = Finding(rule.id, rule.kind, None, None, None, rule.title, {})
+                self._step(actives, key, active, PatientFinding(patient, clear, r.id, rule.auto_resolve_after),
+                           now, router, ids, effects, settle)
+        if settle and self.config.routing.inhibit_rules:
+            mine: dict[int, list[lifecycle.Alert]] = defaultdict(list)
+            for (pid, _rule), a in actives.items():
+                if pid in settle:
+                    mine[pid].append(a)
+            for pid in settle:
+                muted = inhibit(mine.get(pid, []), patients[pid], self.config.routing)
+                changed, more = apply_inhibition(mine.get(pid, []), muted, now, router)
+                effects += more
+                for a in changed.values():
+                    actives[(pid, a.rule_id)] = a
+        return group(effects)
+
+    @staticmethod
+    def _step(actives: dict[tuple[int, str], lifecycle.Alert], key: tuple[int, str], active: lifecycle.Alert | None,
+              pf: PatientFinding, now: datetime, router: Router, ids: Iterator[int], effects: list[Effect],
+              settle: set[int]) -> None:
+        alert, out = transition(active, pf, now, router, ids=ids)
+        if not out:
+            return
+        effects += out
+        if alert is None or alert.state == "resolved":
+            actives.pop(key, None)
+            settle.add(key[0])
+        else:
+            actives[key] = alert
+            if active is None or alert.severity != active.severity:
+                settle.add(key[0])
 
     def _rules_for(self, programme: str, kind: MeasurementKind) -> tuple[list[AnyRule], float]:
         """The rules a reading of this kind can fire (what ``evaluate`` would pick itself), and
@@ -249,22 +264,6 @@ class AlertEngine:
                                               if isinstance(r, MissingRule)]
         return hit
 
-    def _in_range(self, conn: psycopg.Connection[Any], active: lifecycle.Alert, resolve_after: int,
-                  now: datetime, batch: _BatchWrites) -> bool:
-        """Count a reading back in range (in memory, stored once per batch); resolve the alert
-        after ``resolve_after`` of them. True if it was resolved."""
-        if resolve_after <= 0:
-            return False
-        count = batch.in_range.get(active.id, 0) + 1
-        batch.repeat(active, in_range=count, notify=False)
-        if count < resolve_after:
-            return False
-        batch.flush_opened(conn)
-        batch.flush_one(conn, active.id, now)
-        lifecycle.resolve_alert(conn, alert=active, by="system", note=f"{count} målinger tilbage inden for grænserne",
-                                now=now, config=self.config)
-        return True
-
     def _evaluate(self, rules: Sequence[AnyRule], ctx: Context, obs: Observation, programme: str) -> list[Finding]:
         try:
             return evaluate(rules, ctx, obs)
@@ -274,19 +273,6 @@ class AlertEngine:
             log.error("patient thresholds invalid (%s); evaluating on programme defaults", exc)
             return evaluate(rules, Context(programme=programme, history=ctx.history, baselines=ctx.baselines,
                                            overrides=self.thresholds.programme_overrides(programme)), obs)
-
-    def _missing_met(self, conn: psycopg.Connection[Any], r: StoredReading, rules: Sequence[MissingRule],
-                     actives: dict[tuple[int, str], lifecycle.Alert], per_patient: dict[int, set[str]],
-                     now: datetime, batch: _BatchWrites) -> None:
-        """A reading of a kind a blue alert is waiting for counts as back in range."""
-        for rule in rules:
-            active = actives.get((r.patient_id, rule.id))
-            if active is None:
-                continue
-            kinds = {m.get("kind") for m in active.detail.get("missed", [])}
-            if r.kind in kinds and self._in_range(conn, active, rule.auto_resolve_after, now, batch):
-                del actives[(r.patient_id, rule.id)]
-                per_patient[r.patient_id].discard(rule.id)
 
     def _history_need(self, programme: str) -> tuple[float, frozenset[str]]:
         hit = self._need.get(programme)
@@ -418,47 +404,6 @@ class HistoryCache:
                 entry.ids.discard(o.id or "")
             del entry.times[:cut], entry.observations[:cut]
             entry.covered_from = max(entry.covered_from, keep)
-
-
-class _BatchWrites:
-    """What a batch changes without a transition, written once at its end: the evaluation
-    rows, and per alert its latest state and in-range count."""
-
-    def __init__(self, *, in_range: dict[int, int]) -> None:
-        self.evaluations: list[str] = []
-        self.opened: list[tuple[lifecycle.Alert, dict[str, str], str]] = []
-        self.in_range = in_range
-        self._alerts: dict[int, lifecycle.Alert] = {}
-        self._notify: set[int] = set()
-
-    def repeat(self, alert: lifecycle.Alert, *, in_range: int, notify: bool = True) -> None:
-        self._alerts[alert.id] = alert
-        self.in_range[alert.id] = in_range
-        if notify:
-            self._notify.add(alert.id)
-
-    def evaluations_json(self) -> str:
-        return "[" + ",".join(self.evaluations) + "]"
-
-    def flush_opened(self, conn: psycopg.Connection[Any]) -> None:
-        """Before a lifecycle step that reads the patient's alerts from the database."""
-        lifecycle.write_opened(conn, self.opened)
-        self.opened.clear()
-
-    def flush_one(self, conn: psycopg.Connection[Any], alert_id: int, now: datetime) -> None:
-        """Before a lifecycle step that reads or rewrites the alert, store what is pending for it."""
-        self.flush_opened(conn)
-        alert = self._alerts.pop(alert_id, None)
-        if alert is not None:
-            lifecycle.write_repeats(conn, [alert], self.in_range, now=now,
-                                    notify=[alert_id] if alert_id in self._notify else ())
-            self._notify.discard(alert_id)
-
-    def flush(self, conn: psycopg.Connection[Any], now: datetime) -> None:
-        self.flush_opened(conn)
-        lifecycle.write_repeats(conn, list(self._alerts.values()), self.in_range, now=now, notify=list(self._notify))
-        self._alerts.clear()
-        self._notify.clear()
 
 
 def _query_baselines(conn: psycopg.Connection[Any], pids: Sequence[int]) -> psycopg.Cursor[Any]:

@@ -17,8 +17,9 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 from alert_rules.baseline import compute_baseline
-from alert_rules.evaluate import Finding
-from alert_rules.model import AgentOfflineRule, BaselineRule
+from alert_rules.evaluate import AgentStatus, DeviceStatus, evaluate_agent, evaluate_device
+from alert_rules.lifecycle import PatientFinding
+from alert_rules.model import AgentOfflineRule, BaselineRule, BatteryLowRule
 from backend.alerting import lifecycle
 from backend.alerting.config import AlertingConfig, NotifierSettings
 from backend.readings import StoredReading
@@ -29,57 +30,67 @@ log = logging.getLogger(__name__)
 
 def run_escalations(conn: psycopg.Connection[Any], *, now: datetime, config: AlertingConfig,
                     teams: lifecycle.TeamDirectory | None = None,
-                    notifier: NotifierSettings | None = None) -> list[lifecycle.Alert]:
+                    notifier: NotifierSettings | None = None, limit: int = 500) -> list[lifecycle.Alert]:
+    """Hand every open alert past its SLA to the next team, once. Safe to run anywhere, any time:
+    the due time lives in the row and moves forward in the same transaction as the handover,
+    and each alert is decided again under its patient's lock in a short transaction of its own."""
     teams = teams or lifecycle.TeamDirectory()
     teams.refresh(conn)
-    return lifecycle.escalate_due(conn, now=now, config=config, teams=teams, notifier=notifier)
+    due = conn.execute(
+        "SELECT id FROM alerts WHERE state = 'open' AND escalation_due_at <= %s AND inhibited_by IS NULL"
+        " AND (snoozed_until IS NULL OR snoozed_until <= %s) ORDER BY escalation_due_at LIMIT %s",
+        (now, now, limit),
+    ).fetchall()
+    lifecycle.end_implicit_transaction(conn)
+    out: list[lifecycle.Alert] = []
+    for (alert_id,) in due:
+        updated = lifecycle.escalate(conn, alert_id=alert_id, now=now, config=config, teams=teams, notifier=notifier)
+        if updated is not None:
+            out.append(updated)
+    return out
 
 
 def check_technical(conn: psycopg.Connection[Any], *, now: datetime, config: AlertingConfig,
                     teams: lifecycle.TeamDirectory | None = None,
                     notifier: NotifierSettings | None = None) -> list[lifecycle.Alert]:
-    """Agents offline beyond the limit, and devices reporting a low battery."""
+    """Agents offline beyond the limit, and devices reporting a low battery.
+
+    This job only gathers the facts (each agent's status and last contact, each device's battery
+    flag); the rules decide (:func:`alert_rules.evaluate.evaluate_agent`, ``evaluate_device``)
+    and the state machine acts, one patient per short transaction under the patient's lock."""
     teams = teams or lifecycle.TeamDirectory()
     teams.refresh(conn)
-    out: list[lifecycle.Alert] = []
     offline = next((r for r in config.ruleset.by_id.values() if isinstance(r, AgentOfflineRule)), None)
-    if offline is not None:
-        limit = now - timedelta(hours=offline.thresholds.offline_hours)
-        rows = conn.execute(
-            "SELECT patient_id, id, online, coalesce(last_seen_at, status_at, enrolled_at) FROM agents"
-            " WHERE active AND patient_id IS NOT NULL").fetchall()
-        for pid, agent_id, online, seen in rows:
-            with conn.transaction():
-                lifecycle.lock_patients(conn, [pid])
-                active = lifecycle.active_alerts(conn, [pid]).get((pid, offline.id))
-                if not online and seen is not None and seen < limit:
-                    if active is None:
-                        patient = lifecycle.load_patients(conn, [pid])[pid]
-                        f = Finding(offline.id, offline.kind, None, "technical", None, offline.title,
-                                    offline.default_thresholds(),
-                                    {"agent_id": agent_id, "last_seen_at": seen.isoformat()})
-                        alert, _ = lifecycle.apply_breach(conn, patient=patient, finding=f, reading_id=None, now=now,
-                                                          active=None, config=config, teams=teams, notifier=notifier)
-                        out.append(alert)
-                elif active is not None and online:
-                    lifecycle.resolve_alert(conn, alert=active, by="system", note="udstyret er online igen",
-                                            now=now, config=config)
-    battery = config.ruleset.by_id.get("technical.battery_low")
-    if battery is not None:
-        rows = conn.execute(
-            "SELECT DISTINCT a.patient_id, d.address, d.model FROM devices d JOIN agents a ON a.id = d.agent_id"
-            " WHERE d.battery_low AND a.active AND a.patient_id IS NOT NULL").fetchall()
-        for pid, address, model in rows:
-            with conn.transaction():
-                lifecycle.lock_patients(conn, [pid])
-                active = lifecycle.active_alerts(conn, [pid]).get((pid, battery.id))
-                if active is None:
-                    patient = lifecycle.load_patients(conn, [pid])[pid]
-                    f = Finding(battery.id, battery.kind, None, "technical", None, battery.title, {},
-                                {"device": address, "model": model})
-                    alert, _ = lifecycle.apply_breach(conn, patient=patient, finding=f, reading_id=None, now=now,
-                                                      active=None, config=config, teams=teams, notifier=notifier)
-                    out.append(alert)
+    battery = next((r for r in config.ruleset.by_id.values() if isinstance(r, BatteryLowRule)), None)
+    findings: dict[int, list[PatientFinding]] = defaultdict(list)
+    patients: dict[int, lifecycle.PatientInfo] = {}
+    agents = conn.execute(
+        "SELECT patient_id, id, online, coalesce(last_seen_at, status_at, enrolled_at) FROM agents"
+        " WHERE active AND patient_id IS NOT NULL").fetchall() if offline is not None else []
+    devices = conn.execute(
+        "SELECT DISTINCT a.patient_id, d.address, d.model FROM devices d JOIN agents a ON a.id = d.agent_id"
+        " WHERE d.battery_low AND a.active AND a.patient_id IS NOT NULL").fetchall() if battery is not None else []
+    if agents or devices:
+        patients = lifecycle.load_patients(conn, {int(r[0]) for r in (*agents, *devices)})
+    lifecycle.end_implicit_transaction(conn)
+    for pid, agent_id, online, seen in agents:
+        assert offline is not None
+        f = evaluate_agent(offline, AgentStatus(agent_id=agent_id, online=bool(online), last_seen_at=seen), now)
+        if f is not None and pid in patients:
+            # A standing condition: the alert opens once and stays as it is while it lasts.
+            findings[pid].append(PatientFinding(patients[pid], f, None, offline.auto_resolve_after, repeat="keep",
+                                                resolve_note="udstyret er online igen"))
+    for pid, address, model in devices:
+        assert battery is not None
+        f = evaluate_device(battery, DeviceStatus(address=address, model=model, battery_low=True))
+        if f is not None and pid in patients:
+            findings[pid].append(PatientFinding(patients[pid], f, None, battery.auto_resolve_after, repeat="keep"))
+    out: list[lifecycle.Alert] = []
+    for pid, fs in findings.items():
+        with conn.transaction():
+            lifecycle.lock_patients(conn, [pid])
+            out += lifecycle.decide_for_patient(conn, patient=patients[pid], findings=fs, now=now, config=config,
+                                                teams=teams, notifier=notifier)
     return out
 
 

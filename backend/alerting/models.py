@@ -1,45 +1,15 @@
-"""Frozen value types the alerting service functions return."""
+"""Frozen value types the alerting service functions return. :class:`Alert` is the pure state
+machine's (:mod:`alert_rules.lifecycle`), so the service layer and the machine share one type."""
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
+from alert_rules.lifecycle import Alert
 
-@dataclass(frozen=True, slots=True)
-class Alert:
-    id: int
-    patient_id: int
-    rule_id: str
-    rule_kind: str
-    measurement: str | None
-    severity: str
-    state: str
-    title: str
-    opened_at: datetime
-    updated_at: datetime
-    last_value: float | None
-    last_reading_id: uuid.UUID | None
-    reading_ids: tuple[uuid.UUID, ...]
-    breach_count: int
-    thresholds: dict[str, Any]
-    detail: dict[str, Any]
-    team_key: str
-    owner_since: datetime
-    escalation_level: int
-    escalation_due_at: datetime | None
-    escalate_to: tuple[str, ...]
-    acknowledged_by: str | None
-    acknowledged_at: datetime | None
-    ack_note: str | None
-    resolved_by: str | None
-    resolved_at: datetime | None
-    resolve_note: str | None
-    snoozed_until: datetime | None
-    snooze_reason: str | None
-    inhibited_by: int | None
+__all__ = ["Adherence", "Alert", "AlertTransition", "EffectiveThreshold", "MonitoringPlanView", "PassiveInterval",
+           "PlanItem", "TeamBurden", "ThresholdChange", "WorklistAlert", "WorklistEntry"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from alert_rules.evaluate import Finding
+from alert_rules.lifecycle import PatientFinding
 from alert_rules.model import MissingRule
 from alert_rules.plans import PlanLine, Slot, missed_slots, planned_slots, slot_met
 from backend.alerting import lifecycle
@@ -192,6 +193,7 @@ def check_missed_measurements(
     if not plans:
         return []
     data = _slots_and_readings(conn, plans, now - lookback, now)
+    lifecycle.end_implicit_transaction(conn)  # then one short transaction per patient, not savepoints of one
     out: list[lifecycle.Alert] = []
     for pid, (slots, readings) in data.items():
         missed = missed_slots(slots, readings, now=now)
@@ -215,8 +217,10 @@ def check_missed_measurements(
                               value=None, title=rule.title,
                               thresholds={"grace_minutes": new[-1].grace.total_seconds() / 60},
                               detail={"missed": missed_detail})
-            alert, _ = lifecycle.apply_breach(conn, patient=patient, finding=finding, reading_id=None, now=now,
-                                              active=active, config=cfg, teams=teams, notifier=notifier)
+            # A new missed slot is worth a transition even when the blue alert is open already.
+            (alert,) = lifecycle.decide_for_patient(
+                conn, patient=patient, now=now, config=cfg, teams=teams, notifier=notifier,
+                findings=[PatientFinding(patient, finding, None, rule.auto_resolve_after, repeat="record")])
             conn.execute("UPDATE missed_slots SET alert_id = %s WHERE patient_id = %s AND due_at = ANY(%s)",
                          (alert.id, pid, [s.due_at for s in new]))
             out.append(alert)

@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from alert_rules.lifecycle import Acknowledge, Resolve, Router, Snooze
 from alert_rules.model import SEVERITY_RANK
 from backend.alerting import lifecycle
 from backend.alerting.config import AlertingConfig, load_config
@@ -38,12 +39,7 @@ def acknowledge(
     for the readings behind the alert."""
     at = _now(now)
     with conn.transaction():
-        alert = lifecycle.get_alert(conn, alert_id, for_update=True)
-        if alert.state != "open":
-            raise InvalidTransition(f"alert {alert_id} is {alert.state}; only an open alert can be acknowledged")
-        updated = lifecycle._update(conn, alert_id, state="acknowledged", acknowledged_by=by, acknowledged_at=at,
-                                    ack_note=note, escalation_due_at=None, updated_at=at)
-        lifecycle.record(conn, updated, action="acknowledged", actor=by, at=at, note=note, from_state="open")
+        updated = lifecycle.act(conn, alert_id=alert_id, action=lambda _a: Acknowledge(by=by, note=note), now=at)
         agents = conn.execute(
             "SELECT agent_id, array_agg(id) FROM measurements WHERE id = ANY(%s) GROUP BY agent_id",
             (list(updated.reading_ids),),
@@ -70,12 +66,9 @@ def _send_seen(target: Any, topics: Topics | None, agents: Sequence[tuple[Any, .
 
 def resolve(conn: psycopg.Connection[Any], *, alert_id: int, by: str, note: str, now: datetime | None = None,
             config: AlertingConfig | None = None) -> Alert:
-    at = _now(now)
-    with conn.transaction():
-        alert = lifecycle.get_alert(conn, alert_id, for_update=True)
-        if alert.state == "resolved":
-            raise InvalidTransition(f"alert {alert_id} is already resolved")
-        return lifecycle.resolve_alert(conn, alert=alert, by=by, note=note, now=at, config=config or load_config())
+    """Resolve by hand, with a note; the alerts it muted are un-muted at once."""
+    return lifecycle.act(conn, alert_id=alert_id, action=lambda _a: Resolve(by=by, note=note), now=_now(now),
+                         config=config or load_config())
 
 
 def snooze(conn: psycopg.Connection[Any], *, alert_id: int, until: datetime, reason: str, by: str,
@@ -88,19 +81,11 @@ def snooze(conn: psycopg.Connection[Any], *, alert_id: int, until: datetime, rea
     if not reason.strip():
         raise InvalidTransition("a snooze needs a reason")
     cfg = config or load_config()
-    with conn.transaction():
-        alert = lifecycle.get_alert(conn, alert_id, for_update=True)
-        if alert.state == "resolved":
-            raise InvalidTransition(f"alert {alert_id} is resolved")
-        sla = cfg.routing.sla_minutes[alert.severity]  # type: ignore[index]
-        from datetime import timedelta
 
-        due = until + timedelta(minutes=sla) if alert.state == "open" else None
-        updated = lifecycle._update(conn, alert_id, snoozed_until=until, snooze_reason=reason,
-                                    escalation_due_at=due, updated_at=at)
-        lifecycle.record(conn, updated, action="snoozed", actor=by, at=at,
-                         note=f"{reason} (til {until.isoformat()})", from_state=alert.state)
-        return updated
+    def action(alert: Alert) -> Snooze:
+        return Snooze(by=by, until=until, reason=reason, sla=Router(config=cfg.routing).sla(alert.severity))
+
+    return lifecycle.act(conn, alert_id=alert_id, action=action, now=at)
 
 
 def get_alert(conn: psycopg.Connection[Any], *, alert_id: int) -> Alert:
