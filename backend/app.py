@@ -61,6 +61,9 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool = Tru
     app.state.settings = settings
     for router in routers():
         app.include_router(router)
+    from backend.web.routes import static_files
+
+    app.mount("/static", static_files(), name="static")
     return app
 
 

@@ -4,6 +4,7 @@ redemption (/api/v1/enrolment/redeem)."""
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Request
@@ -287,8 +288,70 @@ class BindIn(BaseModel):
     patient_ref: Name
 
 
+class BoundOut(BaseModel):
+    agent_id: str
+    patient_id: int | None
+
+
+class DeviceOut(BaseModel):
+    id: int
+    agent_id: str
+    address: str
+
+
+class TeamOut(BaseModel):
+    id: int
+    key: str
+
+
+class AccountOut(BaseModel):
+    id: int
+    username: str
+    role: str
+
+
+class OverviewTeam(BaseModel):
+    key: str
+    name: str
+    sector: str
+    municipality: str | None
+    department: str | None
+    phone: str | None
+
+
+class OverviewUser(BaseModel):
+    username: str
+    display_name: str
+    role: str
+    team: str | None
+    patient_ref: str | None
+    active: bool
+
+
+class OverviewAgent(BaseModel):
+    id: str
+    patient_ref: str | None
+    active: bool
+    online: bool
+    last_seen_at: datetime | None
+    version: str | None
+    devices: int
+
+
+class OverviewOut(BaseModel):
+    """Names and places only: no readings, no alerts."""
+
+    teams: list[OverviewTeam]
+    users: list[OverviewUser]
+    agents: list[OverviewAgent]
+    municipalities: list[str]
+    departments: list[str]
+
+
 @api.put(
-    "/admin/agents/{agent_id}/patient", responses={400: {"description": "Refused"}, 404: {"description": "Unknown"}}
+    "/admin/agents/{agent_id}/patient",
+    response_model=BoundOut,
+    responses={400: {"description": "Refused"}, 404: {"description": "Unknown"}},
 )
 def api_bind(p: Admin, conn: Conn, agent_id: AgentId, body: BindIn) -> Any:
     """Bind an agent to a citizen."""
@@ -309,7 +372,9 @@ class DeviceIn(BaseModel):
 
 
 @api.post(
-    "/admin/agents/{agent_id}/devices", responses={400: {"description": "Refused"}, 404: {"description": "Unknown"}}
+    "/admin/agents/{agent_id}/devices",
+    response_model=DeviceOut,
+    responses={400: {"description": "Refused"}, 404: {"description": "Unknown"}},
 )
 def api_device(p: Admin, conn: Conn, agent_id: AgentId, body: DeviceIn) -> Any:
     """Register a BLE device on an agent."""
@@ -336,7 +401,7 @@ class TeamIn(BaseModel):
     phone: Annotated[str, StringConstraints(pattern=r"^[0-9 +()-]{0,30}$")] | None = None
 
 
-@api.post("/admin/teams", responses={400: {"description": "Refused"}})
+@api.post("/admin/teams", response_model=TeamOut, responses={400: {"description": "Refused"}})
 def api_team(p: Admin, conn: Conn, body: TeamIn) -> Any:
     t = _api(
         conn,
@@ -363,7 +428,7 @@ class UserIn(BaseModel):
     lang: Annotated[str, StringConstraints(pattern="^(da|en)$")] = "da"
 
 
-@api.post("/admin/users", responses={400: {"description": "Refused"}})
+@api.post("/admin/users", response_model=AccountOut, responses={400: {"description": "Refused"}})
 def api_user(p: Admin, conn: Conn, body: UserIn) -> Any:
     u = _api(
         conn,
@@ -381,7 +446,7 @@ def api_user(p: Admin, conn: Conn, body: UserIn) -> Any:
     return {"id": u.id, "username": u.username, "role": u.role.value}
 
 
-@api.get("/admin/overview")
+@api.get("/admin/overview", response_model=OverviewOut)
 def api_overview(p: Admin, conn: Conn) -> Any:
     """Teams, users, agents, devices, municipalities and departments (no clinical data)."""
     o = service.overview(conn)

@@ -3,10 +3,27 @@ while any service (ingest's broker connection, the scheduler) is not ready."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
 
 router = APIRouter(tags=["health"])
+
+
+class HealthOut(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    status: str = Field(description='"ok" or "fail" (then with HTTP 503)')
+    database: str
+
+
+class ReadyOut(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    status: str = Field(description='"ok" or "fail" (then with HTTP 503)')
+    checks: dict[str, str] = Field(description="A short word per part: the database and each service")
+
+
+_FAILED: dict[int | str, dict[str, object]] = {503: {"description": "Not healthy (the body says why)"}}
 
 
 def _db_ok(request: Request) -> tuple[bool, str]:
@@ -21,14 +38,15 @@ def _db_ok(request: Request) -> tuple[bool, str]:
     return True, "ok"
 
 
-@router.get("/healthz")
-def healthz(request: Request) -> JSONResponse:
+@router.get("/healthz", response_model=HealthOut, responses=_FAILED)
+def healthz(request: Request, response: Response) -> HealthOut:
     ok, word = _db_ok(request)
-    return JSONResponse({"status": "ok" if ok else "fail", "database": word}, status_code=200 if ok else 503)
+    response.status_code = 200 if ok else 503
+    return HealthOut(status="ok" if ok else "fail", database=word)
 
 
-@router.get("/readyz")
-def readyz(request: Request) -> JSONResponse:
+@router.get("/readyz", response_model=ReadyOut, responses=_FAILED)
+def readyz(request: Request, response: Response) -> ReadyOut:
     ok, word = _db_ok(request)
     checks = {"database": word}
     runtime = getattr(request.app.state, "runtime", None)
@@ -36,4 +54,5 @@ def readyz(request: Request) -> JSONResponse:
         s_ok, s_word = service.ready()
         checks[service.name] = s_word
         ok = ok and s_ok
-    return JSONResponse({"status": "ok" if ok else "fail", "checks": checks}, status_code=200 if ok else 503)
+    response.status_code = 200 if ok else 503
+    return ReadyOut(status="ok" if ok else "fail", checks=checks)

@@ -88,3 +88,14 @@ class ThresholdIn(BaseModel):
     field: ShortText
     value: float | None = Field(default=None, description="null clears the personal override")
     reason: Annotated[str, StringConstraints(pattern=r"^[^\x00]*[^\x00\s][^\x00]*$", min_length=3, max_length=2000)]
+
+
+class FhirBundleOut(BaseModel):
+    """A FHIR R4 Bundle (``application/fhir+json``); its entries are FHIR resources, validated
+    against the vital-signs profile and the PHD IG before they are sent."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    resourceType: str = Field(description='"Bundle"')
+    type: str = Field(description='"transaction"')
+    entry: list[dict[str, object]] = Field(default_factory=list)

@@ -1,52 +1,39 @@
 """The JSON API, version 1. Bearer tokens (POST /api/v1/auth/token) or the web session cookie.
 
 Every read of a patient's data goes through :func:`backend.accounts.access.open_patient`,
-which checks the scope and writes the audit row."""
+which checks the scope and writes the audit row. The domain routers (alerting views, review of
+green readings, population) are included here, under the same prefix."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 
 from backend import audit
-from backend.accounts.access import Patient, PatientNotFound, open_patient
+from backend.accounts.access import Patient
 from backend.accounts.deps import Conn, CurrentPrincipal, Principal, audit_overview, remote_addr
-from backend.accounts.model import AccessDenied, AuthError, RateLimited, Role
+from backend.accounts.model import AuthError, RateLimited, Role
 from backend.accounts.store import authenticate, create_api_token
-from backend.api import alerts, clinical, schemas
+from backend.alerting.views.router import router as alerting_views
+from backend.api import clinical, schemas
+from backend.api.deps import ERRORS, open_patient_or_refuse
 from backend.api.schemas import ShortText
 from backend.fhir import FhirExportError
+from backend.population.router import router as population
+from backend.review.router import router as review
 
 router = APIRouter(prefix="/api/v1", tags=["api"])
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Not logged in"},
-    403: {"description": "Outside your scope (audited)"},
-    404: {"description": "No such patient"},
-}
+_ERRORS = ERRORS
 
 
 def _open(
-    request: Request, p: Principal, conn: Any, patient_id: int, action: str, detail: str | None = None
+    request: Request, p: Principal, conn: Conn, patient_id: int, action: str, detail: str | None = None
 ) -> Patient:
-    try:
-        return open_patient(
-            conn, user=p.user, patient_id=patient_id, action=action, detail=detail, remote_addr=remote_addr(request)
-        )
-    except AccessDenied as exc:
-        raise HTTPException(403, exc.why) from exc
-    except PatientNotFound as exc:
-        raise HTTPException(404, "no such patient") from exc
-
-
-def _clinician(p: Principal) -> None:
-    if not p.user.role.clinical:
-        raise HTTPException(403, "this needs a nurse or specialist")
+    return open_patient_or_refuse(request, p, conn, patient_id, action, detail)
 
 
 @router.post(
@@ -153,12 +140,15 @@ def rejected(
     return clinical.rejected(conn, patient_id=patient_id)
 
 
+class FhirJSONResponse(JSONResponse):
+    media_type = "application/fhir+json"
+
+
 @router.get(
     "/patients/{patient_id}/fhir",
-    responses={
-        **_ERRORS,
-        200: {"content": {"application/fhir+json": {}}, "description": "A FHIR R4 transaction Bundle"},
-    },
+    response_model=schemas.FhirBundleOut,
+    response_class=FhirJSONResponse,
+    responses={**_ERRORS, 200: {"description": "A FHIR R4 transaction Bundle"}},
 )
 def fhir_export(
     request: Request,
@@ -166,7 +156,7 @@ def fhir_export(
     conn: Conn,
     patient_id: Annotated[int, Path(ge=1, le=2**62)],
     since: datetime | None = None,
-) -> JSONResponse:
+) -> FhirJSONResponse:
     """The patient's readings as a FHIR R4 Bundle (vital-signs profile + PHD IG), validated."""
     from backend.fhir.query import export_patient
 
@@ -177,158 +167,7 @@ def fhir_export(
         bundle = export_patient(conn, patient=pt, since=since)
     except FhirExportError as exc:
         raise HTTPException(500, str(exc)) from exc
-    return JSONResponse(bundle, media_type="application/fhir+json")
-
-
-@router.get("/worklist", responses=_ERRORS)
-def worklist(request: Request, p: CurrentPrincipal, conn: Conn, team: ShortText | None = None) -> Any:
-    """One row per patient: worst open severity first, then oldest."""
-    _clinician(p)
-    view = alerts.worklist(conn, user=p.user, team_key=team)
-    audit_overview(request, p, conn, action="api worklist", detail=f"{len(view.rows)} patients")
-    # Serialised here, not by FastAPI's generic encoder, which dominated this hot endpoint.
-    return Response(json.dumps(alerts.worklist_json(view)), media_type="application/json")
-
-
-def _change_alert(
-    request: Request, p: Principal, conn: Any, alert_id: int, *, action: str, change: Callable[[], object]
-) -> None:
-    """A clinician's change to one alert: scope check and audit row on its patient, the change
-    (alerting's refusal is a 409), commit."""
-    _clinician(p)
-    patient_id = alerts.alert_patient(conn, alert_id=alert_id)
-    if patient_id is None:
-        raise HTTPException(404, "no such alert")
-    _open(request, p, conn, patient_id, action, detail=f"alert {alert_id}")
-    from backend.alerting import AlertingError
-
-    try:
-        change()
-    except AlertingError as exc:
-        raise HTTPException(409, str(exc)) from exc
-    conn.commit()
-
-
-_ALERT_CHANGE: dict[int | str, dict[str, Any]] = {
-    **_ERRORS,
-    404: {"description": "No such alert"},
-    409: {"description": "Refused by the alert's state"},
-}
-
-
-@router.post("/alerts/{alert_id}/acknowledge", responses=_ALERT_CHANGE)
-def acknowledge(
-    request: Request,
-    p: CurrentPrincipal,
-    conn: Conn,
-    alert_id: Annotated[int, Path(ge=1, le=2**62)],
-    body: schemas.AcknowledgeIn,
-) -> Any:
-    """Kvittér an alert with a note."""
-    _change_alert(
-        request,
-        p,
-        conn,
-        alert_id,
-        action="api kvittering",
-        change=lambda: alerts.acknowledge(
-            conn, runtime=request.app.state.runtime, alert_id=alert_id, user=p.user, note=body.note
-        ),
-    )
-    return {"alert_id": alert_id, "acknowledged_by": p.user.username}
-
-
-@router.post("/alerts/{alert_id}/resolve", responses=_ALERT_CHANGE)
-def resolve(
-    request: Request,
-    p: CurrentPrincipal,
-    conn: Conn,
-    alert_id: Annotated[int, Path(ge=1, le=2**62)],
-    body: schemas.ResolveIn,
-) -> Any:
-    """Afslut an alert by hand, with a note."""
-    _change_alert(
-        request,
-        p,
-        conn,
-        alert_id,
-        action="api resolve alert",
-        change=lambda: alerts.resolve(conn, alert_id=alert_id, user=p.user, note=body.note),
-    )
-    return {"alert_id": alert_id, "resolved_by": p.user.username}
-
-
-@router.post("/alerts/{alert_id}/snooze", responses=_ALERT_CHANGE)
-def snooze(
-    request: Request,
-    p: CurrentPrincipal,
-    conn: Conn,
-    alert_id: Annotated[int, Path(ge=1, le=2**62)],
-    body: schemas.SnoozeIn,
-) -> Any:
-    """Udsæt an alert until a time (with its zone), with a reason: no escalation until then."""
-    _change_alert(
-        request,
-        p,
-        conn,
-        alert_id,
-        action="api snooze alert",
-        change=lambda: alerts.snooze(conn, alert_id=alert_id, user=p.user, until=body.until, reason=body.reason),
-    )
-    return {"alert_id": alert_id, "snoozed_until": body.until.isoformat(), "snoozed_by": p.user.username}
-
-
-@router.get("/patients/{patient_id}/alerts", responses=_ERRORS)
-def alert_history(
-    request: Request, p: CurrentPrincipal, conn: Conn, patient_id: Annotated[int, Path(ge=1, le=2**62)]
-) -> Any:
-    """Every alert of the patient with every transition."""
-    _open(request, p, conn, patient_id, "api alert history")
-    return alerts.history_json(conn, patient_id=patient_id)
-
-
-@router.get("/patients/{patient_id}/thresholds", responses=_ERRORS)
-def thresholds(
-    request: Request, p: CurrentPrincipal, conn: Conn, patient_id: Annotated[int, Path(ge=1, le=2**62)]
-) -> Any:
-    _open(request, p, conn, patient_id, "api thresholds")
-    return alerts.thresholds_json(conn, patient_id=patient_id)
-
-
-@router.put("/patients/{patient_id}/thresholds", responses={**_ERRORS, 400: {"description": "Refused change"}})
-def set_threshold(
-    request: Request,
-    p: CurrentPrincipal,
-    conn: Conn,
-    patient_id: Annotated[int, Path(ge=1, le=2**62)],
-    body: schemas.ThresholdIn,
-) -> Any:
-    """Set (or, with value null, clear) a personal threshold. A reason is required."""
-    _clinician(p)
-    _open(request, p, conn, patient_id, "threshold change", detail=f"{body.rule_id}.{body.field}")
-    error = alerts.edit_threshold(
-        conn,
-        patient_id=patient_id,
-        rule_id=body.rule_id,
-        field=body.field,
-        value="" if body.value is None else str(body.value),
-        reason=body.reason,
-        user=p.user,
-        clear=body.value is None,
-    )
-    if error:
-        raise HTTPException(400, error)
-    conn.commit()
-    return alerts.thresholds_json(conn, patient_id=patient_id)
-
-
-@router.get("/population", responses=_ERRORS)
-def population(request: Request, p: CurrentPrincipal, conn: Conn) -> Any:
-    """Patients ranked by risk, adherence, and the alert burden per team."""
-    _clinician(p)
-    view = alerts.population(conn, user=p.user)
-    audit_overview(request, p, conn, action="api population", detail=f"{len(view['patients'])} patients")
-    return view
+    return FhirJSONResponse(bundle)
 
 
 @router.get("/audit", response_model=list[schemas.AuditOut], responses=_ERRORS)
@@ -360,3 +199,7 @@ def min_log(p: CurrentPrincipal, conn: Conn) -> Any:
     if p.user.role is not Role.CITIZEN or p.user.patient_id is None:
         raise HTTPException(403, "citizens only")
     return audit.entries(conn, patient_id=p.user.patient_id)
+
+
+for _domain in (alerting_views, review, population):
+    router.include_router(_domain)

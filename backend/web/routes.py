@@ -8,13 +8,15 @@ import asyncio
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request
-from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 
 from backend import audit
 from backend.accounts.access import PatientNotFound, open_patient
@@ -29,8 +31,18 @@ from backend.accounts.deps import (
 )
 from backend.accounts.model import AccessDenied, AuthError, RateLimited, Role
 from backend.accounts.store import SESSION_TTL, authenticate, create_session, delete_session
-from backend.api import alerts as alerts_view
+from backend.alerting.config import AlertingConfig
+from backend.alerting.errors import AlertingError
+from backend.alerting.views import actions as alert_actions
+from backend.alerting.views.history import alert_markers
+from backend.alerting.views.patient import add_passive, edit_plan, patient_panels
+from backend.alerting.views.thresholds import edit_threshold, threshold_bands
+from backend.alerting.views.worklist import worklist as scoped_worklist
 from backend.api import clinical
+from backend.api.deps import Config, PublisherDep, RuntimeDep, TopicsDep
+from backend.population.service import population as population_view
+from backend.review.router import GreenCacheDep
+from backend.review.service import acknowledge_all_green
 from backend.web.i18n import translator
 from backend.web.render import STATIC, render
 
@@ -46,13 +58,18 @@ def _secure(request: Request) -> bool:
     return request.url.scheme == "https"
 
 
-@router.get("/static/{path:path}")
-def static(path: str) -> FileResponse:
-    root = STATIC.resolve()
-    target = (root / path).resolve()
-    if root not in target.parents or not target.is_file():
-        raise HTTPException(404)
-    return FileResponse(target, headers={"Cache-Control": "public, max-age=3600"})
+class _StaticFiles(StaticFiles):
+    """The web's CSS and scripts, cached by browsers for an hour."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers.setdefault("Cache-Control", "public, max-age=3600")
+        return response
+
+
+def static_files() -> StaticFiles:
+    """Mounted at ``/static`` by :func:`backend.app.create_app`."""
+    return _StaticFiles(directory=STATIC)
 
 
 @router.get("/")
@@ -184,20 +201,24 @@ def _open(request: Request, p: Principal, conn: Any, patient_id: int, action: st
 
 
 @router.get("/worklist")
-def worklist_page(request: Request, p: CurrentPrincipal, conn: Conn, team: str | None = None) -> Response:
+def worklist_page(
+    request: Request, p: CurrentPrincipal, conn: Conn, green: GreenCacheDep, team: str | None = None
+) -> Response:
     if (denied := _clinician(request, p)) is not None:
         return denied
-    view = alerts_view.worklist(conn, user=p.user, team_key=team)
+    view = scoped_worklist(conn, user=p.user, green=green, team_key=team)
     detail = f"{len(view.rows)} patients" + (f", team {team}" if team else "")
     audit_overview(request, p, conn, action="worklist", detail=detail)
     return render(request, p, "worklist.html", view=view, team=team)
 
 
 @router.get("/worklist/rows")
-def worklist_rows(request: Request, p: CurrentPrincipal, conn: Conn, team: str | None = None) -> Response:
+def worklist_rows(
+    request: Request, p: CurrentPrincipal, conn: Conn, green: GreenCacheDep, team: str | None = None
+) -> Response:
     if (denied := _clinician(request, p)) is not None:
         return denied
-    view = alerts_view.worklist(conn, user=p.user, team_key=team)
+    view = scoped_worklist(conn, user=p.user, green=green, team_key=team)
     audit_overview(request, p, conn, action="worklist refresh", detail=f"{len(view.rows)} patients")
     return render(request, p, "worklist_rows.html", view=view, team=team)
 
@@ -217,14 +238,12 @@ def _change_alert(
     change (alerting refuses a wrong one: 409), commit, then back to where the form was."""
     if (denied := _clinician(request, p)) is not None:
         return denied
-    patient_id = alerts_view.alert_patient(conn, alert_id=alert_id)
+    patient_id = alert_actions.alert_patient(conn, alert_id=alert_id)
     if patient_id is None:
         raise HTTPException(404, "no such alert")
     opened = _open(request, p, conn, patient_id, action, detail=f"alert {alert_id}")
     if isinstance(opened, Response):
         return opened
-    from backend.alerting import AlertingError
-
     try:
         change()
     except AlertingError as exc:
@@ -239,6 +258,8 @@ def kvitter(
     request: Request,
     p: CurrentPrincipal,
     conn: Conn,
+    publisher: PublisherDep,
+    topics: TopicsDep,
     alert_id: int,
     note: Annotated[str, Form(max_length=2000)] = "",
     back: Annotated[str, Form()] = "",
@@ -251,8 +272,8 @@ def kvitter(
         action="kvittering",
         heading="kvitter",
         back=back,
-        change=lambda: alerts_view.acknowledge(
-            conn, runtime=request.app.state.runtime, alert_id=alert_id, user=p.user, note=note
+        change=lambda: alert_actions.acknowledge(
+            conn, alert_id=alert_id, user=p.user, note=note, publisher=publisher, topics=topics
         ),
     )
 
@@ -262,6 +283,7 @@ def resolve(
     request: Request,
     p: CurrentPrincipal,
     conn: Conn,
+    config: Config,
     alert_id: int,
     note: Annotated[str, Form(min_length=1, max_length=2000)],
     back: Annotated[str, Form()] = "",
@@ -274,7 +296,7 @@ def resolve(
         action="resolve alert",
         heading="resolve",
         back=back,
-        change=lambda: alerts_view.resolve(conn, alert_id=alert_id, user=p.user, note=note),
+        change=lambda: alert_actions.resolve(conn, alert_id=alert_id, user=p.user, note=note, config=config),
     )
 
 
@@ -292,6 +314,7 @@ def snooze(
     request: Request,
     p: CurrentPrincipal,
     conn: Conn,
+    config: Config,
     alert_id: int,
     until: Annotated[str, Form(max_length=40)],
     reason: Annotated[str, Form(min_length=1, max_length=2000)],
@@ -309,16 +332,26 @@ def snooze(
         action="snooze alert",
         heading="snooze",
         back=back,
-        change=lambda: alerts_view.snooze(conn, alert_id=alert_id, user=p.user, until=ends, reason=reason),
+        change=lambda: alert_actions.snooze(
+            conn, alert_id=alert_id, user=p.user, until=ends, reason=reason, config=config
+        ),
     )
 
 
 @router.post("/worklist/kvitter-green")
-def kvitter_all_green(request: Request, p: CurrentPrincipal, conn: Conn, team: Annotated[str, Form()] = "") -> Response:
+def kvitter_all_green(
+    request: Request,
+    p: CurrentPrincipal,
+    conn: Conn,
+    green: GreenCacheDep,
+    publisher: PublisherDep,
+    topics: TopicsDep,
+    team: Annotated[str, Form()] = "",
+) -> Response:
     if (denied := _clinician(request, p)) is not None:
         return denied
-    n = alerts_view.acknowledge_all_green(
-        conn, runtime=request.app.state.runtime, user=p.user, team_key=team or None, remote_addr=remote_addr(request)
+    n = acknowledge_all_green(
+        conn, user=p.user, cache=green, publisher=publisher, topics=topics, remote_addr=remote_addr(request)
     )
     conn.commit()
     log.info("%s acknowledged %d green rows", p.user.username, n)
@@ -371,7 +404,9 @@ def patients(request: Request, p: CurrentPrincipal, conn: Conn, q: str | None = 
     return render(request, p, "patients.html", patients=rows, q=q)
 
 
-def _charts(conn: Any, *, patient_id: int, range_key: str, lang: str, tz: str) -> list[dict[str, Any]]:
+def _charts(
+    conn: Any, *, patient_id: int, range_key: str, lang: str, tz: str, config: AlertingConfig
+) -> list[dict[str, Any]]:
     from backend.web.charts import chart
     from vitals.kinds import MeasurementKind as K
 
@@ -380,10 +415,11 @@ def _charts(conn: Any, *, patient_id: int, range_key: str, lang: str, tz: str) -
         k: clinical.trend(conn, patient_id=patient_id, kind=k, range_key=range_key, now=now, lang=lang, tz=tz)
         for k in clinical.TREND_KINDS
     }
-    bands = alerts_view.threshold_bands(conn, patient_id=patient_id)
-    markers = alerts_view.alert_markers(
-        conn, patient_id=patient_id, since=now - timedelta(days=clinical.RANGES[range_key])
-    )
+    bands = [b.to_chart() for b in threshold_bands(conn, patient_id=patient_id, config=config)]
+    markers = [
+        m.to_chart()
+        for m in alert_markers(conn, patient_id=patient_id, since=now - timedelta(days=clinical.RANGES[range_key]))
+    ]
     return [
         chart(
             key="spo2_pulse",
@@ -414,6 +450,7 @@ def patient_page(
     request: Request,
     p: CurrentPrincipal,
     conn: Conn,
+    config: Config,
     patient_id: int,
     range: Annotated[str, Query(pattern="^(7d|30d|1y)$")] = "7d",
     all: bool = False,
@@ -427,12 +464,13 @@ def patient_page(
     ctx: dict[str, Any] = {
         "patient": patient,
         "range": range,
-        "charts": _charts(conn, patient_id=patient_id, range_key=range, lang=lang, tz=tz),
+        "charts": _charts(conn, patient_id=patient_id, range_key=range, lang=lang, tz=tz, config=config),
         "readings": clinical.readings(conn, patient_id=patient_id, limit=50),
         "rejected": clinical.rejected(conn, patient_id=patient_id, limit=50),
         "history_all": all,
-        **alerts_view.patient_panels(conn, patient_id=patient_id),
     }
+    panels = patient_panels(conn, patient_id=patient_id, config=config)
+    ctx.update({f.name: getattr(panels, f.name) for f in fields(panels)})
     return render(request, p, "patient.html", **ctx)
 
 
@@ -479,6 +517,7 @@ def threshold_edit(
     request: Request,
     p: CurrentPrincipal,
     conn: Conn,
+    config: Config,
     patient_id: int,
     rule_id: Annotated[str, Form(max_length=200)],
     field: Annotated[str, Form(max_length=100)],
@@ -495,7 +534,7 @@ def threshold_edit(
         detail=f"{rule_id}.{field}",
         heading="thresholds",
         section="thresholds",
-        change=lambda: alerts_view.edit_threshold(
+        change=lambda: edit_threshold(
             conn,
             patient_id=patient_id,
             rule_id=rule_id,
@@ -503,6 +542,7 @@ def threshold_edit(
             value=value,
             reason=reason,
             user=p.user,
+            config=config,
             clear=(action == "clear"),
         ),
     )
@@ -513,6 +553,8 @@ def plan_edit(
     request: Request,
     p: CurrentPrincipal,
     conn: Conn,
+    runtime: RuntimeDep,
+    config: Config,
     patient_id: int,
     kind: Annotated[str, Form(max_length=32)],
     times: Annotated[str, Form(max_length=200)] = "",
@@ -528,9 +570,10 @@ def plan_edit(
         detail=f"{kind}: {times or action}",
         heading="monitoring_plan",
         section="plan",
-        change=lambda: alerts_view.edit_plan(
+        change=lambda: edit_plan(
             conn,
-            runtime=request.app.state.runtime,
+            runtime=runtime,
+            config=config,
             patient_id=patient_id,
             kind=kind,
             times=times,
@@ -560,7 +603,7 @@ def passive_add(
         detail=f"{starts}..{ends}",
         heading="passive",
         section="passive",
-        change=lambda: alerts_view.add_passive(
+        change=lambda: add_passive(
             conn,
             patient_id=patient_id,
             starts=starts,
@@ -579,8 +622,8 @@ def passive_add(
 def population(request: Request, p: CurrentPrincipal, conn: Conn) -> Response:
     if (denied := _clinician(request, p)) is not None:
         return denied
-    view = alerts_view.population(conn, user=p.user)
-    audit_overview(request, p, conn, action="population view", detail=f"{len(view['patients'])} patients")
+    view = population_view(conn, user=p.user)
+    audit_overview(request, p, conn, action="population view", detail=f"{len(view.patients)} patients")
     return render(request, p, "population.html", view=view)
 
 

@@ -1,5 +1,6 @@
 """The patient page's alert history (what matters per alert, repeats folded, ``?all=1`` for every
-transition) and the clinician's resolve and snooze, with CSRF, scoping and audit."""
+transition) and the clinician's resolve and snooze, with CSRF, scoping and audit. The folding
+itself is unit-tested in tests/backend/alerting/test_views.py."""
 
 from __future__ import annotations
 
@@ -19,52 +20,6 @@ def _red_alert(conn: psycopg.Connection, live: Any) -> tuple[World, int]:
         conn, live, patient_id=w.patient_id, agent_id=w.agent_id, kind="spo2", components={"spo2": 80.0}, unit="%"
     )
     return w, open_alert_id(conn, w.patient_id)
-
-
-def _row(at: datetime, action: str, value: float | None = None, alert_id: int = 1) -> dict[str, Any]:
-    return {
-        "alert_id": alert_id,
-        "title": f"alert {alert_id}",
-        "rule_id": "r",
-        "measurement": "spo2",
-        "severity": "red",
-        "transition": action,
-        "state": "open",
-        "at": at,
-        "by": "system",
-        "note": None,
-        "team": "t",
-        "from_team": None,
-        "value": value,
-    }
-
-
-def test_summarise_history_folds_only_unbroken_runs_of_repeats() -> None:
-    from backend.api.alerts import summarise_history
-
-    t0 = datetime(2026, 1, 1, tzinfo=UTC)
-    oldest_first = (
-        [_row(t0, "opened", 85.0)]
-        + [_row(t0 + timedelta(minutes=i), "updated", 84.0 - i) for i in range(1, 6)]
-        + [_row(t0 + timedelta(hours=1), "acknowledged")]
-        + [_row(t0 + timedelta(hours=2, minutes=i), "updated", 80.0 + i) for i in range(3)]
-        + [_row(t0 + timedelta(hours=3), "opened", 90.0, alert_id=2)]
-    )
-    stories = summarise_history(list(reversed(oldest_first)))
-    assert [s.alert_id for s in stories] == [2, 1]  # newest activity first
-    lines = stories[1].lines
-    assert [(line.transition, line.count) for line in lines] == [
-        ("updated", 3),
-        ("acknowledged", 1),
-        ("updated", 5),
-        ("opened", 1),
-    ]
-    # A folded run keeps its latest time and value and says when it began.
-    assert lines[0].at == t0 + timedelta(hours=2, minutes=2) and lines[0].value == 82.0
-    assert lines[0].first_at == t0 + timedelta(hours=2)
-    assert lines[2].value == 79.0 and lines[2].first_at == t0 + timedelta(minutes=1)
-    assert sum(line.count for s in stories for line in s.lines) == len(oldest_first)
-    assert stories[1].transitions == 10 and stories[0].transitions == 1
 
 
 def test_patient_page_folds_repeated_updates_and_all_lists_every_one(client: Any, live: Any) -> None:

@@ -187,14 +187,14 @@ def test_english_on_request(client: Any, world: Any) -> None:
     assert "Triagering" in r.text and "Kvittér alle grønne" in r.text
 
 
-def test_kvitter_all_green_marks_new_readings_seen(client: Any, world: Any, db: Any) -> None:
+def test_kvitter_all_green_marks_new_readings_seen(client: Any, world: Any, db: Any, live: Any) -> None:
     csrf = web_login(client, world.specialist)
     # The hospital patient has fresh normal readings and no alert: a green row.
     add_readings(db, patient_id=world.hospital_patient_id, agent_id=world.agent_id, device_id=None, days=1)
     # Green rows are cached per scope for GREEN_CACHE_S; these readings bypassed ingest, so expire it.
-    from backend.api.alerts import forget_green
+    from backend.review.router import green_cache_of
 
-    forget_green()
+    green_cache_of(live.app.state).forget()
     r = client.get("/worklist", headers={"accept": "text/html"})
     assert f'data-patient="{world.hospital_patient_id}" data-severity="green"' in r.text
     assert client.post("/worklist/kvitter-green", data={"csrf": csrf}).status_code == 303

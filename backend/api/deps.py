@@ -1,0 +1,87 @@
+"""Request dependencies the domain routers (JSON) and the web pages share: the scoped patient
+(scope check and audit row, or an HTTP error), the clinician gate, and what a change needs from
+the running process (the alerting configuration, the broker publisher and its topics).
+
+Each is an ``Annotated`` type, so a route names what it needs in its signature. Nothing here
+connects at import time.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import psycopg
+from fastapi import Depends, HTTPException, Request
+
+from backend.accounts.access import Patient, PatientNotFound, open_patient
+from backend.accounts.deps import CurrentPrincipal, Principal, remote_addr
+from backend.accounts.model import AccessDenied
+from backend.alerting.config import AlertingConfig, load_config
+from backend.services import Publisher, Runtime
+from vitals.wire import Topics
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Not logged in"},
+    403: {"description": "Outside your scope (audited)"},
+    404: {"description": "No such patient"},
+}
+"""The refusals every patient-scoped JSON operation documents."""
+
+
+def open_patient_or_refuse(
+    request: Request,
+    p: Principal,
+    conn: psycopg.Connection,
+    patient_id: int,
+    action: str,
+    detail: str | None = None,
+) -> Patient:
+    """The patient after the scope check and its audit row; a refusal is a 403 (audited), an
+    unknown patient a 404."""
+    try:
+        return open_patient(
+            conn, user=p.user, patient_id=patient_id, action=action, detail=detail, remote_addr=remote_addr(request)
+        )
+    except AccessDenied as exc:
+        raise HTTPException(403, exc.why) from exc
+    except PatientNotFound as exc:
+        raise HTTPException(404, "no such patient") from exc
+
+
+def clinician(p: CurrentPrincipal) -> Principal:
+    """A nurse or a specialist (a 403 for anyone else)."""
+    if not p.user.role.clinical:
+        raise HTTPException(403, "this needs a nurse or specialist")
+    return p
+
+
+ClinicianPrincipal = Annotated[Principal, Depends(clinician)]
+
+
+def runtime(request: Request) -> Runtime:
+    found: Runtime = request.app.state.runtime
+    return found
+
+
+def alerting_config(request: Request) -> AlertingConfig:
+    """The rules and routing this process evaluates with (``NEARCARE_ALERT_RULES_DIR``): what the
+    screens show and edit is what the engine uses."""
+    return load_config(request.app.state.settings.alert_rules_dir)
+
+
+def publisher(request: Request) -> Publisher | None:
+    """The process's broker publisher, when it has one (a receipt is then sent; the change stands
+    either way)."""
+    found: Publisher | None = request.app.state.runtime.publisher
+    return found
+
+
+def topics(request: Request) -> Topics:
+    found: Topics = request.app.state.settings.topics
+    return found
+
+
+RuntimeDep = Annotated[Runtime, Depends(runtime)]
+Config = Annotated[AlertingConfig, Depends(alerting_config)]
+PublisherDep = Annotated[Publisher | None, Depends(publisher)]
+TopicsDep = Annotated[Topics, Depends(topics)]

@@ -1,0 +1,199 @@
+"""Population figures for the patients a clinician may read.
+
+Every patient in scope is scored, and every score uses the same inputs: adherence is computed for
+all of them in one set-based query (:data:`ADHERENCE_SQL`), never for a subset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+from backend.accounts.model import User
+from backend.accounts.scope import scope_clause
+from backend.alerting.metrics import alert_burden
+from backend.alerting.models import TeamBurden
+from backend.alerting.views.worklist import teams_in_scope
+
+DAYS = 28
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAlerts:
+    red: int
+    yellow: int
+    blue: int
+    technical: int
+
+
+@dataclass(frozen=True, slots=True)
+class Adherence:
+    planned: int
+    """Planned measurements whose grace window has passed (passive intervals and pauses excluded)."""
+    taken: int
+    """Of those, the ones met by a reading of their kind inside the window."""
+
+    @property
+    def share(self) -> float | None:
+        return self.taken / self.planned if self.planned else None
+
+
+NO_PLAN = Adherence(0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class PatientRisk:
+    patient_id: int
+    name: str
+    ref: str
+    programme: str
+    municipality: str
+    department: str | None
+    open: OpenAlerts
+    deviation_z: float | None
+    """The largest |z| of a latest value against the patient's stored baseline."""
+    deviation_kind: str | None
+    adherence: float | None
+    planned: int
+    taken: int
+    risk: float
+
+
+@dataclass(frozen=True, slots=True)
+class PopulationView:
+    days: int
+    since: datetime
+    patients: list[PatientRisk]
+    """Every patient in scope, highest risk first."""
+    burden: list[TeamBurden]
+
+
+def risk_score(open_alerts: OpenAlerts, *, deviation_z: float | None, adherence: float | None) -> float:
+    """Pure. Open red dominates, then yellow, blue, technical, the baseline deviation (|z| capped
+    at 6), then missed measurements (none planned counts as none missed)."""
+    score = (
+        100 * open_alerts.red
+        + 30 * open_alerts.yellow
+        + 10 * open_alerts.blue
+        + 3 * open_alerts.technical
+        + 5 * min(deviation_z or 0.0, 6.0)
+        + (20 * (1 - adherence) if adherence is not None else 0.0)
+    )
+    return round(score, 1)
+
+
+_PATIENTS = """
+SELECT p.id, p.name, p.external_ref, p.programme, p.municipality, p.department,
+       coalesce(al.red, 0), coalesce(al.yellow, 0), coalesce(al.blue, 0), coalesce(al.technical, 0),
+       dev.z, dev.kind
+FROM patients p
+LEFT JOIN LATERAL (
+    SELECT count(*) FILTER (WHERE severity = 'red') AS red,
+           count(*) FILTER (WHERE severity = 'yellow') AS yellow,
+           count(*) FILTER (WHERE severity = 'blue') AS blue,
+           count(*) FILTER (WHERE severity = 'technical') AS technical
+    FROM alerts a WHERE a.patient_id = p.id AND a.state <> 'resolved') al ON true
+LEFT JOIN LATERAL (
+    -- The latest value of each measured kind against the stored baseline (mean, SD): largest |z|.
+    SELECT abs(lm.v - b.mean) / nullif(b.sd, 0) AS z, b.kind
+    FROM patient_baselines b
+    CROSS JOIN LATERAL (
+        SELECT (m.components->>b.component)::float8 AS v FROM measurements m
+        WHERE m.patient_id = p.id AND m.kind = b.kind AND m.measured_at >= %(since)s
+        ORDER BY m.measured_at DESC LIMIT 1) lm
+    WHERE b.patient_id = p.id ORDER BY 1 DESC NULLS LAST LIMIT 1) dev ON true
+WHERE p.active AND {scope}
+"""
+
+ADHERENCE_SQL = """
+-- The slots of alert_rules.plans.planned_slots, for many patients at once: each plan item's local
+-- times on its weekdays, in the plan's time zone, from max(since, plan start) until now, minus
+-- pauses and passive intervals; a slot counts once its grace window has passed, and is met by a
+-- reading of its kind within ± grace of it (alert_rules.plans.slot_met).
+WITH item AS (
+    SELECT mp.patient_id, mp.timezone AS tz, mp.paused_until,
+           greatest(mp.starts_at, %(since)s) AS plan_start,
+           i.item->>'kind' AS kind,
+           make_interval(mins => coalesce((i.item->>'grace_minutes')::int, 120)) AS grace,
+           coalesce(i.item->'weekdays', '[0, 1, 2, 3, 4, 5, 6]'::jsonb) AS weekdays,
+           i.item->'times' AS times
+    FROM monitoring_plans mp
+    JOIN patients p ON p.id = mp.patient_id
+    CROSS JOIN LATERAL jsonb_array_elements(mp.measurements) AS i(item)
+    WHERE p.active AND mp.patient_id = ANY(%(pids)s)
+), slot AS (
+    SELECT it.patient_id, it.kind, it.grace, it.plan_start, it.paused_until,
+           (d.day::date + t.hhmm::time) AT TIME ZONE it.tz AS due
+    FROM item it
+    CROSS JOIN LATERAL generate_series(
+        ((it.plan_start AT TIME ZONE it.tz)::date - 1)::timestamp,
+        (%(now)s AT TIME ZONE it.tz)::date::timestamp, interval '1 day') AS d(day)
+    CROSS JOIN LATERAL jsonb_array_elements_text(it.times) AS t(hhmm)
+    WHERE it.weekdays @> to_jsonb(extract(isodow FROM d.day)::int - 1)
+)
+SELECT s.patient_id, count(*)::int AS planned,
+       count(*) FILTER (WHERE EXISTS (
+           SELECT 1 FROM measurements m
+           WHERE m.patient_id = s.patient_id AND m.kind = s.kind
+             AND m.measured_at >= s.due - s.grace AND m.measured_at <= s.due + s.grace))::int AS taken
+FROM slot s
+WHERE s.due >= s.plan_start AND s.due + s.grace < %(now)s
+  AND (s.paused_until IS NULL OR s.due >= s.paused_until)
+  AND NOT EXISTS (SELECT 1 FROM passive_intervals pi
+                  WHERE pi.patient_id = s.patient_id AND pi.starts_at <= s.due
+                    AND (pi.ends_at IS NULL OR s.due < pi.ends_at))
+GROUP BY s.patient_id
+"""
+
+
+def adherence(
+    conn: psycopg.Connection, *, patient_ids: Sequence[int], since: datetime, now: datetime | None = None
+) -> dict[int, Adherence]:
+    """Planned and taken measurements since ``since`` per patient, for all of ``patient_ids`` in
+    one query. A patient with no plan, or nothing due yet, is absent (see :data:`NO_PLAN`)."""
+    now = now or datetime.now(UTC)
+    rows = conn.execute(ADHERENCE_SQL, {"pids": list(patient_ids), "since": since, "now": now}).fetchall()
+    return {int(r[0]): Adherence(planned=int(r[1]), taken=int(r[2])) for r in rows}
+
+
+def population(
+    conn: psycopg.Connection, *, user: User, days: int = DAYS, now: datetime | None = None
+) -> PopulationView:
+    """Every patient in the user's scope ranked by risk, and the alert burden of the user's teams,
+    over the last ``days``."""
+    now = now or datetime.now(UTC)
+    since = now - timedelta(days=days)
+    where, params = scope_clause(user, "p")
+    params.update(since=since)
+    rows = conn.execute(_PATIENTS.format(scope=where), params).fetchall()
+    adh = adherence(conn, patient_ids=[r[0] for r in rows], since=since, now=now)
+    patients = []
+    for r in rows:
+        a = adh.get(r[0], NO_PLAN)
+        open_alerts = OpenAlerts(red=r[6], yellow=r[7], blue=r[8], technical=r[9])
+        z = float(r[10]) if r[10] is not None else None
+        share = a.share
+        patients.append(
+            PatientRisk(
+                patient_id=r[0],
+                name=r[1],
+                ref=r[2],
+                programme=r[3],
+                municipality=r[4],
+                department=r[5],
+                open=open_alerts,
+                deviation_z=round(z, 2) if z is not None else None,
+                deviation_kind=r[11],
+                adherence=round(share, 3) if share is not None else None,
+                planned=a.planned,
+                taken=a.taken,
+                risk=risk_score(open_alerts, deviation_z=z, adherence=share),
+            )
+        )
+    patients.sort(key=lambda x: -x.risk)
+    team_keys = [k for k, _ in teams_in_scope(conn, user=user)]
+    burden = alert_burden(conn, team_keys=team_keys or None, since=since, now=now)
+    return PopulationView(days=days, since=since, patients=patients, burden=burden)
