@@ -495,3 +495,26 @@ def settle(patient: Patient, alerts: Mapping[int, Alert], effects: Sequence[Effe
     muted = inhibit(list(alerts.values()), patient, routing.config)
     changed, more = apply_inhibition(alerts.values(), muted, now, routing)
     return {**alerts, **changed}, group([*effects, *more])
+
+
+def run_batch(
+    patient: Patient, alerts: Mapping[str, Alert], findings: Iterable[PatientFinding], now: datetime,
+    routing: Router, *, ids: Iterator[int],
+) -> tuple[dict[str, Alert], list[Effect]]:
+    """One patient's batch through the whole pipeline: each finding's :func:`transition` in
+    order, then inhibition and grouping (:func:`settle`). ``alerts`` are the patient's unresolved
+    alerts by rule id; returns them as the batch leaves them, and the effects to write."""
+    current = dict(alerts)
+    effects: list[Effect] = []
+    for pf in findings:
+        rule = pf.finding.rule_id
+        alert, out = transition(current.get(rule), pf, now, routing, ids=ids)
+        effects += out
+        if alert is None or alert.state == "resolved":
+            current.pop(rule, None)
+        else:
+            current[rule] = alert
+    if not effects:
+        return current, []
+    final, grouped = settle(patient, {a.id: a for a in current.values()}, effects, now, routing)
+    return {a.rule_id: a for a in final.values()}, grouped

@@ -40,8 +40,8 @@ from alert_rules.lifecycle import (
     Store,
     apply_action,
     group,
+    run_batch,
     settle,
-    transition,
 )
 from alert_rules.lifecycle import Patient as PatientInfo
 from alert_rules.routing import TeamContact, normalise_municipality
@@ -407,29 +407,18 @@ def decide_for_patient(
     config: AlertingConfig, teams: TeamDirectory, notifier: NotifierSettings | None,
     ids: Iterator[int] | None = None,
 ) -> list[Alert]:
-    """One scheduled check's findings for one patient, through the machine and the writer. The
-    caller holds the patient's lock in a transaction. Returns the alerts that opened or changed
-    with a transition (not the ones resolved)."""
+    """One scheduled check's findings for one patient, through the machine
+    (:func:`alert_rules.lifecycle.run_batch`) and the writer. The caller holds the patient's lock
+    in a transaction. Returns the alerts that opened or changed with a transition (not the ones
+    resolved)."""
     actives = {a.rule_id: a for a in active_alerts(conn, [patient.id]).values()}
-    router = teams.router(config)
-    ids = ids if ids is not None else sequence_ids(conn)
-    effects: list[Effect] = []
-    touched: list[str] = []
-    for pf in findings:
-        rule = pf.finding.rule_id
-        alert, out = transition(actives.get(rule), pf, now, router, ids=ids)
-        effects += out
-        if alert is None or alert.state == "resolved":
-            actives.pop(rule, None)
-        else:
-            actives[rule] = alert
-            if any(isinstance(e, Record) for e in out):
-                touched.append(rule)
+    final, effects = run_batch(patient, actives, findings, now, teams.router(config),
+                               ids=ids if ids is not None else sequence_ids(conn))
     if not effects:
         return []
-    final, grouped = settle(patient, {a.id: a for a in actives.values()}, effects, now, router)
-    write(conn, grouped, notifier=notifier, contacts=config.routing.team_contacts, patients={patient.id: patient})
-    return [final[actives[r].id] for r in dict.fromkeys(touched) if r in actives]
+    write(conn, effects, notifier=notifier, contacts=config.routing.team_contacts, patients={patient.id: patient})
+    touched = dict.fromkeys(e.alert.rule_id for e in effects if isinstance(e, Record))
+    return [final[r] for r in touched if r in final]
 
 
 def sequence_ids(conn: psycopg.Connection[Any]) -> Iterator[int]:
