@@ -33,6 +33,8 @@ def open_spool_and_uplink(settings: AgentSettings) -> tuple[Spool, Uplink]:
         reconnect_min_s=settings.reconnect_min_s,
         reconnect_max_s=settings.reconnect_max_s,
         keepalive_s=settings.keepalive_s,
+        resend_after_s=settings.resend_after_s,
+        resend_max_s=settings.resend_max_s,
     )
     return spool, uplink
 

@@ -16,6 +16,12 @@ from vitals.wire import AGENT_ID_PATTERN, DEFAULT_ROOT, Topics
 # headroom (a Nonin spot-check session or a RACP download of a year of records stays far below).
 DEFAULT_SPOOL_CAPACITY = 200_000
 
+RESEND_AFTER_S = 30.0
+"""A sent reading with no receipt this long after its PUBACK is sent again (same id)."""
+RESEND_MAX_S = 600.0
+"""The re-send interval doubles per attempt up to this, so a backend that is down for hours is
+not flooded with the same readings: every reading is still tried at least this often."""
+
 
 class AgentSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="NEARCARE_AGENT_", env_file=".env", extra="ignore")
@@ -33,6 +39,10 @@ class AgentSettings(BaseSettings):
     reconnect_min_s: float = Field(default=1.0, gt=0)
     reconnect_max_s: float = Field(default=60.0, gt=0)
     keepalive_s: int = Field(default=30, ge=5)
+    resend_after_s: float = Field(default=RESEND_AFTER_S, gt=0)
+    """A sent reading with no receipt from the backend this long is sent again (same id)."""
+    resend_max_s: float = Field(default=RESEND_MAX_S, gt=0)
+    """The re-send interval doubles per attempt up to this."""
     session_timeout_s: float = Field(default=60.0, gt=0)
     """How long a standard-profile session may collect before the agent hangs up."""
     reconnect_cooldown_s: float = Field(default=20.0, ge=0)

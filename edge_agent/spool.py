@@ -2,7 +2,13 @@
 
 - ``PRAGMA journal_mode=WAL; synchronous=FULL``: a committed append survives SIGKILL and a
   power cut (the WAL is fsynced at every commit).
-- A row is deleted only when the broker has acknowledged it (PUBACK), by the uplink.
+- **End to end, not hop by hop.** A row leaves the outbox only when the backend's receipt names
+  it: "stored", "held" (kept for review, with its reason) or "dead_letter" (refused, with its
+  reason). The broker's PUBACK only marks it *sent* (``sent_at``): a broker may restart, crash or
+  forget a shared subscription after acknowledging, so a sent row with no receipt is due again
+  after :data:`RESEND_AFTER_S`, doubling per attempt up to :data:`RESEND_MAX_S`, and on every new
+  connection (the receipt may have been published while the agent was away). A re-send carries
+  the same id; the backend's store absorbs it and answers with the receipt.
 - Rows drain oldest first (``seq`` order), in batches.
 - A full spool refuses the new reading with :class:`SpoolFullError` (the caller logs it and the
   status shows it); nothing is dropped silently.
@@ -12,7 +18,7 @@
 - The ``receipts`` table records "stored"/"held"/"seen" per measurement id for the citizen's
   screen ("Modtaget" / "Set af sygeplejerske"); ``plan`` keeps the latest monitoring plan.
 - The ``recent`` table keeps what the citizen measured lately (kind, values, unit, time) for the
-  home screen, because the outbox forgets a reading at PUBACK. It is written in the same
+  home screen, because the outbox forgets a reading at its receipt. It is written in the same
   transaction as the outbox append (a reading is on the screen exactly when it is spooled) and
   pruned in that transaction to the last :data:`RECENT_KEEP_ROWS` rows and
   :data:`RECENT_KEEP_DAYS` days.
@@ -34,7 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from edge_agent.errors import SpoolCorruptError, SpoolError, SpoolFullError
-from edge_agent.settings import DEFAULT_SPOOL_CAPACITY
+from edge_agent.settings import DEFAULT_SPOOL_CAPACITY, RESEND_AFTER_S, RESEND_MAX_S
 from vitals.kinds import MeasurementKind
 from vitals.wire import Measurement, MonitoringPlan, Receipt
 
@@ -45,12 +51,17 @@ log = logging.getLogger(__name__)
 RECENT_KEEP_ROWS = 200
 RECENT_KEEP_DAYS = 14
 
+FINAL_RECEIPTS = frozenset({"stored", "held", "dead_letter"})
+"""Receipts after which the backend has the reading on record: it may leave the outbox."""
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
     appended_at REAL NOT NULL,
-    measurement TEXT NOT NULL
+    measurement TEXT NOT NULL,
+    sent_at REAL,
+    attempts INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS receipts (
     id TEXT NOT NULL,
@@ -80,6 +91,19 @@ _PRUNE_RECENT = (
     "DELETE FROM recent WHERE appended_at < ?"
     " OR seq <= (SELECT seq FROM recent ORDER BY seq DESC LIMIT 1 OFFSET ?)"
 )
+# Receipts only serve the home screen's recent readings, and the outbox rows they release.
+_PRUNE_RECEIPTS = (
+    "DELETE FROM receipts WHERE id NOT IN (SELECT id FROM recent) AND id NOT IN (SELECT id FROM outbox)"
+)
+# Columns added after the first release: an older spool file gains them in place.
+_UPGRADES = {
+    "sent_at": "ALTER TABLE outbox ADD COLUMN sent_at REAL",
+    "attempts": "ALTER TABLE outbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
+}
+# Due again: sent, and RESEND_AFTER_S * 2**(attempts-1) (capped) has passed since.
+_DUE = (
+    "sent_at IS NOT NULL AND sent_at + min(? * (1 << min(max(attempts - 1, 0), 20)), ?) <= ?"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +111,13 @@ class SpoolFill:
     """How full the outbox is, for the status message and the screen."""
 
     rows: int
+    """Readings the backend has not confirmed yet (sent or not)."""
     capacity: int
     oldest_at: datetime | None
-    """When the oldest unsent reading was appended (agent clock, UTC)."""
+    """When the oldest unconfirmed reading was appended (agent clock, UTC)."""
     bytes: int
+    unsent: int = 0
+    """Of ``rows``, those the broker has not acknowledged yet ("Gemt på tabletten")."""
 
     @property
     def fraction(self) -> float:
@@ -119,7 +146,8 @@ class RecentReading:
     measured_at: datetime
     appended_at: datetime
     pending: bool
-    """Still in the outbox: the broker has not acknowledged it yet."""
+    """Not sent yet: the broker has not acknowledged it (the outbox may still hold it, sent,
+    until the backend's receipt)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +155,7 @@ class RecordedReceipt:
     """One receipt the backend sent about one reading."""
 
     status: str
-    """``stored``, ``held`` or ``seen`` (:class:`vitals.wire.ReceiptStatus` values)."""
+    """``stored``, ``held``, ``dead_letter`` or ``seen`` (:class:`vitals.wire.ReceiptStatus` values)."""
     at: datetime
     by: str | None = None
     reason: str | None = None
@@ -146,6 +174,9 @@ class Spool:
             self.recovered_from = self._move_aside(str(exc))
             self._conn = self._open()
         self._rows = self._count()
+        self.appends = 0
+        """Bumped whenever rows become unsent (appended, or due again on a new connection), so
+        the uplink can skip looking for new rows when nothing changed."""
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -158,6 +189,10 @@ class Spool:
             if check is None or check[0] != "ok":
                 raise sqlite3.DatabaseError(f"quick_check: {check[0] if check else 'no answer'}")
             conn.executescript(_SCHEMA)
+            have = {row[1] for row in conn.execute("PRAGMA table_info(outbox)")}
+            for column, ddl in _UPGRADES.items():
+                if column not in have:
+                    conn.execute(ddl)
         except sqlite3.DatabaseError:
             conn.close()
             raise
@@ -216,25 +251,71 @@ class Spool:
                     " ON CONFLICT (id) DO NOTHING",
                     recent,
                 )
+                mark = self._conn.total_changes
                 self._conn.execute(_PRUNE_RECENT, (now - RECENT_KEEP_DAYS * 86400, RECENT_KEEP_ROWS))
+                if self._conn.total_changes > mark:  # recent readings left the screen: so do their receipts
+                    self._conn.execute(_PRUNE_RECEIPTS)
                 self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
                 raise SpoolError(f"could not append to {self.path}: {exc}") from exc
             self._rows += added
+            self.appends += 1
 
-    def batch(self, limit: int, *, after_seq: int = 0) -> list[SpooledRow]:
-        """The oldest ``limit`` rows with ``seq > after_seq``."""
+    def unsent(self, limit: int, *, after_seq: int = 0) -> list[SpooledRow]:
+        """The oldest ``limit`` rows not sent yet with ``seq > after_seq``."""
         with self._lock:
             cur = self._conn.execute(
-                "SELECT seq, id, measurement FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+                "SELECT seq, id, measurement FROM outbox WHERE seq > ? AND sent_at IS NULL ORDER BY seq LIMIT ?",
                 (after_seq, limit),
             )
             return [SpooledRow(seq, uuid.UUID(mid), text) for seq, mid, text in cur]
 
-    def acknowledge(self, ids: Iterable[uuid.UUID]) -> int:
-        """The broker has the readings (PUBACK): delete them. Returns how many were deleted."""
+    def due_again(self, limit: int, *, now: float | None = None, after_s: float = RESEND_AFTER_S,
+                  max_s: float = RESEND_MAX_S) -> list[SpooledRow]:
+        """Sent rows with no receipt whose re-send time has come, oldest first; each is marked
+        as sent now, so it is not picked again before its next re-send time."""
+        at = time.time() if now is None else now
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                rows = self._conn.execute(
+                    f"SELECT seq, id, measurement FROM outbox WHERE {_DUE} ORDER BY seq LIMIT ?",
+                    (after_s, max_s, at, limit),
+                ).fetchall()
+                self._conn.executemany("UPDATE outbox SET sent_at = ? WHERE seq = ?", [(at, r[0]) for r in rows])
+                self._conn.execute("COMMIT")
+            except sqlite3.Error:
+                self._conn.execute("ROLLBACK")
+                raise
+        return [SpooledRow(seq, uuid.UUID(mid), text) for seq, mid, text in rows]
+
+    def mark_sent(self, ids: Iterable[uuid.UUID], *, now: float | None = None) -> int:
+        """The broker has the readings (PUBACK): they wait for the backend's receipt now.
+        Returns how many rows that touched (readings confirmed meanwhile are gone)."""
+        at = time.time() if now is None else now
+        keys = [(at, str(i)) for i in ids]
+        if not keys:
+            return 0
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            before = self._conn.total_changes
+            self._conn.executemany("UPDATE outbox SET sent_at = ?, attempts = attempts + 1 WHERE id = ?", keys)
+            touched = self._conn.total_changes - before
+            self._conn.execute("COMMIT")
+            return touched
+
+    def send_again(self) -> int:
+        """A new connection: every sent, unconfirmed reading goes out again, oldest first (its
+        receipt may have been published while this agent was away). Returns how many."""
+        with self._lock:
+            cur = self._conn.execute("UPDATE outbox SET sent_at = NULL WHERE sent_at IS NOT NULL")
+            self.appends += 1
+            return cur.rowcount
+
+    def confirm(self, ids: Iterable[uuid.UUID]) -> int:
+        """The backend has these readings on record: delete them. Returns how many were deleted."""
         keys = [(str(i),) for i in ids]
         if not keys:
             return 0
@@ -249,7 +330,9 @@ class Spool:
 
     def fill(self) -> SpoolFill:
         with self._lock:
-            rows, oldest = self._conn.execute("SELECT count(*), min(appended_at) FROM outbox").fetchone()
+            rows, oldest, unsent = self._conn.execute(
+                "SELECT count(*), min(appended_at), count(*) FILTER (WHERE sent_at IS NULL) FROM outbox"
+            ).fetchone()
             page_size = self._conn.execute("PRAGMA page_size").fetchone()[0]
             pages = self._conn.execute("PRAGMA page_count").fetchone()[0]
         wal = Path(str(self.path) + "-wal")
@@ -259,6 +342,7 @@ class Spool:
             capacity=self.capacity,
             oldest_at=None if oldest is None else datetime.fromtimestamp(oldest, UTC),
             bytes=int(size),
+            unsent=int(unsent or 0),
         )
 
     def ids(self) -> set[uuid.UUID]:
@@ -267,17 +351,31 @@ class Spool:
 
     # -- receipts and the plan -----------------------------------------------------------------
 
-    def record_receipt(self, receipt: Receipt) -> None:
+    def record_receipt(self, receipt: Receipt) -> int:
+        """Keep the receipt for the home screen; a final one (stored, held, dead letter) also
+        releases its readings from the outbox, in the same transaction. Returns how many left."""
         rows = [(str(i), receipt.status.value, receipt.at.isoformat(), receipt.by, receipt.reason) for i in receipt.ids]
+        final = receipt.status.value in FINAL_RECEIPTS
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
-            self._conn.executemany(
-                "INSERT INTO receipts (id, status, at, by, reason) VALUES (?, ?, ?, ?, ?)"
-                " ON CONFLICT (id, status) DO UPDATE SET at = excluded.at, by = excluded.by,"
-                " reason = excluded.reason",
-                rows,
-            )
-            self._conn.execute("COMMIT")
+            try:
+                self._conn.executemany(
+                    "INSERT INTO receipts (id, status, at, by, reason) VALUES (?, ?, ?, ?, ?)"
+                    " ON CONFLICT (id, status) DO UPDATE SET at = excluded.at, by = excluded.by,"
+                    " reason = excluded.reason",
+                    rows,
+                )
+                deleted = 0
+                if final:
+                    before = self._conn.total_changes
+                    self._conn.executemany("DELETE FROM outbox WHERE id = ?", [(r[0],) for r in rows])
+                    deleted = self._conn.total_changes - before
+                self._conn.execute("COMMIT")
+            except sqlite3.Error:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._rows -= deleted
+            return deleted
 
     def receipts_for(self, measurement_id: uuid.UUID) -> dict[str, str]:
         """status -> when, for one measurement (empty until the backend answers)."""
@@ -308,7 +406,7 @@ class Spool:
         with self._lock:
             cur = self._conn.execute(
                 "SELECT r.id, r.kind, r.vals, r.unit, r.measured_at, r.appended_at,"
-                " EXISTS (SELECT 1 FROM outbox o WHERE o.id = r.id) FROM recent r"
+                " EXISTS (SELECT 1 FROM outbox o WHERE o.id = r.id AND o.sent_at IS NULL) FROM recent r"
             )
             rows = cur.fetchall()
         out = [

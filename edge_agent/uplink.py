@@ -5,10 +5,13 @@ paho-mqtt 2, MQTT v5 (3.1.1 where the broker URL says so), QoS 1.
 - **Visible reconnect loop.** :meth:`Uplink._run` is the whole story: make a fresh paho client,
   connect, serve until the connection drops, log why, back off (doubling, capped), repeat.
   paho's own automatic reconnect is not used, so every attempt and its reason is in the log.
-- **Delete on PUBACK only.** Each published envelope's ``mid`` maps to the ids it carried;
-  ``on_publish`` (called when the PUBACK arrives) deletes exactly those rows. A fresh
-  connection starts again from the oldest row, so anything whose PUBACK was lost is sent
-  again; the backend's store deduplicates by id.
+- **End-to-end acknowledgement.** Each published envelope's ``mid`` maps to the ids it carried;
+  ``on_publish`` (the PUBACK) only marks those rows *sent*. A row leaves the spool when the
+  backend's receipt (stored, held or dead letter) names it. Sent rows with no receipt are
+  published again, oldest first and under the same id, after the spool's re-send interval
+  (doubling per attempt) and on every new connection; the backend's store absorbs the repeat
+  and answers with the receipt. A fresh connection also starts again from the oldest unsent
+  row, so anything whose PUBACK was lost is sent again.
 - **Status.** The Last Will is a retained "offline" :class:`vitals.AgentStatus`; on connect and
   every ``status_interval_s`` a retained "online" status carries the version and spool fill.
 - **Receipts and plan.** ``receipts`` and the retained ``config`` (monitoring plan) are recorded
@@ -30,7 +33,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge_agent.spool import Spool
+from edge_agent.settings import RESEND_AFTER_S, RESEND_MAX_S
+from edge_agent.spool import Spool, SpooledRow
 from vitals.broker import BrokerUrl
 from vitals.errors import WireError
 from vitals.wire import (
@@ -45,6 +49,9 @@ from vitals.wire import (
 )
 
 log = logging.getLogger(__name__)
+
+_NO_MATCHING_SUBSCRIBERS = 0x10
+"""MQTT v5 PUBACK reason: accepted, but nobody subscribes to the topic."""
 
 
 def agent_version() -> str:
@@ -85,6 +92,8 @@ class Uplink:
         reconnect_min_s: float = 1.0,
         reconnect_max_s: float = 60.0,
         keepalive_s: int = 30,
+        resend_after_s: float = RESEND_AFTER_S,
+        resend_max_s: float = RESEND_MAX_S,
         on_receipt: Callable[[Receipt], None] | None = None,
         on_plan: Callable[[MonitoringPlan], None] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -100,6 +109,8 @@ class Uplink:
         self.reconnect_min_s = reconnect_min_s
         self.reconnect_max_s = reconnect_max_s
         self.keepalive_s = keepalive_s
+        self.resend_after_s = resend_after_s
+        self.resend_max_s = resend_max_s
         self.on_receipt = on_receipt
         self.on_plan = on_plan
         self.clock = clock
@@ -108,12 +119,16 @@ class Uplink:
         self.connects = 0
         """How many times a CONNACK was accepted (for tests and the screen)."""
         self.last_error: str | None = None
+        self.resent = 0
+        """Readings published again because no receipt came (for tests, the bench and the log)."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._connected = threading.Event()
         # Per connection (reset by _serve): mid -> ids in that envelope.
         self._inflight: dict[int, list[uuid.UUID]] = {}
         self._cursor = 0
+        self._exhausted_at: int | None = None
+        self._next_resend_check = 0.0
         self._drop_connection: str | None = None
         self._connack: ReasonCode | None = None
         self._status_due = False
@@ -138,9 +153,19 @@ class Uplink:
         return self._connected.wait(timeout)
 
     def wait_drained(self, timeout: float) -> bool:
-        """Block until the spool is empty (every reading acknowledged) or ``timeout``."""
+        """Block until the spool is empty (the backend confirmed every reading) or ``timeout``."""
         deadline = time.monotonic() + timeout
         while self.spool.depth > 0:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def wait_sent(self, timeout: float) -> bool:
+        """Block until the broker has acknowledged every reading ("Sendt"; the backend's receipt
+        may still be due) or ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while self._inflight or self.spool.fill().unsent > 0:
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.05)
@@ -202,11 +227,13 @@ class Uplink:
         """Pump the spool through one connection; return why it ended."""
         self._inflight = {}
         self._cursor = 0
+        self._exhausted_at = None
+        self._next_resend_check = 0.0
         self._drop_connection = None
         connect_deadline = time.monotonic() + 15
         next_status = 0.0
         while not self._stop.is_set():
-            busy = bool(self._inflight) or self.spool.depth > 0
+            busy = bool(self._inflight) or self._exhausted_at != self.spool.appends
             rc = client.loop(timeout=0.05 if busy else 0.25)
             if rc != mqtt.MQTT_ERR_SUCCESS:
                 return f"connection lost ({mqtt.error_string(rc)})"
@@ -228,20 +255,42 @@ class Uplink:
         return "stopping"
 
     def _pump(self, client: mqtt.Client) -> None:
-        inflight_rows = sum(len(v) for v in self._inflight.values())
-        while len(self._inflight) < self.max_inflight and self.spool.depth > inflight_rows:
-            rows = self.spool.batch(self.batch_size, after_seq=self._cursor)
+        now = time.monotonic()
+        if now >= self._next_resend_check:
+            # Sent with no receipt for too long: the oldest go first, before anything new.
+            self._next_resend_check = now + 1.0
+            if self.spool.depth > 0:
+                room = (self.max_inflight - len(self._inflight)) * self.batch_size
+                again = self.spool.due_again(room, after_s=self.resend_after_s, max_s=self.resend_max_s)
+                if again:
+                    log.info("uplink %s: no receipt yet for %d sent reading(s); sending them again",
+                             self.agent_id, len(again))
+                    self.resent += len(again)
+                for start in range(0, len(again), self.batch_size):
+                    if not self._send(client, again[start : start + self.batch_size]):
+                        return
+        while len(self._inflight) < self.max_inflight:
+            appends = self.spool.appends
+            if self._exhausted_at == appends:
+                return  # nothing new since the last look: no query per loop turn while idle
+            rows = self.spool.unsent(self.batch_size, after_seq=self._cursor)
+            if len(rows) < self.batch_size:
+                self._exhausted_at = appends
             if not rows:
                 return
-            payload = envelope_json(self.agent_id, [r.measurement_json for r in rows], self.clock())
-            info = client.publish(self.topics.measurements(self.agent_id), payload, qos=1)
-            if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                # Not sent; the rows stay in the spool and go out on the next connection.
-                self._drop_connection = f"publish failed ({mqtt.error_string(info.rc)})"
+            if not self._send(client, rows):
                 return
-            self._inflight[info.mid] = [r.id for r in rows]
             self._cursor = rows[-1].seq
-            inflight_rows += len(rows)
+
+    def _send(self, client: mqtt.Client, rows: list[SpooledRow]) -> bool:
+        payload = envelope_json(self.agent_id, [r.measurement_json for r in rows], self.clock())
+        info = client.publish(self.topics.measurements(self.agent_id), payload, qos=1)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            # Not sent; the rows stay in the spool and go out on the next connection.
+            self._drop_connection = f"publish failed ({mqtt.error_string(info.rc)})"
+            return False
+        self._inflight[info.mid] = [r.id for r in rows]
+        return True
 
     def _goodbye(self, client: mqtt.Client) -> None:
         """A clean stop says "offline" itself (the broker only sends the Will on a lost link)."""
@@ -287,7 +336,10 @@ class Uplink:
             return
         self.connects += 1
         self.last_error = None
-        log.info("uplink %s: connected (%d readings waiting)", self.agent_id, self.spool.depth)
+        again = self.spool.send_again()  # receipts published while we were away are lost to us
+        self._exhausted_at = None
+        log.info("uplink %s: connected (%d readings waiting, %d of them sent before without a receipt)",
+                 self.agent_id, self.spool.depth, again)
         client.subscribe(self.topics.receipts(self.agent_id), qos=1)
         client.subscribe(self.topics.config(self.agent_id), qos=1)
         self._connected.set()
@@ -307,11 +359,15 @@ class Uplink:
                       self.agent_id, len(ids), reason)
             self._drop_connection = f"broker refused a publish: {reason}"
             return
+        if reason.value == _NO_MATCHING_SUBSCRIBERS:
+            # No ingest worker is subscribed right now (a broker restart forgets shared
+            # subscriptions): the broker drops the batch, and the re-send interval brings it back.
+            log.info("uplink %s: broker has no ingest subscriber for %d readings; re-sending later",
+                     self.agent_id, len(ids))
         try:
-            self.spool.acknowledge(ids)
+            self.spool.mark_sent(ids)
         except Exception:
-            log.exception("uplink %s: could not delete acknowledged readings (they will be re-sent)",
-                          self.agent_id)
+            log.exception("uplink %s: could not mark readings as sent (they will be sent again)", self.agent_id)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:

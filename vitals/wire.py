@@ -8,7 +8,9 @@ Topics (``root`` is ``nearcare/v1`` in production; tests use a private root per 
 - ``{root}/agents/{agent_id}/receipts``      :class:`Receipt`, backend -> agent
 
 The measurement id is minted at the edge at the moment of reading and is the idempotency key:
-QoS 1 delivers at least once, storage makes it exactly once.
+QoS 1 delivers at least once, storage makes it exactly once. Delivery is acknowledged end to
+end: the agent keeps a reading until a :class:`Receipt` (stored, held or dead letter) names it,
+and re-sends it under the same id until then.
 """
 
 from __future__ import annotations
@@ -169,6 +171,9 @@ class ReceiptStatus(StrEnum):
     """In the database; the citizen's screen can say 'modtaget'."""
     HELD = "held"
     """Kept, but not fed to the rules (implausible value, unknown device) until reviewed."""
+    DEAD_LETTER = "dead_letter"
+    """Kept raw as a dead letter with its reason (malformed, agent not enrolled…): on record, so
+    the agent may let go of it; re-sending the same bytes would only repeat the refusal."""
     SEEN = "seen"
     """A clinician has looked at it (kvitteret)."""
 

@@ -8,6 +8,7 @@ the whole payload is a dead letter (kept raw, with the reason and the offending 
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Any
 
 from backend.registry.snapshot import RegistrySnapshot
 from vitals import KINDS, WireError, parse_envelope, parse_status
-from vitals.wire import AgentState, Envelope, Measurement, TopicKind, Topics
+from vitals.wire import MAX_BATCH, AgentState, Envelope, Measurement, TopicKind, Topics
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
 
@@ -82,6 +83,31 @@ class DeadLetter:
     payload: bytes
     reason: str
     field: str | None = None
+
+    def reading_ids(self) -> tuple[uuid.UUID, ...]:
+        """The measurement ids the refused payload names, as far as they can be read, so the
+        agent hears that its readings are on record (as a dead letter) and stops re-sending."""
+        return ids_in_payload(self.payload)
+
+
+def ids_in_payload(payload: bytes) -> tuple[uuid.UUID, ...]:
+    """Best effort: every well-formed ``measurements[].id`` in a JSON payload, else nothing."""
+    try:
+        data = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return ()
+    items = data.get("measurements") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        return ()
+    out: list[uuid.UUID] = []
+    for item in items[:MAX_BATCH]:
+        mid = item.get("id") if isinstance(item, dict) else None
+        if isinstance(mid, str):
+            try:
+                out.append(uuid.UUID(mid))
+            except ValueError:
+                continue
+    return tuple(dict.fromkeys(out))
 
 
 @dataclass(frozen=True, slots=True)

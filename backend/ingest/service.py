@@ -4,10 +4,15 @@ Flow: paho's network thread hands each message to a queue; the batcher thread ta
 until the batch is full (``ingest_batch_size`` readings) or its window (``ingest_batch_window_ms``
 after the first message) closes and decides each through the pure core; the writer thread
 (meanwhile committing the previous batch) writes it in one transaction, and only then
-acknowledges the messages (paho 2 ``manual_ack``). A crash before the commit loses nothing (the
-broker redelivers the unacknowledged messages to the same session); a crash after the commit
-but before the acks is absorbed by the idempotent insert. A batch decided against an older
-registry than the writer sees at commit is decided again first.
+acknowledges the messages (paho 2 ``manual_ack``) and publishes the receipts.
+
+**A worker owns no queued state.** It connects with a clean session (no session expiry) under a
+fresh client id, so no reading can be stranded in a dead worker's broker session, and a worker
+re-created under another host name changes nothing. What a worker held when it died (received,
+not committed) is not redelivered by the broker: the agents hear no receipt for it and send it
+again after their re-send interval, and a living worker stores it. A crash after the commit but
+before the receipts is absorbed by the idempotent insert, which answers the re-send "stored".
+A batch decided against an older registry than the writer sees at commit is decided again first.
 
 After each commit: ``runtime.on_stored`` (per-patient time order, new rows only), a
 ``reading.stored`` event per patient, and receipts to each agent (``stored``; ``held`` with the
@@ -18,9 +23,11 @@ from __future__ import annotations
 
 import logging
 import queue
+import secrets
 import socket
 import threading
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -48,8 +55,6 @@ log = logging.getLogger(__name__)
 RULES_BACKLOG = 64
 """Committed batches waiting for the rules before the writer waits too."""
 
-DEFAULT_SESSION_EXPIRY = 7 * 24 * 3600
-"""How long the broker keeps this consumer's session (and queues its share) while it is down."""
 
 
 class IngestError(BackendError):
@@ -138,9 +143,10 @@ class _IngestClient(mqtt.Client):
 
 
 def default_client_id(settings_group: str, *, role: str = "ingest", worker: int = 0) -> str:
-    """Stable across restarts, so a restarted worker takes back its session and its queued
-    messages. Distinct per worker: two clients with one id would keep taking over each other."""
-    return f"nearcare-{role}-{settings_group}-{socket.gethostname()}-{worker}"
+    """Readable (role, group, host, worker number) and unique per process: a clean session needs
+    no stable id, and two clients with one id would keep taking over each other (two containers
+    may share a host name and both run as pid 1)."""
+    return f"nearcare-{role}-{settings_group}-{socket.gethostname()}-{worker}-{secrets.token_hex(3)}"
 
 
 class IngestService:
@@ -153,7 +159,6 @@ class IngestService:
         runtime: Runtime,
         *,
         client_id: str | None = None,
-        session_expiry: int = DEFAULT_SESSION_EXPIRY,
         receive_maximum: int | None = None,
     ) -> None:
         self.runtime = runtime
@@ -161,7 +166,6 @@ class IngestService:
         self.topics = self.settings.topics
         self.broker = self.settings.broker
         self.client_id = client_id or default_client_id(self.settings.ingest_group)
-        self.session_expiry = session_expiry
         # Unacknowledged messages are held here until their batch commits; the broker stops
         # sending at this many, which bounds memory and keeps batches full under load.
         self.receive_maximum = receive_maximum or min(65535, max(1000, self.settings.ingest_batch_size * 8))
@@ -193,7 +197,7 @@ class IngestService:
                 self.broker.host,
                 self.broker.port,
                 keepalive=30,
-                clean_start=False,
+                clean_start=True,
                 properties=self._connect_properties(),
             )
         else:
@@ -208,8 +212,8 @@ class IngestService:
         log.info("ingest consuming %s as %s", self.broker.redacted(), self.client_id)
 
     def stop(self, timeout: float = 15.0) -> None:
-        """Finish the batch in hand (commit, acknowledge), then leave; whatever is still queued
-        stays unacknowledged and is redelivered to this session when it comes back."""
+        """Finish the batch in hand (commit, acknowledge, receipts), then leave; whatever is still
+        queued goes with the session, and its agents send it again (no receipt came)."""
         self._stop.set()
         deadline = time.monotonic() + timeout
         if self._batcher is not None:
@@ -259,7 +263,7 @@ class IngestService:
                 mqtt.CallbackAPIVersion.VERSION2,
                 client_id=self.client_id,
                 protocol=mqtt.MQTTv311,
-                clean_session=False,
+                clean_session=True,
                 manual_ack=True,
             )
         if b.username:
@@ -278,7 +282,7 @@ class IngestService:
         if not self.broker.is_v5:
             return None
         props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = self.session_expiry
+        props.SessionExpiryInterval = 0  # the session ends with the connection: see the module doc
         props.ReceiveMaximum = self.receive_maximum
         return props
 
@@ -351,7 +355,7 @@ class IngestService:
                     break
                 except queue.Full:
                     continue
-            # Stopping with a batch in hand: it is not acknowledged, so the broker keeps it.
+            # Stopping with a batch in hand: no receipt goes out for it, so its agents re-send it.
 
     def _run(self) -> None:
         backoff = 0.2
@@ -370,7 +374,7 @@ class IngestService:
                     break
                 except (psycopg.OperationalError, psycopg.errors.TransactionRollback) as exc:
                     # Nothing was acknowledged: the same batch is retried, and if this process
-                    # dies or stops meanwhile the broker redelivers it.
+                    # dies or stops meanwhile its agents re-send it (no receipt came).
                     self._db_failed(exc)
                     metrics.INGEST_STORE_ERRORS.labels(type(exc).__name__).inc()
                 except Exception:
@@ -492,7 +496,7 @@ class IngestService:
         for item, _ in items:
             n += 1
             # An ack on a later connection would name another message; the broker redelivers
-            # this one to the session instead, and the idempotent insert absorbs it.
+            # this one: its agent re-sends it (no receipt), and the idempotent insert absorbs any repeat.
             if client is not None and item.qos > 0 and item.generation == self._generation:
                 client.ack(item.mid, item.qos)
         metrics.INGEST_QUEUE.dec(n)
@@ -534,33 +538,42 @@ class IngestService:
                 log.exception("a readings sink failed on %d readings", len(readings))
 
     def _send_receipts(self, batch: _Batch) -> None:
+        """After the commit: one receipt per agent and outcome names every reading of the batch
+        (a repeat of a stored reading is answered "stored" again), so each agent lets go of
+        exactly what is on record. A lost receipt costs a re-send, never a reading."""
         if self._client is None:
             return
-        stored: dict[str, list] = defaultdict(list)
-        held: dict[tuple[str, str], list] = defaultdict(list)
-        for _, d in batch.items:
-            if d.agent_id is None:
-                continue
-            for r in d.accepted:
-                stored[d.agent_id].append(r.id)
-            for h in d.held:
-                held[(d.agent_id, h.reason)].append(h.id)
         at = datetime.now(UTC)
         try:
-            for agent_id, ids in stored.items():
-                self.publish(
-                    self.topics.receipts(agent_id),
-                    Receipt(agent_id=agent_id, status=ReceiptStatus.STORED, ids=tuple(ids), at=at).to_json(),
-                )
-            for (agent_id, reason), ids in held.items():
-                self.publish(
-                    self.topics.receipts(agent_id),
-                    Receipt(
-                        agent_id=agent_id, status=ReceiptStatus.HELD, ids=tuple(ids), at=at, reason=reason
-                    ).to_json(),
-                )
-        except Exception:  # a receipt is a courtesy to the screen; the reading is stored
+            for receipt in receipts_for(batch_decisions=[d for _, d in batch.items], at=at):
+                self.publish(self.topics.receipts(receipt.agent_id), receipt.to_json())
+        except Exception:  # the agent re-sends what it hears nothing about; the reading is stored
             log.exception("publishing receipts failed")
+
+
+def receipts_for(*, batch_decisions: Iterable[Decision], at: datetime) -> list[Receipt]:
+    """The receipts one committed batch owes its agents: stored, held (per reason), dead letter."""
+    stored: dict[str, list[uuid.UUID]] = defaultdict(list)
+    held: dict[tuple[str, str], list[uuid.UUID]] = defaultdict(list)
+    dead: dict[tuple[str, str], list[uuid.UUID]] = defaultdict(list)
+    for d in batch_decisions:
+        if d.agent_id is None:
+            continue
+        for r in d.accepted:
+            stored[d.agent_id].append(r.id)
+        for h in d.held:
+            held[(d.agent_id, h.reason)].append(h.id)
+        dl = d.dead_letter
+        if dl is not None and dl.agent_id is not None and dl.topic.endswith("/measurements"):
+            ids = dl.reading_ids()
+            if ids:
+                dead[(dl.agent_id, dl.reason)].extend(ids)
+    out = [Receipt(agent_id=a, status=ReceiptStatus.STORED, ids=tuple(ids), at=at) for a, ids in stored.items()]
+    out += [Receipt(agent_id=a, status=ReceiptStatus.HELD, ids=tuple(ids), at=at, reason=why)
+            for (a, why), ids in held.items()]
+    out += [Receipt(agent_id=a, status=ReceiptStatus.DEAD_LETTER, ids=tuple(ids), at=at, reason=why[:500])
+            for (a, why), ids in dead.items()]
+    return out
 
 
 def ingest_factory(runtime: Runtime) -> IngestService | None:
@@ -570,6 +583,4 @@ def ingest_factory(runtime: Runtime) -> IngestService | None:
     return IngestService(
         runtime,
         client_id=default_client_id(runtime.settings.ingest_group, role="app"),
-        # A demo (or a test) leaves no week-long session behind on the broker.
-        session_expiry=3600 if runtime.settings.demo else DEFAULT_SESSION_EXPIRY,
     )

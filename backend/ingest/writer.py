@@ -1,16 +1,22 @@
-"""The storage edge of ingest: one transaction per batch, idempotent on the measurement id.
+"""The storage edge of ingest: one transaction per batch, exactly once on the measurement id.
 
-Accepted readings go in by binary COPY straight into ``measurements``, inside a savepoint.
-A duplicate is rare (a redelivery after a crash or a reconnect), so the common case pays
-for no duplicate check of its own: the unique index on (id, measured_at) is the arbiter. If it
-refuses the COPY, the savepoint is rolled back and the batch goes in the careful way, by COPY
-into a temporary table and one ``INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING``, so a
-redelivered reading is absorbed and only the newly inserted ones are handed on to the rules.
-Two workers storing the same reading at once is safe either way: the second one's insert
-waits on the first one's index entry and then conflicts (or proceeds, if the first rolled back). Held readings go to
-``rejected_readings`` (idempotent on id as well), dead letters to ``dead_letters``, agent status
-and last-seen to ``agents``. Row locks on agents and devices are always taken in id order, so
-two workers never deadlock on them.
+The arbiter is ``measurement_ids`` (migration 0120): one row per id ever stored, a plain table
+on both flavours, so its primary key holds on TimescaleDB too, where ``measurements`` can only
+be unique on (id, measured_at). Accepted readings go in by binary COPY into ``measurement_ids``
+and straight into ``measurements``, inside a savepoint. A repeat is rare (an agent's re-send
+whose receipt was lost, a crash between commit and receipt), so the common case pays for no
+duplicate check of its own: the primary key refuses the COPY, the savepoint is rolled back, and
+the batch goes in the careful way: COPY into a temporary table, then one statement that claims
+the new ids (``INSERT … ON CONFLICT DO NOTHING RETURNING``) and inserts exactly those rows, so a
+repeat is absorbed (even with another ``measured_at``) and only new readings go on to the
+rules. Two workers storing the same reading at once is safe either way: the second one's insert
+waits on the first one's index entry and then conflicts (or proceeds, if the first rolled back).
+
+Held readings go to ``rejected_readings`` (idempotent on id, and never for an id already
+stored), dead letters to ``dead_letters``, agent status and last-seen to ``agents``. Row locks
+on agents and devices are always taken in id order, so two workers never deadlock on them.
+Ingest is the only writer of ``measurements``: anything else that stores readings goes through
+:func:`write_batch`.
 """
 
 from __future__ import annotations
@@ -66,6 +72,14 @@ _TYPES = (
 )
 _COLS = ", ".join(_COLUMNS)
 _STAGING = "ingest_staging"
+# Claim the ids no one stored yet, and insert exactly those rows (ON CONFLICT on measurements
+# only guards rows that other writers put there without claiming their id).
+_CLAIM_AND_INSERT = (
+    f"WITH fresh AS (INSERT INTO measurement_ids (id, measured_at) SELECT id, measured_at FROM {_STAGING}"
+    " ON CONFLICT (id) DO NOTHING RETURNING id) "
+    f"INSERT INTO measurements ({_COLS}) SELECT {', '.join('s.' + c for c in _COLUMNS)} FROM {_STAGING} s"
+    " JOIN fresh f ON f.id = s.id ON CONFLICT DO NOTHING RETURNING id, stored_at"
+)
 
 _BATTERY_FLAGS = frozenset({"low_battery", "battery_low"})
 
@@ -119,21 +133,23 @@ def write_batch(conn: psycopg.Connection, decisions: Sequence[Decision], *, rece
                     """INSERT INTO rejected_readings
                            (id, measured_at, patient_id, agent_id, device_address, kind, components, unit,
                             reason, envelope)
-                       VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s::jsonb)
+                       SELECT %(id)s, %(at)s, %(patient)s, %(agent)s, %(device)s, %(kind)s, %(components)s::jsonb,
+                              %(unit)s, %(reason)s, %(envelope)s::jsonb
+                        WHERE NOT EXISTS (SELECT 1 FROM measurement_ids WHERE id = %(id)s)
                        ON CONFLICT (id) DO NOTHING""",
                     [
-                        (
-                            h.id,
-                            h.measured_at,
-                            h.patient_id,
-                            h.agent_id,
-                            h.device_address,
-                            h.kind,
-                            json.dumps(dict(h.components)),
-                            h.unit,
-                            h.reason,
-                            json.dumps(dict(h.measurement)),
-                        )
+                        {
+                            "id": h.id,
+                            "at": h.measured_at,
+                            "patient": h.patient_id,
+                            "agent": h.agent_id,
+                            "device": h.device_address,
+                            "kind": h.kind,
+                            "components": json.dumps(dict(h.components)),
+                            "unit": h.unit,
+                            "reason": h.reason,
+                            "envelope": json.dumps(dict(h.measurement)),
+                        }
                         for h in held
                     ],
                 )
@@ -168,14 +184,18 @@ def write_batch(conn: psycopg.Connection, decisions: Sequence[Decision], *, rece
 def _insert_measurements(conn: psycopg.Connection, accepted: list[AcceptedReading]) -> list[StoredReading]:
     if not accepted:
         return []
-    # A redelivery within the batch is one row: the first copy wins, as ON CONFLICT would have it.
-    unique: dict[tuple[object, datetime], AcceptedReading] = {}
+    # A repeat within the batch is one row: the first copy wins, as ON CONFLICT would have it.
+    unique: dict[object, AcceptedReading] = {}
     for r in accepted:
-        unique.setdefault((r.id, r.measured_at), r)
+        unique.setdefault(r.id, r)
     rows = list(unique.values())
     inserted: dict[object, datetime]
     try:
         with conn.transaction(), conn.cursor() as cur:
+            with cur.copy("COPY measurement_ids (id, measured_at) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(["uuid", "timestamptz"])
+                for r in rows:
+                    copy.write_row((r.id, r.measured_at))
             _copy(cur, "measurements", rows)
             # stored_at defaults to now(), the transaction's start: the same for every row.
             stored_at = cur.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
@@ -209,13 +229,10 @@ def _insert_measurements(conn: psycopg.Connection, accepted: list[AcceptedReadin
 
 
 def _insert_skipping_duplicates(conn: psycopg.Connection, rows: list[AcceptedReading]) -> dict[object, datetime]:
-    """The careful path: only rows not already stored go in; returns id -> stored_at of those."""
+    """The careful path: only ids never stored go in; returns id -> stored_at of those."""
     with conn.cursor() as cur:
         _copy(cur, _STAGING, rows)
-        cur.execute(
-            f"INSERT INTO measurements ({_COLS}) SELECT {_COLS} FROM {_STAGING} "
-            f"ON CONFLICT DO NOTHING RETURNING id, stored_at"
-        )
+        cur.execute(_CLAIM_AND_INSERT)
         return {row[0]: row[1] for row in cur.fetchall()}
 
 

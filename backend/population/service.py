@@ -112,7 +112,11 @@ ADHERENCE_SQL = """
 -- The slots of alert_rules.plans.planned_slots, for many patients at once: each plan item's local
 -- times on its weekdays, in the plan's time zone, from max(since, plan start) until now, minus
 -- pauses and passive intervals; a slot counts once its grace window has passed, and is met by a
--- reading of its kind within ± grace of it (alert_rules.plans.slot_met).
+-- reading of its kind within ± grace of it (alert_rules.plans.slot_met). Local times follow
+-- PostgreSQL's AT TIME ZONE: a time skipped by the spring switch is taken in standard time (as
+-- zoneinfo does), a time repeated in autumn as its second, standard-time occurrence (zoneinfo
+-- takes the first); the grace is elapsed time (planned_slots adds it on the wall clock, which
+-- differs only for a window that spans a switch).
 WITH item AS (
     SELECT mp.patient_id, mp.timezone AS tz, mp.paused_until,
            greatest(mp.starts_at, %(since)s) AS plan_start,

@@ -50,6 +50,7 @@ class ReadingState(StrEnum):
     SENT = "sent"
     STORED = "stored"
     HELD = "held"
+    REFUSED = "refused"
     SEEN = "seen"
 
 
@@ -58,6 +59,7 @@ STATE_TEXT: dict[ReadingState, str] = {
     ReadingState.SENT: "Sendt",
     ReadingState.STORED: "Modtaget",
     ReadingState.HELD: "Tjekkes af sygeplejersken",
+    ReadingState.REFUSED: "Modtaget med fejl. Vi undersøger det",
     ReadingState.SEEN: "Set af sygeplejerske",
 }
 
@@ -219,6 +221,8 @@ def reading_state(
         return ReadingState.STORED, stored
     if held:
         return ReadingState.HELD, held
+    if "dead_letter" in by_status:  # the backend kept it, but could not read it: an operator's matter
+        return ReadingState.REFUSED, by_status["dead_letter"]
     return (ReadingState.SPOOLED if reading.pending else ReadingState.SENT), None
 
 
@@ -310,7 +314,7 @@ def home_screen(
     todays = [_screen_reading(r, receipts.get(r.id, ()), today=today, zone=zone) for r in ordered
               if r.measured_at.astimezone(zone).date() == today]
     earlier = next((r for r in ordered if r.measured_at.astimezone(zone).date() < today), None)
-    pending = fill.rows  # the outbox is the truth; older unsent readings count too
+    pending = fill.unsent  # the outbox is the truth; older unsent readings count too
     headline, detail = _headline(todays, pending=pending, connected=connected, full=fill.full, zone=zone)
     return HomeScreen(
         headline=headline,

@@ -49,7 +49,7 @@ def ingest(settings):  # type: ignore[no-untyped-def]
 
     pool = open_pool(settings.database_url, min_size=1, max_size=2)
     runtime = Runtime(settings=settings, pool=pool, events=EventHub())
-    service = IngestService(runtime, client_id=f"kill-test-ingest-{secrets.token_hex(4)}", session_expiry=300)
+    service = IngestService(runtime, client_id=f"kill-test-ingest-{secrets.token_hex(4)}")
     service.start()
     deadline = time.monotonic() + 20
     while not service.ready()[0] and time.monotonic() < deadline:

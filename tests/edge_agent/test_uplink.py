@@ -9,7 +9,7 @@ import paho.mqtt.client as mqtt
 from edge_agent.spool import Spool
 from edge_agent.uplink import Uplink, envelope_json
 from vitals.broker import parse_broker_url
-from vitals.wire import AgentState, parse_envelope, parse_status
+from vitals.wire import AgentState, Receipt, parse_envelope, parse_status
 
 
 def _uplink(spool: Spool, agent_id: str, broker, topics, **kw) -> Uplink:
@@ -34,7 +34,13 @@ def test_envelope_json_is_a_valid_envelope(make_measurement, agent_id, topics) -
     assert env.measurements == tuple(ms)
 
 
-def test_spooled_readings_reach_the_broker_and_leave_the_spool(
+def _receipt(broker, topics, agent_id: str, status: str, ids, reason: str | None = None) -> None:
+    """What the backend sends after its commit (the real one is tested end to end elsewhere)."""
+    _publish(broker, topics.receipts(agent_id), Receipt(agent_id=agent_id, status=status, ids=tuple(ids),
+                                                        at=datetime.now(UTC), reason=reason).to_json())
+
+
+def test_spooled_readings_reach_the_broker_and_leave_the_spool_only_on_the_backends_receipt(
     tmp_path: Path, broker, topics, agent_id, make_measurement, collect
 ) -> None:
     col = collect(broker, f"{topics.root}/agents/{agent_id}/#")
@@ -43,11 +49,15 @@ def test_spooled_readings_reach_the_broker_and_leave_the_spool(
     spool.append_many(ms)
     up = _uplink(spool, agent_id, broker, topics, batch_size=50).start()
     try:
-        assert up.wait_drained(15), f"spool still holds {spool.depth}"
+        assert up.wait_sent(15), f"{spool.fill().unsent} readings not sent"
         assert col.wait_for(lambda: len(set(col.measurement_ids())) == 120, 10)
         assert col.measurement_ids() == [m.id for m in ms]  # oldest first, in batches of <= 50
         for env in col.payloads("/measurements"):
             assert len(parse_envelope(env).measurements) <= 50
+        assert spool.depth == 120, "a PUBACK is not storage: every reading waits for its receipt"
+        _receipt(broker, topics, agent_id, "stored", [m.id for m in ms[:100]])
+        _receipt(broker, topics, agent_id, "held", [m.id for m in ms[100:]], reason="implausible_value: test")
+        assert up.wait_drained(15), f"spool still holds {spool.depth}"
         online = [parse_status(p) for p in col.payloads("/status")]
         assert online and online[0].state is AgentState.ONLINE and online[0].version == "9.9.9"
         assert online[0].spool_capacity == spool.capacity
@@ -57,6 +67,26 @@ def test_spooled_readings_reach_the_broker_and_leave_the_spool(
     late = collect(broker, topics.status(agent_id))
     assert late.wait_for(lambda: bool(late.payloads()), 5)
     assert parse_status(late.payloads()[-1]).state is AgentState.OFFLINE
+
+
+def test_a_reading_with_no_receipt_is_sent_again_under_the_same_id_until_one_comes(
+    tmp_path: Path, broker, topics, agent_id, make_measurement, collect
+) -> None:
+    col = collect(broker, topics.measurements(agent_id))
+    spool = Spool(tmp_path / "s.sqlite")
+    ms = [make_measurement() for _ in range(5)]
+    spool.append_many(ms)
+    up = _uplink(spool, agent_id, broker, topics, resend_after_s=0.3, resend_max_s=0.6).start()
+    try:
+        # Nobody answers (the broker dropped them, a worker died holding them…): they come again.
+        assert col.wait_for(lambda: all(col.measurement_ids().count(m.id) >= 3 for m in ms), 20), (
+            f"sent {len(col.measurement_ids())} times in all")
+        assert set(col.measurement_ids()) == {m.id for m in ms}  # never a new id
+        assert up.resent >= 10 and spool.depth == 5
+        _receipt(broker, topics, agent_id, "stored", [m.id for m in ms])
+        assert up.wait_drained(10)
+    finally:
+        up.stop()
 
 
 def test_receipts_and_plan_are_recorded_and_garbage_is_ignored(
@@ -114,9 +144,11 @@ def test_broker_outage_then_everything_drains_oldest_first(
     before = [make_measurement() for _ in range(30)]
     spool.append_many(before)
     up = _uplink(spool, agent_id, broker, topics, reconnect_min_s=1.5, reconnect_max_s=3.0).start()
-    assert up.wait_drained(10)
+    assert up.wait_sent(10)
     assert col.wait_for(lambda: len(set(col.measurement_ids())) == 30, 5)
     col.close()
+    # The broker acknowledged them, but no receipt came before it went away (restarted, the
+    # broker forgets the backend's shared subscription and drops what it acknowledged).
 
     first = private_broker.proc
     private_broker.stop()
@@ -129,14 +161,17 @@ def test_broker_outage_then_everything_drains_oldest_first(
     deadline = time.monotonic() + 10
     while up.attempts <= attempts + 1 and time.monotonic() < deadline:
         time.sleep(0.02)  # the uplink has failed at least once more and now backs off >= 3 s
-    assert spool.depth == 300 and not up.connected
+    assert spool.depth == 330 and spool.fill().unsent == 300 and not up.connected
     private_broker.start()
     col2 = collect(broker, topics.measurements(agent_id))
     try:
-        assert up.wait_drained(20), f"{spool.depth} readings left"
-        assert col2.wait_for(lambda: len(set(col2.measurement_ids())) == 300, 10)
+        assert up.wait_sent(20), f"{spool.fill().unsent} readings not sent"
+        assert col2.wait_for(lambda: len(set(col2.measurement_ids())) == 330, 10)
         got = list(dict.fromkeys(col2.measurement_ids()))
-        assert got == [m.id for m in during]
+        # The new connection sends the unconfirmed ones again first, then the rest, oldest first.
+        assert got == [m.id for m in before + during]
         assert up.connects == 2
+        _receipt(broker, topics, agent_id, "stored", [m.id for m in before + during])
+        assert up.wait_drained(20), f"{spool.depth} readings left"
     finally:
         up.stop()

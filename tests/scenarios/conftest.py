@@ -75,7 +75,7 @@ class Platform:
         self.alerting = AlertingService(pool=self.pool, settings=settings, events=self.runtime.events, clock=clock,
                                         notifier=notifier, run_scheduler=False)
         self.runtime.readings_sinks.append(self.alerting.sink)
-        self.ingest = IngestService(self.runtime, client_id=f"scn-{secrets.token_hex(4)}", session_expiry=60)
+        self.ingest = IngestService(self.runtime, client_id=f"scn-{secrets.token_hex(4)}")
         self.alerting.start()
         self.ingest.start()
         wait_for(lambda: self.ingest.ready()[0], what="ingest ready")

@@ -36,16 +36,31 @@ class Clinic:
 
     def nurse(self) -> User:
         team_id, key = self.nurse_team
-        return User(id=1, username=f"nurse-{self.tag}", display_name="Sara View", role=Role.NURSE, team_id=team_id,
-                    team_key=key, municipality=self.municipality)
+        return User(
+            id=1,
+            username=f"nurse-{self.tag}",
+            display_name="Sara View",
+            role=Role.NURSE,
+            team_id=team_id,
+            team_key=key,
+            municipality=self.municipality,
+        )
 
     def specialist(self) -> User:
         team_id, key = self.hospital_team
-        return User(id=2, username=f"spec-{self.tag}", display_name="Lars View", role=Role.SPECIALIST,
-                    team_id=team_id, team_key=key, department=self.department)
+        return User(
+            id=2,
+            username=f"spec-{self.tag}",
+            display_name="Lars View",
+            role=Role.SPECIALIST,
+            team_id=team_id,
+            team_key=key,
+            department=self.department,
+        )
 
-    def patient(self, *, municipality: str | None = None, department: str | None = None,
-                programme: str = "copd") -> int:
+    def patient(
+        self, *, municipality: str | None = None, department: str | None = None, programme: str = "copd"
+    ) -> int:
         ref = f"view-{self.tag}-{secrets.token_hex(3)}"
         row = self.conn.execute(
             "INSERT INTO patients (external_ref, name, programme, municipality, department)"
@@ -59,21 +74,40 @@ class Clinic:
     def agent(self, patient_id: int) -> str:
         return str(self.conn.execute("SELECT id FROM agents WHERE patient_id = %s", (patient_id,)).fetchone()[0])
 
-    def alert(self, patient_id: int, *, severity: str, team_key: str, state: str = "open",
-              opened: timedelta = timedelta(minutes=30), rule_id: str | None = None) -> int:
+    def alert(
+        self,
+        patient_id: int,
+        *,
+        severity: str,
+        team_key: str,
+        state: str = "open",
+        opened: timedelta = timedelta(minutes=30),
+        rule_id: str | None = None,
+    ) -> int:
         at = datetime.now(UTC) - opened
         row = self.conn.execute(
             """INSERT INTO alerts (patient_id, rule_id, rule_kind, measurement, severity, state, title, opened_at,
                                    updated_at, last_value, team_key, owner_since, acknowledged_by, acknowledged_at)
                VALUES (%s, %s, 'absolute', 'spo2', %s, %s, %s, %s, %s, 85, %s, %s, %s, %s) RETURNING id""",
-            (patient_id, rule_id or f"view.{severity}.{secrets.token_hex(2)}", severity, state, f"{severity} alert",
-             at, at, team_key, at, "someone" if state == "acknowledged" else None,
-             at if state == "acknowledged" else None),
+            (
+                patient_id,
+                rule_id or f"view.{severity}.{secrets.token_hex(2)}",
+                severity,
+                state,
+                f"{severity} alert",
+                at,
+                at,
+                team_key,
+                at,
+                "someone" if state == "acknowledged" else None,
+                at if state == "acknowledged" else None,
+            ),
         ).fetchone()
         return int(row[0])
 
-    def reading(self, patient_id: int, *, kind: str = "spo2", value: float = 95.0,
-                at: datetime | None = None) -> uuid.UUID:
+    def reading(
+        self, patient_id: int, *, kind: str = "spo2", value: float = 95.0, at: datetime | None = None
+    ) -> uuid.UUID:
         at = at or datetime.now(UTC)
         component = "systolic" if kind == "blood_pressure" else kind
         rid = uuid.uuid4()

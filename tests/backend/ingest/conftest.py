@@ -136,7 +136,6 @@ def start_ingest(database_url: str) -> Iterator[Callable[..., Any]]:
         pool = open_pool(settings.database_url, min_size=1, max_size=2)
         runtime = Runtime(settings=settings, pool=pool, events=EventHub())
         kw.setdefault("client_id", f"test-ingest-{secrets.token_hex(4)}")
-        kw.setdefault("session_expiry", 300)
         service = IngestService(runtime, **kw)
         runtime.services.append(service)
         service.start()

@@ -26,8 +26,10 @@ def reading(kind: K, values: dict, when: datetime, *, pending: bool = False) -> 
     return RecentReading(uuid.uuid4(), kind, values, unit, when.astimezone(UTC), when.astimezone(UTC), pending)
 
 
-def fill(rows: int = 0, capacity: int = 1000) -> SpoolFill:
-    return SpoolFill(rows=rows, capacity=capacity, oldest_at=None, bytes=4096)
+def fill(rows: int = 0, capacity: int = 1000, unsent: int | None = None) -> SpoolFill:
+    """``rows`` unconfirmed readings, all of them unsent unless ``unsent`` says fewer."""
+    return SpoolFill(rows=rows, capacity=capacity, oldest_at=None, bytes=4096,
+                     unsent=rows if unsent is None else unsent)
 
 
 def screen(readings, receipts=None, *, rows=0, connected=True, plan=None, capacity=1000, now=NOW):
@@ -157,3 +159,17 @@ def test_status_json_is_plain_json() -> None:
     data = json.loads(json.dumps(screen([r], {r.id: (RecordedReceipt("seen", at(9, 0), by="Bo"),)}).to_json()))
     assert data["today"][0]["state"] == "seen" and data["today"][0]["seen_by"] == "Bo"
     assert data["headline"] == "Set af sygeplejerske kl. 09:00"
+
+
+def test_sent_and_waiting_for_the_receipt_is_sendt_not_gemt() -> None:
+    r = reading(K.SPO2, {"spo2": 95.0}, at(8, 0))  # the broker has it; the outbox keeps it until the receipt
+    s = home_screen(readings=[r], receipts={}, fill=fill(1, unsent=0), connected=True, plan=None, now=NOW, zone=CPH)
+    assert s.today[0].state is ReadingState.SENT and s.waiting_to_send == 0
+    assert s.headline == "Din måling er sendt"
+
+
+def test_a_dead_letter_receipt_is_said_without_alarm() -> None:
+    r = reading(K.SPO2, {"spo2": 95.0}, at(8, 0))
+    s = screen([r], {r.id: (RecordedReceipt("dead_letter", at(8, 1), reason="agent is not enrolled"),)})
+    assert s.today[0].state is ReadingState.REFUSED
+    assert s.today[0].state_text == "Modtaget med fejl. Vi undersøger det"

@@ -44,7 +44,7 @@ def test_page_and_status_over_real_http(spool: Spool, make_measurement, agent_id
         assert data["headline"] == "Din måling er gemt og sendes, når der er forbindelse"
         assert [r["state_text"] for r in data["today"]] == ["Gemt på tabletten"]
 
-        spool.acknowledge([m.id])
+        spool.mark_sent([m.id])
         spool.record_receipt(Receipt(agent_id=agent_id, status="stored", ids=(m.id,), at=m.measured_at))
         online["now"] = True
         status, headers, body = get(server, "/")

@@ -18,9 +18,11 @@ def test_an_appended_reading_is_listed_and_stays_after_puback(tmp_path: Path, ma
     [r] = spool.recent()
     assert (r.id, r.kind.value, r.values, r.unit, r.measured_at, r.pending) == (
         m.id, "spo2", {"spo2": 93.0}, "%", m.measured_at, True)
-    assert spool.acknowledge([m.id]) == 1 and spool.depth == 0
+    assert spool.mark_sent([m.id]) == 1 and spool.depth == 1
     [after] = spool.recent()
-    assert after.id == m.id and not after.pending
+    assert after.id == m.id and not after.pending  # "Sendt": the broker has it, no receipt yet
+    assert spool.confirm([m.id]) == 1 and spool.depth == 0
+    assert [r.id for r in spool.recent()] == [m.id]  # the screen keeps it after the outbox lets go
     spool.record_receipt(Receipt(agent_id=agent_id, status="seen", ids=(m.id,), at="2026-01-02T11:00:00Z",
                                  by="Anna Nielsen"))
     [seen] = spool.receipts_of([m.id, make_measurement().id])[m.id]
@@ -37,7 +39,7 @@ def test_recent_is_written_in_the_same_transaction_as_the_outbox(tmp_path: Path,
     with pytest.raises(SpoolError, match="disk trouble"):
         spool.append(make_measurement())
     # The failed screen row took the outbox row with it: no reading half-recorded.
-    assert spool.depth == 0 and spool.batch(10) == [] and spool.recent() == []
+    assert spool.depth == 0 and spool.unsent(10) == [] and spool.recent() == []
     other.execute("DROP TRIGGER fail")
     other.commit()
     other.close()
@@ -63,7 +65,7 @@ def test_recent_is_pruned_to_the_newest_rows_and_days(tmp_path: Path, make_measu
               (time.time() - RECENT_KEEP_DAYS * 86400 - 60,))
     c.commit()
     c.close()
-    spool.acknowledge([m.id for m in ms])
+    spool.confirm([m.id for m in ms])
     spool.append(new := make_measurement())
     assert {r.id for r in spool.recent()} == {m.id for m in ms[80:]} | {new.id}
 
