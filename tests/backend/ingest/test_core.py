@@ -11,7 +11,7 @@ import pytest
 
 from backend.ingest.core import DeadLetter, Decision, decide
 from backend.registry.snapshot import AgentEntry, DeviceEntry, RegistrySnapshot
-from vitals.wire import Topics
+from vitals.wire import Topics, new_measurement_id
 
 GOLDEN = Path(__file__).parents[2] / "golden"
 T = Topics("nearcare/v1")
@@ -213,3 +213,21 @@ def test_status_is_an_update_and_its_agent_must_match_the_topic() -> None:
     assert d.status is None and d.dead_letter is not None and d.dead_letter.field == "agent_id"
     d = decide(T.status("agent-0001"), b"", topics=T, registry=registry(), now=NOW)
     assert d.ignored and d.dead_letter is None
+
+
+def test_a_dead_letter_names_the_ids_it_can_read_so_the_agent_lets_go() -> None:
+    from backend.ingest.service import receipts_for
+
+    good, also = new_measurement_id(), new_measurement_id()
+    payload = json.dumps({"schema": "9.0", "agent_id": "a1", "measurements": [
+        {"id": str(good)}, {"id": "not-a-uuid"}, {"id": str(also)}, "junk", {"id": str(good)}]}).encode()
+    dl = DeadLetter("nearcare/v1/agents/a1/measurements", "a1", payload, "unsupported schema major", "schema")
+    assert dl.reading_ids() == (good, also)
+    assert DeadLetter("t", "a1", b"\xff{not json", "not JSON").reading_ids() == ()
+    at = datetime.now(UTC)
+    [receipt] = receipts_for(batch_decisions=[Decision(agent_id="a1", dead_letter=dl)], at=at)
+    assert (receipt.agent_id, receipt.status.value, receipt.ids, receipt.reason) == (
+        "a1", "dead_letter", (good, also), "unsupported schema major")
+    # A status topic's dead letter carries no readings: no receipt.
+    status_dl = DeadLetter("nearcare/v1/agents/a1/status", "a1", payload, "bad status")
+    assert receipts_for(batch_decisions=[Decision(agent_id="a1", dead_letter=status_dl)], at=at) == []

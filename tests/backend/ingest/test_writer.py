@@ -151,3 +151,42 @@ def test_a_patient_with_measurements_cannot_be_deleted(
     db.execute("DELETE FROM agents WHERE id = %s", (other.agent_id,))
     db.execute("DELETE FROM patients WHERE id = %s", (other.patient_id,))
     assert db.execute("SELECT count(*) FROM patients WHERE id = %s", (other.patient_id,)).fetchone() == (0,)
+
+
+def test_the_same_id_with_another_measured_at_is_stored_once(
+    writer_conn: psycopg.Connection, make_home: Callable[..., Any], db: psycopg.Connection
+) -> None:
+    """Exactly once on the id alone (measurement_ids), on both flavours: a re-send whose time
+    moved (a corrected agent clock, a re-decoded record) is a repeat, not a second reading."""
+    from dataclasses import replace
+
+    home = make_home(prefix="wmoved")
+    first = _reading(home)
+    moved = replace(first, measured_at=first.measured_at + timedelta(seconds=30))
+    write_batch(writer_conn, _batch([first]), received_at=datetime.now(UTC))
+    alone = write_batch(writer_conn, _batch([moved]), received_at=datetime.now(UTC))
+    assert alone.stored == [] and alone.duplicates == 1
+    fresh = _reading(home, 5)
+    both = write_batch(writer_conn, _batch([moved, fresh, replace(fresh, measured_at=moved.measured_at)]),
+                       received_at=datetime.now(UTC))
+    assert [s.id for s in both.stored] == [fresh.id] and both.duplicates == 2
+    rows = db.execute("SELECT id, measured_at FROM measurements WHERE id = ANY(%s) ORDER BY measured_at",
+                      ([first.id, fresh.id],)).fetchall()
+    assert rows == [(first.id, first.measured_at), (fresh.id, fresh.measured_at)]
+
+
+def test_a_held_repeat_of_a_stored_reading_is_not_kept_twice(
+    writer_conn: psycopg.Connection, make_home: Callable[..., Any], db: psycopg.Connection
+) -> None:
+    from backend.ingest.core import HeldReading
+
+    home = make_home(prefix="wheld")
+    r = _reading(home)
+    write_batch(writer_conn, _batch([r]), received_at=datetime.now(UTC))
+    # The same reading re-sent after its device was unregistered: the decision says "held".
+    held = HeldReading(r.id, r.measured_at, home.patient_id, home.agent_id, "5C:F8:21:0A:11:22", "spo2",
+                       {"spo2": 95.0}, "%", "unknown_device: test", {"id": str(r.id)})
+    result = write_batch(writer_conn, [Decision(agent_id=home.agent_id, held=(held,))], received_at=datetime.now(UTC))
+    assert result.held == 1
+    assert db.execute("SELECT count(*) FROM rejected_readings WHERE id = %s", (r.id,)).fetchone() == (0,)
+    assert _rows(db, [r]) == 1
