@@ -7,7 +7,7 @@ green readings, population) are included here, under the same prefix."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
@@ -15,8 +15,8 @@ from fastapi.responses import JSONResponse
 
 from backend import audit
 from backend.accounts.access import Patient
-from backend.accounts.deps import Conn, CurrentPrincipal, Principal, audit_overview, remote_addr
-from backend.accounts.model import AuthError, RateLimited, Role
+from backend.accounts.deps import Conn, CurrentPrincipal, audit_overview, remote_addr
+from backend.accounts.model import AuthError, RateLimited, Role, User
 from backend.accounts.store import authenticate, create_api_token
 from backend.alerting.views.router import router as alerting_views
 from backend.api import clinical, schemas
@@ -27,13 +27,6 @@ from backend.population.router import router as population
 from backend.review.router import router as review
 
 router = APIRouter(prefix="/api/v1", tags=["api"])
-_ERRORS = ERRORS
-
-
-def _open(
-    request: Request, p: Principal, conn: Conn, patient_id: int, action: str, detail: str | None = None
-) -> Patient:
-    return open_patient_or_refuse(request, p, conn, patient_id, action, detail)
 
 
 @router.post(
@@ -42,7 +35,7 @@ def _open(
     tags=["auth"],
     responses={401: {"description": "Wrong username or password"}, 429: {"description": "Rate limited"}},
 )
-def token(request: Request, conn: Conn, body: schemas.TokenRequest) -> Any:
+def token(request: Request, conn: Conn, body: schemas.TokenRequest) -> schemas.TokenOut:
     """Exchange a username and password for a bearer token (30 days)."""
     try:
         user = authenticate(conn, username=body.username, password=body.password, remote_addr=remote_addr(request))
@@ -57,12 +50,12 @@ def token(request: Request, conn: Conn, body: schemas.TokenRequest) -> Any:
     return schemas.TokenOut(access_token=value, expires_at=expires)
 
 
-@router.get("/me", response_model=schemas.UserOut, responses=_ERRORS)
-def me(p: CurrentPrincipal) -> Any:
+@router.get("/me", response_model=schemas.UserOut, responses=ERRORS)
+def me(p: CurrentPrincipal) -> User:
     return p.user
 
 
-@router.get("/patients", response_model=list[schemas.PatientSummaryOut], responses=_ERRORS)
+@router.get("/patients", response_model=list[schemas.PatientSummaryOut], responses=ERRORS)
 def patients(
     request: Request,
     p: CurrentPrincipal,
@@ -70,7 +63,7 @@ def patients(
     q: ShortText | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
-) -> Any:
+) -> list[clinical.PatientSummary]:
     """The patients you may read (nurse: your team's municipality; specialist: your department)."""
     if p.user.role is Role.ADMIN:
         raise HTTPException(403, "admins see no clinical data")
@@ -79,12 +72,14 @@ def patients(
     return rows
 
 
-@router.get("/patients/{patient_id}", response_model=schemas.PatientOut, responses=_ERRORS)
-def patient(request: Request, p: CurrentPrincipal, conn: Conn, patient_id: Annotated[int, Path(ge=1, le=2**62)]) -> Any:
-    return _open(request, p, conn, patient_id, "api patient")
+@router.get("/patients/{patient_id}", response_model=schemas.PatientOut, responses=ERRORS)
+def patient(
+    request: Request, p: CurrentPrincipal, conn: Conn, patient_id: Annotated[int, Path(ge=1, le=2**62)]
+) -> Patient:
+    return open_patient_or_refuse(request, p, conn, patient_id, "api patient")
 
 
-@router.get("/patients/{patient_id}/trend", response_model=schemas.TrendOut, responses=_ERRORS)
+@router.get("/patients/{patient_id}/trend", response_model=schemas.TrendOut, responses=ERRORS)
 def trend(
     request: Request,
     p: CurrentPrincipal,
@@ -92,15 +87,15 @@ def trend(
     patient_id: Annotated[int, Path(ge=1, le=2**62)],
     kind: Annotated[str, Query(pattern="^(spo2|pulse|weight|blood_pressure|temperature|glucose|respiration_rate)$")],
     range: Annotated[str, Query(pattern="^(7d|30d|1y)$")] = "7d",
-) -> Any:
+) -> clinical.Trend:
     """One kind's trend: raw readings up to 7 days, daily mean/min/max beyond."""
-    _open(request, p, conn, patient_id, "api trend", detail=f"{kind} {range}")
+    open_patient_or_refuse(request, p, conn, patient_id, "api trend", detail=f"{kind} {range}")
     return clinical.trend(
         conn, patient_id=patient_id, kind=kind, range_key=range, tz=request.app.state.settings.timezone, lang=p.lang
     )
 
 
-@router.get("/patients/{patient_id}/readings", response_model=list[schemas.ReadingOut], responses=_ERRORS)
+@router.get("/patients/{patient_id}/readings", response_model=list[schemas.ReadingOut], responses=ERRORS)
 def readings(
     request: Request,
     p: CurrentPrincipal,
@@ -109,34 +104,34 @@ def readings(
     kind: Annotated[str | None, Query(pattern="^[a-z_]{1,32}$")] = None,
     since: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 200,
-) -> Any:
-    _open(request, p, conn, patient_id, "api readings", detail=kind)
+) -> list[clinical.Reading]:
+    open_patient_or_refuse(request, p, conn, patient_id, "api readings", detail=kind)
     if since is not None and since.tzinfo is None:
         raise HTTPException(422, "since needs a time zone")
     return clinical.readings(conn, patient_id=patient_id, since=since, kind=kind, limit=limit)
 
 
-@router.get("/patients/{patient_id}/readings/{reading_id}", response_model=schemas.ReadingDetailOut, responses=_ERRORS)
+@router.get("/patients/{patient_id}/readings/{reading_id}", response_model=schemas.ReadingDetailOut, responses=ERRORS)
 def reading(
     request: Request,
     p: CurrentPrincipal,
     conn: Conn,
     patient_id: Annotated[int, Path(ge=1, le=2**62)],
     reading_id: UUID,
-) -> Any:
-    _open(request, p, conn, patient_id, "api reading detail", detail=str(reading_id))
+) -> schemas.ReadingDetailOut:
+    open_patient_or_refuse(request, p, conn, patient_id, "api reading detail", detail=str(reading_id))
     d = clinical.reading_detail(conn, patient_id=patient_id, reading_id=reading_id)
     if d is None:
         raise HTTPException(404, "no such reading for this patient")
     return schemas.ReadingDetailOut.model_validate(d)
 
 
-@router.get("/patients/{patient_id}/rejected", response_model=list[schemas.RejectedOut], responses=_ERRORS)
+@router.get("/patients/{patient_id}/rejected", response_model=list[schemas.RejectedOut], responses=ERRORS)
 def rejected(
     request: Request, p: CurrentPrincipal, conn: Conn, patient_id: Annotated[int, Path(ge=1, le=2**62)]
-) -> Any:
+) -> list[clinical.Rejected]:
     """Readings kept but not used (implausible values, unknown devices), with their reason."""
-    _open(request, p, conn, patient_id, "api rejected readings")
+    open_patient_or_refuse(request, p, conn, patient_id, "api rejected readings")
     return clinical.rejected(conn, patient_id=patient_id)
 
 
@@ -148,7 +143,7 @@ class FhirJSONResponse(JSONResponse):
     "/patients/{patient_id}/fhir",
     response_model=schemas.FhirBundleOut,
     response_class=FhirJSONResponse,
-    responses={**_ERRORS, 200: {"description": "A FHIR R4 transaction Bundle"}},
+    responses={**ERRORS, 200: {"description": "A FHIR R4 transaction Bundle"}},
 )
 def fhir_export(
     request: Request,
@@ -160,7 +155,7 @@ def fhir_export(
     """The patient's readings as a FHIR R4 Bundle (vital-signs profile + PHD IG), validated."""
     from backend.fhir.query import export_patient
 
-    pt = _open(request, p, conn, patient_id, "fhir export", detail=f"since {since}" if since else None)
+    pt = open_patient_or_refuse(request, p, conn, patient_id, "fhir export", detail=f"since {since}" if since else None)
     if since is not None and since.tzinfo is None:
         raise HTTPException(422, "since needs a time zone")
     try:
@@ -170,7 +165,7 @@ def fhir_export(
     return FhirJSONResponse(bundle)
 
 
-@router.get("/audit", response_model=list[schemas.AuditOut], responses=_ERRORS)
+@router.get("/audit", response_model=list[schemas.AuditOut], responses=ERRORS)
 def audit_log(
     p: CurrentPrincipal,
     conn: Conn,
@@ -179,7 +174,7 @@ def audit_log(
     refused_only: bool = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
-) -> Any:
+) -> list[audit.AuditEntry]:
     """The read audit (admins)."""
     if p.user.role is not Role.ADMIN:
         raise HTTPException(403, "admins only")
@@ -193,8 +188,8 @@ def audit_log(
     )
 
 
-@router.get("/me/log", response_model=list[schemas.AuditOut], responses=_ERRORS)
-def min_log(p: CurrentPrincipal, conn: Conn) -> Any:
+@router.get("/me/log", response_model=list[schemas.AuditOut], responses=ERRORS)
+def min_log(p: CurrentPrincipal, conn: Conn) -> list[audit.AuditEntry]:
     """Min Log: who looked at my data (citizens)."""
     if p.user.role is not Role.CITIZEN or p.user.patient_id is None:
         raise HTTPException(403, "citizens only")
