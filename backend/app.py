@@ -28,7 +28,7 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool = Tru
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if migrate_on_start:
-            migrate(settings.database_url)
+            migrate(settings.database_url, timescale=settings.timescale)
         pool = open_pool(
             settings.database_url, min_size=settings.pool_min_size, max_size=settings.pool_max_size
         )

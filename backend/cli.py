@@ -9,17 +9,33 @@ app = typer.Typer(no_args_is_help=True, add_completion=False)
 
 @app.command()
 def migrate() -> None:
-    """Apply the database migrations that are missing. Running it twice changes nothing."""
+    """Apply the database migrations that are missing. Running it twice changes nothing.
+
+    A new database gets TimescaleDB where the server offers it; NEARCARE_TIMESCALE=off chooses
+    plain PostgreSQL, =on requires TimescaleDB. A migrated database keeps its flavour."""
+    import psycopg
+    from pydantic import ValidationError
+
+    from backend.errors import StoreError
     from backend.settings import Settings
     from backend.store import migrate as do_migrate
     from backend.store.capabilities import detect
 
-    settings = Settings()
-    applied = do_migrate(settings.database_url)
-    import psycopg
-
-    with psycopg.connect(settings.database_url) as conn:
-        caps = detect(conn)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        typer.echo(f"error: invalid configuration (NEARCARE_*):\n{exc}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        applied = do_migrate(settings.database_url, timescale=settings.timescale)
+        with psycopg.connect(settings.database_url) as conn:
+            caps = detect(conn)
+    except StoreError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except psycopg.Error as exc:
+        typer.echo(f"error: {exc}".strip(), err=True)
+        raise typer.Exit(1) from None
     flavour = "TimescaleDB" if caps.timescale else "plain PostgreSQL (no timescaledb extension)"
     if applied:
         for m in applied:

@@ -37,7 +37,7 @@ def run_demo(*, citizens: int = 12, port: int = 8000, speed: float = 3600.0) -> 
         )
         mqtt_url = os.environ.get("NEARCARE_MQTT_URL") or stack.enter_context(embedded_broker())
         settings = Settings(database_url=db_url, mqtt_url=mqtt_url, demo=True, http_port=port)
-        applied = migrate(settings.database_url)
+        applied = migrate(settings.database_url, timescale=settings.timescale)
         log.info("migrations applied: %d", len(applied))
         from backend import demo_data
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cached_property
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,6 +18,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="NEARCARE_", env_file=".env", extra="ignore")
 
     database_url: str = "postgresql://postgres@127.0.0.1:5432/nearcare"
+    timescale: Literal["auto", "on", "off"] = "auto"
+    """TimescaleDB for a new database: where the server offers it (auto), required (on), or
+    plain PostgreSQL chosen knowingly (off). A migrated database keeps its flavour."""
     mqtt_url: str = "mqtt://127.0.0.1:1883"
     topic_root: str = DEFAULT_ROOT
     ingest_group: str = "ingest"

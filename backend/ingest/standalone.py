@@ -28,7 +28,7 @@ def run_standalone(
 ) -> None:
     """Run until SIGTERM or SIGINT; then finish the batch in hand and leave."""
     if migrate_first:
-        migrate(settings.database_url)
+        migrate(settings.database_url, timescale=settings.timescale)
     if metrics_port:
         from prometheus_client import start_http_server
 

@@ -99,11 +99,9 @@ def test_plain_rollup_aggregates_local_days(db: psycopg.Connection) -> None:
     ]
 
 
-def test_discover_prefers_timescale_flavour_only_when_installed() -> None:
-    from backend.store.capabilities import Capabilities
-
-    plain = discover(Capabilities(160000, False, False))
-    ts = discover(Capabilities(160000, True, True))
+def test_discover_gives_the_timescale_form_only_to_a_timescale_database() -> None:
+    plain = discover(timescale=False)
+    ts = discover(timescale=True)
     assert [m.flavour for m in plain if m.version == 2] == ["plain"]
     assert [m.flavour for m in ts if m.version == 2] == ["timescale"]
     assert "create_hypertable" in next(m.sql for m in ts if m.version == 2)
