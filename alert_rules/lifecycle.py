@@ -281,7 +281,9 @@ def _breached(alert: Alert, pf: PatientFinding, now: datetime) -> Alert:
     """The alert with this breach's value and reading (severity and owner unchanged)."""
     f = pf.finding
     rid = pf.reading_id
-    kept = (*(i for i in alert.reading_ids if i != rid), rid) if rid else alert.reading_ids
+    # Each reading is decided once (the engine skips readings already evaluated), so it is
+    # never in the list yet.
+    kept = (*alert.reading_ids, rid) if rid else alert.reading_ids
     return dataclasses.replace(
         alert, updated_at=now, last_value=f.value, last_reading_id=rid or alert.last_reading_id,
         reading_ids=kept[-KEEP_READING_IDS:], breach_count=alert.breach_count + 1, in_range_count=0,

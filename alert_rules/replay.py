@@ -1,12 +1,14 @@
 """Replay a series of readings through the pure evaluator: what fires, when, how bad, to whom.
 
-The lifecycle is simulated in memory the way the backend runs it (identity per rule, worst
-severity kept, auto-resolve after N readings in range, baselines recomputed each new day), so
-a clinician can try a rule change on a known series before it goes live.
+The alerts go through the backend's own state machine (:mod:`alert_rules.lifecycle`: identity
+per rule, worst severity kept, re-routing when worse, auto-resolve after N readings in range),
+with baselines recomputed each new day, so a clinician can try a rule change on a known series
+before it goes live.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,9 +18,10 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from alert_rules.baseline import Baseline, compute_baseline
 from alert_rules.evaluate import Context, Observation, evaluate
+from alert_rules.lifecycle import Alert, Patient, PatientFinding, Record, Refresh, Router, run_batch
 from alert_rules.loader import Ruleset
-from alert_rules.model import SEVERITY_RANK, BaselineRule, Programme
-from alert_rules.routing import RoutingConfig, route
+from alert_rules.model import BaselineRule, Programme
+from alert_rules.routing import Route, RoutingConfig
 from vitals.kinds import MeasurementKind
 
 
@@ -57,13 +60,19 @@ class ReplayEvent:
 
 def replay(data: ReplayFile, ruleset: Ruleset, routing: RoutingConfig | None = None,
            *, tz: str = "Europe/Copenhagen") -> list[ReplayEvent]:
+    """Each reading evaluated as the backend evaluates it, and its findings run through the
+    backend's own alert state machine (:func:`alert_rules.lifecycle.run_batch`)."""
     from zoneinfo import ZoneInfo
 
     zone = ZoneInfo(tz)
     rules = ruleset.rules_for(data.patient.programme)
     baseline_rules = [r for r in rules if isinstance(r, BaselineRule)]
+    patient = Patient(id=0, programme=data.patient.programme, municipality=data.patient.municipality,
+                      department=data.patient.department)
+    router = Router(config=routing if routing is not None else _UNROUTED)
+    ids = itertools.count(1)
     history: list[Observation] = []
-    active: dict[str, tuple[str, int]] = {}  # rule -> (severity, in-range count)
+    alerts: dict[str, Alert] = {}
     out: list[ReplayEvent] = []
     baselines: dict[tuple[str, str], Baseline] = {}
     current_day = None
@@ -85,37 +94,34 @@ def replay(data: ReplayFile, ruleset: Ruleset, routing: RoutingConfig | None = N
         obs = Observation(r.kind, r.values, r.at, quality=r.quality)
         ctx = Context(programme=data.patient.programme, history=tuple(history), baselines=baselines,
                       overrides=data.patient.overrides)
-        for f in evaluate(rules, ctx, obs):
-            labels = {"programme": data.patient.programme, "severity": f.severity or "", "kind": f.rule_kind,
-                      "rule": f.rule_id, "municipality": data.patient.municipality,
-                      **({"measurement": f.measurement} if f.measurement else {}),
-                      **({"department": data.patient.department} if data.patient.department else {})}
-            team = route(routing, labels, at=r.at).team if routing is not None and f.severity else None
-            prev = active.get(f.rule_id)
-            if f.severity:
-                if prev is None:
-                    active[f.rule_id] = (f.severity, 0)
-                    out.append(ReplayEvent(r.at, "opened", f.rule_id, f.severity, f.value, team, f.detail))
-                elif SEVERITY_RANK[f.severity] < SEVERITY_RANK[prev[0]]:
-                    active[f.rule_id] = (f.severity, 0)
-                    out.append(ReplayEvent(r.at, "worsened", f.rule_id, f.severity, f.value, team, f.detail))
-                else:
-                    active[f.rule_id] = (prev[0], 0)
-                    out.append(ReplayEvent(r.at, "updated", f.rule_id, prev[0], f.value, None, f.detail))
-            elif prev is not None:
-                n = prev[1] + 1
-                rule = ruleset.by_id[f.rule_id]
-                if rule.auto_resolve_after and n >= rule.auto_resolve_after:
-                    del active[f.rule_id]
-                    out.append(ReplayEvent(r.at, "resolved", f.rule_id, prev[0], f.value, None, {"in_range": n}))
-                else:
-                    active[f.rule_id] = (prev[0], n)
+        found = {f.rule_id: f for f in evaluate(rules, ctx, obs) if f.fired or f.rule_id in alerts}
+        alerts, effects = run_batch(
+            patient, alerts, [PatientFinding(patient, f, None, ruleset.by_id[f.rule_id].auto_resolve_after)
+                              for f in found.values()], r.at, router, ids=ids)
+        for e in effects:
+            if isinstance(e, Record) and e.action in ("opened", "worsened"):
+                f = found[e.alert.rule_id]
+                team = e.alert.team_key if routing is not None else None
+                out.append(ReplayEvent(r.at, e.action, f.rule_id, e.alert.severity, f.value, team, f.detail))
+            elif isinstance(e, Record) and e.action == "resolved":
+                f = found[e.alert.rule_id]
+                out.append(ReplayEvent(r.at, "resolved", f.rule_id, e.alert.severity, f.value, None,
+                                       {"in_range": e.alert.in_range_count}))
+            elif isinstance(e, Refresh) and e.alert.rule_id in found and found[e.alert.rule_id].fired:
+                f = found[e.alert.rule_id]
+                out.append(ReplayEvent(r.at, "updated", f.rule_id, e.alert.severity, f.value, None, f.detail))
         history.append(obs)
         # keep what any rule can still look at (30 days covers every window and baseline)
         cutoff = r.at - timedelta(days=31)
         while history and history[0].measured_at < cutoff:
             history.pop(0)
     return out
+
+
+# Routing for a replay without routing.yaml: every alert to one placeholder team (not shown).
+_UNROUTED = RoutingConfig(source="replay without routing", fallback_team="unrouted",
+                          sla_minutes={"red": 30, "yellow": 240, "blue": 1440, "technical": 4320},
+                          route=Route(receiver="unrouted"))
 
 
 def format_events(events: Sequence[ReplayEvent]) -> list[str]:

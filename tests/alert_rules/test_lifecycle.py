@@ -373,3 +373,14 @@ def test_transition_is_pure(rules: Ruleset, router: Router) -> None:
     with pytest.raises(ValueError, match="resolved"):
         transition(apply_action(before, Resolve(by="x", note="y"), TUESDAY_EVENING)[0], pf, TUESDAY_EVENING, router,
                    ids=iter(()))
+
+
+def test_the_machine_imports_nothing_of_the_backend() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, alert_rules.lifecycle, alert_rules.replay;"
+            "bad=[m for m in sys.modules if m.split('.')[0] in ('backend','psycopg','fastapi','paho','edge_agent')];"
+            "print(bad); sys.exit(1 if bad else 0)")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])
