@@ -1,0 +1,109 @@
+"""The scheduled checks and the clinicians' actions through the state machine and the one writer,
+against the real database."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from alert_rules.routing import InhibitRule
+from backend.alerting import FixedClock, alert_history, resolve, worklist
+from backend.alerting.config import AlertingConfig, load_config
+from backend.alerting.engine import AlertEngine
+from backend.alerting.jobs import check_technical, run_escalations
+
+CPH = ZoneInfo("Europe/Copenhagen")
+
+
+def _technical(db: Any, pid: int) -> list[Any]:
+    return [t for t in alert_history(db, patient_id=pid) if t.rule_id.startswith("technical.")]
+
+
+def test_agent_offline_opens_once_and_resolves_when_online(seed, db, pool) -> None:  # type: ignore[no-untyped-def]
+    pid = seed.patient("copd", "Aarhus")
+    agent = seed.agent_of(pid)
+    now = datetime(2026, 11, 24, 10, 0, tzinfo=CPH)
+    cfg = load_config()
+    db.execute("UPDATE agents SET online = false, last_seen_at = %s WHERE id = %s", (now - timedelta(hours=23), agent))
+    with pool.connection() as conn:  # a pool connection, as the scheduler's (autocommit off)
+        assert [a for a in check_technical(conn, now=now, config=cfg) if a.patient_id == pid] == []
+    db.execute("UPDATE agents SET last_seen_at = %s WHERE id = %s", (now - timedelta(hours=25), agent))
+    with pool.connection() as conn:
+        opened = [a for a in check_technical(conn, now=now, config=cfg) if a.patient_id == pid]
+        again = [a for a in check_technical(conn, now=now + timedelta(minutes=5), config=cfg) if a.patient_id == pid]
+    assert [(a.rule_id, a.severity, a.team_key) for a in opened] == [
+        ("technical.agent_offline", "technical", "aarhus-sygepleje")]
+    assert opened[0].detail["agent_id"] == agent and again == []
+    assert [t.action for t in _technical(db, pid)] == ["opened"]  # a standing condition adds no noise
+    db.execute("UPDATE agents SET online = true, last_seen_at = %s WHERE id = %s", (now, agent))
+    with pool.connection() as conn:
+        check_technical(conn, now=now + timedelta(minutes=10), config=cfg)
+    ts = _technical(db, pid)
+    assert [t.action for t in ts] == ["opened", "resolved"] and ts[-1].note == "udstyret er online igen"
+
+
+def test_battery_low_device_opens_one_technical_alert(seed, db, pool) -> None:  # type: ignore[no-untyped-def]
+    pid = seed.patient("heart_failure", "Randers")
+    agent = seed.agent_of(pid)
+    db.execute("UPDATE agents SET online = true WHERE id = %s", (agent,))
+    db.execute("INSERT INTO devices (agent_id, address, model, battery_low) VALUES (%s, 'C0:FF:EE:00:00:01',"
+               " 'Nonin 3230', true)", (agent,))
+    now = datetime(2026, 11, 24, 10, 0, tzinfo=CPH)
+    with pool.connection() as conn:
+        first = [a for a in check_technical(conn, now=now, config=load_config()) if a.patient_id == pid]
+        second = [a for a in check_technical(conn, now=now + timedelta(minutes=5), config=load_config())
+                  if a.patient_id == pid]
+    assert [(a.rule_id, a.detail) for a in first] == [
+        ("technical.battery_low", {"device": "C0:FF:EE:00:00:01", "model": "Nonin 3230"})]
+    assert second == [] and [t.action for t in _technical(db, pid)] == ["opened"]
+
+
+def _wide_inhibition() -> AlertingConfig:
+    cfg = load_config()
+    routing = cfg.routing.model_copy(update={"inhibit_rules": (
+        InhibitRule(source_match={"severity": "red"}, target_match={"severity": "yellow"}, equal=("patient",)),)})
+    return AlertingConfig(ruleset=cfg.ruleset, routing=routing, directory=cfg.directory)
+
+
+def test_red_mutes_in_the_batch_and_resolving_it_unmutes(seed, db, pool) -> None:  # type: ignore[no-untyped-def]
+    cfg = _wide_inhibition()
+    pid = seed.patient("heart_failure", "Aarhus")
+    t0 = datetime(2026, 11, 24, 18, 0, tzinfo=CPH)
+    engine = AlertEngine(pool=pool, config=cfg, clock=FixedClock(t0))
+    # One batch: the yellow pulse opens first, the red SpO2 after it; the stage mutes the yellow.
+    engine.on_stored([seed.reading(pid, "pulse", t0, pulse=115.0), seed.reading(pid, "spo2", t0, spo2=89.0)])
+    alerts = {a.rule_id: a for a in worklist(db, patient_ids=[pid])[0].alerts}
+    red, yellow = alerts["heart_failure.spo2.absolute"], alerts["heart_failure.pulse.absolute"]
+    assert yellow.muted_by == red.id and red.muted_by is None
+    events = db.execute(
+        "SELECT n.payload -> 'data' ->> 'muted' FROM notification_log n JOIN alert_transitions t"
+        " ON t.id = n.transition_id WHERE t.alert_id = %s AND t.action = 'opened' AND n.channel = 'events'",
+        (yellow.id,)).fetchall()
+    assert events == [("true",)]  # the opening's live event already says muted
+    # Muted: not escalated, however late.
+    assert yellow.id not in {a.id for a in run_escalations(db, now=t0 + timedelta(days=1), config=cfg)}
+    t1 = t0 + timedelta(days=1, minutes=1)
+    resolve(db, alert_id=red.id, by="sygeplejerske", note="ringet op", now=t1, config=cfg)
+    row = db.execute("SELECT inhibited_by, escalation_due_at FROM alerts WHERE id = %s", (yellow.id,)).fetchone()
+    assert row == (None, t1 + timedelta(hours=4))  # un-muted, its SLA starting now
+
+
+def test_one_batch_opens_worsens_resolves_and_reopens_in_order(seed, db, pool) -> None:  # type: ignore[no-untyped-def]
+    pid = seed.patient("copd", "Aarhus")
+    t0 = datetime(2026, 11, 24, 17, 0, tzinfo=CPH)
+    engine = AlertEngine(pool=pool, config=load_config(), clock=FixedClock(t0))
+    m = [t0 + timedelta(minutes=i) for i in range(5)]
+    engine.on_stored([seed.reading(pid, "spo2", m[0], spo2=88.0), seed.reading(pid, "spo2", m[1], spo2=84.0),
+                      seed.reading(pid, "spo2", m[2], spo2=95.0), seed.reading(pid, "spo2", m[3], spo2=96.0),
+                      seed.reading(pid, "spo2", m[4], spo2=88.0)])
+    ts = [t for t in alert_history(db, patient_id=pid) if t.rule_id == "copd.spo2.absolute"]
+    # All at the batch's one "now": the history keeps the batch's order by transition id.
+    assert [(t.action, t.severity) for t in ts] == [("opened", "yellow"), ("worsened", "red"), ("resolved", "red"),
+                                                    ("opened", "yellow")]
+    assert len({t.alert_id for t in ts[:3]}) == 1 and ts[3].alert_id != ts[0].alert_id
+    (open_one,) = [a for a in worklist(db, patient_ids=[pid])[0].alerts if a.rule_id == "copd.spo2.absolute"]
+    assert open_one.id == ts[3].alert_id and open_one.severity == "yellow"
+    row = db.execute("SELECT labels ->> 'severity', breach_count, in_range_count FROM alerts WHERE id = %s",
+                     (ts[0].alert_id,)).fetchone()
+    assert row == ("red", 2, 2)
