@@ -3,7 +3,12 @@ rate-limited login, and Min Log."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import pytest
 
 from tests.backend.web._support import add_readings, api_token
 
@@ -52,21 +57,61 @@ def test_trend_raw_for_a_week_daily_for_a_year(client: Any, world: Any, db: Any)
     assert [s["component"] for s in week["series"]] == ["systolic", "diastolic"]
     assert len(week["series"][0]["t"]) >= 14
     # Part of the history is rolled up, the newest days are not yet: both are in the year.
-    from datetime import UTC, datetime, timedelta
-
-    from backend.store.rollup import refresh
-
-    db.execute("DELETE FROM measurement_daily WHERE patient_id = %s", (world.patient_id,))
-    refresh(db, since=datetime.now(UTC) - timedelta(days=400))
-    db.execute("DELETE FROM measurement_daily WHERE patient_id = %s AND day > current_date - 5", (world.patient_id,))
-    year = client.get(
-        f"/api/v1/patients/{world.patient_id}/trend", params={"kind": "weight", "range": "1y"}, headers=_h(tok)
-    ).json()
+    with _rolled_up_but_the_newest_days(db, world.patient_id):
+        rolled = db.execute(
+            "SELECT count(*), max(day) > current_date - 5 FROM measurement_daily"
+            " WHERE patient_id = %s AND kind = 'weight'", (world.patient_id,)
+        ).fetchone()
+        assert rolled[0] >= 50 and rolled[1] is False  # the old days rolled up, the newest not
+        year = client.get(
+            f"/api/v1/patients/{world.patient_id}/trend", params={"kind": "weight", "range": "1y"}, headers=_h(tok)
+        ).json()
     s = year["series"][0]
     assert year["resolution"] == "daily"
     assert 59 <= len(s["t"]) <= 61  # one point per day, rolled-up days and the recent tail alike
     assert all(lo <= v <= hi for v, lo, hi in zip(s["value"], s["low"], s["high"], strict=True))
     assert s["t"] == sorted(s["t"])
+    # Each point is its local (Copenhagen) day, once, with that day's mean: the rolled-up days and
+    # the tail agree on what a day is, on either store.
+    raw = db.execute(
+        "SELECT (measured_at AT TIME ZONE 'Europe/Copenhagen')::date, avg(value) FROM measurements"
+        " WHERE patient_id = %s AND kind = 'weight' GROUP BY 1", (world.patient_id,)
+    ).fetchall()
+    shown = {datetime.fromtimestamp(t, UTC).date(): v for t, v in zip(s["t"], s["value"], strict=True)}
+    assert len(shown) == len(s["t"])
+    assert shown == pytest.approx({day: mean for day, mean in raw})
+
+
+@contextmanager
+def _rolled_up_but_the_newest_days(db: Any, patient_id: int) -> Iterator[None]:
+    """The daily rollup holds this patient's days up to ``current_date - 5``, and no later ones.
+
+    Plain PostgreSQL: ``measurement_daily`` is a table, refreshed and then trimmed. TimescaleDB:
+    it is a view over a continuous aggregate, which cannot be deleted from; the aggregate is
+    refreshed up to the local midnight that ends ``current_date - 5``, and its scheduled policy
+    is paused meanwhile, so it cannot roll up the newest days while the test looks."""
+    from backend.store import detect
+    from backend.store.rollup import refresh
+
+    since = datetime.now(UTC) - timedelta(days=400)
+    if not detect(db).timescale:
+        db.execute("DELETE FROM measurement_daily WHERE patient_id = %s", (patient_id,))
+        refresh(db, since=since)
+        db.execute("DELETE FROM measurement_daily WHERE patient_id = %s AND day > current_date - 5", (patient_id,))
+        yield
+        return
+    jobs = [r[0] for r in db.execute(
+        "SELECT job_id FROM timescaledb_information.jobs"
+        " WHERE proc_name = 'policy_refresh_continuous_aggregate' AND scheduled")]
+    for job in jobs:
+        db.execute("SELECT alter_job(%s, scheduled => false)", (job,))
+    try:
+        end = db.execute("SELECT (current_date - 4)::timestamp AT TIME ZONE 'Europe/Copenhagen'").fetchone()[0]
+        db.execute("CALL refresh_continuous_aggregate('measurement_daily_cagg', %s, %s)", (since, end))
+        yield
+    finally:
+        for job in jobs:
+            db.execute("SELECT alter_job(%s, scheduled => true)", (job,))
 
 
 def test_reading_detail_and_fhir_over_the_api(client: Any, world: Any, db: Any) -> None:
