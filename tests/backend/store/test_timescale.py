@@ -52,6 +52,17 @@ def test_timescale_hypertable_cagg_and_compression(empty_database_url: str) -> N
             "SELECT proc_name FROM timescaledb_information.jobs WHERE hypertable_name IN ('measurements')"
         ).fetchall()
         assert ("policy_compression",) in jobs
+        # The patient check is the plain store's per-statement trigger here too (0116), so both
+        # refuse with the same words (tests/backend/ingest/test_writer.py); no foreign key is left.
+        triggers = {r[0] for r in conn.execute(
+            "SELECT tgname FROM pg_trigger WHERE tgrelid IN ('measurements'::regclass, 'patients'::regclass)")}
+        assert {"measurements_patient_exists", "patients_keep_measured"} <= triggers
+        fks = conn.execute(
+            "SELECT conrelid::regclass::text FROM pg_constraint WHERE contype = 'f'"
+            " AND confrelid = 'patients'::regclass"
+            " AND (conrelid = 'measurements'::regclass OR conrelid::regclass::text LIKE '\\_timescaledb%')"
+        ).fetchall()
+        assert fks == []
 
 
 def test_plain_path_when_timescale_absent(empty_database_url: str) -> None:
