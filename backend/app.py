@@ -1,4 +1,5 @@
-"""The backend's ASGI app: ``create_app()`` plus a lifespan that opens the pool and services.
+"""The backend's ASGI app: ``create_app()`` plus a lifespan that starts the process's roles
+(:mod:`backend.roles`; all four by default, as ``nearcare backend run``).
 
 Nothing connects at import time; ``uvicorn --factory backend.app:create_app`` works as well.
 """
@@ -6,51 +7,44 @@ Nothing connects at import time; ``uvicorn --factory backend.app:create_app`` wo
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
-from backend import services as services_mod
 from backend.errors import ConfigError
-from backend.events import EventHub
+from backend.roles import API, ROLES, Parts, check_roles, open_parts, start, stop
 from backend.settings import DEMO_SECRET, Settings
-from backend.store import migrate, open_pool
+from backend.store import migrate
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None, *, migrate_on_start: bool = True) -> FastAPI:
-    settings = settings or Settings()
+def create_app(settings: Settings | None = None, *, migrate_on_start: bool = True,
+               roles: Sequence[str] = ROLES, parts: Parts | None = None) -> FastAPI:
+    """The HTTP app of a process running ``roles`` (``api`` is always one of them). ``parts``
+    lets a caller (a test, the demo) build the parts itself, e.g. with a fixed clock; they are
+    closed with the app."""
+    settings = settings or (parts.settings if parts is not None else Settings())
     if not settings.demo and settings.secret_key == DEMO_SECRET:
         raise ConfigError("NEARCARE_SECRET_KEY must be set outside demo mode")
+    chosen = check_roles((*roles, API))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if migrate_on_start:
             migrate(settings.database_url, timescale=settings.timescale)
-        pool = open_pool(
-            settings.database_url, min_size=settings.pool_min_size, max_size=settings.pool_max_size
-        )
-        runtime = services_mod.Runtime(settings=settings, pool=pool, events=EventHub())
-        app.state.runtime = runtime
-        started: list[services_mod.Service] = []
+        made = parts or open_parts(settings, roles=chosen)
         try:
-            for factory in services_mod.factories():
-                service = factory(runtime)
-                if service is None:
-                    continue
-                service.start()
-                started.append(service)
-                runtime.services.append(service)
+            runtime = start(made, chosen, run_scheduler=settings.run_scheduler)
+        except BaseException:
+            made.pool.close()
+            raise
+        app.state.runtime = runtime
+        try:
             yield
         finally:
-            for service in reversed(started):
-                try:
-                    service.stop()
-                except Exception:  # a failing stop must not keep the others running
-                    log.exception("stopping %s failed", service.name)
-            pool.close()
+            stop(runtime)
 
     app = FastAPI(
         title="nearcare",

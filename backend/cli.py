@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
+
+if TYPE_CHECKING:
+    from backend.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 
@@ -45,20 +50,25 @@ def migrate() -> None:
     typer.echo(f"storage: {flavour}")
 
 
-@app.command()
-def run(
-    host: str = typer.Option(None, help="Listen address (NEARCARE_HTTP_HOST)."),
-    port: int = typer.Option(None, help="Listen port (NEARCARE_HTTP_PORT)."),
-) -> None:
-    """Run the API, the ingest consumer and the scheduler in one process."""
+def _settings() -> Settings:
+    from pydantic import ValidationError
+
+    from backend.settings import Settings
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        typer.echo(f"error: invalid configuration (NEARCARE_*):\n{exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _serve(settings: Settings, roles: tuple[str, ...], host: str | None, port: int | None) -> None:
     import uvicorn
 
     from backend.app import create_app
-    from backend.settings import Settings
 
-    settings = Settings()
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, roles=roles),
         host=host or settings.http_host,
         port=port or settings.http_port,
         log_level="info",
@@ -68,21 +78,64 @@ def run(
 
 
 @app.command()
+def run(
+    host: str = typer.Option(None, help="Listen address (NEARCARE_HTTP_HOST)."),
+    port: int = typer.Option(None, help="Listen port (NEARCARE_HTTP_PORT)."),
+) -> None:
+    """All four roles in one process: the web and API, ingest, the rules and the scheduler."""
+    from backend.roles import ROLES
+
+    _serve(_settings(), ROLES, host, port)
+
+
+@app.command()
+def api(
+    host: str = typer.Option(None, help="Listen address (NEARCARE_HTTP_HOST)."),
+    port: int = typer.Option(None, help="Listen port (NEARCARE_HTTP_PORT)."),
+) -> None:
+    """The web pages and the JSON API alone (run ingest, rules and scheduler as their own processes)."""
+    from backend.roles import API
+
+    _serve(_settings(), (API,), host, port)
+
+
+@app.command()
 def ingest(
-    worker: int = typer.Option(0, help="This worker's number on this host; give each process its own."),
-    client_id: str = typer.Option(None, help="MQTT client id (default: nearcare-ingest-<group>-<host>-<worker>)."),
+    client_id: str = typer.Option(None, help="MQTT client id (default: nearcare-ingest-<group>-<host>-<n>-<random>)."),
+    worker: int = typer.Option(0, help="A number for this worker in its client id and logs."),
     metrics_port: int = typer.Option(None, help="Serve Prometheus metrics on this port."),
     migrate_first: bool = typer.Option(True, "--migrate/--no-migrate", help="Apply missing migrations first."),
-    with_sinks: bool = typer.Option(
-        True, "--sinks/--no-sinks", help="Hand stored readings to the rules (off: store only, e.g. to benchmark)."
-    ),
 ) -> None:
-    """Run the ingest consumer alone (no HTTP app). Any number share the load through the MQTT
-    v5 shared subscription; restart a worker with the same number to take back its session."""
-    from backend.ingest.standalone import run_standalone
-    from backend.settings import Settings
+    """The ingest consumer alone. Any number share the load through the MQTT v5 shared
+    subscription; each holds a clean session, so a worker lost for good strands nothing (its
+    agents re-send what it held). New readings go to the rules through PostgreSQL."""
+    from backend.ingest.service import default_client_id
+    from backend.roles import INGEST, run_headless
 
-    run_standalone(
-        Settings(), worker=worker, client_id=client_id, metrics_port=metrics_port, migrate_first=migrate_first,
-        with_sinks=with_sinks,
-    )
+    settings = _settings()
+    run_headless(settings, (INGEST,), migrate_first=migrate_first, metrics_port=metrics_port,
+                 ingest_client_id=client_id or default_client_id(settings.ingest_group, worker=worker))
+
+
+@app.command()
+def rules(
+    metrics_port: int = typer.Option(None, help="Serve Prometheus metrics on this port."),
+    migrate_first: bool = typer.Option(True, "--migrate/--no-migrate", help="Apply missing migrations first."),
+) -> None:
+    """Rule evaluation alone: committed readings from PostgreSQL, each evaluated exactly once,
+    in each citizen's measurement order. Any number may run."""
+    from backend.roles import RULES, run_headless
+
+    run_headless(_settings(), (RULES,), migrate_first=migrate_first, metrics_port=metrics_port)
+
+
+@app.command()
+def scheduler(
+    metrics_port: int = typer.Option(None, help="Serve Prometheus metrics on this port."),
+    migrate_first: bool = typer.Option(True, "--migrate/--no-migrate", help="Apply missing migrations first."),
+) -> None:
+    """The scheduled checks alone (escalation, missed measurements, technical, notifications).
+    Run two or more: one leads (PostgreSQL advisory lock), the others take over when it dies."""
+    from backend.roles import SCHEDULER, run_headless
+
+    run_headless(_settings(), (SCHEDULER,), migrate_first=migrate_first, metrics_port=metrics_port)

@@ -14,6 +14,7 @@ from backend.settings import Settings
 def seed(settings: Settings, *, citizens: int = 12) -> list[str]:
     """Create the demo data; return the login lines to print."""
     lines: list[str] = []
+    _seed_teams(settings)
     _seed_cohort(settings, citizens=citizens)
     lines += _seed_accounts(settings)
     _seed_alerting(settings)
@@ -23,18 +24,21 @@ def seed(settings: Settings, *, citizens: int = 12) -> list[str]:
 def _seed_alerting(settings: Settings) -> None:
     import psycopg
 
+    from backend.alerting.config import load_config
     from backend.alerting.demo import seed_alerting
 
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        seed_alerting(conn)
+        seed_alerting(conn, config=load_config(settings.alert_rules_dir), topics=settings.topics)
 
 
-# Which hospital department a programme's patients are referred to in the demo region.
-DEMO_DEPARTMENTS = {
-    "copd": "AUH Lungesygdomme",
-    "heart_failure": "AUH Hjertesygdomme",
-    "hypertension": None,
-}
+def _seed_teams(settings: Settings) -> None:
+    """The region's teams (backend/registry/demo.py), before anything that refers to them."""
+    import psycopg
+
+    from backend.registry.demo import seed_teams
+
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        seed_teams(conn)
 
 
 def _seed_cohort(settings: Settings, *, citizens: int) -> None:
@@ -43,6 +47,7 @@ def _seed_cohort(settings: Settings, *, citizens: int) -> None:
     import psycopg
 
     from backend.registry import service as registry
+    from backend.registry.demo import DEMO_DEPARTMENTS
     from backend.registry.errors import RegistryConflict
     from edge_agent.simulate import demo_cohort
 

@@ -1,7 +1,8 @@
 """Embedded servers for the demo: PostgreSQL from a wheel and an MQTT broker.
 
 Used only where nothing is configured. Each returns a context manager that leaves no orphan
-process behind, also on Ctrl-C.
+process behind, also on Ctrl-C. The small pieces they need (a free port, waiting for a condition
+or a listener, starting and stopping Mosquitto) are the ones the tests and the benches use too.
 """
 
 from __future__ import annotations
@@ -17,15 +18,41 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from backend.errors import BackendError
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
+
+class WaitTimedOut(BackendError):
+    """A condition did not hold before its deadline."""
+
+
+def wait_for(condition: Callable[[], T], *, timeout: float = 20.0, what: str = "condition",
+             interval: float = 0.05) -> T:
+    """Call ``condition`` until it returns something truthy, and return that.
+
+    Raises :class:`WaitTimedOut` naming ``what`` once ``timeout`` seconds have passed; the
+    condition is always tried once more at the deadline, so a slow machine's last try counts. An
+    exception from ``condition`` is not retried: it ends the wait.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise WaitTimedOut(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(interval)
+
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -33,17 +60,17 @@ def free_port() -> int:
 
 def wait_port(port: int, *, timeout: float = 15.0, proc: subprocess.Popen[bytes] | None = None) -> None:
     """Wait until something listens on 127.0.0.1:``port``; fail early if ``proc`` exits."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def listening() -> bool:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
+                return True
         except OSError:
             if proc is not None and proc.poll() is not None:
                 raise BackendError(f"the server exited ({proc.returncode}) before listening on {port}") from None
-            if time.monotonic() > deadline:
-                raise BackendError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f}s") from None
-            time.sleep(0.05)
+            return False
+
+    wait_for(listening, timeout=timeout, what=f"a listener on 127.0.0.1:{port}")
 
 
 def mosquitto_binary() -> str | None:
@@ -84,9 +111,8 @@ def _ensure_gone(pid: int | None, what: str, timeout: float = 20.0) -> None:
     """Wait for a daemonised server to exit; kill it if it will not (no orphan after a demo)."""
     if pid is None:
         return
-    deadline = time.monotonic() + timeout
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    with contextlib.suppress(WaitTimedOut):
+        wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout=timeout, what=f"{what} to exit", interval=0.1)
     if Path(f"/proc/{pid}").exists():
         log.warning("%s (pid %d) did not stop in %.0fs; killing it", what, pid, timeout)
         with contextlib.suppress(ProcessLookupError):

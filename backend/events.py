@@ -1,6 +1,12 @@
-"""An in-process event hub: alerting publishes, the live worklist (server-sent events) listens.
+"""Events between the backend's processes, and the in-process hub the live worklist reads.
 
-Thread-safe, because ingest and the scheduler run in threads while the web serves on asyncio.
+Across processes every event is a PostgreSQL ``NOTIFY``, sent in the transaction of the change
+it announces (so it arrives only if the change commits): alert transitions and stored readings
+on :data:`EVENTS_CHANNEL` (JSON ``{"type": …, "data": …}``), new work for the rules on
+:data:`READINGS_CHANNEL`, messages owed to the tablets on :data:`OUTBOX_CHANNEL`. Each web
+process LISTENs on the events channel and republishes on its :class:`EventHub`.
+
+The hub is thread-safe, because listeners run in threads while the web serves on asyncio.
 A slow listener loses nothing durable: events only say "look again"; the database is the truth.
 """
 
@@ -10,6 +16,13 @@ import asyncio
 import threading
 from dataclasses import dataclass, field
 from typing import Any
+
+EVENTS_CHANNEL = "nearcare_alerts"
+"""Alert transitions and stored readings, for the live worklist (the name predates readings)."""
+READINGS_CHANNEL = "nearcare_readings"
+"""Stored readings are waiting in ``rules_inbox``."""
+OUTBOX_CHANNEL = "nearcare_outbox"
+"""Messages for the tablets are waiting in ``mqtt_outbox``."""
 
 
 @dataclass(frozen=True, slots=True)

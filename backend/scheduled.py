@@ -95,7 +95,8 @@ class Scheduler:
     name = "scheduler"
 
     def __init__(self, *, database_url: str, jobs: list[JobSpec], clock: Any = None,
-                 timezone: str = "Europe/Copenhagen", election_seconds: float = 10.0) -> None:
+                 timezone: str = "Europe/Copenhagen", election_seconds: float = 10.0,
+                 on_stop: Callable[[], None] | None = None) -> None:
         from backend.alerting.clock import SystemClock
 
         self.clock = clock or SystemClock()
@@ -104,6 +105,7 @@ class Scheduler:
         self.timezone = timezone
         self.election_seconds = election_seconds
         self._sched: BackgroundScheduler | None = None
+        self._on_stop = on_stop
         self.runs: dict[str, int] = {}
         self.errors: dict[str, str] = {}
         self._elections = 0
@@ -124,6 +126,8 @@ class Scheduler:
             self._sched.shutdown(wait=True)
             self._sched = None
         self.leader.release()
+        if self._on_stop is not None:
+            self._on_stop()
 
     def ready(self) -> tuple[bool, str]:
         if self._sched is None or not self._sched.running:

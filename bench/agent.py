@@ -159,9 +159,8 @@ def bench_drain(tmp: Path, topics: Topics) -> tuple[float, float]:
             registry.register_device(conn, agent_id="bench-drain", address="00:1C:05:00:00:01", model="3230")
         env = {**os.environ, "NEARCARE_DATABASE_URL": db_url, "NEARCARE_MQTT_URL": URL,
                "NEARCARE_TOPIC_ROOT": topics.root, "NEARCARE_LOG_LEVEL": "WARNING"}
-        worker = subprocess.Popen([sys.executable, "-m", "nearcare_cli", "backend", "ingest", "--no-migrate",
-                                   "--no-sinks"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.DEVNULL, text=True)
+        worker = subprocess.Popen([sys.executable, "-m", "nearcare_cli", "backend", "ingest", "--no-migrate"],
+                                  cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         assert worker.stdout is not None
         line = worker.stdout.readline()
         if not line.startswith("ingest ready"):

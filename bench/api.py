@@ -163,14 +163,13 @@ def _p95(xs: list[float]) -> float:
 
 
 def measure(url: str, *, iterations: int) -> dict[str, float]:
-    import socket
     import subprocess
 
     import httpx
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    from backend.embedded import free_port
+
+    port = free_port()
     # The app in its own process (as deployed), so this client does not share its GIL.
     env = {**os.environ, "NEARCARE_DATABASE_URL": url, "NEARCARE_SECRET_KEY": secrets.token_urlsafe(32),
            "NEARCARE_DEMO": "false", "NEARCARE_RUN_INGEST": "false", "NEARCARE_RUN_SCHEDULER": "false",

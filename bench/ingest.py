@@ -17,7 +17,8 @@ What it measures, in one run, on one fresh database and one private broker:
 - workers2_vs_1       batched throughput with 2 workers on the shared subscription / with 1
 
 Every end-to-end phase checks that the rows in the database equal the readings published.
-Workers run with --no-sinks (store only): the rules' speed is measured by bench/alert_latency.py.
+Workers only store (and queue each new reading for the rules in the same transaction); no rules worker
+runs here: the rules' speed is measured by bench/alert_latency.py.
 """
 
 from __future__ import annotations
@@ -214,7 +215,7 @@ class ProcessSender:
 class Worker:
     def __init__(self, env: dict[str, str], n: int) -> None:
         self.metrics_port = free_port()
-        cmd = [sys.executable, "-m", "nearcare_cli", "backend", "ingest", "--no-migrate", "--no-sinks",
+        cmd = [sys.executable, "-m", "nearcare_cli", "backend", "ingest", "--no-migrate",
                "--worker", str(n), "--metrics-port", str(self.metrics_port)]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                      text=True)

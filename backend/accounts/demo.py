@@ -11,27 +11,15 @@ from backend import registry
 from backend.accounts.model import Role
 from backend.accounts.store import create_user
 from backend.errors import ConfigError
+from backend.registry.demo import LUNG_DEPARTMENT, seed_teams
 
 DEMO_PASSWORD = "demo-nearcare"
 DEMO_USERS = ("sygeplejerske", "randers", "speciallaege", "borger", "admin")
 
-_TEAMS = (
-    ("aarhus-sygepleje", "Aarhus Kommune sygepleje", "municipal", "Aarhus", None),
-    ("randers-akutteam", "Randers Kommune akutteam", "municipal", "Randers", None),
-    ("auh-lungeteam", "AUH udgående lungeteam", "hospital", None, "AUH Lungesygdomme"),
-    ("auh-hjerteteam", "AUH udgående hjerteteam", "hospital", None, "AUH Hjertesygdomme"),
-    ("auh-akut", "AUH akutteam", "hospital", None, "AUH Akutafdeling"),
-)
-
 
 def _team_id(conn: psycopg.Connection, key: str) -> int:
-    try:
-        return registry.get_team_by_key(conn, key=key).id
-    except registry.RegistryNotFound:
-        for k, name, sector, mun, dep in _TEAMS:
-            if k == key:
-                return registry.create_team(conn, key=k, name=name, sector=sector, municipality=mun, department=dep).id
-        raise
+    seed_teams(conn, keys=[key])
+    return registry.get_team_by_key(conn, key=key).id
 
 
 def seed_accounts(conn: psycopg.Connection, *, demo: bool) -> list[str]:
@@ -48,7 +36,7 @@ def seed_accounts(conn: psycopg.Connection, *, demo: bool) -> list[str]:
             name="Karen Demo",
             programme="copd",
             municipality="Aarhus",
-            department="AUH Lungesygdomme",
+            department=LUNG_DEPARTMENT,
         )
         citizen = (p.id, p.external_ref, p.name)
     users = [

@@ -6,8 +6,6 @@ Nothing here connects at import time.
 
 from __future__ import annotations
 
-from typing import Any
-
 from backend.alerting.clock import Clock, FixedClock, SystemClock
 from backend.alerting.errors import AlertingError, AlertNotFound, InvalidPlan, InvalidThreshold, InvalidTransition
 from backend.alerting.metrics import alert_burden
@@ -42,26 +40,6 @@ from backend.alerting.thresholds import (
     thresholds_for,
 )
 
-
-def make_sink(*, pool: Any, settings: Any, events: Any = None) -> Any:
-    """The readings sink for a standalone ``nearcare backend ingest``."""
-    from backend.alerting.runtime import make_sink as _make
-
-    return _make(pool=pool, settings=settings, events=events)
-
-
-def install_ingest_sinks(runtime: Any) -> None:
-    """Hook for a standalone ingest (``backend.ingest.sinks.install``): append the alerting sink."""
-    runtime.readings_sinks.append(make_sink(pool=runtime.pool, settings=runtime.settings, events=runtime.events))
-
-
-def service_factory(runtime: Any) -> Any:
-    """Service factory for :func:`backend.services.factories` (sink + event listener + scheduler)."""
-    from backend.alerting.runtime import service_factory as _factory
-
-    return _factory(runtime)
-
-
 __all__ = [
     "Adherence",
     "Alert",
@@ -91,12 +69,9 @@ __all__ = [
     "clear_threshold_override",
     "end_passive_interval",
     "get_alert",
-    "install_ingest_sinks",
-    "make_sink",
     "monitoring_plan",
     "passive_intervals",
     "resolve",
-    "service_factory",
     "set_monitoring_plan",
     "set_programme_default",
     "set_threshold_override",

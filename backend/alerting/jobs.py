@@ -86,7 +86,7 @@ def check_technical(conn: psycopg.Connection[Any], *, now: datetime, config: Ale
         if f is not None and pid in patients:
             findings[pid].append(PatientFinding(patients[pid], f, None, battery.auto_resolve_after, repeat="keep"))
     out: list[lifecycle.Alert] = []
-    for pid, fs in findings.items():
+    for pid, fs in sorted(findings.items()):
         with conn.transaction():
             lifecycle.lock_patients(conn, [pid])
             out += lifecycle.decide_for_patient(conn, patient=patients[pid], findings=fs, now=now, config=config,

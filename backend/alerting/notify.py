@@ -29,8 +29,7 @@ from psycopg_pool import ConnectionPool
 
 from backend.alerting.clock import Clock, SystemClock
 from backend.alerting.config import NotifierSettings
-from backend.alerting.lifecycle import NOTIFY_CHANNEL
-from backend.events import Event, EventHub
+from backend.events import EVENTS_CHANNEL, Event, EventHub
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +126,10 @@ class Dispatcher:
 
 
 class EventListener:
-    """LISTEN for alert events and republish them on this process's hub."""
+    """A Service: LISTEN for events (alert transitions, stored readings) and republish them on
+    this process's hub for the live worklist."""
+
+    name = "events"
 
     def __init__(self, *, database_url: str, events: EventHub) -> None:
         self.database_url = database_url
@@ -151,11 +153,14 @@ class EventListener:
     def listening(self) -> bool:
         return self._ready.is_set() and not self._stop.is_set()
 
+    def ready(self) -> tuple[bool, str]:
+        return (True, "ok") if self.listening else (False, "no-listen")
+
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
                 with psycopg.connect(self.database_url, autocommit=True) as conn:
-                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    conn.execute(f"LISTEN {EVENTS_CHANNEL}")
                     self._ready.set()
                     while not self._stop.is_set():
                         for n in conn.notifies(timeout=0.5):

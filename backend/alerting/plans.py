@@ -15,12 +15,13 @@ from alert_rules.evaluate import Finding
 from alert_rules.lifecycle import PatientFinding
 from alert_rules.model import MissingRule
 from alert_rules.plans import PlanLine, Slot, missed_slots, planned_slots, slot_met
+from backend import outbox
 from backend.alerting import lifecycle
 from backend.alerting.config import AlertingConfig, NotifierSettings, load_config
 from backend.alerting.errors import InvalidPlan
 from backend.alerting.models import Adherence, MonitoringPlanView, PassiveInterval, PlanItem
 from vitals.kinds import MeasurementKind
-from vitals.wire import MonitoringPlan, PlannedMeasurement
+from vitals.wire import MonitoringPlan, PlannedMeasurement, Topics
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +75,11 @@ def set_monitoring_plan(
     *,
     patient_id: int,
     plan: Sequence[Mapping[str, Any] | PlannedMeasurement | PlanItem],
-    by: str, paused_until: datetime | None = None, runtime_or_publisher: Any = None, now: datetime | None = None,
+    by: str, topics: Topics, paused_until: datetime | None = None, now: datetime | None = None,
 ) -> MonitoringPlanView:
-    """Store the plan; publish it retained to the patient's agents when a publisher is at hand.
-    Slots before ``now`` are not planned retroactively."""
+    """Store the plan, and in the same transaction queue it (retained) for each of the patient's
+    tablets (:mod:`backend.outbox`): it reaches them if and only if the change commits, whichever
+    process relays it. Slots before ``now`` are not planned retroactively."""
     items = [_item(p) for p in plan]
     at = now or datetime.now(UTC)
     data = [{"kind": i.kind, "times": list(i.times), "weekdays": list(i.weekdays), "grace_minutes": i.grace_minutes}
@@ -91,18 +93,12 @@ def set_monitoring_plan(
         )
         agents = [r[0] for r in conn.execute(
             "SELECT id FROM agents WHERE patient_id = %s AND active", (patient_id,)).fetchall()]
-    _publish_plan(runtime_or_publisher, agents, items, paused_until, at)
+        _queue_plan(conn, topics, agents, items, paused_until, at)
     return monitoring_plan(conn, patient_id=patient_id)
 
 
-def _publish_plan(target: Any, agents: Sequence[str], items: Sequence[PlanItem], paused: datetime | None,
-                  at: datetime) -> None:
-    if target is None or not agents:
-        return
-    publisher = getattr(target, "publisher", target)
-    settings = getattr(target, "settings", None)
-    if publisher is None or settings is None:
-        return
+def _queue_plan(conn: psycopg.Connection[Any], topics: Topics, agents: Sequence[str], items: Sequence[PlanItem],
+                paused: datetime | None, at: datetime) -> None:
     for agent_id in agents:
         msg = MonitoringPlan(
             agent_id=agent_id, issued_at=at, paused_until=paused,
@@ -110,10 +106,7 @@ def _publish_plan(target: Any, agents: Sequence[str], items: Sequence[PlanItem],
                                                   times=tuple(time.fromisoformat(t) for t in i.times),
                                                   weekdays=i.weekdays, grace_minutes=i.grace_minutes) for i in items),
         )
-        try:
-            publisher.publish(settings.topics.config(agent_id), msg.to_json(), qos=1, retain=True)
-        except Exception:
-            log.exception("could not publish the monitoring plan to agent %s", agent_id)
+        outbox.enqueue(conn, topic=topics.config(agent_id), payload=msg.to_json(), retain=True)
 
 
 def add_passive_interval(conn: psycopg.Connection[Any], *, patient_id: int, starts_at: datetime,

@@ -16,6 +16,7 @@ from psycopg.rows import dict_row
 
 from alert_rules.lifecycle import Acknowledge, Resolve, Router, Snooze
 from alert_rules.model import SEVERITY_RANK
+from backend import outbox
 from backend.alerting import lifecycle
 from backend.alerting.config import AlertingConfig, load_config
 from backend.alerting.errors import InvalidTransition
@@ -30,13 +31,13 @@ def _now(now: datetime | None) -> datetime:
 
 
 def acknowledge(
-    conn: psycopg.Connection[Any], *, alert_id: int, by: str, note: str, runtime_or_publisher: Any = None,
-    topics: Topics | None = None, now: datetime | None = None,
+    conn: psycopg.Connection[Any], *, alert_id: int, by: str, note: str, topics: Topics,
+    now: datetime | None = None,
 ) -> Alert:
     """Kvittering: who, when, note. Stops escalation; the alert stays on the worklist until resolved.
 
-    With a runtime (or a publisher plus ``topics``), the citizen's agent receives a "seen" receipt
-    for the readings behind the alert."""
+    In the same transaction, a "seen" receipt for the readings behind the alert is queued for the
+    citizen's tablet (:mod:`backend.outbox`): it leaves if and only if the kvittering commits."""
     at = _now(now)
     with conn.transaction():
         updated = lifecycle.act(conn, alert_id=alert_id, action=lambda _a: Acknowledge(by=by, note=note), now=at)
@@ -44,24 +45,10 @@ def acknowledge(
             "SELECT agent_id, array_agg(id) FROM measurements WHERE id = ANY(%s) GROUP BY agent_id",
             (list(updated.reading_ids),),
         ).fetchall() if updated.reading_ids else []
-    _send_seen(runtime_or_publisher, topics, agents, by=by, at=at)
+        for agent_id, ids in agents:
+            receipt = Receipt(agent_id=agent_id, status=ReceiptStatus.SEEN, ids=tuple(ids), at=at, by=by)
+            outbox.enqueue(conn, topic=topics.receipts(agent_id), payload=receipt.to_json())
     return updated
-
-
-def _send_seen(target: Any, topics: Topics | None, agents: Sequence[tuple[Any, ...]], *, by: str, at: datetime) -> None:
-    if target is None or not agents:
-        return
-    publisher = getattr(target, "publisher", target)
-    settings = getattr(target, "settings", None)
-    topics = topics or (settings.topics if settings is not None else None)
-    if publisher is None or topics is None or not hasattr(publisher, "publish"):
-        return
-    for agent_id, ids in agents:
-        receipt = Receipt(agent_id=agent_id, status=ReceiptStatus.SEEN, ids=tuple(ids), at=at, by=by)
-        try:
-            publisher.publish(topics.receipts(agent_id), receipt.to_json(), qos=1, retain=False)
-        except Exception:  # the kvittering stands; the receipt is a courtesy to the citizen
-            log.exception("could not publish the seen receipt to agent %s", agent_id)
 
 
 def resolve(conn: psycopg.Connection[Any], *, alert_id: int, by: str, note: str, now: datetime | None = None,

@@ -1,6 +1,6 @@
 """Request dependencies the domain routers (JSON) and the web pages share: the scoped patient
 (scope check and audit row, or an HTTP error), the clinician gate, and what a change needs from
-the running process (the alerting configuration, the broker publisher and its topics).
+the running process (the alerting configuration and the topics).
 
 Each is an ``Annotated`` type, so a route names what it needs in its signature. Nothing here
 connects at import time.
@@ -16,8 +16,8 @@ from fastapi import Depends, HTTPException, Request
 from backend.accounts.access import Patient, PatientNotFound, open_patient
 from backend.accounts.deps import CurrentPrincipal, Principal, remote_addr
 from backend.accounts.model import AccessDenied
-from backend.alerting.config import AlertingConfig, load_config
-from backend.services import Publisher, Runtime
+from backend.alerting.config import AlertingConfig
+from backend.roles import Runtime
 from vitals.wire import Topics
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -64,16 +64,10 @@ def runtime(request: Request) -> Runtime:
 
 
 def alerting_config(request: Request) -> AlertingConfig:
-    """The rules and routing this process evaluates with (``NEARCARE_ALERT_RULES_DIR``): what the
-    screens show and edit is what the engine uses."""
-    return load_config(request.app.state.settings.alert_rules_dir)
-
-
-def publisher(request: Request) -> Publisher | None:
-    """The process's broker publisher, when it has one (a receipt is then sent; the change stands
-    either way)."""
-    found: Publisher | None = request.app.state.runtime.publisher
-    return found
+    """The rules and routing this process evaluates with (``NEARCARE_ALERT_RULES_DIR``, read once
+    at start): what the screens show and edit is the very object the engine uses."""
+    config: AlertingConfig = request.app.state.runtime.config
+    return config
 
 
 def topics(request: Request) -> Topics:
@@ -83,5 +77,4 @@ def topics(request: Request) -> Topics:
 
 RuntimeDep = Annotated[Runtime, Depends(runtime)]
 Config = Annotated[AlertingConfig, Depends(alerting_config)]
-PublisherDep = Annotated[Publisher | None, Depends(publisher)]
 TopicsDep = Annotated[Topics, Depends(topics)]

@@ -14,9 +14,10 @@ again after their re-send interval, and a living worker stores it. A crash after
 before the receipts is absorbed by the idempotent insert, which answers the re-send "stored".
 A batch decided against an older registry than the writer sees at commit is decided again first.
 
-After each commit: ``runtime.on_stored`` (per-patient time order, new rows only), a
-``reading.stored`` event per patient, and receipts to each agent (``stored``; ``held`` with the
-reason).
+In the batch's own transaction the writer also hands every new reading to the rules
+(``rules_inbox``) and NOTIFYs the rules workers and the web processes, so nothing waits in this
+process's memory for another role. After the commit: receipts to each agent through the
+process's publisher (``stored``; ``held`` and ``dead_letter`` with the reason).
 """
 
 from __future__ import annotations
@@ -42,18 +43,14 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from backend import metrics
 from backend.errors import BackendError
-from backend.events import Event
 from backend.ingest.core import DeadLetter, Decision, decide
 from backend.ingest.writer import BatchResult, prepare, write_batch
-from backend.readings import StoredReading
+from backend.publisher import Publisher
 from backend.registry.snapshot import RegistrySnapshot, load_snapshot, registry_version
-from backend.services import Runtime
+from backend.settings import Settings
 from vitals.wire import Receipt, ReceiptStatus, TopicKind
 
 log = logging.getLogger(__name__)
-
-RULES_BACKLOG = 64
-"""Committed batches waiting for the rules before the writer waits too."""
 
 
 
@@ -150,19 +147,20 @@ def default_client_id(settings_group: str, *, role: str = "ingest", worker: int 
 
 
 class IngestService:
-    """A Service (start/stop/ready) and the runtime's Publisher."""
+    """A Service (start/stop/ready): the consumer, the batch writer and the receipts."""
 
     name = "ingest"
 
     def __init__(
         self,
-        runtime: Runtime,
         *,
+        settings: Settings,
+        publisher: Publisher,
         client_id: str | None = None,
         receive_maximum: int | None = None,
     ) -> None:
-        self.runtime = runtime
-        self.settings = runtime.settings
+        self.settings = settings
+        self.publisher = publisher
         self.topics = self.settings.topics
         self.broker = self.settings.broker
         self.client_id = client_id or default_client_id(self.settings.ingest_group)
@@ -172,8 +170,6 @@ class IngestService:
         self._queue: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._rules_queue: queue.Queue[list[StoredReading] | None] = queue.Queue(maxsize=RULES_BACKLOG)
-        self._rules_thread: threading.Thread | None = None
         self._batches: queue.Queue[_Batch] = queue.Queue(maxsize=2)
         self._batcher: threading.Thread | None = None
         self._client: mqtt.Client | None = None
@@ -186,7 +182,6 @@ class IngestService:
         self._registry = RegistrySnapshot()
         self.batches = 0
         """Committed batches since start (tests watch it; metrics have the rest)."""
-        runtime.publisher = self
 
     # --- Service ----------------------------------------------------------------------------
 
@@ -203,8 +198,6 @@ class IngestService:
         else:
             self._client.connect_async(self.broker.host, self.broker.port, keepalive=30)
         self._client.loop_start()
-        self._rules_thread = threading.Thread(target=self._run_rules, name="ingest-rules", daemon=True)
-        self._rules_thread.start()
         self._batcher = threading.Thread(target=self._run_batcher, name="ingest-batcher", daemon=True)
         self._batcher.start()
         self._thread = threading.Thread(target=self._run, name=f"ingest-writer-{self.client_id}", daemon=True)
@@ -215,18 +208,10 @@ class IngestService:
         """Finish the batch in hand (commit, acknowledge, receipts), then leave; whatever is still
         queued goes with the session, and its agents send it again (no receipt came)."""
         self._stop.set()
-        deadline = time.monotonic() + timeout
         if self._batcher is not None:
             self._batcher.join(timeout)
         if self._thread is not None:
             self._thread.join(timeout)
-        if self._rules_thread is not None:
-            # Let the rules finish what was stored, within the time left.
-            try:
-                self._rules_queue.put(None, timeout=max(0.1, deadline - time.monotonic()))
-            except queue.Full:
-                log.warning("stopping with readings not yet handed to the rules")
-            self._rules_thread.join(max(0.1, deadline - time.monotonic()))
         if self._client is not None:
             self._client.disconnect()
             self._client.loop_stop()
@@ -242,13 +227,6 @@ class IngestService:
         if not self._db_ok:
             return False, f"database: {self._db_word}"
         return True, "ok"
-
-    # --- Publisher --------------------------------------------------------------------------
-
-    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
-        if self._client is None:
-            raise IngestError("ingest is not started: nothing to publish with")
-        self._client.publish(topic, payload, qos=qos, retain=retain)
 
     # --- MQTT -------------------------------------------------------------------------------
 
@@ -469,7 +447,7 @@ class IngestService:
         self._acknowledge(batch.items)
         self.batches += 1
         self._account(batch, result, elapsed)
-        self._hand_on(batch, result)
+        self._send_receipts(batch)
 
     def _commit_one_by_one(self, conn: psycopg.Connection, batch: _Batch, received_at: datetime) -> BatchResult:
         stored = []
@@ -515,38 +493,14 @@ class IngestService:
             if d.dead_letter is not None:
                 metrics.INGEST_DEAD_LETTERS.labels(d.dead_letter.field or "payload").inc()
 
-    def _hand_on(self, batch: _Batch, result: BatchResult) -> None:
-        if result.stored:
-            # The rules run on their own thread, so a slow rule never holds up commits and
-            # acknowledgements; the bounded queue still passes backpressure on to the broker.
-            self._rules_queue.put(result.stored)
-            per_patient: dict[int, list[str]] = defaultdict(list)
-            for r in result.stored:
-                per_patient[r.patient_id].append(str(r.id))
-            for patient_id, ids in per_patient.items():
-                self.runtime.events.publish(Event("reading.stored", {"patient_id": patient_id, "ids": ids}))
-        self._send_receipts(batch)
-
-    def _run_rules(self) -> None:
-        while True:
-            readings = self._rules_queue.get()
-            if readings is None:
-                return
-            try:
-                self.runtime.on_stored(readings)
-            except Exception:  # a failing rule sink must not stop ingest; the rows are stored
-                log.exception("a readings sink failed on %d readings", len(readings))
-
     def _send_receipts(self, batch: _Batch) -> None:
         """After the commit: one receipt per agent and outcome names every reading of the batch
         (a repeat of a stored reading is answered "stored" again), so each agent lets go of
         exactly what is on record. A lost receipt costs a re-send, never a reading."""
-        if self._client is None:
-            return
         at = datetime.now(UTC)
         try:
             for receipt in receipts_for(batch_decisions=[d for _, d in batch.items], at=at):
-                self.publish(self.topics.receipts(receipt.agent_id), receipt.to_json())
+                self.publisher.publish(self.topics.receipts(receipt.agent_id), receipt.to_json())
         except Exception:  # the agent re-sends what it hears nothing about; the reading is stored
             log.exception("publishing receipts failed")
 
@@ -574,13 +528,3 @@ def receipts_for(*, batch_decisions: Iterable[Decision], at: datetime) -> list[R
     out += [Receipt(agent_id=a, status=ReceiptStatus.DEAD_LETTER, ids=tuple(ids), at=at, reason=why[:500])
             for (a, why), ids in dead.items()]
     return out
-
-
-def ingest_factory(runtime: Runtime) -> IngestService | None:
-    """For ``backend.services.factories()``: in-process ingest unless NEARCARE_RUN_INGEST=false."""
-    if not runtime.settings.run_ingest:
-        return None
-    return IngestService(
-        runtime,
-        client_id=default_client_id(runtime.settings.ingest_group, role="app"),
-    )

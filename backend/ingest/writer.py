@@ -30,6 +30,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from backend.events import EVENTS_CHANNEL, READINGS_CHANNEL
 from backend.ingest.core import AcceptedReading, Decision, StatusUpdate
 from backend.readings import StoredReading
 from vitals.kinds import MeasurementKind
@@ -127,6 +128,8 @@ def write_batch(conn: psycopg.Connection, decisions: Sequence[Decision], *, rece
     statuses = [d.status for d in decisions if d.status is not None]
     with conn.transaction():
         stored = _insert_measurements(conn, accepted)
+        if stored:
+            _hand_to_rules(conn, stored)
         if held:
             with conn.cursor() as cur:
                 cur.executemany(
@@ -226,6 +229,26 @@ def _insert_measurements(conn: psycopg.Connection, accepted: list[AcceptedReadin
         )
     out.sort(key=lambda s: (s.patient_id, s.measured_at))
     return out
+
+
+def _hand_to_rules(conn: psycopg.Connection, stored: list[StoredReading]) -> None:
+    """In the batch's own transaction: the new readings go to the rules' inbox, and the NOTIFYs
+    (delivered at commit, never for a rolled-back batch) wake the rules workers and tell every
+    web process which citizens have new readings (the live worklist)."""
+    with conn.cursor() as cur:
+        with cur.copy("COPY rules_inbox (measurement_id, patient_id, measured_at) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(["uuid", "int8", "timestamptz"])
+            for r in stored:
+                copy.write_row((r.id, r.patient_id, r.measured_at))
+        patients: dict[int, int] = {}
+        for r in stored:
+            patients[r.patient_id] = patients.get(r.patient_id, 0) + 1
+        events = [json.dumps({"type": "reading.stored", "data": {"patient_id": pid, "count": n}})
+                  for pid, n in patients.items()]
+        cur.execute(
+            "SELECT pg_notify(%s, ''), count(pg_notify(%s, e)) FROM unnest(%s::text[]) e",
+            (READINGS_CHANNEL, EVENTS_CHANNEL, events),
+        )
 
 
 def _insert_skipping_duplicates(conn: psycopg.Connection, rows: list[AcceptedReading]) -> dict[object, datetime]:

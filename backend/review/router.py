@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.datastructures import State
 
 from backend.accounts.deps import Conn, remote_addr
-from backend.api.deps import ERRORS, ClinicianPrincipal, PublisherDep, TopicsDep
+from backend.api.deps import ERRORS, ClinicianPrincipal, TopicsDep
 from backend.review import service
 from backend.review.schemas import GreenReviewOut
 
@@ -40,13 +40,12 @@ def acknowledge_all_green(
     p: ClinicianPrincipal,
     conn: Conn,
     cache: GreenCacheDep,
-    publisher: PublisherDep,
     topics: TopicsDep,
 ) -> GreenReviewOut:
     """Kvittér alle grønne: every green patient in your scope is marked seen (audited per
     patient), and each citizen's tablet is told "seen"."""
     n = service.acknowledge_all_green(
-        conn, user=p.user, cache=cache, publisher=publisher, topics=topics, remote_addr=remote_addr(request)
+        conn, user=p.user, cache=cache, topics=topics, remote_addr=remote_addr(request)
     )
     conn.commit()
     return GreenReviewOut(patients=n, reviewed_by=p.user.username)

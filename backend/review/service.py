@@ -16,10 +16,9 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from backend import audit
+from backend import audit, outbox
 from backend.accounts.model import User
 from backend.accounts.scope import scope_clause
-from backend.services import Publisher
 from vitals.kinds import MeasurementKind
 from vitals.wire import Receipt, ReceiptStatus, Topics
 
@@ -114,7 +113,6 @@ def acknowledge_all_green(
     *,
     user: User,
     cache: GreenCache,
-    publisher: Publisher | None,
     topics: Topics,
     remote_addr: str | None = None,
     now: datetime | None = None,
@@ -146,24 +144,21 @@ def acknowledge_all_green(
             detail=f"{g.readings} readings",
             remote_addr=remote_addr,
         )
-        if publisher is not None:
-            send_seen(
-                conn,
-                publisher=publisher,
-                topics=topics,
-                patient_id=g.patient_id,
-                since=now - GREEN_WINDOW,
-                through=g.newest_at,
-                by=user.display_name,
-                now=now,
-            )
+        send_seen(
+            conn,
+            topics=topics,
+            patient_id=g.patient_id,
+            since=now - GREEN_WINDOW,
+            through=g.newest_at,
+            by=user.display_name,
+            now=now,
+        )
     return len(rows)
 
 
 def send_seen(
     conn: psycopg.Connection,
     *,
-    publisher: Publisher,
     topics: Topics,
     patient_id: int,
     since: datetime,
@@ -171,9 +166,9 @@ def send_seen(
     by: str,
     now: datetime,
 ) -> int:
-    """Send "seen" receipts for the patient's readings measured since ``since`` and stored through
-    ``through``, per agent, at most :data:`RECEIPT_IDS` ids each. Returns the receipts sent. The
-    review is stored either way: a lost receipt only leaves the tablet's tick grey."""
+    """Queue "seen" receipts (:mod:`backend.outbox`, in the caller's transaction) for the patient's
+    readings measured since ``since`` and stored through ``through``, per agent, at most
+    :data:`RECEIPT_IDS` ids each. Returns the receipts queued."""
     rows = conn.execute(
         """SELECT agent_id, array_agg(id ORDER BY measured_at) FROM measurements
            WHERE patient_id = %s AND measured_at >= %s AND stored_at <= %s GROUP BY agent_id""",
@@ -185,10 +180,6 @@ def send_seen(
             receipt = Receipt(
                 agent_id=agent_id, status=ReceiptStatus.SEEN, ids=tuple(ids[i : i + RECEIPT_IDS]), at=now, by=by
             )
-            try:
-                publisher.publish(topics.receipts(agent_id), receipt.to_json(), qos=1)
-            except Exception:  # the review is stored; a lost "seen" receipt is only cosmetic on the tablet
-                log.exception("could not publish seen receipt to %s", agent_id)
-                continue
+            outbox.enqueue(conn, topic=topics.receipts(agent_id), payload=receipt.to_json())
             sent += 1
     return sent

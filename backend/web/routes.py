@@ -39,7 +39,7 @@ from backend.alerting.views.patient import add_passive, edit_plan, patient_panel
 from backend.alerting.views.thresholds import edit_threshold, threshold_bands
 from backend.alerting.views.worklist import worklist as scoped_worklist
 from backend.api import clinical
-from backend.api.deps import Config, PublisherDep, RuntimeDep, TopicsDep
+from backend.api.deps import Config, TopicsDep
 from backend.population.service import population as population_view
 from backend.review.router import GreenCacheDep
 from backend.review.service import acknowledge_all_green
@@ -258,7 +258,6 @@ def kvitter(
     request: Request,
     p: CurrentPrincipal,
     conn: Conn,
-    publisher: PublisherDep,
     topics: TopicsDep,
     alert_id: int,
     note: Annotated[str, Form(max_length=2000)] = "",
@@ -273,7 +272,7 @@ def kvitter(
         heading="kvitter",
         back=back,
         change=lambda: alert_actions.acknowledge(
-            conn, alert_id=alert_id, user=p.user, note=note, publisher=publisher, topics=topics
+            conn, alert_id=alert_id, user=p.user, note=note, topics=topics
         ),
     )
 
@@ -344,14 +343,13 @@ def kvitter_all_green(
     p: CurrentPrincipal,
     conn: Conn,
     green: GreenCacheDep,
-    publisher: PublisherDep,
     topics: TopicsDep,
     team: Annotated[str, Form()] = "",
 ) -> Response:
     if (denied := _clinician(request, p)) is not None:
         return denied
     n = acknowledge_all_green(
-        conn, user=p.user, cache=green, publisher=publisher, topics=topics, remote_addr=remote_addr(request)
+        conn, user=p.user, cache=green, topics=topics, remote_addr=remote_addr(request)
     )
     conn.commit()
     log.info("%s acknowledged %d green rows", p.user.username, n)
@@ -553,7 +551,7 @@ def plan_edit(
     request: Request,
     p: CurrentPrincipal,
     conn: Conn,
-    runtime: RuntimeDep,
+    topics: TopicsDep,
     config: Config,
     patient_id: int,
     kind: Annotated[str, Form(max_length=32)],
@@ -572,7 +570,7 @@ def plan_edit(
         section="plan",
         change=lambda: edit_plan(
             conn,
-            runtime=runtime,
+            topics=topics,
             config=config,
             patient_id=patient_id,
             kind=kind,

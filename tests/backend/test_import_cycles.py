@@ -34,17 +34,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("vitals", "edge_agent", "backend", "alert_rules")
 
-# Temporary, and it may only shrink. Cycles through the composition root and ingest
-# (backend/services.py, backend/app.py, backend/ingest/), which the rewrite of issue 10 item 1
-# removes. The test fails when a cycle outside this set appears, and also when a listed one no
-# longer exists, so the list cannot go stale. Do not add to it.
-KNOWN_CYCLES_BEING_REMOVED: frozenset[str] = frozenset({
-    # backend/ingest/service.py imports Runtime from backend.services at import time;
-    # backend.services.factories() imports ingest_factory back inside the function.
-    "backend.ingest.service -> backend.services -> backend.ingest.service",
-})
-
-
 @dataclass(frozen=True)
 class Import:
     importer: str
@@ -254,10 +243,7 @@ def test_cycle_search_finds_every_elementary_cycle() -> None:
 
 def test_no_import_cycles() -> None:
     found = found_cycles()
-    new = sorted(set(found) - KNOWN_CYCLES_BEING_REMOVED)
-    gone = sorted(KNOWN_CYCLES_BEING_REMOVED - set(found))
-    report = [f"import cycle, {name}  ({found[name]})" for name in new]
-    report += [f"{name} no longer exists: remove it from KNOWN_CYCLES_BEING_REMOVED" for name in gone]
+    report = [f"import cycle, {name}  ({where})" for name, where in sorted(found.items())]
     assert not report, "\n".join(report)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import secrets
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -13,6 +12,7 @@ from datetime import UTC, datetime
 import paho.mqtt.client as mqtt
 import pytest
 
+from backend.embedded import WaitTimedOut, wait_for
 from vitals.broker import BrokerUrl, parse_broker_url
 from vitals.wire import Device, Measurement, new_measurement_id
 
@@ -46,12 +46,11 @@ class Collector:
         return [uuid.UUID(m["id"]) for env in self.payloads("/measurements") for m in env["measurements"]]
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            time.sleep(0.05)
-        return predicate()
+        """Whether ``predicate`` held within ``timeout`` s (callers assert it with their own message)."""
+        try:
+            return bool(wait_for(predicate, timeout=timeout, what="the collected messages"))
+        except WaitTimedOut:
+            return False
 
     def close(self) -> None:
         self.client.disconnect()

@@ -42,24 +42,23 @@ def enrolled_agent(database_url: str) -> str:
 
 @pytest.fixture
 def ingest(settings):  # type: ignore[no-untyped-def]
-    from backend.events import EventHub
     from backend.ingest.service import IngestService
-    from backend.services import Runtime
-    from backend.store import open_pool
+    from backend.publisher import MqttPublisher
 
-    pool = open_pool(settings.database_url, min_size=1, max_size=2)
-    runtime = Runtime(settings=settings, pool=pool, events=EventHub())
-    service = IngestService(runtime, client_id=f"kill-test-ingest-{secrets.token_hex(4)}")
+    publisher = MqttPublisher(broker=settings.broker, role="kill-test")
+    publisher.start()
+    service = IngestService(settings=settings, publisher=publisher,
+                            client_id=f"kill-test-ingest-{secrets.token_hex(4)}")
     service.start()
-    deadline = time.monotonic() + 20
-    while not service.ready()[0] and time.monotonic() < deadline:
+    deadline = time.monotonic() + 30
+    while not (service.ready()[0] and publisher.ready()[0]) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert service.ready()[0], "ingest did not get ready"
+    assert service.ready()[0] and publisher.ready()[0], "ingest did not get ready"
     try:
         yield service
     finally:
         service.stop()
-        pool.close()
+        publisher.stop()
 
 
 def test_sigkill_during_a_burst_loses_nothing_and_stores_each_id_once(

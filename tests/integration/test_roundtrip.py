@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import secrets
 import threading
-import time
 import warnings
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,16 +19,9 @@ with warnings.catch_warnings():
 
 from backend import registry
 from backend.app import create_app
+from backend.embedded import wait_for
 from vitals import Device, Envelope, Measurement, MeasurementKind, RawCharacteristic, new_measurement_id
 from vitals.wire import Receipt, ReceiptStatus, parse_receipt
-
-
-def _wait(cond: Callable[[], Any], what: str, timeout: float = 20) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (v := cond()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-    return v
 
 
 def test_envelope_over_the_broker_into_measurements_once(settings: Any, topics: Any, broker: Any,
@@ -64,10 +55,10 @@ def test_envelope_over_the_broker_into_measurements_once(settings: Any, topics: 
     agent.connect(broker.host, broker.port)
     agent.loop_start()
     try:
-        _wait(agent.is_connected, "agent connected")
+        wait_for(agent.is_connected, what="agent connected")
         agent.subscribe(topics.receipts(agent_id), qos=1)
         with TestClient(create_app(settings)) as client:
-            _wait(lambda: client.get("/readyz").status_code == 200, "/readyz")
+            wait_for(lambda: client.get("/readyz").status_code == 200, what="/readyz")
 
             def rows() -> int:
                 with psycopg.connect(database_url) as conn:
@@ -75,11 +66,11 @@ def test_envelope_over_the_broker_into_measurements_once(settings: Any, topics: 
                 return int(r[0]) if r else 0
 
             agent.publish(topics.measurements(agent_id), envelope.to_json(), qos=1).wait_for_publish(10)
-            _wait(lambda: rows() == 1, "the reading stored")
-            _wait(got.is_set, "the stored receipt")
+            wait_for(lambda: rows() == 1, what="the reading stored")
+            wait_for(got.is_set, what="the stored receipt")
             got.clear()
             agent.publish(topics.measurements(agent_id), envelope.to_json(), qos=1).wait_for_publish(10)
-            _wait(got.is_set, "the second receipt")  # it went through ingest again
+            wait_for(got.is_set, what="the second receipt")  # it went through ingest again
             assert rows() == 1
 
             with psycopg.connect(database_url) as conn:

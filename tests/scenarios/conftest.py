@@ -14,28 +14,9 @@ import paho.mqtt.client as mqtt
 import psycopg
 import pytest
 
+from backend.embedded import wait_for
 from vitals.kinds import MeasurementKind, spec
 from vitals.wire import Device, Envelope, Measurement, new_measurement_id
-
-TEAMS = [
-    ("aarhus-sygepleje", "Aarhus Kommune sygepleje", "municipal", "Aarhus", None),
-    ("randers-akutteam", "Randers Kommune akutteam", "municipal", "Randers", None),
-    ("silkeborg-sygepleje", "Silkeborg Kommune sygepleje", "municipal", "Silkeborg", None),
-    ("auh-lungeteam", "AUH udgående lungeteam", "hospital", None, "AUH Lungesygdomme"),
-    ("auh-hjerteteam", "AUH Hjertesygdomme udgående team", "hospital", None, "AUH Hjertesygdomme"),
-    ("auh-akut", "AUH Akutafdelingen", "hospital", None, "AUH Akutafdelingen"),
-]
-
-
-def wait_for(cond: Callable[[], Any], *, timeout: float = 20.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.03)
 
 
 def measurements_of(profile: Any, reading: Any) -> list[Measurement]:
@@ -62,23 +43,17 @@ def measurements_of(profile: Any, reading: Any) -> list[Measurement]:
 
 class Platform:
     def __init__(self, settings: Any, clock: Any, notifier: Any = None) -> None:
-        from backend.alerting.runtime import AlertingService
-        from backend.events import EventHub
-        from backend.ingest.service import IngestService
-        from backend.services import Runtime
-        from backend.store import open_pool
+        from backend import roles
 
         self.settings = settings
         self.clock = clock
-        self.pool = open_pool(settings.database_url, min_size=1, max_size=4)
-        self.runtime = Runtime(settings=settings, pool=self.pool, events=EventHub())
-        self.alerting = AlertingService(pool=self.pool, settings=settings, events=self.runtime.events, clock=clock,
-                                        notifier=notifier, run_scheduler=False)
-        self.runtime.readings_sinks.append(self.alerting.sink)
-        self.ingest = IngestService(self.runtime, client_id=f"scn-{secrets.token_hex(4)}")
-        self.alerting.start()
-        self.ingest.start()
-        wait_for(lambda: self.ingest.ready()[0], what="ingest ready")
+        # ingest and the rules, as `backend run` composes them (the scheduled jobs run by hand here).
+        self.parts = roles.open_parts(settings, roles=(roles.INGEST, roles.RULES), clock=clock, notifier=notifier)
+        self.pool = self.parts.pool
+        self.runtime = roles.start(self.parts, (roles.INGEST, roles.RULES),
+                                   ingest_client_id=f"scn-{secrets.token_hex(4)}")
+        ok, checks = roles.wait_ready(self.runtime)
+        assert ok, f"ingest and rules not ready: {checks}"
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         b = settings.broker
         self.client.connect(b.host, b.port, keepalive=30)
@@ -90,11 +65,10 @@ class Platform:
 
     def enrol(self, profile: Any, *, department: str | None = None) -> int:
         from backend import registry
+        from backend.registry.demo import seed_teams
 
         with self.conn() as c:
-            for key, name, sector, municipality, dept in TEAMS:
-                c.execute("INSERT INTO teams (key, name, sector, municipality, department) VALUES (%s,%s,%s,%s,%s)"
-                          " ON CONFLICT (key) DO NOTHING", (key, name, sector, municipality, dept))
+            seed_teams(c)
             p = registry.create_patient(c, external_ref=f"ref-{profile.agent_id}", name=profile.name,
                                         programme=profile.programme, municipality=profile.municipality,
                                         department=department)
@@ -127,9 +101,9 @@ class Platform:
             return
         self.client.disconnect()
         self.client.loop_stop()
-        self.ingest.stop()
-        self.alerting.stop()
-        self.pool.close()
+        from backend import roles
+
+        roles.stop(self.runtime)
 
 
 @pytest.fixture

@@ -20,18 +20,8 @@ from backend.alerting import (
 from backend.alerting.config import NotifierSettings, load_config
 from backend.alerting.jobs import run_escalations
 from backend.alerting.notify import sign
+from backend.embedded import wait_for
 from edge_agent.simulate import SimReading, readings_between
-
-
-def wait_for(cond: Any, *, timeout: float = 20.0, what: str = "") -> Any:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not (v := cond()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-    return v
 
 CPH = ZoneInfo("Europe/Copenhagen")
 # A Monday in the past: ingest stores past readings as they are; the alerting clock is ours.
@@ -98,7 +88,7 @@ def _planned_citizen(plat: Any, citizen: Any) -> tuple[Any, int]:
     p = citizen("stable")
     pid = plat.enrol(p)
     with plat.conn() as c:
-        set_monitoring_plan(c, patient_id=pid, by="nurse", now=LIVE - timedelta(days=3),
+        set_monitoring_plan(c, patient_id=pid, by="nurse", now=LIVE - timedelta(days=3), topics=plat.settings.topics,
                             plan=[{"kind": "spo2", "times": ["08:00"], "grace_minutes": 120}])
     return p, pid
 
@@ -183,9 +173,7 @@ def test_red_unacknowledged_at_1700_escalates_after_sla(make_platform, citizen) 
 
 
 def test_restart_in_the_middle_escalates_exactly_once(make_platform, citizen, settings) -> None:  # type: ignore[no-untyped-def]
-    from backend.alerting.runtime import AlertingService
-    from backend.events import EventHub
-    from backend.store import open_pool
+    from backend import roles
 
     _Hook.received = []
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
@@ -204,11 +192,8 @@ def test_restart_in_the_middle_escalates_exactly_once(make_platform, citizen, se
         # ...and two instances come back at 17:45; both run the scheduler, one leads.
         late = FixedClock(datetime(2025, 11, 11, 17, 45, tzinfo=CPH))
         for _ in range(2):
-            pool = open_pool(settings.database_url, min_size=1, max_size=3)
-            svc = AlertingService(pool=pool, settings=settings, events=EventHub(), clock=late, notifier=notifier,
-                                  run_scheduler=True)
-            svc.start()
-            plat_list.append((svc, pool))
+            parts = roles.open_parts(settings, roles=(roles.RULES, roles.SCHEDULER), clock=late, notifier=notifier)
+            plat_list.append(roles.start(parts, (roles.RULES, roles.SCHEDULER)))
 
         def delivered() -> list[dict[str, Any]]:
             return [json.loads(b) for _h, b in _Hook.received if json.loads(b)["alert_id"] == alert_id]
@@ -217,9 +202,8 @@ def test_restart_in_the_middle_escalates_exactly_once(make_platform, citizen, se
         import time
 
         time.sleep(2.5)  # several scheduler and dispatcher rounds on both instances
-        for svc, pool in plat_list:
-            svc.stop()
-            pool.close()
+        for running in plat_list:
+            roles.stop(running)
         with psycopg_connect(settings.database_url) as c:
             actions = [t.action for t in transitions(c, pid, "copd.spo2.absolute")]
             assert actions.count("escalated") == 1, actions

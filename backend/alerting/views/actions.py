@@ -12,7 +12,6 @@ from backend.accounts.model import User
 from backend.alerting import service
 from backend.alerting.config import AlertingConfig
 from backend.alerting.models import Alert
-from backend.services import Publisher
 from vitals.wire import Topics
 
 
@@ -32,7 +31,6 @@ def acknowledge(
     alert_id: int,
     user: User,
     note: str,
-    publisher: Publisher | None,
     topics: Topics,
 ) -> Alert:
     """Kvittér an alert with a note; the citizen's tablet gets "seen" for its readings."""
@@ -41,7 +39,6 @@ def acknowledge(
         alert_id=alert_id,
         by=clinician_name(user),
         note=note.strip(),
-        runtime_or_publisher=publisher,
         topics=topics,
     )
 

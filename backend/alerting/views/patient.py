@@ -20,8 +20,8 @@ from backend.alerting.thresholds import threshold_audit
 from backend.alerting.views.actions import clinician_name
 from backend.alerting.views.history import AlertStory, HistoryRow, history_rows, summarise_history
 from backend.alerting.views.thresholds import ThresholdRow, thresholds
-from backend.services import Runtime
 from vitals.kinds import spec
+from vitals.wire import Topics
 
 WEEKDAYS_DA = ("ma", "ti", "on", "to", "fr", "lø", "sø")
 
@@ -88,7 +88,7 @@ def edit_plan(
     times: str,
     grace_minutes: int,
     user: User,
-    runtime: Runtime,
+    topics: Topics,
     config: AlertingConfig,
     remove: bool = False,
 ) -> str | None:
@@ -99,7 +99,7 @@ def edit_plan(
         items = edited_plan(current.items, kind=kind, times=times, grace_minutes=grace_minutes, remove=remove)
         with conn.transaction():
             set_monitoring_plan(
-                conn, patient_id=patient_id, plan=items, by=clinician_name(user), runtime_or_publisher=runtime
+                conn, patient_id=patient_id, plan=items, by=clinician_name(user), topics=topics
             )
     except (AlertingError, ValueError) as exc:
         return str(exc)

@@ -27,7 +27,6 @@ from backend.api.deps import (
     ERRORS,
     ClinicianPrincipal,
     Config,
-    PublisherDep,
     TopicsDep,
     open_patient_or_refuse,
 )
@@ -83,7 +82,6 @@ def acknowledge(
     conn: Conn,
     alert_id: AlertId,
     body: AcknowledgeIn,
-    publisher: PublisherDep,
     topics: TopicsDep,
 ) -> AcknowledgedOut:
     """Kvittér an alert with a note."""
@@ -94,7 +92,7 @@ def acknowledge(
         alert_id,
         action="api kvittering",
         change=lambda: actions.acknowledge(
-            conn, alert_id=alert_id, user=p.user, note=body.note, publisher=publisher, topics=topics
+            conn, alert_id=alert_id, user=p.user, note=body.note, topics=topics
         ),
     )
     return AcknowledgedOut(alert_id=alert_id, acknowledged_by=p.user.username)

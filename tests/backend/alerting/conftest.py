@@ -11,25 +11,15 @@ from typing import Any
 
 import pytest
 
-DEMO_TEAMS = [
-    ("aarhus-sygepleje", "Aarhus Kommune sygepleje", "municipal", "Aarhus", None),
-    ("randers-akutteam", "Randers Kommune akutteam", "municipal", "Randers", None),
-    ("silkeborg-sygepleje", "Silkeborg Kommune sygepleje", "municipal", "Silkeborg", None),
-    ("auh-lungeteam", "AUH udgående lungeteam", "hospital", None, "AUH Lungesygdomme"),
-    ("auh-hjerteteam", "AUH Hjertesygdomme udgående team", "hospital", None, "AUH Hjertesygdomme"),
-    ("auh-akut", "AUH Akutafdelingen", "hospital", None, "AUH Akutafdelingen"),
-]
-
 
 @dataclass
 class Seeder:
     conn: Any
 
     def teams(self) -> None:
-        for key, name, sector, municipality, department in DEMO_TEAMS:
-            self.conn.execute(
-                "INSERT INTO teams (key, name, sector, municipality, department) VALUES (%s,%s,%s,%s,%s)"
-                " ON CONFLICT (key) DO NOTHING", (key, name, sector, municipality, department))
+        from backend.registry.demo import seed_teams
+
+        seed_teams(self.conn)
 
     def patient(self, programme: str = "copd", municipality: str = "Aarhus", department: str | None = None) -> int:
         ref = f"t-{secrets.token_hex(5)}"

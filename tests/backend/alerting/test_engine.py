@@ -6,6 +6,7 @@ from zoneinfo import ZoneInfo
 from backend.alerting import FixedClock, acknowledge, alert_history, worklist
 from backend.alerting.config import load_config
 from backend.alerting.engine import AlertEngine
+from vitals.wire import Topics
 
 CPH = ZoneInfo("Europe/Copenhagen")
 
@@ -26,7 +27,7 @@ def test_yellow_then_red_is_one_alert_rerouted(seed, pool, db):  # type: ignore[
     assert (a.severity, a.state, a.team_key, a.last_value) == ("red", "open", "aarhus-sygepleje", 84.0)
     history = [t.action for t in alert_history(db, patient_id=pid) if t.rule_id == "copd.spo2.absolute"]
     assert history == ["opened", "worsened"]
-    acked = acknowledge(db, alert_id=a.id, by="nurse-1", note="ringet op")
+    acked = acknowledge(db, alert_id=a.id, by="nurse-1", note="ringet op", topics=Topics())
     assert acked.state == "acknowledged" and acked.acknowledged_by == "nurse-1"
 
 
@@ -35,7 +36,7 @@ def test_seed_alerting_is_idempotent(seed, db):  # type: ignore[no-untyped-def]
     from backend.alerting.demo import seed_alerting
 
     pid = seed.patient("heart_failure", "Randers")
-    seed_alerting(db)
+    seed_alerting(db, config=load_config(), topics=Topics())
     plan = monitoring_plan(db, patient_id=pid)
     assert not plan.is_default and {i.kind for i in plan.items} == {"weight", "blood_pressure"}
-    assert not [d for d in seed_alerting(db) if d == f"plan for patient {pid}"]
+    assert not [d for d in seed_alerting(db, config=load_config(), topics=Topics()) if d == f"plan for patient {pid}"]

@@ -107,3 +107,43 @@ def test_one_batch_opens_worsens_resolves_and_reopens_in_order(seed, db, pool) -
     row = db.execute("SELECT labels ->> 'severity', breach_count, in_range_count FROM alerts WHERE id = %s",
                      (ts[0].alert_id,)).fetchone()
     assert row == ("red", 2, 2)
+
+
+def test_technical_check_commits_each_patient_on_its_own(seed, db, pool, database_url) -> None:  # type: ignore[no-untyped-def]
+    """The check takes one patient's lock per short transaction: while it waits for a patient
+    someone else holds, the patients before it are committed and their locks are free."""
+    import threading
+    import time
+
+    import psycopg
+
+    from backend.alerting.lifecycle import PATIENT_LOCK_CLASS
+
+    a, b = sorted([seed.patient("copd", "Aarhus"), seed.patient("copd", "Aarhus")])
+    now = datetime(2026, 11, 24, 10, 0, tzinfo=CPH)
+    for pid in (a, b):
+        db.execute("UPDATE agents SET online = false, last_seen_at = %s WHERE patient_id = %s",
+                   (now - timedelta(days=2), pid))
+    with psycopg.connect(database_url, autocommit=True) as holder, \
+            psycopg.connect(database_url, autocommit=True) as probe:
+        holder.execute("SELECT pg_advisory_lock(%s, %s)", (PATIENT_LOCK_CLASS, b))
+        done: list[Any] = []
+
+        def run() -> None:
+            with pool.connection() as conn:
+                done.append(check_technical(conn, now=now, config=load_config()))
+
+        worker = threading.Thread(target=run)
+        worker.start()
+        try:
+            deadline = time.monotonic() + 30
+            while not probe.execute("SELECT 1 FROM alerts WHERE patient_id = %s AND rule_id ="
+                                    " 'technical.agent_offline'", (a,)).fetchone():
+                assert time.monotonic() < deadline, "patient a's alert was not committed while b was locked"
+                time.sleep(0.05)
+            assert not done  # still waiting for b
+            assert probe.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", (PATIENT_LOCK_CLASS, a)).fetchone()[0]
+        finally:
+            holder.execute("SELECT pg_advisory_unlock(%s, %s)", (PATIENT_LOCK_CLASS, b))
+            worker.join(30)
+    assert done and {x.patient_id for x in done[0]} >= {a, b}

@@ -18,6 +18,7 @@ from backend.alerting.config import NotifierSettings, load_config
 from backend.alerting.engine import AlertEngine
 from backend.alerting.jobs import catch_up, failed_readings
 from backend.alerting.worker import EvaluationQueue
+from backend.embedded import wait_for
 from backend.readings import StoredReading
 from vitals.kinds import MeasurementKind
 
@@ -248,22 +249,33 @@ def test_failed_evaluation_is_recorded_retried_and_the_worker_goes_on(seed: Any,
                       (sick,)).fetchone()[0] == 1
 
 
-def test_service_sink_before_start_is_evaluated_not_lost(seed: Any, pool: Any, db: Any, settings: Any) -> None:
-    """Ingest may hand readings over before the alerting service has started its worker."""
-    from backend.alerting.runtime import AlertingService
-    from backend.events import EventHub
+def test_readings_stored_before_the_rules_start_are_evaluated_once_not_lost(
+    seed: Any, pool: Any, db: Any, settings: Any
+) -> None:
+    """Ingest stores while no rules worker runs: the inbox keeps the readings until one does, and
+    a second worker never evaluates a reading twice."""
+    from backend.alerting.engine import AlertEngine
+    from backend.alerting.inbox import RulesInbox
 
     pid = seed.patient("copd", "Aarhus")
-    svc = AlertingService(pool=pool, settings=settings, events=EventHub(), clock=FixedClock(T0), run_scheduler=False)
-    r = seed.reading(pid, "spo2", T0, spo2=84.0)
-    svc.sink([r])  # not started: evaluated on the caller's thread
-    assert db.execute("SELECT count(*) FROM reading_evaluations WHERE measurement_id = %s",
-                      (r.id,)).fetchone()[0] == 1
-    svc.start()
+    rs = [seed.reading(pid, "spo2", T0 + timedelta(minutes=i), spo2=84.0 - i) for i in range(3)]
+    db.execute("INSERT INTO rules_inbox (measurement_id, patient_id, measured_at) SELECT * FROM unnest(%s::uuid[],"
+               " %s::bigint[], %s::timestamptz[])", ([r.id for r in rs], [pid] * 3, [r.measured_at for r in rs]))
+    engine = AlertEngine(pool=pool, config=load_config(), clock=FixedClock(T0 + timedelta(minutes=5)))
+    calls: list[list[Any]] = []
+    workers = [RulesInbox(database_url=settings.database_url,
+                          evaluate=lambda batch: (calls.append(list(batch)), engine.on_stored(batch)))
+               for _ in range(2)]
+    for w in workers:
+        w.start()
     try:
-        r2 = seed.reading(pid, "spo2", T0 + timedelta(minutes=1), spo2=83.0)
-        svc.sink([r2])
+        wait_for(lambda: db.execute("SELECT count(*) FROM rules_inbox WHERE patient_id = %s",
+                                    (pid,)).fetchone()[0] == 0, what="the inbox drained")
     finally:
-        svc.stop()  # drains the queue
-    assert db.execute("SELECT count(*) FROM reading_evaluations WHERE measurement_id = %s",
-                      (r2.id,)).fetchone()[0] == 1
+        for w in workers:
+            w.stop()
+    assert db.execute("SELECT count(*) FROM reading_evaluations WHERE measurement_id = ANY(%s)",
+                      ([r.id for r in rs],)).fetchone()[0] == 3
+    handed = [r.id for batch in calls for r in batch if r.patient_id == pid]
+    assert sorted(handed) == sorted(r.id for r in rs)  # each handed on once, by one worker
+    assert [r.measured_at for batch in calls for r in batch if r.patient_id == pid] == [r.measured_at for r in rs]

@@ -16,6 +16,7 @@ import paho.mqtt.client as mqtt
 import psycopg
 import pytest
 
+from backend.embedded import wait_for
 from vitals.wire import new_measurement_id
 
 
@@ -124,46 +125,34 @@ def make_publisher() -> Iterator[Callable[..., Publisher]]:
 
 @pytest.fixture
 def start_ingest(database_url: str) -> Iterator[Callable[..., Any]]:
-    """Start an in-process IngestService for the given settings; stopped after the test."""
-    from backend.events import EventHub
+    """Start an in-process IngestService (with its own broker publisher for the receipts) for the
+    given settings; stopped after the test."""
     from backend.ingest.service import IngestService
-    from backend.services import Runtime
-    from backend.store import open_pool
+    from backend.publisher import MqttPublisher
 
     started: list[tuple[Any, Any]] = []
 
     def start(settings: Any, **kw: Any) -> Any:
-        pool = open_pool(settings.database_url, min_size=1, max_size=2)
-        runtime = Runtime(settings=settings, pool=pool, events=EventHub())
+        publisher = MqttPublisher(broker=settings.broker, role="test-ingest")
+        publisher.start()
         kw.setdefault("client_id", f"test-ingest-{secrets.token_hex(4)}")
-        service = IngestService(runtime, **kw)
-        runtime.services.append(service)
+        service = IngestService(settings=settings, publisher=publisher, **kw)
         service.start()
-        started.append((service, pool))
-        wait_for(lambda: service.ready()[0], what="ingest ready")
+        started.append((service, publisher))
+        wait_for(lambda: service.ready()[0] and publisher.ready()[0], what="ingest ready")
         return service
 
     try:
         yield start
     finally:
-        for service, pool in reversed(started):
+        for service, publisher in reversed(started):
             service.stop()
-            pool.close()
-
-
-def wait_for(cond: Callable[[], Any], *, timeout: float = 20.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
+            publisher.stop()
 
 
 @pytest.fixture
 def wait() -> Callable[..., Any]:
+    """``wait(condition, timeout=, what=)``: :func:`backend.embedded.wait_for`."""
     return wait_for
 
 

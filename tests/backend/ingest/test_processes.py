@@ -38,7 +38,7 @@ class Worker:
 
     def start(self) -> Worker:
         # Store only: these tests are about storage, and must not wait on the rules' speed.
-        cmd = [sys.executable, "-m", "nearcare_cli", "backend", "ingest", "--no-migrate", "--no-sinks",
+        cmd = [sys.executable, "-m", "nearcare_cli", "backend", "ingest", "--no-migrate",
                "--worker", str(self.worker), "--client-id", self.client_id]
         if self.metrics_port:
             cmd += ["--metrics-port", str(self.metrics_port)]

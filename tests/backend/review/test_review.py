@@ -73,9 +73,20 @@ def broker_client(mqtt_url: str) -> Iterator[Broker]:
         b.close()
 
 
-class Refusing:
-    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
-        raise ConnectionError("broker gone")
+@pytest.fixture
+def relay(mqtt_url: str, database_url: str) -> Iterator[Any]:
+    """The outbox relay a backend process runs: sends what the committed reviews queued."""
+    from backend.outbox import OutboxRelay
+    from backend.publisher import MqttPublisher
+    from vitals.broker import parse_broker_url
+
+    publisher = MqttPublisher(broker=parse_broker_url(mqtt_url), role="test-review")
+    publisher.start()
+    assert publisher.wait_connected(30)
+    try:
+        yield OutboxRelay(database_url=database_url, publisher=publisher)
+    finally:
+        publisher.stop()
 
 
 def _fresh_topics() -> Topics:
@@ -99,7 +110,7 @@ def test_green_is_new_readings_without_an_open_alert_in_scope(db: Any) -> None:
     assert [g.patient_id for g in green_rows(db, user=c.specialist())] == []
 
 
-def test_kvitter_all_green_stores_audits_and_tells_each_tablet(db: Any, broker_client: Broker) -> None:
+def test_kvitter_all_green_stores_audits_and_tells_each_tablet(db: Any, broker_client: Broker, relay: Any) -> None:
     c = Clinic(db)
     topics = _fresh_topics()
     broker_client.subscribe(topics.wildcard(TopicKind.RECEIPTS))
@@ -119,7 +130,7 @@ def test_kvitter_all_green_stores_audits_and_tells_each_tablet(db: Any, broker_c
     cache = GreenCache(ttl_s=3600)
     assert {g.patient_id for g in cache.rows(db, user=nurse)} == {few, many}
 
-    n = acknowledge_all_green(db, user=nurse, cache=cache, publisher=broker_client, topics=topics, remote_addr="::1")
+    n = acknowledge_all_green(db, user=nurse, cache=cache, topics=topics, remote_addr="::1")
     assert n == 2
     assert cache.rows(db, user=nurse) == []  # the cache was dropped, not served stale
     reviews = dict(
@@ -143,6 +154,7 @@ def test_kvitter_all_green_stores_audits_and_tells_each_tablet(db: Any, broker_c
         [(few, "3 readings", "::1"), (many, f"{RECEIPT_IDS + 1} readings", "::1")]
     )
 
+    assert relay.relay(db) >= 3  # the receipts were queued with the review; a relay sends them
     receipts = broker_client.receipts(until_ids=3 + RECEIPT_IDS + 1)
     by_agent: dict[str, list[Receipt]] = {}
     for r in receipts:
@@ -158,17 +170,23 @@ def test_kvitter_all_green_stores_audits_and_tells_each_tablet(db: Any, broker_c
     assert [g.patient_id for g in green_rows(db, user=nurse)] == [few]
 
 
-def test_a_lost_receipt_does_not_lose_the_review(db: Any) -> None:
+def test_the_review_and_its_receipts_commit_together(db: Any) -> None:
     c = Clinic(db)
     pid = c.patient()
     c.reading(pid)
-    n = acknowledge_all_green(db, user=c.specialist(), cache=GreenCache(), publisher=Refusing(), topics=_fresh_topics())
+    n = acknowledge_all_green(db, user=c.specialist(), cache=GreenCache(), topics=_fresh_topics())
     assert n == 0  # the patient is not referred to the specialist's department
-    n = acknowledge_all_green(db, user=c.nurse(), cache=GreenCache(), publisher=Refusing(), topics=_fresh_topics())
+    n = acknowledge_all_green(db, user=c.nurse(), cache=GreenCache(), topics=_fresh_topics())
     assert n == 1
     assert db.execute("SELECT seen_by FROM reading_reviews WHERE patient_id = %s", (pid,)).fetchone() == (
         c.nurse().username,
     )
-    # Without a publisher at all (a process that owns no broker connection) the review stands too.
+    # A rolled-back review queues nothing: the tablet never hears "seen" for a review that is not stored.
     c.reading(pid)
-    assert acknowledge_all_green(db, user=c.nurse(), cache=GreenCache(), publisher=None, topics=_fresh_topics()) == 1
+    topics = _fresh_topics()
+    with pytest.raises(RuntimeError), db.transaction():
+        assert acknowledge_all_green(db, user=c.nurse(), cache=GreenCache(), topics=topics) == 1
+        raise RuntimeError("the request failed after the review")
+    assert db.execute("SELECT count(*) FROM mqtt_outbox WHERE topic LIKE %s", (topics.root + "/%",)).fetchone() == (0,)
+    assert acknowledge_all_green(db, user=c.nurse(), cache=GreenCache(), topics=topics) == 1
+    assert db.execute("SELECT count(*) FROM mqtt_outbox WHERE topic LIKE %s", (topics.root + "/%",)).fetchone() == (1,)

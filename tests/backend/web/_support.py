@@ -236,30 +236,25 @@ def store_reading(
     unit: str,
     at: datetime | None = None,
 ) -> uuid.UUID:
-    """A reading as ingest stores it, handed to the running app's readings sinks (alerting)."""
-    from backend.readings import StoredReading
-    from vitals.kinds import MeasurementKind
+    """A reading stored by ingest's own writer (measurement, rules inbox and NOTIFYs in one
+    transaction): the running app's rules role evaluates it, as in production."""
+    from backend.ingest.core import AcceptedReading, Decision
+    from backend.ingest.writer import prepare, write_batch
+    from vitals.wire import new_measurement_id
 
     at = at or datetime.now(UTC)
-    rid = uuid.uuid4()
-    conn.execute(
-        """INSERT INTO measurements (id, measured_at, patient_id, agent_id, kind, value, components, unit,
-           device_clock_trusted, agent_received_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,true,%s)""",
-        (rid, at, patient_id, agent_id, kind, next(iter(components.values())), json.dumps(components), unit, at),
-    )
-    live.app.state.runtime.on_stored(
-        [
-            StoredReading(
-                id=rid,
-                patient_id=patient_id,
-                agent_id=agent_id,
-                kind=MeasurementKind(kind),
-                components=components,
-                measured_at=at,
-                stored_at=datetime.now(UTC),
-            )
-        ]
-    )
+    rid = new_measurement_id()
+    row = conn.execute("SELECT id FROM devices WHERE agent_id = %s ORDER BY id LIMIT 1", (agent_id,)).fetchone()
+    if row is None:
+        from backend import registry
+
+        device_id = registry.register_device(conn, agent_id=agent_id, address="00:09:1F:00:00:01", model="test").id
+    else:
+        device_id = int(row[0])
+    reading = AcceptedReading(rid, at, patient_id, agent_id, device_id, kind, next(iter(components.values())),
+                              components, unit, True, at)
+    prepare(conn)
+    write_batch(conn, [Decision(agent_id=agent_id, accepted=(reading,))], received_at=datetime.now(UTC))
     return rid
 
 

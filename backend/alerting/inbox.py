@@ -1,0 +1,110 @@
+"""The rules' feed: committed readings, from ``rules_inbox``, evaluated exactly once.
+
+Ingest adds each newly stored reading to ``rules_inbox`` in its batch's transaction and
+NOTIFYs ``nearcare_readings`` (migration 0220). :class:`RulesInbox` runs wherever the rules run
+(``nearcare backend rules``, or inside ``backend run``), any number of them: woken by the
+NOTIFY, or every ``poll_s`` regardless, it claims the oldest waiting readings with
+``FOR UPDATE SKIP LOCKED``, hands them to the engine in each citizen's measurement order, and
+deletes them in the same transaction. A worker that dies mid-batch leaves its rows to another;
+the engine skips a reading it already evaluated (``reading_evaluations``) under the citizen's
+lock, so a reading is evaluated exactly once, and a failed evaluation is recorded for retry
+(``alert_evaluation_failures``) rather than lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+
+from backend.events import READINGS_CHANNEL
+from backend.readings import ReadingsSink, StoredReading
+from vitals.kinds import MeasurementKind
+
+log = logging.getLogger(__name__)
+
+_CLAIM = (
+    "SELECT m.id, m.patient_id, m.agent_id, m.kind, m.components, m.measured_at, m.stored_at, m.quality,"
+    " m.flags, m.device_id FROM (SELECT measurement_id, measured_at FROM rules_inbox"
+    "  ORDER BY stored_at, patient_id, measured_at LIMIT %s FOR UPDATE SKIP LOCKED) i"
+    " JOIN measurements m ON m.id = i.measurement_id AND m.measured_at = i.measured_at"
+)
+
+
+class RulesInbox:
+    """A Service: feeds the rules from ``rules_inbox``."""
+
+    name = "rules"
+
+    def __init__(self, *, database_url: str, evaluate: ReadingsSink, batch: int = 2000, poll_s: float = 1.0) -> None:
+        self.database_url = database_url
+        self.evaluate = evaluate
+        self.batch = batch
+        self.poll_s = poll_s
+        self.handed_on = 0
+        """Readings handed to the engine since start (tests and metrics)."""
+        self._stop = threading.Event()
+        self._listening = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="rules-inbox", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(60)
+
+    def ready(self) -> tuple[bool, str]:
+        return (True, "ok") if self._listening.is_set() else (False, "no-listen")
+
+    def wait_listening(self, timeout: float) -> bool:
+        return self._listening.wait(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self.database_url, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {READINGS_CHANNEL}")
+                    self._listening.set()
+                    while not self._stop.is_set():
+                        if self.drain(conn) == 0:
+                            for _ in conn.notifies(timeout=self.poll_s, stop_after=1):
+                                pass
+            except psycopg.Error as exc:
+                self._listening.clear()
+                log.warning("rules inbox lost its database connection (%s); reconnecting", exc)
+                self._stop.wait(1.0)
+
+    def drain(self, conn: psycopg.Connection[Any]) -> int:
+        """Claim, evaluate and delete one batch; return how many readings it held."""
+        with conn.transaction():
+            rows = conn.execute(_CLAIM, (self.batch,)).fetchall()
+            if not rows:
+                return 0
+            readings = _readings(conn, rows)
+            t0 = time.perf_counter()
+            self.evaluate(readings)
+            conn.execute("DELETE FROM rules_inbox WHERE measurement_id = ANY(%s)", ([r[0] for r in rows],))
+        self.handed_on += len(readings)
+        log.debug("rules: %d readings evaluated in %.1f ms", len(readings), 1000 * (time.perf_counter() - t0))
+        return len(rows)
+
+
+def _readings(conn: psycopg.Connection[Any], rows: Sequence[Any]) -> list[StoredReading]:
+    out = []
+    for mid, pid, agent, kind, comps, at, stored, quality, flags, device in rows:
+        try:
+            out.append(StoredReading(mid, int(pid), agent, MeasurementKind(kind), comps, at, stored,
+                                     tuple(quality or ()), tuple(flags or ()), device))
+        except ValueError:
+            # A kind the rules do not know cannot be evaluated: recorded, never retried forever.
+            conn.execute("INSERT INTO alert_evaluation_failures (measurement_id, patient_id, error)"
+                         " VALUES (%s,%s,%s) ON CONFLICT DO NOTHING", (mid, pid, f"unknown kind {kind!r}"))
+    out.sort(key=lambda r: (r.patient_id, r.measured_at))
+    return out
