@@ -258,6 +258,8 @@ class Broker:
         if len(seen) < 2:
             return ""
         early = seen["ingest"] - seen["agent"]
+        if early == 0:
+            return "agents and ingest back within the same second"
         return f"agents back {early} s before ingest" if early > 0 else f"ingest back {-early} s before the agents"
 
 
