@@ -28,7 +28,7 @@ def seed_alerting(conn: Any, *, config: AlertingConfig, topics: Topics, now: dat
         plan = [{"kind": d.kind.value, "times": [t.strftime("%H:%M") for t in d.times], "weekdays": list(d.weekdays),
                  "grace_minutes": d.grace_minutes} for d in cfg.ruleset.default_plan(programme)]
         if plan:
-            set_monitoring_plan(conn, patient_id=pid, plan=plan, by="demo", topics=topics, now=at)
+            set_monitoring_plan(conn, patient_id=pid, plan=plan, by="demo", topics=topics, config=cfg, now=at)
             done.append(f"plan for patient {pid}")
     log.info("alerting demo data: %d teams, %d plans", sum(1 for d in done if d.startswith("team")),
              sum(1 for d in done if d.startswith("plan")))

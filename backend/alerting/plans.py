@@ -17,7 +17,7 @@ from alert_rules.model import MissingRule
 from alert_rules.plans import PlanLine, Slot, missed_slots, planned_slots, slot_met
 from backend import outbox
 from backend.alerting import lifecycle
-from backend.alerting.config import AlertingConfig, NotifierSettings, load_config
+from backend.alerting.config import AlertingConfig, NotifierSettings
 from backend.alerting.errors import InvalidPlan
 from backend.alerting.models import Adherence, MonitoringPlanView, PassiveInterval, PlanItem
 from vitals.kinds import MeasurementKind
@@ -53,7 +53,7 @@ def _lines(items: Iterable[Mapping[str, Any]]) -> list[PlanLine]:
 
 
 def monitoring_plan(conn: psycopg.Connection[Any], *, patient_id: int,
-                    config: AlertingConfig | None = None) -> MonitoringPlanView:
+                    config: AlertingConfig) -> MonitoringPlanView:
     row = conn.execute(
         "SELECT measurements, paused_until, timezone, updated_by, updated_at FROM monitoring_plans"
         " WHERE patient_id = %s", (patient_id,),
@@ -64,7 +64,7 @@ def monitoring_plan(conn: psycopg.Connection[Any], *, patient_id: int,
     prog = conn.execute("SELECT programme FROM patients WHERE id = %s", (patient_id,)).fetchone()
     if prog is None:
         raise InvalidPlan(f"no patient {patient_id}")
-    cfg = config or load_config()
+    cfg = config
     items = tuple(PlanItem(d.kind.value, tuple(t.strftime("%H:%M") for t in d.times), tuple(d.weekdays),
                            d.grace_minutes) for d in cfg.ruleset.default_plan(prog[0]))
     return MonitoringPlanView(patient_id, items, None, "Europe/Copenhagen", None, None, is_default=True)
@@ -75,7 +75,8 @@ def set_monitoring_plan(
     *,
     patient_id: int,
     plan: Sequence[Mapping[str, Any] | PlannedMeasurement | PlanItem],
-    by: str, topics: Topics, paused_until: datetime | None = None, now: datetime | None = None,
+    by: str, topics: Topics, config: AlertingConfig, paused_until: datetime | None = None,
+    now: datetime | None = None,
 ) -> MonitoringPlanView:
     """Store the plan, and in the same transaction queue it (retained) for each of the patient's
     tablets (:mod:`backend.outbox`): it reaches them if and only if the change commits, whichever
@@ -94,7 +95,7 @@ def set_monitoring_plan(
         agents = [r[0] for r in conn.execute(
             "SELECT id FROM agents WHERE patient_id = %s AND active", (patient_id,)).fetchall()]
         _queue_plan(conn, topics, agents, items, paused_until, at)
-    return monitoring_plan(conn, patient_id=patient_id)
+    return monitoring_plan(conn, patient_id=patient_id, config=config)
 
 
 def _queue_plan(conn: psycopg.Connection[Any], topics: Topics, agents: Sequence[str], items: Sequence[PlanItem],
@@ -173,13 +174,13 @@ def _slots_and_readings(
 
 
 def check_missed_measurements(
-    conn: psycopg.Connection[Any], *, now: datetime, config: AlertingConfig | None = None,
+    conn: psycopg.Connection[Any], *, now: datetime, config: AlertingConfig,
     teams: lifecycle.TeamDirectory | None = None, notifier: NotifierSettings | None = None,
     lookback: timedelta = timedelta(hours=36),
 ) -> list[lifecycle.Alert]:
     """Open or update a blue alert for every planned slot that passed its grace window unmet.
     Each slot is reported once (``missed_slots``), so reruns and restarts add nothing."""
-    cfg = config or load_config()
+    cfg = config
     teams = teams or lifecycle.TeamDirectory()
     teams.refresh(conn)
     plans = _plans(conn, None)

@@ -18,7 +18,7 @@ from alert_rules.lifecycle import Acknowledge, Resolve, Router, Snooze
 from alert_rules.model import SEVERITY_RANK
 from backend import outbox
 from backend.alerting import lifecycle
-from backend.alerting.config import AlertingConfig, load_config
+from backend.alerting.config import AlertingConfig
 from backend.alerting.errors import InvalidTransition
 from backend.alerting.models import Alert, AlertTransition, WorklistAlert, WorklistEntry
 from vitals.wire import Receipt, ReceiptStatus, Topics
@@ -51,15 +51,15 @@ def acknowledge(
     return updated
 
 
-def resolve(conn: psycopg.Connection[Any], *, alert_id: int, by: str, note: str, now: datetime | None = None,
-            config: AlertingConfig | None = None) -> Alert:
+def resolve(conn: psycopg.Connection[Any], *, alert_id: int, by: str, note: str, config: AlertingConfig,
+            now: datetime | None = None) -> Alert:
     """Resolve by hand, with a note; the alerts it muted are un-muted at once."""
     return lifecycle.act(conn, alert_id=alert_id, action=lambda _a: Resolve(by=by, note=note), now=_now(now),
-                         config=config or load_config())
+                         config=config)
 
 
 def snooze(conn: psycopg.Connection[Any], *, alert_id: int, until: datetime, reason: str, by: str,
-           now: datetime | None = None, config: AlertingConfig | None = None) -> Alert:
+           config: AlertingConfig, now: datetime | None = None) -> Alert:
     """Hold an alert back until ``until``, with a reason: no escalation while snoozed; its SLA
     starts again when the snooze ends."""
     at = _now(now)
@@ -67,7 +67,7 @@ def snooze(conn: psycopg.Connection[Any], *, alert_id: int, until: datetime, rea
         raise InvalidTransition("a snooze must end in the future")
     if not reason.strip():
         raise InvalidTransition("a snooze needs a reason")
-    cfg = config or load_config()
+    cfg = config
 
     def action(alert: Alert) -> Snooze:
         return Snooze(by=by, until=until, reason=reason, sla=Router(config=cfg.routing).sla(alert.severity))

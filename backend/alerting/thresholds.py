@@ -17,7 +17,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from alert_rules.errors import ThresholdError
-from backend.alerting.config import AlertingConfig, load_config
+from backend.alerting.config import AlertingConfig
 from backend.alerting.errors import InvalidThreshold
 from backend.alerting.models import EffectiveThreshold, ThresholdChange
 
@@ -98,10 +98,6 @@ def programme_changes(conn: psycopg.Connection[Any]) -> dict[str, dict[str, dict
     return {p: dict(v) for p, v in out.items()}
 
 
-def _cfg(config: AlertingConfig | None) -> AlertingConfig:
-    return config or load_config()
-
-
 def _programme_of(conn: psycopg.Connection[Any], patient_id: int) -> str:
     row = conn.execute("SELECT programme FROM patients WHERE id = %s", (patient_id,)).fetchone()
     if row is None:
@@ -129,10 +125,10 @@ def _validate(rule: Any, fields: Mapping[str, float]) -> None:
 
 
 def thresholds_for(
-    conn: psycopg.Connection[Any], *, patient_id: int, config: AlertingConfig | None = None
+    conn: psycopg.Connection[Any], *, patient_id: int, config: AlertingConfig
 ) -> list[EffectiveThreshold]:
     """Every adjustable threshold of the patient's programme: in force, default, and whether overridden."""
-    cfg = _cfg(config)
+    cfg = config
     programme = _programme_of(conn, patient_id)
     prog = programme_changes(conn).get(programme, {})
     with conn.cursor(row_factory=dict_row) as cur:
@@ -170,11 +166,11 @@ def _effective_fields(conn: psycopg.Connection[Any], cfg: AlertingConfig, patien
 
 def set_threshold_override(
     conn: psycopg.Connection[Any], *, patient_id: int, rule_id: str, field: str, value: float, by: str,
-    reason: str, config: AlertingConfig | None = None,
+    reason: str, config: AlertingConfig,
 ) -> EffectiveThreshold:
     if not reason or not reason.strip():
         raise InvalidThreshold("an override needs a reason")
-    cfg = _cfg(config)
+    cfg = config
     with conn.transaction():
         programme = _programme_of(conn, patient_id)
         rule = _check_rule(cfg, programme, rule_id, field)
@@ -199,10 +195,10 @@ def set_threshold_override(
 
 def clear_threshold_override(
     conn: psycopg.Connection[Any], *, patient_id: int, rule_id: str, field: str, by: str, reason: str,
-    config: AlertingConfig | None = None,
+    config: AlertingConfig,
 ) -> EffectiveThreshold:
     """Drop the override: the field follows the programme default again."""
-    cfg = _cfg(config)
+    cfg = config
     with conn.transaction():
         programme = _programme_of(conn, patient_id)
         rule = _check_rule(cfg, programme, rule_id, field)
@@ -222,12 +218,12 @@ def clear_threshold_override(
 
 def set_programme_default(
     conn: psycopg.Connection[Any], *, programme: str, rule_id: str, field: str, value: float, by: str,
-    reason: str, config: AlertingConfig | None = None,
+    reason: str, config: AlertingConfig,
 ) -> None:
     """Change a programme default for every patient without their own override of that field."""
     if not reason or not reason.strip():
         raise InvalidThreshold("a change of a programme default needs a reason")
-    cfg = _cfg(config)
+    cfg = config
     with conn.transaction():
         rule = _check_rule(cfg, programme, rule_id, field)
         current = programme_changes(conn).get(programme, {}).get(rule_id, {})

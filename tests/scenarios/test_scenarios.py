@@ -89,6 +89,7 @@ def _planned_citizen(plat: Any, citizen: Any) -> tuple[Any, int]:
     pid = plat.enrol(p)
     with plat.conn() as c:
         set_monitoring_plan(c, patient_id=pid, by="nurse", now=LIVE - timedelta(days=3), topics=plat.settings.topics,
+                            config=load_config(),
                             plan=[{"kind": "spo2", "times": ["08:00"], "grace_minutes": 120}])
     return p, pid
 

@@ -99,7 +99,7 @@ def edit_plan(
         items = edited_plan(current.items, kind=kind, times=times, grace_minutes=grace_minutes, remove=remove)
         with conn.transaction():
             set_monitoring_plan(
-                conn, patient_id=patient_id, plan=items, by=clinician_name(user), topics=topics
+                conn, patient_id=patient_id, plan=items, by=clinician_name(user), topics=topics, config=config
             )
     except (AlertingError, ValueError) as exc:
         return str(exc)

@@ -37,6 +37,6 @@ def test_seed_alerting_is_idempotent(seed, db):  # type: ignore[no-untyped-def]
 
     pid = seed.patient("heart_failure", "Randers")
     seed_alerting(db, config=load_config(), topics=Topics())
-    plan = monitoring_plan(db, patient_id=pid)
+    plan = monitoring_plan(db, config=load_config(), patient_id=pid)
     assert not plan.is_default and {i.kind for i in plan.items} == {"weight", "blood_pressure"}
     assert not [d for d in seed_alerting(db, config=load_config(), topics=Topics()) if d == f"plan for patient {pid}"]

@@ -29,24 +29,28 @@ from backend.embedded import free_port
 CPH = ZoneInfo("Europe/Copenhagen")
 
 
+CFG = load_config()
+"""One configuration for the engine and the screens' service functions, as a process has."""
+
+
 def _t(rows: list[Any], rule: str, field: str) -> Any:
     return next(t for t in rows if t.rule_id == rule and t.field == field)
 
 
 def test_override_stays_linked_and_is_audited(seed, db, pool) -> None:  # type: ignore[no-untyped-def]
     a, b = seed.patient("hypertension", "Aarhus"), seed.patient("hypertension", "Aarhus")
-    set_threshold_override(db, patient_id=a, rule_id="hypertension.bp.systolic", field="yellow_high", value=145,
-                           by="dr-l", reason="ældre borger, mål 145")
+    set_threshold_override(db, config=CFG, patient_id=a, rule_id="hypertension.bp.systolic", field="yellow_high",
+                           value=145, by="dr-l", reason="ældre borger, mål 145")
     with pytest.raises(InvalidThreshold):
-        set_threshold_override(db, patient_id=a, rule_id="hypertension.bp.systolic", field="yellow_high",
+        set_threshold_override(db, config=CFG, patient_id=a, rule_id="hypertension.bp.systolic", field="yellow_high",
                                value=200, by="dr-l", reason="over red_high")
     with pytest.raises(InvalidThreshold):
-        set_threshold_override(db, patient_id=a, rule_id="copd.spo2.absolute", field="red_low", value=80,
+        set_threshold_override(db, config=CFG, patient_id=a, rule_id="copd.spo2.absolute", field="red_low", value=80,
                                by="dr-l", reason="wrong programme")
-    set_programme_default(db, programme="hypertension", rule_id="hypertension.bp.systolic", field="red_high",
-                          value=175, by="overlæge", reason="regional instruks")
+    set_programme_default(db, config=CFG, programme="hypertension", rule_id="hypertension.bp.systolic",
+                          field="red_high", value=175, by="overlæge", reason="regional instruks")
     try:
-        ta, tb = thresholds_for(db, patient_id=a), thresholds_for(db, patient_id=b)
+        ta, tb = thresholds_for(db, config=CFG, patient_id=a), thresholds_for(db, config=CFG, patient_id=b)
         assert _t(ta, "hypertension.bp.systolic", "yellow_high").value == 145
         assert _t(ta, "hypertension.bp.systolic", "yellow_high").overridden
         assert _t(ta, "hypertension.bp.systolic", "red_high").value == 175  # the linked default reached a
@@ -60,9 +64,10 @@ def test_override_stays_linked_and_is_audited(seed, db, pool) -> None:  # type: 
                          (r.id,)).fetchone()
         assert row[0]["hypertension.bp.systolic"]["yellow_high"] == 145.0
         assert row[0]["hypertension.bp.systolic"]["red_high"] == 175.0 and row[1] == {}
-        clear_threshold_override(db, patient_id=a, rule_id="hypertension.bp.systolic", field="yellow_high",
+        clear_threshold_override(db, config=CFG, patient_id=a, rule_id="hypertension.bp.systolic", field="yellow_high",
                                  by="dr-l", reason="tilbage til standard")
-        assert not _t(thresholds_for(db, patient_id=a), "hypertension.bp.systolic", "yellow_high").overridden
+        after = thresholds_for(db, config=CFG, patient_id=a)
+        assert not _t(after, "hypertension.bp.systolic", "yellow_high").overridden
         audit = threshold_audit(db, patient_id=a)
         assert [(c.scope, c.field, c.old_value, c.new_value) for c in reversed(audit)] == [
             ("patient", "yellow_high", 135.0, 145.0), ("programme", "red_high", 180.0, 175.0),
@@ -85,10 +90,10 @@ def test_inhibition_snooze_and_no_duplicates(seed, db, pool) -> None:  # type: i
     pulse = next(a for a in entry.alerts if a.rule_id == "heart_failure.pulse.absolute")
     assert pulse.muted_by is None  # a red SpO2 mutes lesser alerts of the same kind only
     red = next(a for a in entry.alerts if a.rule_id == "heart_failure.spo2.absolute")
-    snoozed = snooze(db, alert_id=red.id, until=t0 + timedelta(hours=2), reason="ringer tilbage", by="sygeplejerske",
-                     now=t0)
+    snoozed = snooze(db, config=CFG, alert_id=red.id, until=t0 + timedelta(hours=2), reason="ringer tilbage",
+                     by="sygeplejerske", now=t0)
     with pytest.raises(InvalidTransition):
-        snooze(db, alert_id=red.id, until=t0 - timedelta(hours=1), reason="x", by="y", now=t0)
+        snooze(db, config=CFG, alert_id=red.id, until=t0 - timedelta(hours=1), reason="x", by="y", now=t0)
     assert snoozed.snoozed_until == t0 + timedelta(hours=2)
     esc = run_escalations(db, now=t0 + timedelta(hours=1), config=load_config())
     assert red.id not in {a.id for a in esc}  # snoozed: no escalation
