@@ -108,7 +108,7 @@ def open_parts(settings: Settings, *, roles: Sequence[str], clock: Clock | None 
                config: AlertingConfig | None = None, notifier: NotifierSettings | None = None) -> Parts:
     """The process's parts. The alerting configuration is read here, once, from
     ``NEARCARE_ALERT_RULES_DIR`` (the packaged rules when unset); nothing else reads it."""
-    cfg = config if config is not None else load_config(settings.alert_rules_dir, reload=True)
+    cfg = config if config is not None else load_config(settings.alert_rules_dir)
     pool = open_pool(settings.database_url, min_size=settings.pool_min_size, max_size=settings.pool_max_size)
     return Parts(
         settings=settings,

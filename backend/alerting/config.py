@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,24 +18,16 @@ class AlertingConfig:
     directory: Path
 
 
-_cache: dict[str, AlertingConfig] = {}
-_lock = threading.Lock()
+def load_config(directory: str | Path | None = None) -> AlertingConfig:
+    """Rules and routing from ``directory`` (the packaged alert_rules/ when None), read now.
 
-
-def load_config(directory: str | Path | None = None, *, reload: bool = False) -> AlertingConfig:
-    """Rules and routing from ``directory`` (the packaged alert_rules/ when None), cached.
-
-    Raises :class:`alert_rules.errors.RuleFileError` naming file, line and field."""
+    Called once per process, by its composition root (:func:`backend.roles.open_parts`), which
+    passes the result down: there is no cache to fall back to. Raises
+    :class:`alert_rules.errors.RuleFileError` naming file, line and field."""
     path = Path(directory) if directory else default_dir()
-    key = str(path.resolve())
-    with _lock:
-        if not reload and key in _cache:
-            return _cache[key]
-        cfg = AlertingConfig(
-            ruleset=load_ruleset(path), routing=load_model(path / ROUTING_FILE, RoutingConfig), directory=path
-        )
-        _cache[key] = cfg
-        return cfg
+    return AlertingConfig(
+        ruleset=load_ruleset(path), routing=load_model(path / ROUTING_FILE, RoutingConfig), directory=path
+    )
 
 
 class NotifierSettings(BaseSettings):
