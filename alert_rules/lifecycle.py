@@ -162,6 +162,9 @@ class Store:
     new: bool = False
     labels: Mapping[str, str] | None = None
     """The routing labels, when (re)routed; None: unchanged."""
+    narrow: bool = False
+    """Only the breach columns changed (value, readings, counts, thresholds, detail, updated_at):
+    the writer may store just those (the common case: a repeat breach, a reading in range)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +248,7 @@ def _clear(alert: Alert | None, pf: PatientFinding, now: datetime) -> tuple[Aler
     count = alert.in_range_count + 1
     if count < pf.resolve_after:
         counted = dataclasses.replace(alert, in_range_count=count)
-        return counted, (Store(counted),)
+        return counted, (Store(counted, narrow=True),)
     note = pf.resolve_note or f"{count} målinger tilbage inden for grænserne"
     resolved = _resolved(alert, by="system", note=note, now=now, in_range_count=count)
     return resolved, (Store(resolved), Record(resolved, "resolved", "system", now, note, alert.state))
@@ -298,8 +301,8 @@ def _repeat(alert: Alert, pf: PatientFinding, now: datetime) -> tuple[Alert, tup
         return alert, ()
     updated = _breached(alert, pf, now)
     if pf.repeat == "record":
-        return updated, (Store(updated), Record(updated, "updated", "system", now, None, alert.state))
-    return updated, (Store(updated), Refresh(updated))
+        return updated, (Store(updated, narrow=True), Record(updated, "updated", "system", now, None, alert.state))
+    return updated, (Store(updated, narrow=True), Refresh(updated))
 
 
 def _worsen(alert: Alert, pf: PatientFinding, now: datetime, routing: Router) -> tuple[Alert, tuple[Effect, ...]]:
@@ -451,41 +454,41 @@ def apply_inhibition(alerts: Iterable[Alert], muted: Mapping[int, int], now: dat
 
 def group(effects: Iterable[Effect]) -> list[Effect]:
     """A batch's effects grouped per alert: one :class:`Store` per alert (its last state, new if
-    any was new, the latest labels), records in order, notifications only for alerts that end
-    the batch unmuted, and a :class:`Refresh` only for an alert with no transition in the batch
-    (a transition carries its own live event)."""
+    any was new, the latest labels, narrow only if every change was), records in order,
+    notifications only for alerts that end the batch unmuted, and a :class:`Refresh` only for an
+    alert with no transition in the batch (a transition carries its own live event)."""
     effects = list(effects)
-    last: dict[int, Alert] = {}
-    new: set[int] = set()
-    labels: dict[int, Mapping[str, str]] = {}
+    last: dict[int, Store] = {}
     recorded: set[int] = set()
     for e in effects:
-        if isinstance(e, Store):
-            last[e.alert.id] = e.alert
-            if e.new:
-                new.add(e.alert.id)
-            if e.labels is not None:
-                labels[e.alert.id] = e.labels
-        elif isinstance(e, Record):
+        if type(e) is Store:
+            aid = e.alert.id
+            prev = last.get(aid)
+            if prev is not None and (prev.new or prev.labels is not None or not prev.narrow):
+                e = Store(e.alert, new=prev.new or e.new, labels=e.labels if e.labels is not None else prev.labels,
+                          narrow=prev.narrow and e.narrow)
+            last[aid] = e
+        elif type(e) is Record:
             recorded.add(e.alert.id)
-            last.setdefault(e.alert.id, e.alert)
-    out: list[Effect] = [Store(a, new=aid in new, labels=labels.get(aid)) for aid, a in last.items()]
+    out: list[Effect] = list(last.values())
     refreshed: set[int] = set()
     for e in effects:
-        if isinstance(e, Record):
+        if type(e) is Record:
             # The live event says whether the alert is muted as the batch leaves it.
-            muted = last[e.alert.id].inhibited_by if e.alert.state != "resolved" else None
+            final = last.get(e.alert.id)
+            muted = final.alert.inhibited_by if final is not None and e.alert.state != "resolved" else None
             out.append(e if muted == e.alert.inhibited_by
                        else dataclasses.replace(e, alert=dataclasses.replace(e.alert, inhibited_by=muted)))
-        elif isinstance(e, Notify):
-            final = last.get(e.record.alert.id, e.record.alert)
-            if final.inhibited_by is None:
+        elif type(e) is Notify:
+            final = last.get(e.record.alert.id)
+            if (final.alert if final is not None else e.record.alert).inhibited_by is None:
                 out.append(e)
-        elif isinstance(e, Refresh):
+        elif type(e) is Refresh:
             aid = e.alert.id
             if aid not in recorded and aid not in refreshed:
                 refreshed.add(aid)
-                out.append(Refresh(last.get(aid, e.alert)))
+                final = last.get(aid)
+                out.append(e if final is None or final.alert is e.alert else Refresh(final.alert))
     return out
 
 

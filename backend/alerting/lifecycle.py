@@ -282,6 +282,23 @@ def _row(a: Alert, labels: Mapping[str, str] | None) -> dict[str, Any]:
     }
 
 
+def _narrow_row(a: Alert) -> dict[str, Any]:
+    return {"id": a.id, "updated_at": a.updated_at.isoformat(), "last_value": a.last_value,
+            "last_reading_id": str(a.last_reading_id) if a.last_reading_id else None,
+            "reading_ids": [str(i) for i in a.reading_ids], "breach_count": a.breach_count,
+            "in_range_count": a.in_range_count, "thresholds": a.thresholds, "detail": a.detail}
+
+
+# One JSON document rather than many array parameters: json.dumps is far cheaper than psycopg's
+# per-element array quoting, and jsonb_to_recordset types the columns.
+_NARROW_SQL = (
+    "UPDATE alerts a SET updated_at = u.updated_at, last_value = u.last_value,"
+    " last_reading_id = u.last_reading_id, reading_ids = u.reading_ids, breach_count = u.breach_count,"
+    " in_range_count = u.in_range_count, thresholds = u.thresholds, detail = u.detail"
+    " FROM jsonb_to_recordset(%s::jsonb) AS u(id bigint, updated_at timestamptz, last_value float8,"
+    "  last_reading_id uuid, reading_ids uuid[], breach_count int, in_range_count int, thresholds jsonb,"
+    "  detail jsonb) WHERE a.id = u.id"
+)
 _RECORDSET = (
     "jsonb_to_recordset(%s::jsonb) AS x(id bigint, patient_id bigint, rule_id text, rule_kind text,"
     " measurement text, severity text, state text, title text, opened_at timestamptz, updated_at timestamptz,"
@@ -333,28 +350,30 @@ def write(
     contacts: Mapping[str, TeamContact] | None = None,
     patients: Mapping[int, PatientInfo] | None = None,
 ) -> None:
-    """Persist a batch's effects (grouped: :func:`alert_rules.lifecycle.group`) in at most four
-    statements, none of which waits for a result (pipelines well): the changed alerts, the new
-    ones, the transitions with their notification-log rows and notifies, and the live-worklist
-    refreshes. Run it in the transaction that holds the patients' locks."""
+    """Persist a batch's effects (grouped: :func:`alert_rules.lifecycle.group`) in at most five
+    statements, none of which waits for a result (pipelines well): the alerts changed in their
+    breach columns only, the others changed, the new ones, the transitions with their
+    notification-log rows and notifies, and the live-worklist refreshes. Run it in the
+    transaction that holds the patients' locks."""
     if not effects:
         return
     stored: dict[int, Store] = {}
-    new: set[int] = set()
     for e in effects:
-        if isinstance(e, Store):
+        if type(e) is Store:
             prev = stored.get(e.alert.id)
-            labels = e.labels if e.labels is not None else (prev.labels if prev else None)
-            stored[e.alert.id] = Store(e.alert, labels=labels)
-            if e.new:
-                new.add(e.alert.id)
+            stored[e.alert.id] = e if prev is None else Store(
+                e.alert, new=prev.new or e.new, labels=e.labels if e.labels is not None else prev.labels,
+                narrow=prev.narrow and e.narrow)
     if stored:
-        old = [_row(s.alert, s.labels) for aid, s in stored.items() if aid not in new]
-        fresh = [_row(s.alert, s.labels) for aid, s in stored.items() if aid in new]
+        narrow = [_narrow_row(s.alert) for s in stored.values() if s.narrow and not s.new]
+        full = [_row(s.alert, s.labels) for s in stored.values() if not s.narrow and not s.new]
+        fresh = [_row(s.alert, s.labels) for s in stored.values() if s.new]
         # Changes first: a (patient, rule) resolved and opened again in one batch leaves the
         # partial unique index before its successor enters it.
-        if old:
-            conn.execute(_UPDATE_SQL, (json.dumps(old, default=str),))
+        if narrow:
+            conn.execute(_NARROW_SQL, (json.dumps(narrow, default=str),))
+        if full:
+            conn.execute(_UPDATE_SQL, (json.dumps(full, default=str),))
         if fresh:
             conn.execute(_INSERT_SQL, (json.dumps(fresh, default=str),))
     others = notifier is not None and bool(notifier.webhook_url or notifier.smtp_host)
