@@ -14,12 +14,13 @@ from typing import Annotated, Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
+import psycopg
 from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
 from backend import audit
-from backend.accounts.access import PatientNotFound, open_patient
+from backend.accounts.access import Patient, PatientNotFound, open_patient
 from backend.accounts.deps import (
     SESSION_COOKIE,
     Conn,
@@ -184,7 +185,9 @@ def _clinician(request: Request, p: Principal) -> Response | None:
     return render(request, p, "error.html", status=403, heading=t("forbidden"), message=t("forbidden_text"))
 
 
-def _open(request: Request, p: Principal, conn: Any, patient_id: int, action: str, detail: str | None = None) -> Any:
+def _open(
+    request: Request, p: Principal, conn: psycopg.Connection, patient_id: int, action: str, detail: str | None = None
+) -> Patient | Response:
     """The patient, or a rendered 403/404 page (the refusal is already in the audit log)."""
     t = translator(p.lang)
     try:
@@ -226,7 +229,7 @@ def worklist_rows(
 def _change_alert(
     request: Request,
     p: Principal,
-    conn: Any,
+    conn: psycopg.Connection,
     alert_id: int,
     *,
     action: str,
@@ -271,9 +274,7 @@ def kvitter(
         action="kvittering",
         heading="kvitter",
         back=back,
-        change=lambda: alert_actions.acknowledge(
-            conn, alert_id=alert_id, user=p.user, note=note, topics=topics
-        ),
+        change=lambda: alert_actions.acknowledge(conn, alert_id=alert_id, user=p.user, note=note, topics=topics),
     )
 
 
@@ -348,9 +349,7 @@ def kvitter_all_green(
 ) -> Response:
     if (denied := _clinician(request, p)) is not None:
         return denied
-    n = acknowledge_all_green(
-        conn, user=p.user, cache=green, topics=topics, remote_addr=remote_addr(request)
-    )
+    n = acknowledge_all_green(conn, user=p.user, cache=green, topics=topics, remote_addr=remote_addr(request))
     conn.commit()
     log.info("%s acknowledged %d green rows", p.user.username, n)
     return RedirectResponse("/worklist" + (f"?team={team}" if team else ""), 303)
@@ -403,7 +402,7 @@ def patients(request: Request, p: CurrentPrincipal, conn: Conn, q: str | None = 
 
 
 def _charts(
-    conn: Any, *, patient_id: int, range_key: str, lang: str, tz: str, config: AlertingConfig
+    conn: psycopg.Connection, *, patient_id: int, range_key: str, lang: str, tz: str, config: AlertingConfig
 ) -> list[dict[str, Any]]:
     from backend.web.charts import chart
     from vitals.kinds import MeasurementKind as K
@@ -486,7 +485,7 @@ def reading_page(request: Request, p: CurrentPrincipal, conn: Conn, patient_id: 
 def _change_patient(
     request: Request,
     p: Principal,
-    conn: Any,
+    conn: psycopg.Connection,
     patient_id: int,
     *,
     action: str,
