@@ -44,8 +44,6 @@ def acknowledge_all_green(
 ) -> GreenReviewOut:
     """Kvittér alle grønne: every green patient in your scope is marked seen (audited per
     patient), and each citizen's tablet is told "seen"."""
-    n = service.acknowledge_all_green(
-        conn, user=p.user, cache=cache, topics=topics, remote_addr=remote_addr(request)
-    )
+    n = service.acknowledge_all_green(conn, user=p.user, cache=cache, topics=topics, remote_addr=remote_addr(request))
     conn.commit()
     return GreenReviewOut(patients=n, reviewed_by=p.user.username)

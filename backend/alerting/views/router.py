@@ -91,9 +91,7 @@ def acknowledge(
         conn,
         alert_id,
         action="api kvittering",
-        change=lambda: actions.acknowledge(
-            conn, alert_id=alert_id, user=p.user, note=body.note, topics=topics
-        ),
+        change=lambda: actions.acknowledge(conn, alert_id=alert_id, user=p.user, note=body.note, topics=topics),
     )
     return AcknowledgedOut(alert_id=alert_id, acknowledged_by=p.user.username)
 
