@@ -36,7 +36,7 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool = Tru
             migrate(settings.database_url, timescale=settings.timescale)
         made = parts or open_parts(settings, roles=chosen)
         try:
-            runtime = start(made, chosen, run_scheduler=settings.run_scheduler)
+            runtime = start(made, chosen)
         except BaseException:
             made.pool.close()
             raise

@@ -50,6 +50,9 @@ ROLES: tuple[str, ...] = (API, INGEST, RULES, SCHEDULER)
 """Every role; ``backend run`` runs them all in one process."""
 _START_ORDER = (RULES, SCHEDULER, API, INGEST)
 """Consumers before producers: the rules listen before ingest stores anything."""
+PRODUCTION_TOPOLOGY: dict[str, int] = {API: 1, INGEST: 2, RULES: 1, SCHEDULER: 2}
+"""Processes per role in deploy/compose.yaml and the systemd units, as
+tests/integration/test_topology.py starts them (the deploy test holds the three together)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -122,15 +125,14 @@ def open_parts(settings: Settings, *, roles: Sequence[str], clock: Clock | None 
     )
 
 
-def services_for(parts: Parts, roles: Sequence[str], *, ingest_client_id: str | None = None,
-                 run_scheduler: bool = True) -> list[Service]:
+def services_for(parts: Parts, roles: Sequence[str], *, ingest_client_id: str | None = None) -> list[Service]:
     """The services of ``roles`` in start order: the publisher and the outbox relay first."""
     out: list[Service] = [parts.publisher,
                           OutboxRelay(database_url=parts.settings.database_url, publisher=parts.publisher)]
     for role in check_roles(roles):
         if role == RULES:
             out += rules_services(parts)
-        elif role == SCHEDULER and run_scheduler:
+        elif role == SCHEDULER:
             out += scheduler_services(parts)
         elif role == API:
             out += api_services(parts)
@@ -168,22 +170,23 @@ def scheduler_services(parts: Parts) -> list[Service]:
     # Delivery retries are real-world I/O: they run on the wall clock even when the rules run on
     # a test's or a replay's clock.
     dispatcher = Dispatcher(pool=parts.pool, settings=parts.notifier)
+    s = parts.settings
     scheduler = Scheduler(
-        database_url=parts.settings.database_url, clock=parts.clock, timezone=parts.settings.timezone,
+        database_url=s.database_url, clock=parts.clock, timezone=s.timezone, election_seconds=s.scheduler_election_s,
         jobs=alerting_jobs(pool=parts.pool, engine=engine, dispatcher=dispatcher, config=parts.config,
-                           notifier=parts.notifier, tz=parts.settings.timezone),
+                           notifier=parts.notifier, tz=s.timezone, escalation_seconds=s.escalation_check_s,
+                           missed_seconds=s.missed_check_s),
         on_stop=dispatcher.close,
     )
     return [scheduler]
 
 
-def start(parts: Parts, roles: Sequence[str], *, ingest_client_id: str | None = None,
-          run_scheduler: bool = True) -> Runtime:
+def start(parts: Parts, roles: Sequence[str], *, ingest_client_id: str | None = None) -> Runtime:
     """Start the roles' services in order; on a failure, stop what started and raise."""
     chosen = check_roles(roles)
     started: list[Service] = []
     try:
-        for service in services_for(parts, chosen, ingest_client_id=ingest_client_id, run_scheduler=run_scheduler):
+        for service in services_for(parts, chosen, ingest_client_id=ingest_client_id):
             service.start()
             started.append(service)
     except BaseException:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,7 +64,9 @@ class LeaderLock:
                     log.warning("lost the scheduler leader connection")
                     self._drop()
             try:
-                conn = psycopg.connect(self.database_url, autocommit=True, connect_timeout=5)
+                # The name says which process leads (pg_stat_activity), for operators and tests.
+                conn = psycopg.connect(self.database_url, autocommit=True, connect_timeout=5,
+                                       application_name=f"nearcare-scheduler-{os.getpid()}")
             except psycopg.Error as exc:
                 log.warning("scheduler cannot reach the database for leadership: %s", exc)
                 return False

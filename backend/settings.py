@@ -35,9 +35,11 @@ class Settings(BaseSettings):
     pool_max_size: int = Field(default=10, ge=1)
     ingest_batch_size: int = Field(default=500, ge=1, le=10_000)
     ingest_batch_window_ms: int = Field(default=50, ge=1, le=5_000)
-    run_ingest: bool = True
-    """Whether ``backend run`` also consumes MQTT in-process."""
-    run_scheduler: bool = True
+    scheduler_election_s: float = Field(default=10.0, gt=0)
+    """How often a standby scheduler tries to take the lead (a dead leader's lock goes with its
+    database session): the longest takeover, plus the time PostgreSQL needs to see it gone."""
+    escalation_check_s: float = Field(default=15.0, gt=0)
+    missed_check_s: float = Field(default=60.0, gt=0)
 
     @cached_property
     def broker(self) -> BrokerUrl:

@@ -20,6 +20,7 @@ import yaml
 
 from backend.embedded import free_port, start_mosquitto, stop_process
 from backend.errors import BackendError
+from backend.roles import PRODUCTION_TOPOLOGY
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
@@ -28,10 +29,16 @@ DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
 def test_compose_file_is_complete() -> None:
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
-    assert set(compose["services"]) == {"db", "broker", "backend", "ingest"}
-    assert compose["services"]["db"]["image"].startswith("timescale/timescaledb")
-    assert compose["services"]["broker"]["image"].startswith("eclipse-mosquitto:2")
-    assert compose["services"]["ingest"]["command"] == ["nearcare", "backend", "ingest"]
+    services = compose["services"]
+    assert set(services) == {"db", "broker", "migrate", *PRODUCTION_TOPOLOGY}
+    assert services["db"]["image"].startswith("timescale/timescaledb")
+    assert services["broker"]["image"].startswith("eclipse-mosquitto:2")
+    assert services["migrate"]["command"] == ["nearcare", "backend", "migrate"]
+    # Role for role, as many as the topology test starts, each running its own role only.
+    for role, count in PRODUCTION_TOPOLOGY.items():
+        assert services[role]["command"][:3] == ["nearcare", "backend", role], role
+        assert services[role].get("deploy", {}).get("replicas", 1) == count, role
+        assert services[role]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
     referenced = set(re.findall(r"\$\{(NEARCARE_[A-Z_]+)", (DEPLOY / "compose.yaml").read_text()))
     documented = {
         line.split("=", 1)[0] for line in (DEPLOY / "env.example").read_text().splitlines()
@@ -50,13 +57,27 @@ def test_systemd_units_verify(unit: str, tmp_path: Path) -> None:
     # The verifier insists that ExecStart binaries exist: point them at this checkout's venv.
     text = (DEPLOY / "systemd" / unit).read_text()
     text = text.replace("/opt/nearcare/venv/bin/", str(Path(sys.executable).parent) + "/")
-    (tmp_path / unit).write_text(text)
-    out = subprocess.run(["systemd-analyze", "verify", str(tmp_path / unit)], capture_output=True, text=True)
+    instance = unit.replace("@.service", "@1.service")  # a template is verified as an instance
+    for other in (DEPLOY / "systemd").glob("*.service"):  # Requires= names a unit beside it
+        (tmp_path / other.name).write_text(other.read_text().replace("/opt/nearcare/venv/bin/",
+                                                                     str(Path(sys.executable).parent) + "/"))
+    (tmp_path / instance).write_text(text)
+    out = subprocess.run(["systemd-analyze", "verify", str(tmp_path / instance)], capture_output=True, text=True,
+                         cwd=tmp_path)
     problems = [
         line for line in (out.stdout + out.stderr).splitlines()
-        if unit in line and "not executable" not in line and "User=" not in line
+        if instance in line and "not executable" not in line and "User=" not in line
     ]
     assert problems == []
+
+
+def test_systemd_units_run_the_roles_of_the_topology() -> None:
+    units = {p.name: p.read_text() for p in (DEPLOY / "systemd").glob("nearcare-*.service")}
+    for role in PRODUCTION_TOPOLOGY:
+        name = f"nearcare-{role}.service" if role == "api" else f"nearcare-{role}@.service"
+        assert f"nearcare backend {role}" in units[name], name
+        assert "Requires=nearcare-migrate.service" in units[name]
+    assert "nearcare backend migrate" in units["nearcare-migrate.service"]
 
 
 def _certs(tmp: Path) -> None:
