@@ -147,3 +147,66 @@ def test_technical_check_commits_each_patient_on_its_own(seed, db, pool, databas
             holder.execute("SELECT pg_advisory_unlock(%s, %s)", (PATIENT_LOCK_CLASS, b))
             worker.join(30)
     assert done and {x.patient_id for x in done[0]} >= {a, b}
+
+
+def test_scheduled_checks_and_engine_run_together_without_deadlock(seed, db, pool, caplog) -> None:  # type: ignore[no-untyped-def]
+    """The engine locks a batch's patients (sorted) for the batch; the escalation, technical
+    and missed-measurement checks take one patient at a time. Run side by side on the same
+    patients, in both orders, nothing fails and every escalation fires once."""
+    import logging
+    import threading
+
+    from psycopg.types.json import Jsonb
+
+    from backend.alerting import check_missed_measurements
+
+    cfg = load_config()
+    t0 = datetime(2026, 11, 24, 17, 0, tzinfo=CPH)
+    pids = [seed.patient("copd", "Aarhus") for _ in range(12)]
+    for pid in reversed(pids):  # rows stored newest patient first: a scan meets them in descending order
+        db.execute("UPDATE agents SET online = false, last_seen_at = %s WHERE patient_id = %s",
+                   (t0 - timedelta(days=2), pid))
+        db.execute("INSERT INTO monitoring_plans (patient_id, measurements, updated_by, updated_at, starts_at)"
+                   " VALUES (%s, %s, 'nurse', %s, %s)",
+                   (pid, Jsonb([{"kind": "weight", "times": ["08:00"], "weekdays": list(range(7)),
+                                 "grace_minutes": 60}]), t0 - timedelta(days=1), t0 - timedelta(days=1)))
+    engine = AlertEngine(pool=pool, config=cfg, clock=FixedClock(t0))
+    engine.on_stored([seed.reading(pid, "spo2", t0, spo2=83.0) for pid in pids])  # red, due at 17:30
+    rounds = [[seed.reading(pid, "spo2", t0 + timedelta(minutes=i), spo2=83.0 + i % 3)
+               for pid in (pids if i % 2 else list(reversed(pids)))] for i in range(1, 25)]
+    errors: list[BaseException] = []
+
+    def feed() -> None:
+        try:
+            for batch in rounds:
+                engine.on_stored(batch)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    def check() -> None:
+        try:
+            for i in range(8):
+                now = t0 + timedelta(minutes=31 + i)
+                with pool.connection() as conn:
+                    run_escalations(conn, now=now, config=cfg)
+                with pool.connection() as conn:
+                    check_technical(conn, now=now, config=cfg)
+                with pool.connection() as conn:
+                    check_missed_measurements(conn, now=now, config=cfg)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    with caplog.at_level(logging.ERROR, logger="backend.alerting.engine"):
+        threads = [threading.Thread(target=feed), threading.Thread(target=check)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+    assert not errors, errors
+    assert not [r for r in caplog.records if "failed" in r.getMessage()], [r.getMessage() for r in caplog.records]
+    assert engine.failed == 0 and engine.evaluated == 12 * 25
+    for pid in pids:
+        actions = [(t.rule_id, t.action) for t in alert_history(db, patient_id=pid)]
+        assert actions.count(("copd.spo2.absolute", "escalated")) == 1, actions
+        assert ("technical.agent_offline", "opened") in actions and ("copd.missing", "opened") in actions
+
