@@ -48,8 +48,9 @@ from alert_rules.routing import TeamContact, normalise_municipality
 from backend.alerting.config import AlertingConfig, NotifierSettings
 from backend.alerting.errors import AlertNotFound, InvalidTransition
 from backend.alerting.models import Alert, AlertTransition
+from backend.events import EVENTS_CHANNEL
 
-NOTIFY_CHANNEL = "nearcare_alerts"
+NOTIFY_CHANNEL = EVENTS_CHANNEL
 PATIENT_LOCK_CLASS = 0x0A1E
 EVENT_TYPES = {
     "opened": "alert.opened",
