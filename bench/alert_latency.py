@@ -1,33 +1,36 @@
-"""Alert latency: MQTT publish -> stored -> rules -> alert stored -> live worklist event.
+"""Alert latency: MQTT publish -> stored -> rules -> alert stored -> event (NOTIFY), through real
+backend processes, with and without an ingest burst in the same run.
 
-Runs the real ingest service and the alerting service in-process against a fresh database on
-the local PostgreSQL and the local Mosquitto. Publishes breaching SpO2 readings (one envelope
-each) at a fixed rate spread over many citizens, and times each reading from its publish to
-the worklist event that carries its id.
+The system under test runs as OS processes against a fresh database on the local PostgreSQL
+and the local Mosquitto: ``--layout roles`` (the production topology's data path: two
+``nearcare backend ingest`` workers and one ``nearcare backend rules``) or ``--layout single``
+(``nearcare backend run``, every role in one process). This process only publishes (from child
+processes) and listens: alert events on PostgreSQL NOTIFY (what every web process relays to the
+live worklist), and the agents' "stored" receipts.
 
-    .venv/bin/python bench/alert_latency.py [--rate 1000] [--seconds 10] [--patients 200]
+Phases, each timed per reading from its publish:
+1. baseline: breaching SpO2 readings, one per envelope, at ``--rate`` to ``--patients`` citizens;
+   publish -> the backend's "stored" receipt (end-to-end acknowledgement, no rules on the path);
+2. alerts: the same stream, publish -> the alert event naming the reading;
+3. alerts under a burst: the same stream while other agents drain a backlog of in-range readings
+   at ``--burst-rate`` readings/s (envelopes of 50) for ``--burst-seconds``.
 
-The publisher runs in a child process (``--in-process-publisher`` for the old layout, where the
-load generator shared the GIL with ingest and the rules). Each run measures its own baseline
-(ingest alone, same layout) first.
+    .venv/bin/python bench/alert_latency.py [--layout roles|single] [--rate 1000] [--seconds 10]
+        [--patients 2000] [--burst-rate 10000] [--burst-seconds 3]
 
-``--profile`` runs the alerting worker's evaluations under cProfile (in its own thread) and
-prints where its time went plus its thread CPU per reading; profiling slows the worker, so
-that run's latencies are not comparable with an unprofiled one.
-
-Last line: ``RESULT alert_p50_ms=… alert_p99_ms=… rate=…`` (rate = achieved publish rate).
+Last line: ``RESULT layout=… alert_p50_ms=… alert_p99_ms=… burst_alert_p99_ms=… rate=… burst_rate=…``.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import cProfile
+import json
 import multiprocessing
 import os
-import pstats
 import secrets
+import signal
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -35,12 +38,26 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 
-def _publish(client: Any, items: list[tuple[str, bytes | str]], rate: float) -> tuple[list[float], float]:
-    """Publish at ``rate``; return each message's send time (perf_counter: CLOCK_MONOTONIC,
-    comparable across processes on Linux) and the seconds it took."""
+def _publisher(url: str, items: list[tuple[str, bytes]], rate: float, start_at: float, pipe: Any) -> None:
+    """Publish ``items`` at ``rate`` messages/s from ``start_at`` (perf_counter, shared across
+    processes on Linux); send back each message's send time."""
+    import paho.mqtt.client as mqtt
+
+    from vitals.broker import parse_broker_url
+
+    b = parse_broker_url(url)
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.max_inflight_messages_set(5000)
+    client.connect(b.host, b.port, keepalive=30)
+    client.loop_start()
+    while not client.is_connected():
+        time.sleep(0.01)
+    while time.perf_counter() < start_at:
+        time.sleep(0.001)
     sent: list[float] = []
     start = time.perf_counter()
     for i, (topic, body) in enumerate(items):
@@ -49,219 +66,259 @@ def _publish(client: Any, items: list[tuple[str, bytes | str]], rate: float) -> 
             time.sleep(delay)
         sent.append(time.perf_counter())
         client.publish(topic, body, qos=1)
-    return sent, time.perf_counter() - start
-
-
-def _publisher_process(host: str, port: int, items: list[tuple[str, bytes | str]], rate: float, pipe: Any) -> None:
-    import paho.mqtt.client as mqtt
-
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    client.max_inflight_messages_set(2000)
-    client.connect(host, port, keepalive=30)
-    client.loop_start()
-    deadline = time.monotonic() + 10
-    while not client.is_connected() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    result = _publish(client, items, rate)
-    time.sleep(1.0)  # let the last QoS 1 messages reach the broker before disconnecting
+    elapsed = time.perf_counter() - start
+    time.sleep(1.0)  # the last QoS 1 messages reach the broker
     client.disconnect()
     client.loop_stop()
-    pipe.send(result)
+    pipe.send((sent, elapsed))
+
+
+class Listener:
+    """Alert events (NOTIFY) and "stored" receipts, each with its arrival time."""
+
+    def __init__(self, db_url: str, mqtt_url: str, topics: Any) -> None:
+        import paho.mqtt.client as mqtt
+        import psycopg
+
+        from vitals.broker import parse_broker_url
+        from vitals.wire import TopicKind
+
+        self.alerts: dict[str, float] = {}
+        self.stored: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._conn = psycopg.connect(db_url, autocommit=True)
+        self._conn.execute("LISTEN nearcare_alerts")
+        threading.Thread(target=self._listen, daemon=True).start()
+        b = parse_broker_url(mqtt_url)
+        self._mqtt = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self._mqtt.on_message = self._on_receipt
+        self._mqtt.connect(b.host, b.port, keepalive=30)
+        self._mqtt.subscribe(topics.wildcard(TopicKind.RECEIPTS), qos=1)
+        self._mqtt.loop_start()
+
+    def _listen(self) -> None:
+        while not self._stop.is_set():
+            for n in self._conn.notifies(timeout=0.5):
+                t = time.perf_counter()
+                data = json.loads(n.payload)
+                if data.get("type", "").startswith("alert."):
+                    mid = data.get("data", {}).get("measurement_id")
+                    if mid:
+                        self.alerts.setdefault(mid, t)
+
+    def _on_receipt(self, client: Any, userdata: Any, msg: Any) -> None:
+        t = time.perf_counter()
+        body = json.loads(msg.payload)
+        if body.get("status") == "stored":
+            for mid in body.get("ids", ()):
+                self.stored.setdefault(mid, t)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._mqtt.disconnect()
+        self._mqtt.loop_stop()
+
+
+def _stream(agents: list[str], topics: Any, n: int, first_ms: int) -> list[tuple[str, bytes, str]]:
+    """One breaching SpO2 reading per envelope (84 and 88 in turn: each changes the alert)."""
+    from vitals.wire import Device, Envelope, Measurement, new_measurement_id
+
+    now = datetime.now(UTC) - timedelta(minutes=30)
+    out = []
+    for i in range(n):
+        agent = agents[i % len(agents)]
+        at = now + timedelta(milliseconds=first_ms + i)
+        m = Measurement(id=new_measurement_id(), kind="spo2", values={"spo2": 84.0 if i % 2 else 88.0}, unit="%",
+                        measured_at=at, device_clock_trusted=True, received_at=at,
+                        device=Device(address="C0:4E:30:00:00:01"))
+        out.append((topics.measurements(agent), Envelope(agent_id=agent, sent_at=at, measurements=(m,)).to_json(),
+                    str(m.id)))
+    return out
+
+
+def _backlog(agents: list[str], topics: Any, n: int, per: int = 50) -> list[tuple[str, bytes]]:
+    """A returning tablet's backlog: in-range readings from hours ago, 50 per envelope."""
+    from vitals.wire import Device, Envelope, Measurement, new_measurement_id
+
+    base = datetime.now(UTC) - timedelta(hours=20)
+    out = []
+    for e in range(n // per):
+        agent = agents[e % len(agents)]
+        ms = tuple(Measurement(id=new_measurement_id(), kind="spo2", values={"spo2": 96.0}, unit="%",
+                               measured_at=base + timedelta(seconds=e * per + j), device_clock_trusted=True,
+                               received_at=base, device=Device(address="C0:4E:30:00:00:01")) for j in range(per))
+        out.append((topics.measurements(agent), Envelope(agent_id=agent, sent_at=base, measurements=ms).to_json()))
+    return out
+
+
+def _start(env: dict[str, str], layout: str) -> list[subprocess.Popen[str]]:
+    from backend.embedded import free_port
+
+    cmds = ([["ingest", "--no-migrate", "--worker", "0"], ["ingest", "--no-migrate", "--worker", "1"],
+             ["rules", "--no-migrate"]] if layout == "roles"
+            else [["run", "--port", str(free_port())]])
+    procs = []
+    for cmd in cmds:
+        p = subprocess.Popen([sys.executable, "-m", "nearcare_cli", "backend", *cmd], cwd=ROOT, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        procs.append(p)
+    for p in procs:
+        if layout == "roles":
+            assert p.stdout is not None
+            line = p.stdout.readline()
+            if "ready" not in line:
+                raise SystemExit(f"a backend process did not start: {line!r}")
+    return procs
+
+
+def _wait_started(db_url: str, layout: str) -> None:
+    if layout != "single":
+        return
+    import psycopg
+
+    deadline = time.monotonic() + 60  # `backend run`: ready once its rules listen (pg_stat_activity)
+    while time.monotonic() < deadline:
+        with psycopg.connect(db_url) as c:
+            row = c.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                            " AND query LIKE 'LISTEN nearcare_readings%'").fetchone()
+        if row and row[0]:
+            time.sleep(2.0)  # ingest's subscription follows the rules: give it its connect
+            return
+        time.sleep(0.2)
+    raise SystemExit("backend run did not start")
+
+
+def _latency(items: list[tuple[str, bytes, str]], sent: list[float], arrived: dict[str, float]) -> list[float]:
+    return sorted((arrived[mid] - t0) * 1000 for (_, _, mid), t0 in zip(items, sent, strict=True) if mid in arrived)
+
+
+def _summary(name: str, lat: list[float], total: int, rate: float) -> tuple[float, float]:
+    if not lat:
+        raise SystemExit(f"{name}: nothing arrived")
+    p50, p99 = statistics.median(lat), lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+    print(f"{name}: {total} readings at {rate:.0f}/s; matched {len(lat)} (missing {total - len(lat)}); "
+          f"ms p50={p50:.1f} p90={lat[int(len(lat) * 0.9)]:.1f} p99={p99:.1f} max={lat[-1]:.1f}", flush=True)
+    return p50, p99
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--layout", choices=["roles", "single"], default="roles")
     ap.add_argument("--rate", type=float, default=1000.0)
     ap.add_argument("--seconds", type=float, default=10.0)
-    ap.add_argument("--patients", type=int, default=200)
+    ap.add_argument("--patients", type=int, default=2000)
+    ap.add_argument("--burst-rate", type=float, default=10000.0, help="readings/s of the backlog burst")
+    ap.add_argument("--burst-seconds", type=float, default=3.0)
+    ap.add_argument("--burst-agents", type=int, default=200)
     ap.add_argument("--admin-url", default=os.environ.get("NEARCARE_TEST_DATABASE_URL",
                                                           "postgresql://postgres@127.0.0.1:5432/test"))
     ap.add_argument("--mqtt-url", default=os.environ.get("NEARCARE_TEST_MQTT_URL", "mqtt://127.0.0.1:1883"))
-    ap.add_argument("--in-process-publisher", action="store_true",
-                    help="publish from this process (as before 2026-11): the publisher then competes for the GIL")
-    ap.add_argument("--profile", action="store_true",
-                    help="cProfile the alerting worker's evaluations (slows them; latencies not comparable)")
     args = ap.parse_args()
+    print("command:", " ".join([Path(sys.executable).name, *sys.argv]), flush=True)
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; broker, PostgreSQL, the backend "
+          "processes and the publishers share them", flush=True)
 
-    import paho.mqtt.client as mqtt
     import psycopg
     import psycopg.conninfo
 
     from backend import registry
-    from backend.alerting.runtime import AlertingService
-    from backend.events import EventHub
-    from backend.ingest.service import IngestService
-    from backend.services import Runtime
-    from backend.settings import Settings
-    from backend.store import migrate, open_pool
-    from vitals.wire import Device, Envelope, Measurement, new_measurement_id
+    from backend.registry.demo import seed_teams
+    from backend.store import migrate
+    from vitals.wire import Topics
 
     name = f"nearcare_bench_{secrets.token_hex(4)}"
     with psycopg.connect(args.admin_url, autocommit=True) as c:
-        c.execute(f'CREATE DATABASE "{name}"')
+        c.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
     params = psycopg.conninfo.conninfo_to_dict(args.admin_url)
     params["dbname"] = name
     db_url = psycopg.conninfo.make_conninfo(**params)
-    settings = Settings(database_url=db_url, mqtt_url=args.mqtt_url, topic_root=f"bench-{secrets.token_hex(3)}/v1",
-                        ingest_group=f"bench-{secrets.token_hex(3)}", demo=True)
+    topics = Topics(f"bench-{secrets.token_hex(3)}/v1")
+    procs: list[subprocess.Popen[str]] = []
+    listener: Listener | None = None
     try:
         migrate(db_url)
-        agents = []
+        live, backlog = [], []
         with psycopg.connect(db_url, autocommit=True) as c:
-            registry.create_team(c, key="aarhus-sygepleje", name="Aarhus Kommune sygepleje", sector="municipal",
-                                 municipality="Aarhus")
-            for i in range(args.patients):
+            seed_teams(c)
+            for i in range(args.patients + args.burst_agents):
                 p = registry.create_patient(c, external_ref=f"b{i}", name=f"Borger {i}", programme="copd",
                                             municipality="Aarhus")
-                a = registry.enrol_agent(c, agent_id=f"bench-{i:04d}", patient_id=p.id)
+                a = registry.enrol_agent(c, agent_id=f"bench-{i:05d}", patient_id=p.id)
                 registry.register_device(c, agent_id=a.id, address="C0:4E:30:00:00:01", model="Nonin 3230")
-                agents.append(a.id)
-
-        pool = open_pool(db_url, min_size=2, max_size=8)
-        runtime = Runtime(settings=settings, pool=pool, events=EventHub())
-        alerting = AlertingService(pool=pool, settings=settings, events=runtime.events, run_scheduler=False)
-        runtime.readings_sinks.append(alerting.sink)
-        ingest = IngestService(runtime, client_id=f"bench-{secrets.token_hex(3)}")
-        # Thread CPU, not wall: wall time would charge waits for the GIL (held by ingest) to
-        # whatever the worker happened to be running.
-        profiler = cProfile.Profile(time.thread_time) if args.profile else None
-        worker_cpu = [0.0, 0]
-        evaluate_batch = alerting.queue._evaluate
-
-        def measured(readings: Any) -> None:
-            # Runs on the worker thread: cProfile and thread_time see that thread only.
-            t0 = time.thread_time()
-            if profiler is not None:
-                profiler.enable()
-            try:
-                evaluate_batch(readings)
-            finally:
-                if profiler is not None:
-                    profiler.disable()
-                worker_cpu[0] += time.thread_time() - t0
-                worker_cpu[1] += len(readings)
-
-        alerting.queue._evaluate = measured
-        alerting.start()
-        ingest.start()
-        deadline = time.monotonic() + 20
-        while not ingest.ready()[0]:
-            if time.monotonic() > deadline:
-                raise SystemExit("ingest did not become ready")
-            time.sleep(0.05)
-
-        b = settings.broker
-        client = None
-        if args.in_process_publisher:
-            client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-            client.max_inflight_messages_set(2000)
-            client.connect(b.host, b.port, keepalive=30)
-            client.loop_start()
-        loop = asyncio.new_event_loop()
-        threading.Thread(target=loop.run_forever, daemon=True).start()
+                (live if i < args.patients else backlog).append(a.id)
+        env = {**os.environ, "NEARCARE_DATABASE_URL": db_url, "NEARCARE_MQTT_URL": args.mqtt_url,
+               "NEARCARE_TOPIC_ROOT": topics.root, "NEARCARE_INGEST_GROUP": f"bench-{secrets.token_hex(3)}",
+               "NEARCARE_DEMO": "true", "NEARCARE_LOG_LEVEL": "WARNING"}
+        procs = _start(env, args.layout)
+        _wait_started(db_url, args.layout)
+        listener = Listener(db_url, args.mqtt_url, topics)
         total = int(args.rate * args.seconds)
+        ctx = multiprocessing.get_context("spawn")
 
-        def phase(with_alerting: bool, first_ms: int) -> tuple[list[float], float]:
-            """Publish ``total`` readings; time each to its worklist event (with alerting) or to
-            its reading.stored event (baseline: ingest alone, the sink detached)."""
-            runtime.readings_sinks[:] = [alerting.sink] if with_alerting else []
-            arrived: dict[str, float] = {}
-            done = threading.Event()
+        def run(items: list[tuple[str, bytes, str]], burst: list[tuple[str, bytes]] | None) -> tuple[list[float], float,
+                                                                                                  float | None]:
+            t0 = time.perf_counter() + 3.0  # both publishers connected and waiting
+            parent, child = ctx.Pipe()
+            pub = ctx.Process(target=_publisher, args=(args.mqtt_url, [(t, b) for t, b, _ in items], args.rate, t0,
+                                                       child))
+            pub.start()
+            bparent = None
+            if burst:
+                bparent, bchild = ctx.Pipe()
+                # The burst starts a second into the stream and lasts --burst-seconds.
+                bpub = ctx.Process(target=_publisher, args=(args.mqtt_url, burst, args.burst_rate / 50, t0 + 1.0,
+                                                            bchild))
+                bpub.start()
+            sent, elapsed = parent.recv()
+            pub.join(30)
+            burst_rate = None
+            if bparent is not None:
+                bsent, belapsed = bparent.recv()
+                burst_rate = len(bsent) * 50 / belapsed
+            return sent, total / elapsed, burst_rate
 
-            async def listen() -> None:
-                q = runtime.events.subscribe()
-                try:
-                    while len(arrived) < total:
-                        ev = await q.get()
-                        t = time.perf_counter()
-                        if with_alerting and ev.type.startswith("alert."):
-                            mids = [ev.data.get("measurement_id")]
-                        elif not with_alerting and ev.type == "reading.stored":
-                            mids = [str(i) for i in ev.data.get("ids", ())]
-                        else:
-                            continue
-                        for mid in mids:
-                            if mid and mid in wanted:
-                                arrived.setdefault(mid, t)
-                finally:
-                    runtime.events.unsubscribe(q)
-                    done.set()
+        def settle(ids: list[str], arrived: dict[str, float]) -> None:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and sum(1 for i in ids if i in arrived) < len(ids):
+                time.sleep(0.2)
 
-            # Pre-build the payloads so the loop measures the pipeline, not pydantic.
-            now = datetime.now(UTC) - timedelta(minutes=30)
-            payloads = []
-            for i in range(total):
-                agent = agents[i % len(agents)]
-                at = now + timedelta(milliseconds=first_ms + i)
-                m = Measurement(id=new_measurement_id(), kind="spo2", values={"spo2": 84.0 if i % 2 else 88.0},
-                                unit="%", measured_at=at, device_clock_trusted=True, received_at=at,
-                                device=Device(address="C0:4E:30:00:00:01"))
-                env = Envelope(agent_id=agent, sent_at=at, measurements=(m,))
-                payloads.append((settings.topics.measurements(agent), env.to_json(), str(m.id)))
-            wanted = {mid for _, _, mid in payloads}
-            fut = asyncio.run_coroutine_threadsafe(listen(), loop)
-            time.sleep(0.2)
-            if client is not None:
-                sent, publish_s = _publish(client, [(t, body) for t, body, _ in payloads], args.rate)
-            else:
-                # The load generator in its own process: its publishing (paho) does not compete
-                # with the system under test for this process's GIL.
-                ctx = multiprocessing.get_context("spawn")
-                parent, child = ctx.Pipe()
-                proc = ctx.Process(target=_publisher_process,
-                                   args=(b.host, b.port, [(t, body) for t, body, _ in payloads], args.rate, child))
-                proc.start()
-                sent, publish_s = parent.recv()
-                proc.join(30)
-            done.wait(timeout=90)
-            fut.cancel()
-            latency: list[float] = []
-            by_second: dict[int, list[float]] = {}
-            for (_, _, mid), t0 in zip(payloads, sent, strict=True):
-                if (t := arrived.get(mid)) is not None:
-                    latency.append((t - t0) * 1000)
-                    by_second.setdefault(int(t0 - sent[0]), []).append((t - t0) * 1000)
-            # Where in the run the time went: a growing median means the pipeline falls behind.
-            print(f"  {'alerting' if with_alerting else 'baseline'} p50 by second of publishing (ms): "
-                  + " ".join(f"{statistics.median(v):.0f}" for _, v in sorted(by_second.items())))
-            return sorted(latency), total / publish_s
+        items = _stream(live, topics, total, 0)
+        sent, rate, _ = run(items, None)
+        settle([m for _, _, m in items], listener.stored)
+        base = _latency(items, sent, listener.stored)
+        settle([m for _, _, m in items], listener.alerts)
+        alerts = _latency(items, sent, listener.alerts)
 
-        def summary(name: str, lat: list[float], rate: float) -> tuple[float, float]:
-            if not lat:
-                raise SystemExit(f"{name}: no events arrived")
-            p50 = statistics.median(lat)
-            p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
-            print(f"{name}: {total} readings to {len(agents)} citizens at {rate:.0f}/s; matched {len(lat)}"
-                  f" (missing {total - len(lat)}); ms p50={p50:.1f} p90={lat[int(len(lat) * 0.9)]:.1f}"
-                  f" p99={p99:.1f} max={lat[-1]:.1f}")
-            return p50, p99
-
-        base_lat, base_rate = phase(False, 0)
-        lat, rate = phase(True, total + 1000)
-        if client is not None:
-            client.disconnect()
-            client.loop_stop()
-        ingest.stop()
-        alerting.stop()
-        pool.close()
-        loop.call_soon_threadsafe(loop.stop)
-        print(f"command: {' '.join(sys.argv)}")
-        summary("baseline (publish -> stored, no rules)", base_lat, base_rate)
-        p50, p99 = summary("alerting (publish -> alert stored -> worklist event)", lat, rate)
-        q = alerting.queue
-        print(f"engine evaluated={alerting.engine.evaluated} failed={alerting.engine.failed}"
-              f" skipped={alerting.engine.skipped}; queue batches={q.batches}"
-              f" mean batch={q.handed_over / max(1, q.batches):.0f} readings, errors={q.errors},"
-              f" left to catch-up={q.left_to_catch_up}")
-        print(f"alerting worker thread CPU: {worker_cpu[0] * 1000 / max(1, worker_cpu[1]):.3f} ms per reading"
-              f" over {worker_cpu[1]} readings" + (" (under cProfile)" if profiler is not None else ""))
-        if profiler is not None:
-            pstats.Stats(profiler).sort_stats("tottime").print_stats(35)
-            pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
-        print(f"RESULT alert_p50_ms={p50:.1f} alert_p99_ms={p99:.1f} rate={rate:.0f}")
+        items2 = _stream(live, topics, total, total + 1000)
+        burst = _backlog(backlog, topics, int(args.burst_rate * args.burst_seconds))
+        sent2, rate2, burst_rate = run(items2, burst)
+        settle([m for _, _, m in items2], listener.alerts)
+        under_burst = _latency(items2, sent2, listener.alerts)
+        with psycopg.connect(db_url) as c:
+            stored = c.execute("SELECT count(*) FROM measurements").fetchone()
+            evaluated = c.execute("SELECT count(*) FROM reading_evaluations").fetchone()
+        print(f"layout {args.layout}: {len(live)} citizens streaming, {len(backlog)} draining a backlog")
+        _summary("baseline (publish -> 'stored' receipt, no rules on the path)", base, total, rate)
+        p50, p99 = _summary("alerts (publish -> alert event)", alerts, total, rate)
+        bp50, bp99 = _summary(f"alerts while ingest absorbs a {burst_rate or 0:.0f} readings/s burst "
+                              f"({len(burst) * 50} readings)", under_burst, total, rate2)
+        print(f"stored {stored[0] if stored else '?'} readings, evaluated {evaluated[0] if evaluated else '?'}")
+        print(f"RESULT layout={args.layout} alert_p50_ms={p50:.1f} alert_p99_ms={p99:.1f} burst_alert_p50_ms={bp50:.1f}"
+              f" burst_alert_p99_ms={bp99:.1f} rate={rate:.0f} burst_rate={burst_rate or 0:.0f}")
     finally:
+        if listener is not None:
+            listener.close()
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+            if p.stdout:
+                p.stdout.close()
         with psycopg.connect(args.admin_url, autocommit=True) as c:
-            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":
