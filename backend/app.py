@@ -61,6 +61,12 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool = Tru
     return app
 
 
+def create_api_app() -> FastAPI:
+    """The ``api`` role alone, for ``uvicorn --factory backend.app:create_api_app`` (as
+    ``nearcare backend api``): the other roles run as their own processes."""
+    return create_app(roles=(API,))
+
+
 def routers() -> list[APIRouter]:
     from backend import metrics
     from backend.admin import routes as admin_routes

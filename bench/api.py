@@ -172,10 +172,10 @@ def measure(url: str, *, iterations: int) -> dict[str, float]:
     port = free_port()
     # The app in its own process (as deployed), so this client does not share its GIL.
     env = {**os.environ, "NEARCARE_DATABASE_URL": url, "NEARCARE_SECRET_KEY": secrets.token_urlsafe(32),
-           "NEARCARE_DEMO": "false", "NEARCARE_RUN_INGEST": "false", "NEARCARE_RUN_SCHEDULER": "false",
+           "NEARCARE_DEMO": "false",
            "NEARCARE_POOL_MIN_SIZE": "2", "NEARCARE_POOL_MAX_SIZE": "4"}
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "backend.app:create_app", "--host", "127.0.0.1",
+        [sys.executable, "-m", "uvicorn", "--factory", "backend.app:create_api_app", "--host", "127.0.0.1",
          "--port", str(port), "--log-level", "warning"],
         env=env, cwd=str(Path(__file__).resolve().parent.parent))
     deadline = time.monotonic() + 60

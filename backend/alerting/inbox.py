@@ -3,9 +3,10 @@
 Ingest adds each newly stored reading to ``rules_inbox`` in its batch's transaction and
 NOTIFYs ``nearcare_readings`` (migration 0220). :class:`RulesInbox` runs wherever the rules run
 (``nearcare backend rules``, or inside ``backend run``), any number of them: woken by the
-NOTIFY, or every ``poll_s`` regardless, it claims the oldest waiting readings with
-``FOR UPDATE SKIP LOCKED``, hands them to the engine in each citizen's measurement order, and
-deletes them in the same transaction. A worker that dies mid-batch leaves its rows to another;
+NOTIFY, or every ``poll_s`` regardless, it claims waiting readings with ``FOR UPDATE SKIP
+LOCKED`` (live readings first, oldest first; a returning tablet's backlog in small portions
+behind them, so a burst never holds up a live alert), hands them to the engine in each citizen's
+measurement order, and deletes them in the same transaction. A worker that dies mid-batch leaves its rows to another;
 the engine skips a reading it already evaluated (``reading_evaluations``) under the citizen's
 lock, so a reading is evaluated exactly once, and a failed evaluation is recorded for retry
 (``alert_evaluation_failures``) rather than lost.
@@ -27,12 +28,17 @@ from vitals.kinds import MeasurementKind
 
 log = logging.getLogger(__name__)
 
+LIVE = "stored_at - measured_at < interval '10 minutes'"
+"""A reading stored within minutes of its measurement: someone measuring now (migration 0221)."""
+
 _CLAIM = (
     "SELECT m.id, m.patient_id, m.agent_id, m.kind, m.components, m.measured_at, m.stored_at, m.quality,"
-    " m.flags, m.device_id FROM (SELECT measurement_id, measured_at FROM rules_inbox"
-    "  ORDER BY stored_at, patient_id, measured_at LIMIT %s FOR UPDATE SKIP LOCKED) i"
+    " m.flags, m.device_id FROM (SELECT measurement_id, measured_at FROM rules_inbox WHERE {where}"
+    "  ORDER BY stored_at LIMIT %s FOR UPDATE SKIP LOCKED) i"
     " JOIN measurements m ON m.id = i.measurement_id AND m.measured_at = i.measured_at"
 )
+_CLAIM_LIVE = _CLAIM.format(where=LIVE)
+_CLAIM_BACKLOG = _CLAIM.format(where=f"NOT ({LIVE})")
 
 
 class RulesInbox:
@@ -40,10 +46,14 @@ class RulesInbox:
 
     name = "rules"
 
-    def __init__(self, *, database_url: str, evaluate: ReadingsSink, batch: int = 2000, poll_s: float = 1.0) -> None:
+    def __init__(self, *, database_url: str, evaluate: ReadingsSink, batch: int = 2000, backlog_batch: int = 200,
+                 poll_s: float = 1.0) -> None:
         self.database_url = database_url
         self.evaluate = evaluate
         self.batch = batch
+        self.backlog_batch = backlog_batch
+        """At most this many backlog readings ride along in a batch: the next live reading waits
+        for no more than that."""
         self.poll_s = poll_s
         self.handed_on = 0
         """Readings handed to the engine since start (tests and metrics)."""
@@ -84,7 +94,10 @@ class RulesInbox:
     def drain(self, conn: psycopg.Connection[Any]) -> int:
         """Claim, evaluate and delete one batch; return how many readings it held."""
         with conn.transaction():
-            rows = conn.execute(_CLAIM, (self.batch,)).fetchall()
+            # Live readings first; a returning tablet's backlog fills the rest, a little at a time.
+            rows = conn.execute(_CLAIM_LIVE, (self.batch,)).fetchall()
+            if len(rows) < self.backlog_batch:
+                rows += conn.execute(_CLAIM_BACKLOG, (self.backlog_batch - len(rows),)).fetchall()
             if not rows:
                 return 0
             readings = _readings(conn, rows)
