@@ -71,16 +71,22 @@ def test_sigkill_during_a_burst_loses_nothing_and_stores_each_id_once(
     minted: set[uuid.UUID] = set()
     appended: set[uuid.UUID] = set()
     assert proc.stdout is not None
-    for line in proc.stdout:
+
+    def take(line: str) -> None:
         word, _, rest = line.strip().partition(" ")
         if word == "MINT":
             minted.add(uuid.UUID(rest))
         elif word == "APPENDED":
             appended.add(uuid.UUID(rest))
+
+    for line in proc.stdout:
+        take(line)
         if len(appended) >= 250:
             break
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
+    for line in proc.stdout:  # what it printed between our last read and the kill
+        take(line)
     proc.stdout.close()
     assert proc.returncode == -signal.SIGKILL
     # The broker noticed the dead socket and published the Last Will.
