@@ -1,0 +1,211 @@
+"""Evaluation in measurement order: a late reading is evaluated in its place, with no flapping.
+
+Readings of one citizen can reach the rules out of order (two ingest workers committing a
+backlog's batches in any order, the catch-up job picking up a reading after newer ones). A
+reading that arrives after a newer one of the same citizen is *late*. Evaluating it against the
+alerts as they now stand lets stale data decide: an old in-range reading resolves an alert that
+a newer reading opened, and the next reading opens it again.
+
+Instead the backend replays the citizen's readings from the earliest late one onward, in
+measurement order, on a scratch copy of the alerts, and keeps only the net change:
+
+1. :func:`rewind`: each unresolved alert as it stood before the replayed span (what the span's
+   already-evaluated readings added, from their evaluation rows, taken out; None when the
+   alert opened within the span). The span starts at the earliest late reading, or earlier at
+   an alert's last breach before it (:func:`reach_back`), so that the rewound state is exact.
+2. :func:`replay`: every finding of the span, late and already-evaluated readings alike, each
+   evaluated with its history as of its own time, through :func:`alert_rules.lifecycle.transition`
+   on that scratch copy.
+3. :func:`reconcile`: per (patient, rule), the net change from the alert as it stands to the
+   replayed final state: opened, resolved, worsened (once, whatever the steps), or the newest
+   evidence folded in. Never the intermediate open → resolve → open: an alert that the replay
+   resolves and opens again stays the one alert (its id, owner, kvittering and SLA), with the
+   replayed evidence, and its severity is never lowered.
+
+:func:`replay_in_order` is all three. The limits (:data:`LATE_REPLAY_LIMIT`,
+:data:`LATE_REPLAY_MAX_READINGS`) are the backend's: beyond them it evaluates in arrival order
+and logs it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from alert_rules.lifecycle import (
+    Alert,
+    Effect,
+    Notify,
+    Patient,
+    PatientFinding,
+    Record,
+    Refresh,
+    Router,
+    Store,
+    labels_for,
+    transition,
+)
+from alert_rules.model import SEVERITY_RANK
+
+LATE_REPLAY_LIMIT = timedelta(hours=72)
+"""How late a reading may be (behind the citizen's newest evaluated reading) and still be
+evaluated in its place. Later ones are evaluated in arrival order, and logged."""
+LATE_REPLAY_MAX_READINGS = 2000
+"""How many of the citizen's already-evaluated readings one replay re-evaluates at most. A span
+with more is evaluated in arrival order, and logged."""
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluated:
+    """An already-evaluated reading of the replayed span, as its evaluation row recorded it."""
+
+    reading_id: uuid.UUID
+    fired: frozenset[str]
+    """The rules it breached: each breach was folded into the alert open at the time."""
+    cleared: frozenset[str]
+    """The rules it was in range for: each counted towards that alert's auto-resolve."""
+
+
+def rewind(alert: Alert, evaluated: Sequence[Evaluated]) -> Alert | None:
+    """The alert as it stood before the span whose already-evaluated readings are ``evaluated``.
+
+    None when every breach behind it is in the span (it opened within the span). Otherwise its
+    breaches and readings from the span are taken out, and its in-range count is the one before
+    the span when its last breach is older than the span (exact), else 0 (the span's own breach
+    resets it, so the replay ends the same). Severity, owner and kvittering are kept."""
+    rule = alert.rule_id
+    fired = [e.reading_id for e in evaluated if rule in e.fired]
+    cleared = sum(1 for e in evaluated if rule in e.cleared)
+    if not fired and not cleared:
+        return alert
+    breaches = alert.breach_count - len(fired)
+    if breaches <= 0:
+        return None
+    span = {e.reading_id for e in evaluated}
+    kept = tuple(i for i in alert.reading_ids if i not in span)
+    return dataclasses.replace(
+        alert, breach_count=breaches, reading_ids=kept,
+        last_reading_id=kept[-1] if kept and fired else alert.last_reading_id,
+        in_range_count=0 if fired else max(0, alert.in_range_count - cleared),
+    )
+
+
+def reach_back(current: Mapping[str, Alert], evaluated: Sequence[Evaluated]) -> list[uuid.UUID]:
+    """The readings the span should start from, so that :func:`rewind` is exact: for each alert
+    with a breach in the span, its newest breach before the span (its in-range count before the
+    span is then irrelevant: that breach resets it). Start the span at the oldest of these when
+    it is older than the earliest late reading. An alert whose every remembered reading is in
+    the span (it keeps the last :data:`~alert_rules.lifecycle.KEEP_READING_IDS`) names none."""
+    span = {e.reading_id for e in evaluated}
+    fired = {rule for e in evaluated for rule in e.fired}
+    out = []
+    for rule, a in current.items():
+        if rule in fired:
+            before = [i for i in a.reading_ids if i not in span]
+            if before:
+                out.append(before[-1])
+    return out
+
+
+def replay(alerts: Mapping[str, Alert | None], findings: Iterable[PatientFinding], now: datetime,
+           routing: Router) -> dict[str, Alert | None]:
+    """Findings in measurement order over a scratch copy of one patient's alerts (by rule; None:
+    none before the span). Returns every rule of ``alerts`` and every rule a finding touched, as
+    the replay leaves it: an unresolved alert, a resolved one (``state == "resolved"``, nothing
+    opened after it), or None. Alerts the replay opens have negative ids (scratch only)."""
+    final: dict[str, Alert | None] = dict(alerts)
+    scratch = {rule: a for rule, a in alerts.items() if a is not None}
+    ids = itertools.count(-1, -1)
+    for pf in findings:
+        rule = pf.finding.rule_id
+        alert, _ = transition(scratch.get(rule), pf, now, routing, ids=ids)
+        if alert is None:
+            continue
+        final[rule] = alert
+        if alert.state == "resolved":
+            scratch.pop(rule, None)
+        else:
+            scratch[rule] = alert
+    return final
+
+
+def reconcile(patient: Patient, current: Mapping[str, Alert], final: Mapping[str, Alert | None], now: datetime,
+              routing: Router, *, ids: Iterator[int]) -> tuple[dict[str, Alert | None], list[Effect]]:
+    """The net change, per rule of ``final``, from the patient's unresolved alerts (``current``,
+    by rule) to the replayed final state (:func:`replay`). Returns each of those rules' alert as
+    it now stands (None: no unresolved alert) and the effects to write; ``ids`` gives an alert
+    that opens its id."""
+    after: dict[str, Alert | None] = {}
+    effects: list[Effect] = []
+    for rule, f in final.items():
+        a = current.get(rule)
+        ended = f is not None and f.state == "resolved"
+        if a is None:
+            if f is None or ended:
+                after[rule] = None  # nothing open, or opened and resolved within the span: nothing
+                continue
+            opened = dataclasses.replace(f, id=next(ids)) if f.id < 0 else f
+            labels = labels_for(patient, rule_id=opened.rule_id, rule_kind=opened.rule_kind,
+                                severity=opened.severity, measurement=opened.measurement)
+            d = routing.decide(labels, now)
+            rec = Record(opened, "opened", "system", now, " › ".join(d.route_path))
+            effects += (Store(opened, new=True, labels=labels), rec, Notify(rec))
+            after[rule] = opened
+            continue
+        if f is None or ended:
+            note = f.resolve_note if f is not None and f.resolve_note else "genvurderet i målerækkefølge"
+            base = _with_evidence(a, f) if f is not None else a
+            done = dataclasses.replace(base, state="resolved", resolved_by="system", resolved_at=now,
+                                       resolve_note=note, updated_at=now, escalation_due_at=None, inhibited_by=None)
+            effects += (Store(done), Record(done, "resolved", "system", now, note, a.state))
+            after[rule] = None
+            continue
+        if f is a:
+            after[rule] = a
+            continue
+        merged = _with_evidence(a, f)
+        if SEVERITY_RANK[f.severity] < SEVERITY_RANK[a.severity]:
+            labels = labels_for(patient, rule_id=a.rule_id, rule_kind=a.rule_kind, severity=f.severity,
+                                measurement=a.measurement)
+            d = routing.decide(labels, now)
+            moved = d.team != a.team_key
+            worse = dataclasses.replace(
+                merged, severity=f.severity, state="open", updated_at=now, team_key=d.team,
+                escalate_to=tuple(d.escalate_to), escalation_level=0, escalation_due_at=now + d.sla,
+                owner_since=now if moved else a.owner_since)
+            note = f"{a.severity} → {f.severity}; " + " › ".join(d.route_path)
+            rec = Record(worse, "worsened", "system", now, note, a.state, a.team_key if moved else None)
+            effects += (Store(worse, labels=labels), rec, Notify(rec))
+            after[rule] = worse
+        elif merged != a:
+            merged = dataclasses.replace(merged, updated_at=now)
+            effects += (Store(merged, narrow=True), Refresh(merged))
+            after[rule] = merged
+        else:
+            after[rule] = a
+    return after, effects
+
+
+def _with_evidence(a: Alert, f: Alert) -> Alert:
+    """``a`` with the replay's evidence: the newest breach's value, thresholds and detail, the
+    run's readings and counts."""
+    return dataclasses.replace(a, last_value=f.last_value, last_reading_id=f.last_reading_id,
+                               reading_ids=f.reading_ids, breach_count=f.breach_count,
+                               in_range_count=f.in_range_count, thresholds=f.thresholds, detail=f.detail)
+
+
+def replay_in_order(
+    patient: Patient, current: Mapping[str, Alert], evaluated: Sequence[Evaluated],
+    findings: Iterable[PatientFinding], now: datetime, routing: Router, *, ids: Iterator[int],
+) -> tuple[dict[str, Alert | None], list[Effect]]:
+    """One patient's span in measurement order: its unresolved alerts (``current``, by rule)
+    rewound past the span's already-evaluated readings (``evaluated``), the span's ``findings``
+    (late and already-evaluated readings, in measurement order) replayed on that copy, and the
+    net change. Returns the touched rules' alerts as they now stand (None: none unresolved)
+    and the effects, for the inhibition and grouping stages and the writer."""
+    start: dict[str, Alert | None] = {rule: rewind(a, evaluated) for rule, a in current.items()}
+    return reconcile(patient, current, replay(start, findings, now, routing), now, routing, ids=ids)

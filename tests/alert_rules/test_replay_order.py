@@ -1,0 +1,256 @@
+"""Evaluation in measurement order (alert_rules.order) on a fixed clock: readings that arrive
+late are evaluated in their place, against an evaluation of the same readings in measurement
+order. No database: the shipped rules and routing, and a citizen driven the way the engine
+drives one."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from alert_rules.evaluate import Context, Observation, evaluate
+from alert_rules.lifecycle import Alert, Effect, Patient, PatientFinding, Record, Router, run_batch
+from alert_rules.loader import ROUTING_FILE, Ruleset, default_dir, load_model, load_ruleset
+from alert_rules.order import Evaluated, reach_back, replay_in_order, rewind
+from alert_rules.routing import RoutingConfig
+from vitals.kinds import MeasurementKind
+
+CPH = ZoneInfo("Europe/Copenhagen")
+T0 = datetime(2026, 11, 24, 11, 0, tzinfo=CPH)
+NOW = datetime(2026, 11, 24, 12, 30, tzinfo=CPH)  # the wall clock of every batch: fixed
+SPO2 = "copd.spo2.absolute"
+WEIGHT = "heart_failure.weight.trend"
+
+
+@pytest.fixture(scope="module")
+def rules() -> Ruleset:
+    return load_ruleset()
+
+
+@pytest.fixture(scope="module")
+def router() -> Router:
+    return Router(config=load_model(default_dir() / ROUTING_FILE, RoutingConfig))
+
+
+class Citizen:
+    """One patient's readings evaluated batch by batch as the engine does: a batch with no late
+    reading through ``run_batch`` in measurement order; a batch with late readings (older than
+    the newest evaluated one) replayed from the earliest late one with ``replay_in_order``."""
+
+    def __init__(self, rules: Ruleset, router: Router, programme: str = "copd") -> None:
+        self.rules = rules
+        self.router = router
+        self.patient = Patient(id=7, programme=programme, municipality="Aarhus", external_ref="t-7")
+        self.alerts: dict[str, Alert] = {}
+        self.ids: Iterator[int] = itertools.count(100)
+        self.history: list[Observation] = []
+        self.evaluated: dict[str, tuple[Observation, Evaluated]] = {}
+        self.log: list[Effect] = []
+        self.replays = 0
+
+    def _findings(self, obs: Observation) -> list[PatientFinding]:
+        ctx = Context(self.patient.programme, history=tuple(o for o in self.history if o.measured_at < obs.measured_at))
+        found = evaluate(self.rules.rules_for(self.patient.programme), ctx, obs)
+        assert obs.id is not None
+        rid = uuid.UUID(obs.id)
+        # Written once, as the engine writes evaluation rows: a replayed reading keeps its own.
+        self.evaluated.setdefault(obs.id, (obs, Evaluated(rid, frozenset(f.rule_id for f in found if f.fired),
+                                                 frozenset(f.rule_id for f in found if not f.fired))))
+        return [PatientFinding(self.patient, f, rid, self.rules.rule(f.rule_id).auto_resolve_after) for f in found]
+
+    def arrive(self, batch: Sequence[Observation]) -> list[Effect]:
+        newest = max((o.measured_at for o, _ in self.evaluated.values()), default=None)
+        late = [o for o in batch if newest is not None and o.measured_at < newest]
+        self.history = sorted([*self.history, *batch], key=lambda o: o.measured_at)
+        if not late:
+            findings = [f for o in sorted(batch, key=lambda o: o.measured_at) for f in self._findings(o)]
+            self.alerts, effects = run_batch(self.patient, self.alerts, findings, NOW, self.router, ids=self.ids)
+        else:
+            self.replays += 1
+            since = min(o.measured_at for o in late)
+            span = [(o, e) for o, e in self.evaluated.values() if o.measured_at >= since]
+            back = reach_back(self.alerts, [e for _, e in span])
+            if back:
+                since = min(since, *(self.evaluated[str(i)][0].measured_at for i in back))
+                span = [(o, e) for o, e in self.evaluated.values() if o.measured_at >= since]
+            readings = sorted([*batch, *(o for o, _ in span)], key=lambda o: o.measured_at)
+            findings = [f for o in readings for f in self._findings(o)]
+            after, effects = replay_in_order(self.patient, self.alerts, [e for _, e in span], findings, NOW,
+                                             self.router, ids=self.ids)
+            for rule, a in after.items():
+                if a is None:
+                    self.alerts.pop(rule, None)
+                else:
+                    self.alerts[rule] = a
+        self.log += effects
+        return effects
+
+    def records(self, rule_id: str) -> list[tuple[str, str]]:
+        return [(e.action, e.alert.severity) for e in self.log if isinstance(e, Record) and e.alert.rule_id == rule_id]
+
+    def state(self, rule_id: str) -> tuple[object, ...] | None:
+        a = self.alerts.get(rule_id)
+        if a is None:
+            return None
+        return (a.state, a.severity, a.last_value, a.last_reading_id, a.reading_ids, a.breach_count, a.in_range_count)
+
+
+def spo2(at: datetime, value: float) -> Observation:
+    return Observation(MeasurementKind.SPO2, {"spo2": value}, at, id=str(uuid.uuid4()))
+
+
+def weight(at: datetime, value: float) -> Observation:
+    return Observation(MeasurementKind.WEIGHT, {"weight": value}, at, id=str(uuid.uuid4()))
+
+
+def in_order(rules: Ruleset, router: Router, readings: Sequence[Observation], programme: str = "copd") -> Citizen:
+    c = Citizen(rules, router, programme)
+    for o in sorted(readings, key=lambda o: o.measured_at):
+        c.arrive([o])
+    return c
+
+
+def newest_first(rules: Ruleset, router: Router, readings: Sequence[Observation], size: int,
+                 programme: str = "copd") -> Citizen:
+    """The batches of ``size`` readings arrive newest batch first (two ingest workers draining
+    a backlog, the catch-up job finding the older ones later)."""
+    ordered = sorted(readings, key=lambda o: o.measured_at)
+    batches = [ordered[i:i + size] for i in range(0, len(ordered), size)]
+    c = Citizen(rules, router, programme)
+    for b in reversed(batches):
+        c.arrive(b)
+    return c
+
+
+def test_the_red_reading_first_then_199_older_in_range_ones_is_one_red_alert_never_resolved(
+    rules: Ruleset, router: Router,
+) -> None:
+    readings = [spo2(T0 + timedelta(seconds=i), 96.0 if i < 199 else 80.0) for i in range(200)]
+    scrambled = newest_first(rules, router, readings, size=30)
+    reference = in_order(rules, router, readings)
+    assert scrambled.replays == 6
+    assert scrambled.records(SPO2) == reference.records(SPO2) == [("opened", "red")]
+    assert scrambled.state(SPO2) == reference.state(SPO2)
+    assert scrambled.state(SPO2) is not None and scrambled.state(SPO2)[:3] == ("open", "red", 80.0)  # type: ignore[index]
+
+
+def test_late_in_range_readings_never_resolve_an_alert_whose_newest_evidence_is_a_breach(
+    rules: Ruleset, router: Router,
+) -> None:
+    # 88 % opened a yellow alert; 87 % is the newest reading; the 96 % readings between them come late.
+    first, last = spo2(T0, 88.0), spo2(T0 + timedelta(minutes=10), 87.0)
+    middle = [spo2(T0 + timedelta(minutes=m), 96.0) for m in range(1, 10)]
+    c = Citizen(rules, router)
+    c.arrive([first])
+    c.arrive([last])
+    alert = c.alerts[SPO2]
+    for o in middle:
+        c.arrive([o])
+    assert c.records(SPO2) == [("opened", "yellow")]  # never resolved, never opened again
+    after = c.alerts[SPO2]
+    assert (after.id, after.state, after.severity, after.opened_at) == (alert.id, "open", "yellow", alert.opened_at)
+    # The newest evidence is the 87 % reading; in measurement order the 96 % readings ended the
+    # 88 % run, so the alert's run is the 87 % reading alone (as an in-order evaluation has it).
+    assert (after.last_value, after.reading_ids, after.breach_count, after.in_range_count) == (
+        87.0, (uuid.UUID(last.id or ""),), 1, 0)
+    reference = in_order(rules, router, [first, *middle, last])
+    assert reference.state(SPO2) == c.state(SPO2)
+
+
+def test_a_late_breach_older_than_in_range_readings_that_would_have_resolved_it_opens_nothing(
+    rules: Ruleset, router: Router,
+) -> None:
+    c = Citizen(rules, router)
+    c.arrive([spo2(T0 + timedelta(minutes=5), 96.0), spo2(T0 + timedelta(minutes=6), 97.0)])
+    effects = c.arrive([spo2(T0, 80.0)])
+    assert effects == [] and c.alerts == {} and c.records(SPO2) == []
+    # One newer in-range reading is not enough to resolve it (auto_resolve_after 2): then it opens, as in order.
+    c = Citizen(rules, router)
+    c.arrive([spo2(T0 + timedelta(minutes=5), 96.0)])
+    late = spo2(T0, 80.0)
+    c.arrive([late])
+    assert c.records(SPO2) == [("opened", "red")]
+    a = c.alerts[SPO2]
+    assert (a.state, a.last_value, a.last_reading_id, a.in_range_count) == ("open", 80.0, uuid.UUID(late.id or ""), 1)
+
+
+def test_a_late_breach_that_is_the_worst_of_an_open_alerts_run_worsens_it_once(
+    rules: Ruleset, router: Router,
+) -> None:
+    readings = [spo2(T0, 88.0), spo2(T0 + timedelta(minutes=1), 80.0), spo2(T0 + timedelta(minutes=2), 87.0),
+                spo2(T0 + timedelta(minutes=3), 88.0)]
+    c = Citizen(rules, router)
+    c.arrive([readings[0]])
+    c.arrive(readings[2:])
+    alert = c.alerts[SPO2]
+    assert c.records(SPO2) == [("opened", "yellow")]
+    worsened = c.arrive([readings[1]])
+    assert c.records(SPO2) == [("opened", "yellow"), ("worsened", "red")]
+    assert sum(isinstance(e, Record) for e in worsened) == 1
+    after = c.alerts[SPO2]
+    assert (after.id, after.severity, after.state, after.last_value, after.breach_count) == (alert.id, "red", "open",
+                                                                                            88.0, 4)
+    assert after.reading_ids == tuple(uuid.UUID(o.id or "") for o in readings)  # measurement order
+    reference = in_order(rules, router, readings)
+    assert reference.records(SPO2) == c.records(SPO2) and reference.state(SPO2) == c.state(SPO2)
+
+
+def test_a_weight_trend_opened_at_11_59_03_is_not_resolved_by_readings_from_11_58_that_arrive_late(
+    rules: Ruleset, router: Router,
+) -> None:
+    day = datetime(2026, 11, 24, tzinfo=CPH)
+    earlier = [weight(day - timedelta(days=2) + timedelta(hours=8), 80.0), weight(day + timedelta(hours=8), 80.3)]
+    opened = weight(day.replace(hour=11, minute=59, second=3), 82.6)  # +2.6 kg within 3 days
+    late = [weight(day.replace(hour=11, minute=58, second=19), 80.4), weight(day.replace(hour=11, minute=58, second=40),
+                                                                              80.2)]
+    again = weight(day.replace(hour=11, minute=59, second=5), 82.7)
+    c = Citizen(rules, router, "heart_failure")
+    c.arrive(earlier)
+    c.arrive([opened])
+    assert c.records(WEIGHT) == [("opened", "yellow")]
+    alert = c.alerts[WEIGHT]
+    c.arrive(late)  # in arrival order these two in-range readings resolved the alert…
+    c.arrive([again])  # …and this one opened it again 2 s later
+    assert c.records(WEIGHT) == [("opened", "yellow")]
+    after = c.alerts[WEIGHT]
+    assert (after.id, after.state, after.last_value) == (alert.id, "open", 82.7)
+    reference = in_order(rules, router, [*earlier, *late, opened, again], "heart_failure")
+    assert reference.records(WEIGHT) == c.records(WEIGHT) and reference.state(WEIGHT) == c.state(WEIGHT)
+
+
+def test_a_late_in_range_reading_counts_towards_auto_resolve_in_its_place(rules: Ruleset, router: Router) -> None:
+    # 88 % opened it; one newer reading back in range; a late in-range reading between them is
+    # the second: in measurement order the alert resolved at the newer one.
+    readings = [spo2(T0, 88.0), spo2(T0 + timedelta(minutes=1), 95.0), spo2(T0 + timedelta(minutes=2), 96.0)]
+    c = Citizen(rules, router)
+    c.arrive([readings[0]])
+    c.arrive([readings[2]])
+    assert c.alerts[SPO2].in_range_count == 1
+    c.arrive([readings[1]])
+    assert c.records(SPO2) == [("opened", "yellow"), ("resolved", "yellow")] and SPO2 not in c.alerts
+    reference = in_order(rules, router, readings)
+    assert reference.records(SPO2) == c.records(SPO2)
+
+
+def test_an_alert_whose_breaches_no_longer_fire_in_measurement_order_is_resolved(
+    rules: Ruleset, router: Router,
+) -> None:
+    # Re-evaluated with its history as of its own time, the one reading behind the alert is in
+    # range now (the replay has no breach for it): the alert should never have opened.
+    c = Citizen(rules, router)
+    c.arrive([spo2(T0, 88.0)])
+    a = c.alerts[SPO2]
+    only = Evaluated(a.reading_ids[0], frozenset({SPO2}), frozenset())
+    assert rewind(a, [only]) is None  # it opened within the span
+    cleared = Evaluated(uuid.uuid4(), frozenset(), frozenset({SPO2}))
+    assert rewind(a, [cleared]) == a  # its in-range count was 0 before the span too
+    assert rewind(a, []) is a
+    after, effects = replay_in_order(c.patient, {SPO2: a}, [only], [], NOW, router, ids=itertools.count(500))
+    assert after == {SPO2: None}
+    assert [(e.action, e.alert.id, e.alert.state, e.note) for e in effects if isinstance(e, Record)] == [
+        ("resolved", a.id, "resolved", "genvurderet i målerækkefølge")]
