@@ -342,18 +342,39 @@ class AgentGroup:
                 self.proc.wait(30)
             self.proc = None
 
+    def kill_mid_write(self, timeout: float = 10.0) -> bool:
+        """SIGKILL the process the moment one of its agents logs a new id, which it does just
+        before appending that reading to its spool. True when the kill landed before the append
+        committed (the id is not in that agent's outbox): the restart must generate it again."""
+        sizes = {p: p.stat().st_size for p in self.spool_dir.glob("*.ids")}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for path, size in sizes.items():
+                if path.stat().st_size > size:
+                    self.kill()
+                    lines = path.read_bytes().rsplit(b"\n", 2)
+                    last = lines[-2].split()[-1].decode() if len(lines) >= 2 else ""
+                    return bool(last) and last not in self._outbox(path.with_suffix(".sqlite"))
+            # No sleep: the append after the id is logged takes a millisecond or two.
+        self.kill()
+        return False
+
+    @staticmethod
+    def _outbox(path: Path) -> set[str]:
+        try:
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+            try:
+                return {r[0] for r in conn.execute("SELECT id FROM outbox")}
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            return set()  # being created or recovered right now: the next look sees it
+
     def spooled(self) -> tuple[int, set[str]]:
         """(rows in all this group's outboxes, their ids), read from the spool files."""
         rows, ids = 0, set()
         for path in self.spool_dir.glob("*.sqlite"):
-            try:
-                conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-                try:
-                    found = [r[0] for r in conn.execute("SELECT id FROM outbox")]
-                finally:
-                    conn.close()
-            except sqlite3.Error:
-                continue  # being created or recovered right now: the next look sees it
+            found = self._outbox(path)
             rows += len(found)
             ids.update(found)
         return rows, ids
@@ -408,7 +429,8 @@ class Store:
     def __init__(self, url: str) -> None:
         self.url = url
         self._dead_seen = 0
-        self._dead_ids: set[str] = set()
+        self.dead_rows: dict[str, int] = {}
+        """id -> dead_letters rows naming it (a re-sent refused reading is refused again)."""
 
     def account(self, ids: set[str]) -> Accounting:
         keys = [uuid.UUID(i) for i in ids]
@@ -420,8 +442,9 @@ class Store:
             for row_id, payload in conn.execute(
                     "SELECT id, payload FROM dead_letters WHERE id > %s ORDER BY id", (self._dead_seen,)):
                 self._dead_seen = int(row_id)
-                self._dead_ids.update(m.decode() for m in UUID_RE.findall(bytes(payload).lower()))
-        return Accounting(stored=stored, held=held, dead=self._dead_ids & ids)
+                for m in set(UUID_RE.findall(bytes(payload).lower())):
+                    self.dead_rows[m.decode()] = self.dead_rows.get(m.decode(), 0) + 1
+        return Accounting(stored=stored, held=held, dead=set(self.dead_rows) & ids)
 
 
 @dataclass(frozen=True)
@@ -517,6 +540,7 @@ class FaultMatrix:
 
         _seed_cohort(Settings(database_url=self.pg.url, mqtt_url=self.broker.url, topic_root=self.topic_root),
                      citizens=p.agents + p.offline_agents)
+        self.special = self._hold_and_refuse_some()
         self.workers = [Worker(n, env, self.workdir) for n in (0, 1)]
         for w in self.workers:
             self._stack.callback(w.stop)
@@ -538,7 +562,35 @@ class FaultMatrix:
         self.say(f"fault matrix ({p.name}): {p.agents} agents in {len(self.groups)} processes, {p.rate:g} spot "
                  f"check/s each; 2 ingest workers; private PostgreSQL {self.pg.port}, private Mosquitto "
                  f"{self.broker.port} with deploy settings [{'; '.join(self.broker.settings)}]; uplink: {uplink}; "
+                 f"{self.special}; "
                  f"setup {time.monotonic() - t0:.0f} s; logs in {self.workdir}")
+
+    def _hold_and_refuse_some(self) -> str:
+        """So that "kept elsewhere" is exercised under every fault too: one citizen's scale is
+        mapped as shared with the citizen on another user slot than the one it reports (their
+        weights are held, reason ``unmapped_user``) and the last load agent is deactivated
+        (everything it sends is a dead letter)."""
+        from backend.registry import service as registry
+        from edge_agent.simulate import demo_cohort
+
+        cohort = demo_cohort(self.plan.agents)
+        weigher = next((c for c in cohort[:-1] if c.device("scale") is not None), None)
+        with psycopg.connect(self.pg.url, autocommit=True) as conn:
+            words = []
+            if weigher is not None:
+                scale = weigher.device("scale")
+                assert scale is not None and scale.user_index is not None
+                device = next(d for d in registry.list_devices(conn, agent_id=weigher.agent_id)
+                              if d.address == scale.address)
+                users = registry.list_device_users(conn, device_id=device.id)
+                registry.unmap_device_user(conn, device_id=device.id, user_index=scale.user_index)
+                registry.map_device_user(conn, device_id=device.id, user_index=scale.user_index + 1,
+                                         patient_id=users[scale.user_index])
+                words.append(f"{weigher.agent_id}'s scale on another user slot (held)")
+            if len(cohort) > 1:
+                registry.deactivate_agent(conn, agent_id=cohort[-1].agent_id)
+                words.append(f"{cohort[-1].agent_id} deactivated (dead letters)")
+        return ", ".join(words)
 
     def close(self) -> None:
         self._stack.close()
@@ -602,6 +654,9 @@ class FaultMatrix:
         waiting = (ids - lost) & set().union(*(g.spooled()[1] for g in self.all_groups()))
         if waiting:
             note = (note + "; " if note else "") + f"{len(waiting)} stored but still spooled (no receipt yet)"
+        repeated = sum(1 for i in acc.dead if self.store.dead_rows.get(i, 0) > 1)
+        if repeated:
+            note = (note + "; " if note else "") + f"{repeated} dead-lettered more than once"
         row = Row(fault=fault, generated=len(ids), stored=len(set(acc.stored) & ids), held=len(acc.held),
                   dead_letters=len(acc.dead), lost=len(lost), duplicated=len(acc.duplicated()),
                   recovered_s=recovered if not lost else None, note=note, lost_ids=tuple(sorted(lost)))
@@ -670,12 +725,13 @@ class FaultMatrix:
     def agent_kill(self) -> Row:
         p = self.plan
         group = self.groups[0]
+        before_commit = 0
         for _ in range(p.agent_kills):
-            time.sleep(random.uniform(0.5, 2.5))
-            group.kill()
+            time.sleep(random.uniform(0.5, 2.0))
+            before_commit += group.kill_mid_write()
             group.start()
         return self.settle(f"agent process SIGKILL mid-write x{p.agent_kills}, restarted on its spool",
-                           time.time())
+                           time.time(), note=f"{before_commit} of {p.agent_kills} kills before the spool commit")
 
     def agent_offline(self) -> Row:
         p = self.plan
