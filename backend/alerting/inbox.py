@@ -4,12 +4,13 @@ Ingest adds each newly stored reading to ``rules_inbox`` in its batch's transact
 NOTIFYs ``nearcare_readings`` (migration 0220). :class:`RulesInbox` runs wherever the rules run
 (``nearcare backend rules``, or inside ``backend run``), any number of them: woken by the
 NOTIFY, or every ``poll_s`` regardless, it claims waiting readings with ``FOR UPDATE SKIP
-LOCKED`` (live readings first, oldest first; a returning tablet's backlog in small portions
-behind them, so a burst never holds up a live alert), hands them to the engine in each citizen's
-measurement order, and deletes them in the same transaction. A worker that dies mid-batch leaves its rows to another;
-the engine skips a reading it already evaluated (``reading_evaluations``) under the citizen's
-lock, so a reading is evaluated exactly once, and a failed evaluation is recorded for retry
-(``alert_evaluation_failures``) rather than lost.
+LOCKED``, hands them to the engine in each citizen's measurement order, and deletes them in the
+same transaction. Live readings go first, oldest first; a returning tablet's backlog follows in
+small portions behind them, at most ``backlog_rate`` a second, so a burst never holds up a live
+alert nor takes the CPU that ingest needs. A worker that dies mid-batch leaves its rows to
+another; the engine skips a reading it already evaluated (``reading_evaluations``) under the
+citizen's lock, so a reading is evaluated exactly once, and a failed evaluation is recorded for
+retry (``alert_evaluation_failures``) rather than lost.
 """
 
 from __future__ import annotations
@@ -47,13 +48,18 @@ class RulesInbox:
     name = "rules"
 
     def __init__(self, *, database_url: str, evaluate: ReadingsSink, batch: int = 2000, backlog_batch: int = 200,
-                 poll_s: float = 1.0) -> None:
+                 backlog_rate: float = 2000.0, poll_s: float = 1.0) -> None:
         self.database_url = database_url
         self.evaluate = evaluate
         self.batch = batch
         self.backlog_batch = backlog_batch
         """At most this many backlog readings ride along in a batch: the next live reading waits
         for no more than that."""
+        self.backlog_rate = backlog_rate
+        """Backlog readings evaluated per second at most: a returning tablet's week is old news,
+        and evaluating it flat out would take the CPU that ingest needs for live readings."""
+        self._budget = float(backlog_batch)
+        self._budget_at = time.monotonic()
         self.poll_s = poll_s
         self.handed_on = 0
         """Readings handed to the engine since start (tests and metrics)."""
@@ -84,7 +90,10 @@ class RulesInbox:
                     self._listening.set()
                     while not self._stop.is_set():
                         if self.drain(conn) == 0:
-                            for _ in conn.notifies(timeout=self.poll_s, stop_after=1):
+                            # Nothing claimable now: wake on new readings, or when the backlog
+                            # budget has grown by a batch.
+                            wait = min(self.poll_s, self.backlog_batch / self.backlog_rate)
+                            for _ in conn.notifies(timeout=wait, stop_after=1):
                                 pass
             except psycopg.Error as exc:
                 self._listening.clear()
@@ -93,11 +102,17 @@ class RulesInbox:
 
     def drain(self, conn: psycopg.Connection[Any]) -> int:
         """Claim, evaluate and delete one batch; return how many readings it held."""
+        now = time.monotonic()
+        self._budget = min(float(self.backlog_batch), self._budget + (now - self._budget_at) * self.backlog_rate)
+        self._budget_at = now
         with conn.transaction():
             # Live readings first; a returning tablet's backlog fills the rest, a little at a time.
             rows = conn.execute(_CLAIM_LIVE, (self.batch,)).fetchall()
-            if len(rows) < self.backlog_batch:
-                rows += conn.execute(_CLAIM_BACKLOG, (self.backlog_batch - len(rows),)).fetchall()
+            room = min(self.backlog_batch - len(rows), int(self._budget))
+            if room > 0:
+                backlog = conn.execute(_CLAIM_BACKLOG, (room,)).fetchall()
+                self._budget -= len(backlog)
+                rows += backlog
             if not rows:
                 return 0
             readings = _readings(conn, rows)
