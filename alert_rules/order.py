@@ -112,33 +112,43 @@ def reach_back(current: Mapping[str, Alert], evaluated: Sequence[Evaluated]) -> 
 
 
 def replay(alerts: Mapping[str, Alert | None], findings: Iterable[PatientFinding], now: datetime,
-           routing: Router) -> dict[str, Alert | None]:
+           routing: Router) -> tuple[dict[str, Alert | None], dict[str, Alert]]:
     """Findings in measurement order over a scratch copy of one patient's alerts (by rule; None:
     none before the span). Returns every rule of ``alerts`` and every rule a finding touched, as
     the replay leaves it: an unresolved alert, a resolved one (``state == "resolved"``, nothing
-    opened after it), or None. Alerts the replay opens have negative ids (scratch only)."""
+    opened after it), or None; and per rule the alert right after the breach that raised it to
+    its severity (opened or worsened: that breach's value and reading). Alerts the replay opens
+    have negative ids (scratch only)."""
     final: dict[str, Alert | None] = dict(alerts)
+    raised: dict[str, Alert] = {}
     scratch = {rule: a for rule, a in alerts.items() if a is not None}
     ids = itertools.count(-1, -1)
     for pf in findings:
         rule = pf.finding.rule_id
-        alert, _ = transition(scratch.get(rule), pf, now, routing, ids=ids)
+        before = scratch.get(rule)
+        alert, _ = transition(before, pf, now, routing, ids=ids)
         if alert is None:
             continue
         final[rule] = alert
         if alert.state == "resolved":
             scratch.pop(rule, None)
-        else:
-            scratch[rule] = alert
-    return final
+            continue
+        scratch[rule] = alert
+        if before is None or alert.severity != before.severity:
+            raised[rule] = alert
+    return final, raised
 
 
 def reconcile(patient: Patient, current: Mapping[str, Alert], final: Mapping[str, Alert | None], now: datetime,
-              routing: Router, *, ids: Iterator[int]) -> tuple[dict[str, Alert | None], list[Effect]]:
+              routing: Router, *, ids: Iterator[int], raised: Mapping[str, Alert] | None = None,
+              ) -> tuple[dict[str, Alert | None], list[Effect]]:
     """The net change, per rule of ``final``, from the patient's unresolved alerts (``current``,
     by rule) to the replayed final state (:func:`replay`). Returns each of those rules' alert as
     it now stands (None: no unresolved alert) and the effects to write; ``ids`` gives an alert
-    that opens its id."""
+    that opens its id. An "opened" or "worsened" transition names the value and reading that
+    raised the alert to its severity (``raised``, from :func:`replay`), as in measurement order;
+    the alert row keeps the newest evidence."""
+    raised = raised or {}
     after: dict[str, Alert | None] = {}
     effects: list[Effect] = []
     for rule, f in final.items():
@@ -152,7 +162,7 @@ def reconcile(patient: Patient, current: Mapping[str, Alert], final: Mapping[str
             labels = labels_for(patient, rule_id=opened.rule_id, rule_kind=opened.rule_kind,
                                 severity=opened.severity, measurement=opened.measurement)
             d = routing.decide(labels, now)
-            rec = Record(opened, "opened", "system", now, " › ".join(d.route_path))
+            rec = Record(_as_raised(opened, raised.get(rule)), "opened", "system", now, " › ".join(d.route_path))
             effects += (Store(opened, new=True, labels=labels), rec, Notify(rec))
             after[rule] = opened
             continue
@@ -178,7 +188,8 @@ def reconcile(patient: Patient, current: Mapping[str, Alert], final: Mapping[str
                 escalate_to=tuple(d.escalate_to), escalation_level=0, escalation_due_at=now + d.sla,
                 owner_since=now if moved else a.owner_since)
             note = f"{a.severity} → {f.severity}; " + " › ".join(d.route_path)
-            rec = Record(worse, "worsened", "system", now, note, a.state, a.team_key if moved else None)
+            rec = Record(_as_raised(worse, raised.get(rule)), "worsened", "system", now, note, a.state,
+                         a.team_key if moved else None)
             effects += (Store(worse, labels=labels), rec, Notify(rec))
             after[rule] = worse
         elif merged != a:
@@ -188,6 +199,14 @@ def reconcile(patient: Patient, current: Mapping[str, Alert], final: Mapping[str
         else:
             after[rule] = a
     return after, effects
+
+
+def _as_raised(a: Alert, peak: Alert | None) -> Alert:
+    """``a`` as the transition record shows it: with the value and reading of the breach that
+    raised it to its severity."""
+    if peak is None or peak.severity != a.severity:
+        return a
+    return dataclasses.replace(a, last_value=peak.last_value, last_reading_id=peak.last_reading_id)
 
 
 def _with_evidence(a: Alert, f: Alert) -> Alert:
@@ -208,4 +227,5 @@ def replay_in_order(
     net change. Returns the touched rules' alerts as they now stand (None: none unresolved)
     and the effects, for the inhibition and grouping stages and the writer."""
     start: dict[str, Alert | None] = {rule: rewind(a, evaluated) for rule, a in current.items()}
-    return reconcile(patient, current, replay(start, findings, now, routing), now, routing, ids=ids)
+    final, raised = replay(start, findings, now, routing)
+    return reconcile(patient, current, final, now, routing, ids=ids, raised=raised)

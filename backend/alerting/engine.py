@@ -17,6 +17,7 @@ import collections
 import json
 import logging
 import threading
+import uuid
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,13 @@ from alert_rules.errors import ThresholdError
 from alert_rules.evaluate import Context, Finding, Observation, evaluate, history_hours
 from alert_rules.lifecycle import Effect, PatientFinding, Router, apply_inhibition, group, inhibit, transition
 from alert_rules.model import AnyRule, BatteryLowRule, MissingRule, ScoreRule, TrendRule
+from alert_rules.order import (
+    LATE_REPLAY_LIMIT,
+    LATE_REPLAY_MAX_READINGS,
+    Evaluated,
+    reach_back,
+    replay_in_order,
+)
 from backend.alerting import lifecycle
 from backend.alerting.clock import Clock, SystemClock
 from backend.alerting.config import AlertingConfig, NotifierSettings
@@ -66,6 +74,10 @@ class AlertEngine:
         self.evaluated = 0
         self.failed = 0
         self.skipped = 0
+        self.late = 0
+        """Late readings (older than the citizen's newest evaluated one) evaluated in their place."""
+        self.late_in_arrival_order = 0
+        """Late readings beyond the replay limits, evaluated in arrival order (and logged)."""
 
     # The ReadingsSink
     def on_stored(self, readings: Sequence[StoredReading]) -> None:
@@ -124,12 +136,14 @@ class AlertEngine:
                 overrides_cur = self.thresholds.query_overrides(conn, pids)
                 baselines_cur = _query_baselines(conn, pids)
                 actives_cur = lifecycle.query_active_alerts(conn, pids)
+                newest_cur = _query_newest_evaluated(conn, pids)
                 done = {row[0] for row in done_cur.fetchall()}
                 patients = lifecycle.patients_from_rows(patients_cur.fetchall())
                 overrides = self.thresholds.overrides_from_rows(
                     {pid: p.programme for pid, p in patients.items()}, overrides_cur.fetchall())
                 baselines = _baselines_from_rows(baselines_cur.fetchall())
                 actives = lifecycle.active_alerts_from_rows(actives_cur.fetchall())
+                newest = {int(p): at for p, at in newest_cur.fetchall() if at is not None}
             fresh: list[StoredReading] = []
             for r in readings:
                 if r.id not in done:
@@ -138,11 +152,16 @@ class AlertEngine:
             self.skipped += len(readings) - len(fresh)
             if not fresh:
                 return
-            history = self._load_history(conn, fresh, patients)
+            # Each citizen's readings in measurement order; one older than the citizen's newest
+            # evaluated reading is late, and is evaluated in its place (alert_rules.order).
+            fresh.sort(key=_measurement_order)
+            spans = self._late_spans(conn, fresh, newest, actives) if newest else {}
+            history = self._load_history(
+                conn, [*fresh, *(r for span in spans.values() for r, _ in span)] if spans else fresh, patients)
             evaluations: list[str] = []
             with conn.pipeline():
                 effects = self._decide_all(conn, fresh, patients, overrides, baselines, actives, history, now,
-                                           evaluations)
+                                           evaluations, spans)
                 lifecycle.write(conn, effects, notifier=self.notifier, contacts=self.config.routing.team_contacts,
                                 patients=patients)
                 # The evaluation rows (and the end of any recorded failure) in one statement,
@@ -160,9 +179,12 @@ class AlertEngine:
                     patients: Mapping[int, lifecycle.PatientInfo], overrides: Mapping[int, Any],
                     baselines: Mapping[int, Any], actives: dict[tuple[int, str], lifecycle.Alert],
                     history: Mapping[int, tuple[list[datetime], list[Observation]]], now: datetime,
-                    evaluations: list[str]) -> list[Effect]:
+                    evaluations: list[str],
+                    spans: Mapping[int, Sequence[tuple[StoredReading, Evaluated]]] | None = None) -> list[Effect]:
         """Every reading's findings through the state machine, then the inhibition and grouping
-        stages: the batch's effects, for the one writer."""
+        stages: the batch's effects, for the one writer. The readings of a patient in ``spans``
+        (late ones) are replayed in measurement order with the span's evaluated readings instead
+        (:meth:`_replay`)."""
         router = self.teams.router(self.config)
         ids = self.alert_ids.iterator(conn)
         effects: list[Effect] = []
@@ -171,6 +193,8 @@ class AlertEngine:
         fired_json: dict[tuple[tuple[str, str | None], ...], str] = {}
         by_id = self.config.ruleset.by_id
         for r in readings:
+            if spans and r.patient_id in spans:
+                continue  # late: replayed below, in measurement order
             patient = patients.get(r.patient_id)
             if patient is None:
                 raise LookupError(f"reading {r.id} names unknown patient {r.patient_id}")
@@ -217,6 +241,9 @@ class AlertEngine:
                 clear = Finding(rule.id, rule.kind, None, None, None, rule.title, {})
                 self._step(actives, key, active, PatientFinding(patient, clear, r.id, rule.auto_resolve_after),
                            now, router, ids, effects, settle)
+        for pid, span in (spans or {}).items():
+            self._replay(pid, [r for r in readings if r.patient_id == pid], span, patients, overrides, baselines,
+                         actives, history, now, router, ids, effects, settle, evaluations)
         if settle and self.config.routing.inhibit_rules:
             mine: dict[int, list[lifecycle.Alert]] = defaultdict(list)
             for (pid, _rule), a in actives.items():
@@ -229,6 +256,117 @@ class AlertEngine:
                 for a in changed.values():
                     actives[(pid, a.rule_id)] = a
         return group(effects)
+
+    def _late_spans(
+        self, conn: psycopg.Connection[Any], fresh: Sequence[StoredReading], newest: Mapping[int, datetime],
+        actives: Mapping[tuple[int, str], lifecycle.Alert],
+    ) -> dict[int, list[tuple[StoredReading, Evaluated]]]:
+        """The patients with late readings, each with the span of already-evaluated readings to
+        replay with them (from the earliest late one, or from an open alert's last breach before
+        it: :func:`alert_rules.order.reach_back`), in measurement order. A patient beyond the
+        limits (:data:`LATE_REPLAY_LIMIT`, :data:`LATE_REPLAY_MAX_READINGS`) is left out: its
+        readings are evaluated in arrival order, and logged."""
+        since: dict[int, datetime] = {}
+        late: dict[int, int] = defaultdict(int)
+        for r in fresh:
+            top = newest.get(r.patient_id)
+            if top is not None and r.measured_at < top:
+                late[r.patient_id] += 1
+                if r.patient_id not in since:
+                    since[r.patient_id] = r.measured_at  # fresh is in measurement order
+        if not since:
+            return {}
+        for pid, t in list(since.items()):
+            if newest[pid] - t > LATE_REPLAY_LIMIT:
+                self._arrival_order(pid, late[pid], f"{newest[pid] - t} behind the newest evaluated reading")
+                del since[pid]
+        spans = _load_spans(conn, since)
+        back: dict[int, list[uuid.UUID]] = {}
+        for pid, span in spans.items():
+            current = {rule: a for (p, rule), a in actives.items() if p == pid}
+            ids = reach_back(current, [e for _, e in span]) if current else []
+            if ids:
+                back[pid] = ids
+        if back:
+            rows = conn.execute(
+                "SELECT patient_id, min(measured_at) FROM reading_evaluations WHERE measurement_id = ANY(%s)"
+                " GROUP BY 1", ([i for ids in back.values() for i in ids],)).fetchall()
+            # Within the limit only; beyond it the span starts at the late reading (the alert's
+            # in-range count before it is then taken as 0).
+            earlier = {int(p): at for p, at in rows
+                       if at < since[int(p)] and newest[int(p)] - at <= LATE_REPLAY_LIMIT}
+            if earlier:
+                spans.update(_load_spans(conn, earlier))
+                since.update(earlier)
+        out: dict[int, list[tuple[StoredReading, Evaluated]]] = {}
+        for pid in since:
+            span = spans.get(pid, [])
+            if len(span) > LATE_REPLAY_MAX_READINGS:
+                self._arrival_order(pid, late[pid], f"more than {LATE_REPLAY_MAX_READINGS} evaluated readings since")
+                continue
+            out[pid] = span
+            self.late += late[pid]
+        return out
+
+    def _arrival_order(self, pid: int, n: int, why: str) -> None:
+        self.late_in_arrival_order += n
+        log.warning("patient %s: %d late readings evaluated in arrival order (%s; replay limits %s, %d readings)",
+                    pid, n, why, LATE_REPLAY_LIMIT, LATE_REPLAY_MAX_READINGS)
+
+    def _replay(self, pid: int, fresh: Sequence[StoredReading], span: Sequence[tuple[StoredReading, Evaluated]],
+                patients: Mapping[int, lifecycle.PatientInfo], overrides: Mapping[int, Any],
+                baselines: Mapping[int, Any], actives: dict[tuple[int, str], lifecycle.Alert],
+                history: Mapping[int, tuple[list[datetime], list[Observation]]], now: datetime, router: Router,
+                ids: Iterator[int], effects: list[Effect], settle: set[int], evaluations: list[str]) -> None:
+        """One patient's fresh readings, some late, evaluated in measurement order together with
+        the span's already-evaluated readings (each with its history as of its own time), on a
+        rewound copy of its alerts; only the net change is written
+        (:func:`alert_rules.order.replay_in_order`). Evaluation rows for the fresh readings only:
+        the span's keep theirs."""
+        patient = patients.get(pid)
+        if patient is None:
+            raise LookupError(f"readings {[str(r.id) for r in fresh]} name unknown patient {pid}")
+        by_id = self.config.ruleset.by_id
+        mine = {r.id for r in fresh}
+        findings: list[PatientFinding] = []
+        for r in sorted([*fresh, *(r for r, _ in span)], key=_measurement_order):
+            kind = MeasurementKind(r.kind)
+            rules, hours = self._rules_for(patient.programme, kind)
+            times, observations = history.get(pid, ([], []))
+            cut = bisect.bisect_left(times, r.measured_at)
+            first = bisect.bisect_left(times, r.measured_at - timedelta(hours=hours), 0, cut)
+            ctx = Context(programme=patient.programme, history=observations[first:cut],
+                          baselines=baselines.get(pid, {}), overrides=overrides.get(pid, {}))
+            obs = Observation(kind=kind, components=r.components, measured_at=r.measured_at, id=str(r.id),
+                              quality=tuple(r.quality))
+            found = self._evaluate(rules, ctx, obs, patient.programme)
+            if r.id in mine:
+                evaluations.append(json.dumps({
+                    "m": str(r.id), "p": pid, "at": r.measured_at.isoformat(),
+                    "t": {f.rule_id: f.thresholds for f in found},
+                    "f": {f.rule_id: f.severity for f in found if f.fired}}, default=float))
+            findings += [PatientFinding(patient, f, r.id, by_id[f.rule_id].auto_resolve_after) for f in found]
+        current = {rule_id: a for (p, rule_id), a in actives.items() if p == pid}
+        after, out = replay_in_order(patient, current, [e for _, e in span], findings, now, router, ids=ids)
+        for rule_id, a in after.items():
+            if a is None:
+                actives.pop((pid, rule_id), None)
+            else:
+                actives[(pid, rule_id)] = a
+        if out:
+            effects += out
+            settle.add(pid)
+        # A reading of a kind a blue alert is waiting for counts as back in range (in arrival
+        # order: the missed-measurement alerts are the scheduler's, not the readings').
+        for r in fresh:
+            for rule in self._missing_rules(patient.programme):
+                key = (pid, rule.id)
+                active = actives.get(key)
+                if active is None or r.kind not in {m.get("kind") for m in active.detail.get("missed", [])}:
+                    continue
+                clear = Finding(rule.id, rule.kind, None, None, None, rule.title, {})
+                self._step(actives, key, active, PatientFinding(patient, clear, r.id, rule.auto_resolve_after),
+                           now, router, ids, effects, settle)
 
     @staticmethod
     def _step(actives: dict[tuple[int, str], lifecycle.Alert], key: tuple[int, str], active: lifecycle.Alert | None,
@@ -404,6 +542,43 @@ class HistoryCache:
                 entry.ids.discard(o.id or "")
             del entry.times[:cut], entry.observations[:cut]
             entry.covered_from = max(entry.covered_from, keep)
+
+
+def _measurement_order(r: StoredReading) -> tuple[int, datetime]:
+    return r.patient_id, r.measured_at
+
+
+def _query_newest_evaluated(conn: psycopg.Connection[Any], pids: Sequence[int]) -> psycopg.Cursor[Any]:
+    """Each patient's newest evaluated reading's time (index reading_evaluations_patient: one
+    probe per patient); fetch later (pipeline mode)."""
+    return conn.execute(
+        "SELECT p, (SELECT max(e.measured_at) FROM reading_evaluations e WHERE e.patient_id = p)"
+        " FROM unnest(%s::bigint[]) AS p", (list(pids),))
+
+
+def _load_spans(conn: psycopg.Connection[Any], since: Mapping[int, datetime],
+                ) -> dict[int, list[tuple[StoredReading, Evaluated]]]:
+    """The evaluated readings of each patient from ``since`` on, in measurement order, with what
+    their evaluation rows recorded (at most one more than the replay limit)."""
+    if not since:
+        return {}
+    rows = conn.execute(
+        "SELECT x.p, m.id, m.agent_id, m.kind, m.components, m.measured_at, m.stored_at, m.quality, m.flags,"
+        " m.device_id, ARRAY(SELECT jsonb_object_keys(e.fired)), ARRAY(SELECT jsonb_object_keys(e.thresholds))"
+        " FROM jsonb_to_recordset(%s::jsonb) AS x(p bigint, since timestamptz)"
+        " CROSS JOIN LATERAL (SELECT * FROM reading_evaluations e WHERE e.patient_id = x.p"
+        "  AND e.measured_at >= x.since ORDER BY e.measured_at LIMIT %s) e"
+        " JOIN measurements m ON m.id = e.measurement_id AND m.measured_at = e.measured_at"
+        " ORDER BY x.p, m.measured_at",
+        (json.dumps([{"p": p, "since": t.isoformat()} for p, t in since.items()]), LATE_REPLAY_MAX_READINGS + 1),
+    ).fetchall()
+    out: dict[int, list[tuple[StoredReading, Evaluated]]] = {p: [] for p in since}
+    for pid, mid, agent, kind, comps, at, stored, quality, flags, device, fired, checked in rows:
+        r = StoredReading(mid, int(pid), agent, MeasurementKind(kind), comps, at, stored, tuple(quality or ()),
+                          tuple(flags or ()), device)
+        fired_rules = frozenset(fired)
+        out[int(pid)].append((r, Evaluated(mid, fired_rules, frozenset(checked) - fired_rules)))
+    return out
 
 
 def _query_baselines(conn: psycopg.Connection[Any], pids: Sequence[int]) -> psycopg.Cursor[Any]:
