@@ -7,6 +7,7 @@ import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from fhir.resources.R4B.bundle import Bundle
@@ -36,8 +37,18 @@ def _bundle(readings: list[dict[str, Any]]) -> dict[str, Any]:
     )
 
 
+def _profiles(entry: dict[str, Any]) -> list[str]:
+    return list(entry["resource"].get("meta", {}).get("profile", []))
+
+
 def _obs(bundle: dict[str, Any]) -> list[dict[str, Any]]:
-    return [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation"]
+    """The measurement Observations (not the status bits or coincident-timestamp ones)."""
+    return [
+        e["resource"]
+        for e in bundle["entry"]
+        if e["resource"]["resourceType"] == "Observation"
+        and any(p.endswith(("PhdNumericObservation", "PhdCompoundNumericObservation")) for p in _profiles(e))
+    ]
 
 
 def _reading(rid: uuid.UUID, kind: str, comps: dict[str, Any], device_id: int | None = 7) -> dict[str, Any]:
@@ -79,15 +90,24 @@ def test_blood_pressure_and_spo2_codes_units_and_devices() -> None:
     assert urls[bp["device"]["reference"]]["serialNumber"] == "5140100123"
     gw = bp["extension"][0]
     assert gw["url"] == "http://hl7.org/fhir/StructureDefinition/observation-gatewayDevice"
-    assert urls[gw["valueReference"]["reference"]]["identifier"][0]["value"] == "tablet-0001"
+    assert {"system": "urn:nearcare:agent-id", "value": "tablet-0001"} in urls[gw["valueReference"]["reference"]][
+        "identifier"
+    ]
     assert "device" not in spo2
-    # The edge-minted id is the identifier and the conditional-create key.
+    # The PHD identifier (device-patient-type-timestamp) is the conditional-create key; the
+    # edge-minted id is kept as a second identifier.
     entry = next(e for e in b["entry"] if e["resource"] is bp)
-    assert bp["identifier"] == [{"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{BP_ID}"}]
+    phd_id = "http://hl7.org/fhir/uv/phd/StructureDefinition/PhdBaseObservation"
+    local = T0.astimezone(ZoneInfo("Europe/Copenhagen")).replace(tzinfo=None)
+    secs = int((local - datetime(2000, 1, 1)).total_seconds())
+    assert bp["identifier"] == [
+        {"system": phd_id, "value": f"00-09-1F-80-4B-01-P-0001-150020-{secs}"},
+        {"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{BP_ID}"},
+    ]
     assert entry["request"] == {
         "method": "POST",
         "url": "Observation",
-        "ifNoneExist": f"identifier=urn:ietf:rfc:3986|urn:uuid:{BP_ID}",
+        "ifNoneExist": f"identifier={phd_id}|00-09-1F-80-4B-01-P-0001-150020-{secs}",
     }
 
 
@@ -99,7 +119,8 @@ def test_missing_value_goes_to_data_absent_reason_and_quality_to_a_note() -> Non
     Observation.model_validate(obs)
     assert "valueQuantity" not in obs
     assert obs["dataAbsentReason"]["coding"][0]["code"] == "error"
-    assert obs["note"][0]["text"] == "quality: weak_signal, device_clock_not_trusted"
+    # weak_signal is coded (a PhdBitsEnumerationObservation), not only described.
+    assert "note" not in obs
 
 
 def test_same_export_twice_has_the_same_ids() -> None:
