@@ -80,6 +80,116 @@ def test_cmd(
     typer.echo(f"{len(data.readings)} readings, {sum(1 for e in events if e.action == 'opened')} alerts opened")
 
 
+def _fail(exc: Exception) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(1)
+
+
+@app.command("replay")
+def replay_cmd(
+    readings: Annotated[Path, typer.Argument(help="JSON Lines, one reading per line ('-' for stdin).")],
+    patients: Annotated[Path | None, typer.Option(
+        "--patients", help="JSON: citizen -> {programme, municipality, department, overrides, passive}.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table or jsonl")] = "table",
+    out: Annotated[Path | None, typer.Option("--out", help="Write here instead of stdout.")] = None,
+    rules_dir: Annotated[Path | None, typer.Option("--rules", help="Rules directory (default: packaged).")] = None,
+) -> None:
+    """Many citizens' readings through the production path (evaluator, state machine, inhibition):
+    one line per alert transition (opened, worsened, resolved)."""
+    import json
+    import sys
+
+    from alert_rules.errors import AlertRulesError
+    from alert_rules.loader import ROUTING_FILE, load_model, load_ruleset
+    from alert_rules.routing import RoutingConfig
+    from alert_rules.stream import format_table, load_patients, parse_readings, replay_stream
+
+    if fmt not in ("table", "jsonl"):
+        typer.echo(f"error: --format {fmt!r}: table or jsonl", err=True)
+        raise typer.Exit(2)
+    d = _dir(rules_dir)
+    try:
+        rs = load_ruleset(d)
+        routing = load_model(d / ROUTING_FILE, RoutingConfig) if (d / ROUTING_FILE).exists() else None
+        who = load_patients(patients) if patients is not None else None
+        if str(readings) == "-":
+            parsed = parse_readings(sys.stdin, source="<stdin>")
+        else:
+            with readings.open(encoding="utf-8") as fh:
+                parsed = parse_readings(fh, source=str(readings))
+        transitions = replay_stream(parsed, rs, patients=who, routing=routing, source=str(readings))
+    except (AlertRulesError, OSError) as exc:
+        raise _fail(exc) from None
+    lines = ([json.dumps(t.as_json()) for t in transitions] if fmt == "jsonl" else format_table(transitions))
+    text = "\n".join(lines) + ("\n" if lines else "")
+    if out is not None:
+        out.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    opened = sum(1 for t in transitions if t.event == "opened")
+    typer.echo(f"{len(parsed)} readings, {len({r.patient for r in parsed})} citizens, {opened} alerts opened",
+               err=True)
+
+
+@app.command("score")
+def score_cmd(
+    alerts: Annotated[Path, typer.Option("--alerts", help="JSON Lines from `rules replay --format jsonl`.")],
+    events: Annotated[Path, typer.Option("--events", help="JSON Lines: events and monitored days per citizen.")],
+    fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    tz: Annotated[str, typer.Option(help="Time zone of the calendar days.")] = "Europe/Copenhagen",
+) -> None:
+    """Caught deteriorations, false alert-days per patient-month, per rule, red vs yellow."""
+    import json
+
+    from alert_rules.errors import AlertRulesError
+    from alert_rules.score import format_score, parse_alerts, parse_events, score
+
+    if fmt not in ("table", "json"):
+        typer.echo(f"error: --format {fmt!r}: table or json", err=True)
+        raise typer.Exit(2)
+    try:
+        with alerts.open(encoding="utf-8") as fh:
+            opened = parse_alerts(fh, source=str(alerts), tz=tz)
+        with events.open(encoding="utf-8") as fh:
+            evs, monitored = parse_events(fh, source=str(events), tz=tz)
+        if not monitored:
+            typer.echo(f"error: {events}: no monitored_from/monitored_to lines: the citizen-days are unknown", err=True)
+            raise typer.Exit(1)
+        s = score(opened, evs, monitored)
+    except (AlertRulesError, OSError) as exc:
+        raise _fail(exc) from None
+    if fmt == "json":
+        typer.echo(json.dumps(s.as_json(), indent=2))
+    else:
+        for line in format_score(s):
+            typer.echo(line)
+
+
+@app.command("cohort")
+def cohort_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Directory for readings.jsonl, events.jsonl, patients.json.")],
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 1,
+    citizens: Annotated[int, typer.Option(min=1, max=100_000)] = 200,
+    days: Annotated[int, typer.Option(min=30, max=3650)] = 180,
+) -> None:
+    """A labelled synthetic cohort (COPD and heart failure) built from published physiology."""
+    import json
+
+    from alert_rules.cohort import generate
+
+    c = generate(seed=seed, citizens=citizens, days=days)
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "readings.jsonl").open("w", encoding="utf-8") as fh:
+        for r in c.readings:
+            fh.write(json.dumps(r) + "\n")
+    with (out / "events.jsonl").open("w", encoding="utf-8") as fh:
+        for e in c.events:
+            fh.write(json.dumps(e) + "\n")
+    (out / "patients.json").write_text(json.dumps(c.patients, indent=1) + "\n", encoding="utf-8")
+    n_events = sum(1 for e in c.events if "event" in e)
+    typer.echo(f"{len(c.readings)} readings, {citizens} citizens x {days} days, {n_events} events -> {out}")
+
+
 @app.command()
 def route(
     labels: Annotated[list[str], typer.Option(

@@ -9,10 +9,11 @@ the lifecycle counts those to resolve an alert by itself.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from alert_rules import news2
 from alert_rules.baseline import Baseline
@@ -22,9 +23,11 @@ from alert_rules.model import (
     AnyRule,
     BaselineRule,
     BatteryLowRule,
+    PersonalRule,
     ScoreRule,
     TrendRule,
 )
+from alert_rules.quality import ARTEFACT_FLAGS
 from vitals.kinds import MeasurementKind, spec
 
 
@@ -78,13 +81,17 @@ def effective_rule(rule: AnyRule, ctx: Context) -> AnyRule:
 
 
 def evaluate(rules: Sequence[AnyRule], ctx: Context, obs: Observation) -> list[Finding]:
+    """What each rule says about ``obs``. A reading with a device artefact flag
+    (:data:`alert_rules.quality.ARTEFACT_FLAGS`) gets no clinical finding at all: it never
+    opens, worsens or resolves a clinical alert (only the battery rule still looks at it)."""
     out: list[Finding] = []
     kind = obs.kind
+    artefact = bool(obs.quality) and not ARTEFACT_FLAGS.isdisjoint(obs.quality)
     for base in rules:
         plan = _PLANS.get(id(base))
         if plan is None or plan.base is not base:
             plan = _plan_for(base)
-        if not plan.any_kind and kind not in plan.kinds:
+        if not plan.any_kind and (artefact or kind not in plan.kinds):
             continue
         overrides = ctx.overrides.get(plan.rule_id) if ctx.overrides else None
         rule = plan.effective(overrides) if overrides else plan.default
@@ -135,6 +142,11 @@ class _Compiled:
         elif isinstance(rule, BatteryLowRule):
             self.a = frozenset(rule.quality_flags)
             self.check = _battery
+        elif isinstance(rule, PersonalRule):
+            self.a = tuple((p.measurement, p.component_name, p.direction == "up", p.weight, p.scale == "day_to_day",
+                            p.min_scale, p.cap) for p in rule.parts)
+            self.b = timedelta(hours=rule.thresholds.recent_hours)
+            self.check = _personal
 
 
 class _Plan:
@@ -242,7 +254,7 @@ def _trend(c: _Compiled, ctx: Context, obs: Observation) -> Finding | None:
     earlier = [
         v
         for o in ctx.history
-        if o.kind == kind and since <= o.measured_at < at and not (ignore and not ignore.isdisjoint(o.quality))
+        if o.kind == kind and since <= o.measured_at < at and not (o.quality and _unusable(o.quality, ignore))
         for v in (o.components.get(comp),)
         if v is not None
     ]
@@ -279,7 +291,7 @@ def _score(c: _Compiled, ctx: Context, obs: Observation) -> Finding | None:
     by_kind = _SCORE_BY_KIND
     bp = MeasurementKind.BLOOD_PRESSURE
     for o in (*ctx.history, obs):
-        if o.measured_at < since or o.measured_at > at:
+        if o.measured_at < since or o.measured_at > at or (o.quality and not ARTEFACT_FLAGS.isdisjoint(o.quality)):
             continue
         sources = by_kind.get(o.kind)
         if sources is None:
@@ -308,15 +320,126 @@ def _score(c: _Compiled, ctx: Context, obs: Observation) -> Finding | None:
     )
 
 
+def _unusable(quality: tuple[str, ...], ignore: frozenset[str]) -> bool:
+    return not ARTEFACT_FLAGS.isdisjoint(quality) or (bool(ignore) and not ignore.isdisjoint(quality))
+
+
+_DAY = 86400.0
+_MAD_SD = 1.4826  # MAD x 1.4826 estimates the SD of normally distributed values
+_SQRT2 = 2 ** 0.5
+
+
+def _median(values: list[float]) -> float:
+    v = sorted(values)
+    n = len(v)
+    mid = n // 2
+    return v[mid] if n % 2 else (v[mid - 1] + v[mid]) / 2
+
+
+def _personal(c: _Compiled, ctx: Context, obs: Observation) -> Finding | None:
+    """Today's deviation from the citizen's own median, summed over the rule's parts.
+
+    Days are 24-hour periods counted back from this reading (day 0: the last 24 hours), so the
+    result does not depend on a time zone. A part's daily value is the mean of that day's usable
+    readings (no artefact flag); today's is the latest usable one within ``recent_hours``."""
+    rule = cast(PersonalRule, c.rule)
+    t = rule.thresholds
+    at = obs.measured_at
+    first_base = t.lag_days + 1
+    horizon = t.lag_days + t.days + 1
+    parts: tuple[Any, ...] = c.a
+    # per part: day -> [sum, count]; and today's latest usable value
+    daily: list[dict[int, list[float]]] = [{} for _ in parts]
+    latest: list[float | None] = [None] * len(parts)
+    latest_at: list[datetime] = [datetime.min.replace(tzinfo=at.tzinfo)] * len(parts)
+    recent = at - c.b
+    for o in (*ctx.history, obs):
+        if o.quality and not ARTEFACT_FLAGS.isdisjoint(o.quality):
+            continue
+        okind = o.kind
+        for i, (kind, comp, _up, _w, _dd, _floor, _cap) in enumerate(parts):
+            if okind != kind:
+                continue
+            v = o.components.get(comp)
+            if v is None:
+                continue
+            age = (at - o.measured_at).total_seconds()
+            if age < 0:
+                continue
+            d = int(age // _DAY)
+            if d < horizon:
+                cell = daily[i].get(d)
+                if cell is None:
+                    daily[i][d] = [v, 1.0]
+                else:
+                    cell[0] += v
+                    cell[1] += 1
+            if o.measured_at >= recent and o.measured_at >= latest_at[i]:
+                latest[i] = v
+                latest_at[i] = o.measured_at
+    centres: list[tuple[float, float]] = []
+    for i, (_kind, _comp, _up, _w, day_to_day, floor, _cap) in enumerate(parts):
+        days = sorted((d, s / n) for d, (s, n) in daily[i].items() if first_base <= d < horizon)
+        if len(days) < t.min_days:
+            return None  # inactive until the citizen has enough usable days
+        values = [v for _, v in days]
+        med = _median(values)
+        if day_to_day:
+            # successive differences of a slowly drifting series: 1.4826 x median |difference|
+            # estimates their SD, which is the daily noise x sqrt 2
+            diffs = [abs(b - a) for (_da, a), (_db, b) in itertools.pairwise(days)]
+            spread = _MAD_SD * _median(diffs) / _SQRT2 if diffs else 0.0
+        else:
+            spread = _MAD_SD * _median([abs(v - med) for v in values])
+        centres.append((med, max(spread, floor)))
+
+    def score(values: list[float | None]) -> tuple[float, list[float]] | None:
+        total = 0.0
+        zs: list[float] = []
+        for (_kind, _comp, up, w, _dd, _floor, cap), (med, scale), v in zip(parts, centres, values, strict=True):
+            if v is None:
+                return None
+            z = (v - med) / scale if up else (med - v) / scale
+            z = max(-cap, min(cap, z))
+            zs.append(round(z, 2))
+            total += w * z
+        return total, zs
+
+    now = score(latest)
+    if now is None:
+        return None
+    total, zs = now
+    reached = 1 if total >= t.yellow else 0
+    for d in range(1, t.of):
+        past = score([(cell[0] / cell[1]) if (cell := daily[i].get(d)) else None for i in range(len(parts))])
+        if past is not None and past[0] >= t.yellow:
+            reached += 1
+    severity: str | None = None
+    if reached >= t.confirm:
+        severity = "red" if t.red is not None and total >= t.red else "yellow"
+    return Finding(rule.id, rule.kind, obs.kind.value, severity, round(total, 2), rule.title, dict(c.thresholds), {
+        "z": zs, "median": [round(m, 2) for m, _ in centres], "scale": [round(s, 2) for _, s in centres],
+        "days_reached": reached})
+
+
 def history_hours(rules: Sequence[AnyRule]) -> float:
-    """How far back a set of rules looks: the longest trend window or score recency."""
+    """How far back a set of rules looks: the longest trend window, score recency or personal
+    baseline window."""
     hours = 0.0
     for r in rules:
         if isinstance(r, TrendRule):
             hours = max(hours, r.thresholds.window_hours)
         elif isinstance(r, ScoreRule):
             hours = max(hours, r.thresholds.recent_hours)
+        elif isinstance(r, PersonalRule):
+            hours = max(hours, (r.thresholds.lag_days + r.thresholds.days + 1) * 24.0)
     return hours
+
+
+def history_kinds(rules: Sequence[AnyRule]) -> frozenset[MeasurementKind]:
+    """The kinds of earlier readings a set of rules looks at (trend, score and personal rules)."""
+    return frozenset(k for r in rules if isinstance(r, TrendRule | ScoreRule | PersonalRule)
+                     for k in r.measurement_kinds)
 
 
 # Technical rules decided against facts about the home equipment, not against a reading. The

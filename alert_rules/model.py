@@ -95,6 +95,37 @@ class ScoreThresholds(_Thresholds):
         return self
 
 
+class PersonalThresholds(_Thresholds):
+    """A robust personal range (FUT RELGAL/RELRAL): how far today is from the citizen's own median,
+    in units of the citizen's own variability."""
+
+    yellow: float = Field(gt=0, le=20)
+    """The (weighted, summed) deviation in robust SDs that fires yellow."""
+    red: float | None = Field(default=None, gt=0, le=30)
+    """The deviation that fires red (act today); None: this rule never goes red."""
+    days: int = Field(default=14, ge=3, le=60)
+    """The baseline is the median of the daily values of this many days..."""
+    lag_days: int = Field(default=0, ge=0, le=14)
+    """...ending this many days before today (so a slow prodrome does not raise its own baseline)."""
+    min_days: int = Field(default=7, ge=3, le=60)
+    """Inactive until this many days with usable readings exist in the baseline window."""
+    confirm: int = Field(default=1, ge=1, le=7)
+    """Days (today included) out of the last ``of`` whose deviation reached the limit (persistence)."""
+    of: int = Field(default=1, ge=1, le=7)
+    recent_hours: float = Field(default=24, gt=0, le=72)
+    """A part's latest value counts towards today's deviation only if measured this recently."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PersonalThresholds:
+        if self.min_days > self.days:
+            raise ValueError("min_days cannot exceed days")
+        if self.confirm > self.of:
+            raise ValueError("confirm cannot exceed of")
+        if self.red is not None and self.red <= self.yellow:
+            raise ValueError("red must be above yellow")
+        return self
+
+
 class OfflineThresholds(_Thresholds):
     offline_hours: float = Field(gt=0, le=24 * 14)
 
@@ -174,6 +205,48 @@ class TrendRule(_MeasuredRule):
     thresholds: TrendThresholds
 
 
+class PersonalPart(_Strict):
+    """One measurement's deviation from the citizen's own usual value."""
+
+    measurement: MeasurementKind
+    component: str | None = None
+    direction: Literal["up", "down"]
+    """Which way counts as worse: up (pulse, weight) or down (SpO2)."""
+    weight: float = Field(default=1.0, gt=0, le=10)
+    scale: Literal["spread", "day_to_day"] = "spread"
+    """The citizen's variability: ``spread``: 1.4826 x MAD of the daily values (around the
+    median); ``day_to_day``: 1.4826 x MAD of successive daily differences / sqrt 2 (for a value
+    that drifts slowly, like weight)."""
+    min_scale: float = Field(gt=0)
+    """A floor under the variability (device resolution, a very steady citizen)."""
+    cap: float = Field(default=4.0, gt=0, le=20)
+    """A part's deviation counts at most this much (one wild value cannot carry the sum)."""
+
+    @model_validator(mode="after")
+    def _component_exists(self) -> PersonalPart:
+        names = spec(self.measurement).component_names
+        if self.component is not None and self.component not in names:
+            raise ValueError(f"component {self.component!r} is not one of {list(names)} for {self.measurement.value}")
+        return self
+
+    @property
+    def component_name(self) -> str:
+        return self.component or spec(self.measurement).primary.name
+
+
+class PersonalRule(_RuleBase):
+    """Deviation from the citizen's own robust baseline (median and MAD of daily values, device
+    artefacts left out), summed over one or more measurements, with persistence over days."""
+
+    kind: Literal["personal"]
+    parts: Annotated[tuple[PersonalPart, ...], Field(min_length=1, max_length=4)]
+    thresholds: PersonalThresholds
+
+    @property
+    def measurement_kinds(self) -> tuple[MeasurementKind, ...]:
+        return tuple(dict.fromkeys(p.measurement for p in self.parts))
+
+
 class ScoreRule(_RuleBase):
     """A NEWS2/TOBS-style compound early-warning score over the kinds available."""
 
@@ -216,10 +289,12 @@ class BatteryLowRule(_RuleBase):
 
 
 Rule = Annotated[
-    AbsoluteRule | BaselineRule | TrendRule | ScoreRule | MissingRule | AgentOfflineRule | BatteryLowRule,
+    AbsoluteRule | BaselineRule | TrendRule | ScoreRule | PersonalRule | MissingRule | AgentOfflineRule
+    | BatteryLowRule,
     Field(discriminator="kind"),
 ]
-AnyRule = AbsoluteRule | BaselineRule | TrendRule | ScoreRule | MissingRule | AgentOfflineRule | BatteryLowRule
+AnyRule = (AbsoluteRule | BaselineRule | TrendRule | ScoreRule | PersonalRule | MissingRule | AgentOfflineRule
+           | BatteryLowRule)
 
 TECHNICAL_KINDS = frozenset({"agent_offline", "battery_low"})
 
@@ -237,6 +312,8 @@ def rule_severities(rule: AnyRule) -> tuple[str, ...]:
         return (rule.severity,)
     if isinstance(rule, ScoreRule):
         return ("red", "yellow")
+    if isinstance(rule, PersonalRule):
+        return ("red", "yellow") if rule.thresholds.red is not None else ("yellow",)
     if isinstance(rule, MissingRule):
         return ("blue",)
     return ("technical",)
