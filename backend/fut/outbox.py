@@ -1,0 +1,123 @@
+"""The FUT outbox: one row per stored measurement of a linked citizen, with its delivery state.
+
+States: ``pending`` (never tried), ``retrying`` (failed, tried again after a backoff), ``sent``
+(FUT accepted it; ``fut_location`` says where), ``refused`` (FUT answered with an
+OperationOutcome; kept with it, retried only when someone asks), ``not_submittable`` (no FUT
+code for the kind, test data: kept with the reason, never silently dropped).
+
+Enqueueing reads ``measurements`` by ``stored_at`` behind a per-link watermark with a generous
+overlap (``stored_at`` is the storing transaction's start, so a slow transaction can commit a row
+older than the last scan); the primary key makes a re-scan harmless. Nothing here blocks ingest:
+the outbox is filled and drained by the sender's own connection, after the fact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from backend.fhir.fut import FutLink
+
+SCAN_OVERLAP = timedelta(minutes=15)
+STATES = ("pending", "retrying", "sent", "refused", "not_submittable")
+
+
+def link_patient(
+    conn: psycopg.Connection[Any], *, patient_id: int, link: FutLink, submit_from: datetime | None = None
+) -> None:
+    """Link a citizen to FUT (or change the references). Readings stored from ``submit_from``
+    (default: now) on are submitted."""
+    conn.execute(
+        """INSERT INTO fut_links (patient_id, fut_patient, episode_of_care, service_request, service_request_version,
+                                  device, submit_from)
+           VALUES (%s, %s, %s, %s, %s, %s, COALESCE(%s, now()))
+           ON CONFLICT (patient_id) DO UPDATE SET fut_patient = EXCLUDED.fut_patient,
+               episode_of_care = EXCLUDED.episode_of_care, service_request = EXCLUDED.service_request,
+               service_request_version = EXCLUDED.service_request_version, device = EXCLUDED.device""",
+        (patient_id, link.patient, link.episode_of_care, link.service_request, link.service_request_version,
+         link.device, submit_from),
+    )
+
+
+def enqueue_new(conn: psycopg.Connection[Any]) -> int:
+    """Queue every stored measurement of a linked citizen that is not queued yet; returns how
+    many rows were added."""
+    with conn.transaction():
+        links = conn.execute(
+            "SELECT patient_id, submit_from, enqueued_through, now() FROM fut_links FOR UPDATE SKIP LOCKED"
+        ).fetchall()
+        added = 0
+        for patient_id, submit_from, through, now in links:
+            lower = max(submit_from, through - SCAN_OVERLAP) if through is not None else submit_from
+            cur = conn.execute(
+                """INSERT INTO fut_outbox (measurement_id, measured_at, patient_id)
+                   SELECT m.id, m.measured_at, m.patient_id FROM measurements m
+                   WHERE m.patient_id = %s AND m.stored_at >= %s
+                   ON CONFLICT (measurement_id) DO NOTHING""",
+                (patient_id, lower),
+            )
+            added += cur.rowcount
+            conn.execute("UPDATE fut_links SET enqueued_through = %s WHERE patient_id = %s", (now, patient_id))
+    return added
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMetrics:
+    pending: int
+    retrying: int
+    sent: int
+    refused: int
+    not_submittable: int
+    oldest_pending_age_s: float | None
+    """Age of the oldest row not yet delivered (pending or retrying), in seconds."""
+
+
+def metrics(conn: psycopg.Connection[Any]) -> OutboxMetrics:
+    counts = dict.fromkeys(STATES, 0)
+    for state, n in conn.execute("SELECT state, count(*) FROM fut_outbox GROUP BY state").fetchall():
+        counts[state] = n
+    row = conn.execute(
+        "SELECT extract(epoch FROM now() - min(created_at)) FROM fut_outbox WHERE state IN ('pending', 'retrying')"
+    ).fetchone()
+    age = float(row[0]) if row and row[0] is not None else None
+    return OutboxMetrics(oldest_pending_age_s=age, **counts)
+
+
+def refused(conn: psycopg.Connection[Any], *, limit: int = 200) -> list[dict[str, Any]]:
+    """Refused submissions with FUT's reason, newest first (for the admin page)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            """SELECT measurement_id, patient_id, measured_at, attempts, last_attempt_at, reason, outcome
+               FROM fut_outbox WHERE state = 'refused' ORDER BY created_at DESC LIMIT %s""",
+            (limit,),
+        ).fetchall()
+
+
+def retry_refused(conn: psycopg.Connection[Any], *, measurement_id: Any) -> bool:
+    """Send a refused submission again (after the cause was fixed in FUT); False if it was not
+    refused."""
+    cur = conn.execute(
+        """UPDATE fut_outbox SET state = 'retrying', next_attempt_at = now()
+           WHERE measurement_id = %s AND state = 'refused'""",
+        (measurement_id,),
+    )
+    return cur.rowcount == 1
+
+
+def record_outcome(conn: psycopg.Connection[Any], *, measurement_id: Any, state: str, reason: str | None = None,
+                   outcome: dict[str, Any] | None = None, location: str | None = None,
+                   retry_at: datetime | None = None) -> None:
+    assert state in STATES
+    conn.execute(
+        """UPDATE fut_outbox SET state = %s, attempts = attempts + 1, last_attempt_at = now(),
+               reason = %s, outcome = %s, fut_location = COALESCE(%s, fut_location),
+               sent_at = CASE WHEN %s = 'sent' THEN now() ELSE sent_at END,
+               next_attempt_at = COALESCE(%s, next_attempt_at)
+           WHERE measurement_id = %s""",
+        (state, reason, Jsonb(outcome) if outcome is not None else None, location, state, retry_at, measurement_id),
+    )

@@ -1,0 +1,257 @@
+"""Delivering the FUT outbox: one ``$submit-measurement`` per measurement, retried with backoff.
+
+Exactly once toward FUT rests on two things: the outbox row (one per measurement id, locked while
+it is being sent, so two senders never send it at the same time) and the conditional create in
+the submitted Bundle (``ifNoneExist`` on the measurement's identifier), so a retry after a lost
+response finds the stored Observation instead of making a second one.
+
+Answers: 2xx -> ``sent``; 4xx with an OperationOutcome -> ``refused`` (kept with the outcome,
+listed for an administrator, retried only on request); 5xx, 408, 429, timeouts and connection
+errors -> ``retrying`` after ``base * 2**(attempts-1)`` seconds (capped, with jitter).
+
+Logs name measurement ids and FUT's status, never a resource body (no CPR reaches a log here:
+nearcare does not store it, and sends only FUT references).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import psycopg
+from psycopg.rows import dict_row
+
+from backend.errors import BackendError
+from backend.fhir.export import FhirExportError
+from backend.fhir.fut import FutLink, FutNotSubmittable, submit_measurement
+from backend.fut import outbox
+
+log = logging.getLogger(__name__)
+
+RETRYABLE_4XX = frozenset({408, 425, 429})
+
+
+class FutError(BackendError):
+    """Root error of the FUT connector."""
+
+
+@dataclass(frozen=True, slots=True)
+class FutConfig:
+    base_url: str
+    """FUT's measurement service base, e.g. https://measurement.example/fhir (no trailing slash)."""
+    timeout_s: float = 10.0
+    backoff_base_s: float = 30.0
+    backoff_cap_s: float = 3600.0
+    batch: int = 50
+    interval_s: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    state: str  # sent | refused | retrying
+    reason: str | None = None
+    outcome: dict[str, Any] | None = None
+    location: str | None = None
+
+
+def backoff(attempts: int, *, base: float, cap: float, rng: random.Random | None = None) -> timedelta:
+    """The wait before attempt ``attempts + 1``: doubling from ``base``, capped, +-20 % jitter."""
+    delay = min(cap, base * (2 ** max(0, attempts - 1)))
+    jitter = (rng or random).uniform(0.8, 1.2)
+    return timedelta(seconds=min(cap, delay * jitter))
+
+
+def _outcome_text(outcome: Mapping[str, Any]) -> str:
+    parts = []
+    for issue in outcome.get("issue") or []:
+        if isinstance(issue, Mapping):
+            text = issue.get("diagnostics") or (issue.get("details") or {}).get("text") or issue.get("code")
+            parts.append(f"{issue.get('severity', '?')}: {text}")
+    return "; ".join(parts)[:1000] or "refused without an explanation"
+
+
+def classify(response: httpx.Response) -> Answer:
+    """FUT's answer to one submission."""
+    code = response.status_code
+    body: Any = None
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if 200 <= code < 300:
+        location = None
+        if isinstance(body, Mapping):
+            for entry in body.get("entry") or []:
+                location = ((entry or {}).get("response") or {}).get("location") or location
+        return Answer("sent", location=location)
+    if 400 <= code < 500 and code not in RETRYABLE_4XX:
+        outcome = body if isinstance(body, Mapping) and body.get("resourceType") == "OperationOutcome" else None
+        reason = f"FUT refused ({code}): " + (_outcome_text(outcome) if outcome else response.text[:500])
+        return Answer("refused", reason=reason, outcome=dict(outcome) if outcome else None)
+    return Answer("retrying", reason=f"FUT answered {code}")
+
+
+class FutClient:
+    """``POST [base]/$submit-measurement`` over httpx. ``auth`` is any ``httpx.Auth`` (an OAuth2
+    client-credentials flow from a kept library plugs in here)."""
+
+    def __init__(self, config: FutConfig, *, auth: httpx.Auth | None = None,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.config = config
+        self._http = httpx.Client(base_url=config.base_url, timeout=config.timeout_s, auth=auth,
+                                  transport=transport, headers={"Accept": "application/fhir+json"})
+
+    def submit(self, body: Mapping[str, Any], *, key: str) -> Answer:
+        try:
+            response = self._http.post(
+                "/$submit-measurement",
+                json=body,
+                headers={"Content-Type": "application/fhir+json; charset=UTF-8", "X-Request-Id": key},
+            )
+        except httpx.TimeoutException:
+            return Answer("retrying", reason="FUT did not answer in time")
+        except httpx.TransportError as exc:
+            return Answer("retrying", reason=f"FUT not reachable: {type(exc).__name__}")
+        return classify(response)
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def _load(conn: psycopg.Connection[Any], measurement_id: Any) -> tuple[dict[str, Any] | None, FutLink | None, Any]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        reading = cur.execute(
+            """SELECT m.id, m.kind, m.components, m.measured_at, m.quality, m.flags
+               FROM fut_outbox o JOIN measurements m ON m.id = o.measurement_id AND m.measured_at = o.measured_at
+               WHERE o.measurement_id = %s""",
+            (measurement_id,),
+        ).fetchone()
+        if reading is None:
+            return None, None, None
+        link_row = cur.execute(
+            """SELECT l.fut_patient, l.episode_of_care, l.service_request, l.service_request_version, l.device
+               FROM fut_outbox o JOIN fut_links l ON l.patient_id = o.patient_id WHERE o.measurement_id = %s""",
+            (measurement_id,),
+        ).fetchone()
+        ev = cur.execute(
+            "SELECT thresholds FROM reading_evaluations WHERE measurement_id = %s", (measurement_id,)
+        ).fetchone()
+    link = FutLink(link_row["fut_patient"], link_row["episode_of_care"], link_row["service_request"],
+                   link_row["service_request_version"], link_row["device"]) if link_row else None
+    return reading, link, ev["thresholds"] if ev else None
+
+
+def send_due(conn: psycopg.Connection[Any], client: FutClient, *, limit: int | None = None,
+             rng: random.Random | None = None) -> dict[str, int]:
+    """Send the due rows, one transaction per row (the row stays locked while it is in flight);
+    returns how many ended in each state. ``conn`` must be in autocommit mode."""
+    cfg = client.config
+    done: dict[str, int] = {}
+    for _ in range(limit or cfg.batch):
+        with conn.transaction():
+            row = conn.execute(
+                """SELECT measurement_id, attempts FROM fut_outbox
+                   WHERE state IN ('pending', 'retrying') AND next_attempt_at <= now()
+                   ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED"""
+            ).fetchone()
+            if row is None:
+                break
+            mid, attempts = row
+            reading, link, thresholds = _load(conn, mid)
+            if reading is None or link is None:
+                answer = Answer("not_submittable", reason="the measurement or the citizen's FUT link is gone")
+            else:
+                try:
+                    body = submit_measurement(reading, link=link, thresholds=thresholds)
+                except FutNotSubmittable as exc:
+                    answer = Answer("not_submittable", reason=str(exc))
+                except FhirExportError as exc:
+                    answer = Answer("refused", reason=f"not sent: {exc}"[:1000])
+                else:
+                    answer = client.submit(body, key=str(mid))
+            retry_at = None
+            if answer.state == "retrying":
+                now = conn.execute("SELECT now()").fetchone()
+                assert now is not None
+                retry_at = now[0] + backoff(attempts + 1, base=cfg.backoff_base_s, cap=cfg.backoff_cap_s, rng=rng)
+            outbox.record_outcome(conn, measurement_id=mid, state=answer.state, reason=answer.reason,
+                                  outcome=answer.outcome, location=answer.location, retry_at=retry_at)
+            log.info("FUT submission %s: %s%s", mid, answer.state, f" ({answer.reason})" if answer.reason else "")
+        done[answer.state] = done.get(answer.state, 0) + 1
+    return done
+
+
+class FutSender:
+    """A :class:`backend.services.Service`: enqueue and send every ``interval_s`` on its own
+    connection and thread, so a FUT outage never holds up ingest or the rules."""
+
+    name = "fut"
+
+    def __init__(self, *, database_url: str, client: FutClient) -> None:
+        self.database_url = database_url
+        self.client = client
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_error: str | None = None
+        self.rounds = 0
+
+    def run_once(self) -> dict[str, int]:
+        with psycopg.connect(self.database_url, autocommit=True, application_name="nearcare-fut") as conn:
+            outbox.enqueue_new(conn)
+            return send_due(conn, self.client)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.run_once()
+                self.last_error = None
+            except psycopg.Error as exc:
+                self.last_error = f"database: {type(exc).__name__}"
+                log.warning("FUT sender round failed: %s", self.last_error)
+            self.rounds += 1
+            self._stop.wait(self.client.config.interval_s)
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="fut-sender", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.client.config.timeout_s + 5)
+        self.client.close()
+
+    def ready(self) -> tuple[bool, str]:
+        alive = self._thread is not None and self._thread.is_alive()
+        return alive, "running" if alive and self.last_error is None else (self.last_error or "stopped")
+
+
+def config_from_env(env: Mapping[str, str]) -> FutConfig | None:
+    """``NEARCARE_FUT_BASE_URL`` (unset: no FUT connector), ``NEARCARE_FUT_TIMEOUT_S``,
+    ``NEARCARE_FUT_BACKOFF_BASE_S``, ``NEARCARE_FUT_BACKOFF_CAP_S``, ``NEARCARE_FUT_INTERVAL_S``."""
+    base = env.get("NEARCARE_FUT_BASE_URL", "").strip()
+    if not base:
+        return None
+    try:
+        return FutConfig(
+            base_url=base.rstrip("/"),
+            timeout_s=float(env.get("NEARCARE_FUT_TIMEOUT_S", "10")),
+            backoff_base_s=float(env.get("NEARCARE_FUT_BACKOFF_BASE_S", "30")),
+            backoff_cap_s=float(env.get("NEARCARE_FUT_BACKOFF_CAP_S", "3600")),
+            interval_s=float(env.get("NEARCARE_FUT_INTERVAL_S", "5")),
+        )
+    except ValueError as exc:
+        raise FutError(f"bad FUT setting: {exc}") from exc
+
+
+def fut_services(database_url: str, env: Mapping[str, str]) -> list[FutSender]:
+    """The FUT sender for the scheduler role, if FUT is configured; none otherwise."""
+    cfg = config_from_env(env)
+    return [] if cfg is None else [FutSender(database_url=database_url, client=FutClient(cfg))]

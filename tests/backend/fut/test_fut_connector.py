@@ -1,0 +1,164 @@
+"""The FUT connector against a FUT stand-in on loopback (tests/backend/fut/fake_fut.py): exactly
+once through outages, lost responses and slow answers; refusals kept with FUT's reason and sent
+again on request; readings FUT has no code for kept with the reason; ingest's writer unaffected
+while FUT is down."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+
+from backend.embedded import wait_for
+from backend.fhir.fut import FutLink
+from backend.fut import FutClient, FutConfig, FutSender, enqueue_new, link_patient, metrics, refused, retry_refused
+from backend.fut.sender import backoff, send_due
+from tests.backend.fut.fake_fut import FakeFut
+
+FUT = "https://fut.test/fhir"
+
+
+def _link(n: int, *, service_request: str | None = None) -> FutLink:
+    return FutLink(
+        patient=f"{FUT}/Patient/{n}",
+        episode_of_care=f"{FUT}/EpisodeOfCare/{n}",
+        service_request=service_request or f"{FUT}/ServiceRequest/{n}",
+        service_request_version="3",
+        device=f"{FUT}/Device/{n}",
+    )
+
+
+def _known(link: FutLink) -> set[str]:
+    return {link.patient, link.episode_of_care, link.service_request, link.device}
+
+
+@pytest.fixture
+def conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(database_url, autocommit=True) as c:
+        yield c
+
+
+def _citizen(conn: psycopg.Connection[Any]) -> tuple[int, str]:
+    ref = f"fut-{uuid.uuid4().hex[:8]}"
+    pid = conn.execute(
+        "INSERT INTO patients (external_ref, name, programme, municipality) VALUES (%s, 'F', 'copd', 'Aarhus')"
+        " RETURNING id",
+        (ref,),
+    ).fetchone()[0]
+    agent = f"fut-agent-{uuid.uuid4().hex[:6]}"
+    conn.execute("INSERT INTO agents (id, patient_id) VALUES (%s, %s)", (agent, pid))
+    conn.execute("INSERT INTO devices (agent_id, address, model) VALUES (%s, '00:09:1F:80:4B:01', 'UA-651BLE')",
+                 (agent,))
+    return pid, agent
+
+
+def _store(conn: psycopg.Connection[Any], pid: int, agent: str, kind: str, comps: dict[str, float],
+           unit: str, quality: tuple[str, ...] = ()) -> uuid.UUID:
+    """Through ingest's own writer, as a live reading would be stored."""
+    from backend.ingest.core import AcceptedReading, Decision
+    from backend.ingest.writer import prepare, write_batch
+    from vitals.wire import new_measurement_id
+
+    dev = conn.execute("SELECT id FROM devices WHERE agent_id = %s", (agent,)).fetchone()[0]
+    rid = new_measurement_id()
+    at = datetime.now(UTC) - timedelta(seconds=5)
+    reading = AcceptedReading(rid, at, pid, agent, dev, kind, next(iter(comps.values())), comps, unit, True, at,
+                              quality=quality)
+    prepare(conn)
+    write_batch(conn, [Decision(agent_id=agent, accepted=(reading,))], received_at=datetime.now(UTC))
+    return rid
+
+
+def _states(conn: psycopg.Connection[Any], ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+    return dict(conn.execute("SELECT measurement_id, state FROM fut_outbox WHERE measurement_id = ANY(%s)",
+                             (ids,)).fetchall())
+
+
+FAST = FutConfig(base_url="", timeout_s=0.8, backoff_base_s=0.05, backoff_cap_s=0.4, batch=20, interval_s=0.05)
+
+
+def test_every_measurement_is_created_once_through_outage_lost_and_slow_answers(conn: psycopg.Connection[Any],
+                                                                                database_url: str) -> None:
+    link = _link(1000 + random.randrange(10**6))
+    fake = FakeFut(known=_known(link), slow_s=1.5).start()
+    # An outage first (10 refusals to serve), then a stored-but-lost answer, then a stored-but-late
+    # one: the two cases where a naive retry would create a second measurement.
+    fake.script.extend(["503"] * 10 + ["lost", "slow"])
+    pid, agent = _citizen(conn)
+    link_patient(conn, patient_id=pid, link=link)
+    sender = FutSender(database_url=database_url,
+                       client=FutClient(dataclasses.replace(FAST, base_url=fake.base_url)))
+    ids: list[uuid.UUID] = []
+    sender.start()
+    try:
+        # Readings arrive while FUT is failing: ingest's writer stores each at once.
+        for i in range(6):
+            ids.append(_store(conn, pid, agent, "spo2", {"spo2": 90.0 + i}, "%"))
+            ids.append(_store(conn, pid, agent, "blood_pressure", {"systolic": 140.0 + i, "diastolic": 85.0}, "mm[Hg]"))
+        stored = conn.execute("SELECT count(*) FROM measurements WHERE id = ANY(%s)", (ids,)).fetchone()[0]
+        assert stored == len(ids)
+        wait_for(lambda: set(_states(conn, ids).values()) == {"sent"} and len(_states(conn, ids)) == len(ids),
+                 timeout=60, what="every measurement sent")
+    finally:
+        sender.stop()
+        fake.stop()
+    keys = {f"urn:nearcare:measurement-id|urn:uuid:{i}" for i in ids}
+    assert set(fake.stored) == keys  # no loss
+    assert all(fake.created[k] == 1 for k in keys)  # no duplicate, even after "lost" and "slow"
+    assert fake.answers["503"] == 10 and fake.answers["lost"] == 1 and fake.answers["slow"] == 1
+    attempts = dict(conn.execute("SELECT measurement_id, attempts FROM fut_outbox WHERE measurement_id = ANY(%s)",
+                                 (ids,)).fetchall())
+    assert sum(attempts.values()) > len(ids)  # some were retried
+    locations = conn.execute("SELECT count(*) FROM fut_outbox WHERE measurement_id = ANY(%s)"
+                             " AND fut_location LIKE %s", (ids, fake.base_url + "/Observation/%")).fetchone()[0]
+    assert locations == len(ids)
+    bp = fake.stored[f"urn:nearcare:measurement-id|urn:uuid:{ids[1]}"]
+    assert bp["code"]["coding"][0]["code"] == "ZZ3170"
+    assert {c["code"]["coding"][0]["code"] for c in bp["component"]} == {"DNK05472", "DNK05473"}
+
+
+def test_refusal_is_kept_with_its_reason_and_sent_again_on_request(conn: psycopg.Connection[Any]) -> None:
+    n = 2000 + random.randrange(10**6)
+    good, stale = _link(n), _link(n, service_request=f"{FUT}/ServiceRequest/gone-{n}")
+    fake = FakeFut(known=_known(good)).start()
+    client = FutClient(dataclasses.replace(FAST, base_url=fake.base_url))
+    try:
+        pid, agent = _citizen(conn)
+        link_patient(conn, patient_id=pid, link=stale)
+        rid = _store(conn, pid, agent, "weight", {"weight": 81.2}, "kg")
+        glucose = _store(conn, pid, agent, "glucose", {"glucose": 6.1}, "mmol/L")
+        assert enqueue_new(conn) >= 2
+        assert enqueue_new(conn) == 0  # a second scan adds nothing
+        send_due(conn, client)
+        assert _states(conn, [rid, glucose]) == {rid: "refused", glucose: "not_submittable"}
+        row = next(r for r in refused(conn) if r["measurement_id"] == rid)
+        assert "ServiceRequest/gone-" in row["reason"] and row["outcome"]["resourceType"] == "OperationOutcome"
+        why = conn.execute("SELECT reason FROM fut_outbox WHERE measurement_id = %s", (glucose,)).fetchone()[0]
+        assert "no FUT (NPU/DNK) code for glucose" in why
+        m = metrics(conn)
+        assert m.refused >= 1 and m.not_submittable >= 1
+        # Not retried by itself...
+        send_due(conn, client)
+        assert _states(conn, [rid]) == {rid: "refused"} and not fake.stored
+        # ...until the link is put right and someone asks.
+        link_patient(conn, patient_id=pid, link=good)
+        assert retry_refused(conn, measurement_id=rid)
+        send_due(conn, client)
+        assert _states(conn, [rid]) == {rid: "sent"}
+        assert list(fake.created.values()) == [1]
+    finally:
+        client.close()
+        fake.stop()
+
+
+def test_backoff_doubles_and_is_capped() -> None:
+    rng = random.Random(7)
+    waits = [backoff(a, base=1.0, cap=30.0, rng=rng).total_seconds() for a in range(1, 8)]
+    assert 0.8 <= waits[0] <= 1.2 and 1.6 <= waits[1] <= 2.4 and 3.2 <= waits[2] <= 4.8
+    assert all(w <= 30.0 for w in waits) and waits[-1] >= 24.0
