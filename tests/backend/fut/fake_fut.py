@@ -41,7 +41,8 @@ def fut_codes() -> set[tuple[str, str]]:
 
 
 def _outcome(text: str) -> dict[str, Any]:
-    return {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "invalid", "diagnostics": text}]}
+    issue = {"severity": "error", "code": "invalid", "diagnostics": text}
+    return {"resourceType": "OperationOutcome", "issue": [issue]}
 
 
 class FakeFut:
@@ -145,7 +146,7 @@ class FakeFut:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)
                 with fake.lock:
