@@ -178,7 +178,8 @@ def scheduler_services(parts: Parts) -> list[Service]:
                            missed_seconds=s.missed_check_s),
         on_stop=dispatcher.close,
     )
-    return [scheduler]
+    from backend.fut import fut_services  # FUT sender (backend/fut), only where NEARCARE_FUT_BASE_URL is set
+    return [scheduler, *fut_services(s.database_url)]
 
 
 def start(parts: Parts, roles: Sequence[str], *, ingest_client_id: str | None = None) -> Runtime:

@@ -16,6 +16,7 @@ nearcare does not store it, and sends only FUT references).
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 from collections.abc import Mapping
@@ -251,7 +252,8 @@ def config_from_env(env: Mapping[str, str]) -> FutConfig | None:
         raise FutError(f"bad FUT setting: {exc}") from exc
 
 
-def fut_services(database_url: str, env: Mapping[str, str]) -> list[FutSender]:
-    """The FUT sender for the scheduler role, if FUT is configured; none otherwise."""
-    cfg = config_from_env(env)
+def fut_services(database_url: str, env: Mapping[str, str] | None = None) -> list[FutSender]:
+    """The FUT sender for the scheduler role, if FUT is configured (``NEARCARE_FUT_BASE_URL``
+    in ``env``, default the process environment); none otherwise."""
+    cfg = config_from_env(os.environ if env is None else env)
     return [] if cfg is None else [FutSender(database_url=database_url, client=FutClient(cfg))]

@@ -162,3 +162,15 @@ def test_backoff_doubles_and_is_capped() -> None:
     waits = [backoff(a, base=1.0, cap=30.0, rng=rng).total_seconds() for a in range(1, 8)]
     assert 0.8 <= waits[0] <= 1.2 and 1.6 <= waits[1] <= 2.4 and 3.2 <= waits[2] <= 4.8
     assert all(w <= 30.0 for w in waits) and waits[-1] >= 24.0
+
+
+def test_the_sender_runs_only_where_fut_is_configured(database_url: str) -> None:
+    from backend.fut import fut_services
+    from backend.fut.sender import FutError, config_from_env
+
+    assert fut_services(database_url, {}) == []
+    (sender,) = fut_services(database_url, {"NEARCARE_FUT_BASE_URL": "http://127.0.0.1:9/fhir/"})
+    assert sender.client.config.base_url == "http://127.0.0.1:9/fhir"
+    sender.client.close()
+    with pytest.raises(FutError):
+        config_from_env({"NEARCARE_FUT_BASE_URL": "http://x", "NEARCARE_FUT_TIMEOUT_S": "soon"})
