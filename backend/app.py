@@ -53,6 +53,9 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool = Tru
         lifespan=lifespan,
     )
     app.state.settings = settings
+    from backend.web import security
+
+    security.install(app)
     for router in routers():
         app.include_router(router)
     from backend.web.routes import static_files

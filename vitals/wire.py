@@ -21,13 +21,14 @@ import re
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from datetime import time as dtime
 from enum import StrEnum
 from math import isfinite
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -37,6 +38,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from vitals.errors import WireError
 from vitals.kinds import FACTS, MeasurementKind, spec
@@ -49,6 +51,31 @@ MAX_BATCH = 1000
 AGENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 AgentId = Annotated[str, StringConstraints(pattern=AGENT_ID_PATTERN)]
 _AGENT_ID_RE = re.compile(AGENT_ID_PATTERN)
+
+
+EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+"""No home-monitoring reading, status or send time on the wire is older than this."""
+LATEST_TIME = datetime(2100, 1, 1, tzinfo=UTC)
+"""Nor newer than this: a sanity bound the pure contract can check without a clock (year 9999
+overflows PostgreSQL's and Python's UTC arithmetic). The backend applies its own, tighter,
+bound against its receipt time."""
+MEASURED_AFTER_RECEIPT = timedelta(hours=24)
+"""A reading is measured at most this long after the agent received its bytes (device clocks
+and time zones drift; a day more is not a clock, it is a broken device)."""
+
+
+def _sane_time(v: datetime) -> datetime:
+    if not EARLIEST_TIME <= v < LATEST_TIME:
+        raise ValueError(
+            f"time {v.isoformat()} is outside {EARLIEST_TIME.date().isoformat()}..{LATEST_TIME.date().isoformat()}"
+        )
+    return v
+
+
+_MEASURED_AFTER_RECEIPT_ERROR = "measured_after_receipt"
+
+WireTime = Annotated[AwareDatetime, AfterValidator(_sane_time)]
+"""A timezone-aware time inside [:data:`EARLIEST_TIME`, :data:`LATEST_TIME`)."""
 
 
 def new_measurement_id(at: float | None = None) -> uuid.UUID:
@@ -109,10 +136,10 @@ class Measurement(_Frozen):
     kind: MeasurementKind
     values: dict[str, float | None]
     unit: str
-    measured_at: AwareDatetime
+    measured_at: WireTime
     """Device time where the device clock was trusted, else the agent's receipt time."""
     device_clock_trusted: bool
-    received_at: AwareDatetime
+    received_at: WireTime
     """When the agent received the bytes (agent clock)."""
     device: Device
     user_index: int | None = Field(default=None, ge=0, le=255)
@@ -135,6 +162,14 @@ class Measurement(_Frozen):
         for name, v in values.items():
             if v is not None and not isfinite(v):
                 raise ValueError(f"component {name!r} is not a finite number")
+        if self.measured_at > self.received_at + MEASURED_AFTER_RECEIPT:
+            # A custom type, so the dead letter can name measured_at (a model validator's error
+            # is located at the model).
+            raise PydanticCustomError(
+                _MEASURED_AFTER_RECEIPT_ERROR,
+                "measured_at {measured_at} is more than 24 h after received_at {received_at}",
+                {"measured_at": self.measured_at.isoformat(), "received_at": self.received_at.isoformat()},
+            )
         return self
 
     @property
@@ -146,7 +181,7 @@ class Envelope(_Versioned):
     """What an agent publishes on its measurements topic: one reading or a batch."""
 
     agent_id: AgentId
-    sent_at: AwareDatetime
+    sent_at: WireTime
     measurements: Annotated[tuple[Measurement, ...], Field(min_length=1, max_length=MAX_BATCH)]
 
 
@@ -158,10 +193,10 @@ class AgentState(StrEnum):
 class AgentStatus(_Versioned):
     agent_id: AgentId
     state: AgentState
-    at: AwareDatetime
+    at: WireTime
     version: str | None = None
     spool_depth: int | None = Field(default=None, ge=0)
-    spool_oldest_at: AwareDatetime | None = None
+    spool_oldest_at: WireTime | None = None
     spool_capacity: int | None = Field(default=None, ge=1)
     """The agent's spool cap; ``spool_depth == spool_capacity`` means it refuses new readings."""
 
@@ -268,6 +303,8 @@ class Topics:
 def _first_error(exc: ValidationError) -> WireError:
     err = exc.errors(include_url=False)[0]
     loc = ".".join(str(p) for p in err["loc"]) or None
+    if err["type"] == _MEASURED_AFTER_RECEIPT_ERROR:
+        loc = f"{loc}.measured_at" if loc else "measured_at"
     return WireError(str(err["msg"]), field=loc)
 
 

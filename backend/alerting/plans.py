@@ -110,6 +110,13 @@ def _queue_plan(conn: psycopg.Connection[Any], topics: Topics, agents: Sequence[
         outbox.enqueue(conn, topic=topics.config(agent_id), payload=msg.to_json(), retain=True)
 
 
+MAX_PASSIVE = timedelta(days=366)
+"""The longest passive interval (issue 12: one ending in year 9999 was a 500 and silenced the
+missed-measurement alerts for good)."""
+_EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+_LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
+
 def add_passive_interval(conn: psycopg.Connection[Any], *, patient_id: int, starts_at: datetime,
                          ends_at: datetime | None, reason: str, by: str) -> PassiveInterval:
     """Hospitalised, on holiday…: no missed-measurement alerts inside it."""
@@ -117,6 +124,10 @@ def add_passive_interval(conn: psycopg.Connection[Any], *, patient_id: int, star
         raise InvalidPlan("times must be timezone-aware")
     if ends_at is not None and ends_at <= starts_at:
         raise InvalidPlan("a passive interval must end after it starts")
+    if ends_at is None or ends_at - starts_at > MAX_PASSIVE:
+        raise InvalidPlan(f"a passive interval may last at most {MAX_PASSIVE.days} days")
+    if not _EARLIEST <= starts_at <= _LATEST:
+        raise InvalidPlan(f"a passive interval must start between {_EARLIEST.year} and {_LATEST.year}")
     if not reason.strip():
         raise InvalidPlan("a passive interval needs a reason")
     row = conn.execute(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -58,6 +58,10 @@ def resolve(conn: psycopg.Connection[Any], *, alert_id: int, by: str, note: str,
                          config=config)
 
 
+MAX_SNOOZE = timedelta(days=7)
+"""The longest a clinician may hold an alert back (issue 12: a snooze to year 9999 was a 500)."""
+
+
 def snooze(conn: psycopg.Connection[Any], *, alert_id: int, until: datetime, reason: str, by: str,
            config: AlertingConfig, now: datetime | None = None) -> Alert:
     """Hold an alert back until ``until``, with a reason: no escalation while snoozed; its SLA
@@ -65,6 +69,8 @@ def snooze(conn: psycopg.Connection[Any], *, alert_id: int, until: datetime, rea
     at = _now(now)
     if until <= at:
         raise InvalidTransition("a snooze must end in the future")
+    if until > at + MAX_SNOOZE:
+        raise InvalidTransition(f"a snooze may last at most {MAX_SNOOZE.days} days")
     if not reason.strip():
         raise InvalidTransition("a snooze needs a reason")
     cfg = config

@@ -7,6 +7,7 @@ override of that field. Every change is written to ``alert_threshold_audit``.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import defaultdict
@@ -20,6 +21,7 @@ from alert_rules.errors import ThresholdError
 from backend.alerting.config import AlertingConfig
 from backend.alerting.errors import InvalidThreshold
 from backend.alerting.models import EffectiveThreshold, ThresholdChange
+from vitals.kinds import spec
 
 
 class ThresholdCache:
@@ -117,7 +119,37 @@ def _check_rule(config: AlertingConfig, programme: str, rule_id: str, field: str
     return rule
 
 
+# Bounds on any threshold field the rule files do not bound more tightly (hours, counts, scores):
+# far beyond any clinical use, yet small enough that arithmetic on it stays finite.
+_ANY_FIELD_LIMIT = 1e6
+
+
+def plausible_threshold(rule: Any, field: str, value: float) -> None:
+    """Pure: a threshold value a clinician may set, else :class:`InvalidThreshold` saying why.
+
+    Finite (``NaN``, ``±Infinity`` and ``-1e308`` switched a citizen's alarms off: issue 12), and,
+    for a rule on one measured component, inside that component's plausible range (a band edge)
+    or its width (a trend's change, a baseline's SD floor)."""
+    if not math.isfinite(value):
+        raise InvalidThreshold(f"{rule.id}.{field}: {value!r} is not a finite number")
+    if abs(value) > _ANY_FIELD_LIMIT:
+        raise InvalidThreshold(f"{rule.id}.{field}: {value:g} is outside ±{_ANY_FIELD_LIMIT:g}")
+    measurement = getattr(rule, "measurement", None)
+    if measurement is None:
+        return
+    c = spec(measurement).component(rule.component_name)
+    low, high, unit = c.plausible_low, c.plausible_high, c.display_unit
+    if rule.kind == "absolute" and not low <= value <= high:
+        raise InvalidThreshold(
+            f"{rule.id}.{field}: {value:g} is outside the plausible range {low:g}–{high:g} {unit} of {c.name}"
+        )
+    if field in ("delta", "min_sd") and abs(value) > high - low:
+        raise InvalidThreshold(f"{rule.id}.{field}: {value:g} is larger than the whole range {low:g}–{high:g} {unit}")
+
+
 def _validate(rule: Any, fields: Mapping[str, float]) -> None:
+    for field, value in fields.items():
+        plausible_threshold(rule, field, value)
     try:
         rule.with_thresholds(dict(fields))
     except ThresholdError as exc:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
@@ -21,7 +21,18 @@ class _Out(BaseModel):
     model_config = ConfigDict(from_attributes=True, frozen=True)
 
 
-class TokenRequest(BaseModel):
+class _In(BaseModel):
+    """A request body: numbers are finite (``NaN`` and ``Infinity`` are JSON extensions that
+    switched a citizen's alarms off through a threshold: issue 12)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+
+# Every time a person can enter lies in this window (year 9999 overflowed the arithmetic: a 500).
+SaneTime = Annotated[AwareDatetime, Field(ge=datetime(2000, 1, 1, tzinfo=UTC), lt=datetime(2100, 1, 1, tzinfo=UTC))]
+
+
+class TokenRequest(_In):
     username: ShortText
     password: Annotated[str, StringConstraints(max_length=1000)]
 
@@ -66,7 +77,7 @@ class ReadingDetailOut(_Out):
     clock_offset_s: float
 
 
-class AcknowledgeIn(BaseModel):
+class AcknowledgeIn(_In):
     note: Text = ""
 
 
@@ -74,19 +85,24 @@ class AcknowledgeIn(BaseModel):
 Said = Annotated[str, StringConstraints(pattern=r"^[^\x00]*[^\x00\s][^\x00]*$", min_length=1, max_length=2000)]
 
 
-class ResolveIn(BaseModel):
+class ResolveIn(_In):
     note: Said
 
 
-class SnoozeIn(BaseModel):
-    until: AwareDatetime = Field(description="When the snooze ends, with its time zone; must be in the future")
+class SnoozeIn(_In):
+    until: SaneTime = Field(
+        description="When the snooze ends, with its time zone; in the future and at most 7 days ahead"
+    )
     reason: Said
 
 
-class ThresholdIn(BaseModel):
+class ThresholdIn(_In):
     rule_id: ShortText
     field: ShortText
-    value: float | None = Field(default=None, description="null clears the personal override")
+    value: Annotated[float, Field(ge=-1e6, le=1e6)] | None = Field(
+        default=None,
+        description="null clears the personal override; finite, and inside the measured component's plausible range",
+    )
     reason: Annotated[str, StringConstraints(pattern=r"^[^\x00]*[^\x00\s][^\x00]*$", min_length=3, max_length=2000)]
 
 

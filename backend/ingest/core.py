@@ -21,6 +21,15 @@ from vitals import KINDS, WireError, parse_envelope, parse_status
 from vitals.wire import MAX_BATCH, AgentState, Envelope, Measurement, TopicKind, Topics
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
+"""A reading measured more than this after the backend's receipt is held (``future_time``)."""
+MAX_READING_AGE = timedelta(days=730)
+"""A reading measured longer than this before the backend's receipt is held (``too_old``). An
+agent keeps a device's own records up to 400 days back (``edge_agent.recorder.CLOCK_BEHIND_LIMIT``)
+and spools what it cannot send; a year in the spool on top of that is the most a real agent can
+account for. Older is a broken clock, and a broken clock must not open or close alerts."""
+STATUS_FUTURE_TOLERANCE = FUTURE_TOLERANCE
+"""A status dated further ahead of the receipt than this is not applied (a status in year 9999
+would otherwise win against every later real one)."""
 
 
 class Flag(StrEnum):
@@ -29,7 +38,8 @@ class Flag(StrEnum):
     CLOCK_NOT_SET = "clock_not_set"
     """The device clock was not set: measured_at is the agent's receipt time."""
     FUTURE_TIME = "future_time"
-    """The reading's time is more than 5 minutes ahead of the backend's receipt."""
+    """Historical: readings more than 5 minutes ahead are now held (``HoldReason.FUTURE_TIME``);
+    rows stored before that change may still carry this flag."""
 
 
 class HoldReason(StrEnum):
@@ -38,6 +48,8 @@ class HoldReason(StrEnum):
     UNKNOWN_DEVICE = "unknown_device"
     UNMAPPED_USER = "unmapped_user"
     UNBOUND_AGENT = "unbound_agent"
+    FUTURE_TIME = "future_time"
+    TOO_OLD = "too_old"
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +167,7 @@ def decide(topic: str, payload: bytes, *, topics: Topics, registry: RegistrySnap
     if t.kind is TopicKind.MEASUREMENTS:
         return _measurements(topic, t.agent_id, payload, topics, registry, now)
     if t.kind is TopicKind.STATUS:
-        return _status(topic, t.agent_id, payload, registry)
+        return _status(topic, t.agent_id, payload, registry, now)
     return Decision(
         dead_letter=DeadLetter(topic, t.agent_id, payload, f"ingest does not consume {t.kind.value} topics", "topic")
     )
@@ -205,6 +217,7 @@ def attribute(envelope: Envelope, *, topic: str, payload: bytes, registry: Regis
     held: list[HeldReading] = []
     agent_id = envelope.agent_id
     future = now + FUTURE_TOLERANCE
+    oldest = now - MAX_READING_AGE
     attributions: dict[tuple[str, int | None], _Attribution] = {}
     for m in envelope.measurements:
         # A batch is usually one device and one user: attribute each pair once.
@@ -215,9 +228,7 @@ def attribute(envelope: Envelope, *, topic: str, payload: bytes, registry: Regis
         trusted = m.device_clock_trusted
         measured_at = m.measured_at if trusted else m.received_at
         flags: tuple[str, ...] = () if trusted else (Flag.CLOCK_NOT_SET.value,)
-        if measured_at > future:
-            flags = (*flags, Flag.FUTURE_TIME.value)
-        hold = a.hold or _implausible(m)
+        hold = a.hold or _out_of_time(measured_at, future, oldest, now) or _implausible(m)
         if hold is not None:
             held.append(
                 HeldReading(
@@ -290,6 +301,20 @@ def _attribute_one(
     return _Attribution(agent_patient, device.id)
 
 
+def _out_of_time(measured_at: datetime, future: datetime, oldest: datetime, now: datetime) -> str | None:
+    if measured_at > future:
+        return (
+            f"{HoldReason.FUTURE_TIME}: measured_at {measured_at.isoformat()} is more than "
+            f"{int(FUTURE_TOLERANCE.total_seconds() // 60)} minutes after the backend's receipt {now.isoformat()}"
+        )
+    if measured_at < oldest:
+        return (
+            f"{HoldReason.TOO_OLD}: measured_at {measured_at.isoformat()} is more than "
+            f"{MAX_READING_AGE.days} days before the backend's receipt {now.isoformat()}"
+        )
+    return None
+
+
 _PRIMARY = {kind: k.primary.name for kind, k in KINDS.items()}
 _KIND_VALUE = {kind: kind.value for kind in KINDS}  # Enum.value is a descriptor call per reading
 
@@ -318,7 +343,7 @@ def _measurements(
     return attribute(env, topic=topic, payload=payload, registry=registry, now=now)
 
 
-def _status(topic: str, topic_agent: str, payload: bytes, registry: RegistrySnapshot) -> Decision:
+def _status(topic: str, topic_agent: str, payload: bytes, registry: RegistrySnapshot, now: datetime) -> Decision:
     if not payload:
         # Clearing a retained status (an operator removing a retired agent) is not a message.
         return Decision(agent_id=topic_agent, ignored=True)
@@ -348,6 +373,20 @@ def _status(topic: str, topic_agent: str, payload: bytes, registry: RegistrySnap
         return Decision(
             agent_id=topic_agent,
             dead_letter=DeadLetter(topic, topic_agent, payload, "agent is not enrolled", "agent_id"),
+        )
+    if status.at > now + STATUS_FUTURE_TOLERANCE:
+        # Not applied: kept as a dead letter so the refusal is on record.
+        return Decision(
+            agent_id=topic_agent,
+            dead_letter=DeadLetter(
+                topic,
+                topic_agent,
+                payload,
+                f"status time {status.at.isoformat()} is more than "
+                f"{int(STATUS_FUTURE_TOLERANCE.total_seconds() // 60)} minutes after the backend's receipt "
+                f"{now.isoformat()}; not applied",
+                "at",
+            ),
         )
     return Decision(
         agent_id=topic_agent,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -164,3 +164,57 @@ def test_envelope_is_frozen() -> None:
     with pytest.raises(Exception, match="frozen"):
         env.agent_id = "agent-0002"  # type: ignore[misc]
     assert isinstance(env, Envelope)
+
+
+# Issue 12, finding 1: a reading dated year 10000 (9999-12-31T23:59:59-14:00 is 10000-01-01 in
+# UTC) was stored and broke every page of that citizen and every later evaluation; 1970 and
+# year 1 were stored with no flag.
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("measured_at", "9999-12-31T23:59:59-14:00"),
+        ("measured_at", "9999-12-31T23:59:59Z"),
+        ("measured_at", "2100-01-01T00:00:00Z"),
+        ("measured_at", "1970-01-01T00:00:00Z"),
+        ("measured_at", "0001-01-01T00:00:00+14:00"),
+        ("received_at", "9999-12-31T23:59:59-14:00"),
+        ("received_at", "1999-12-31T23:59:59Z"),
+    ],
+)
+def test_a_measurement_time_outside_2000_to_2100_is_refused_naming_the_field(field: str, value: str) -> None:
+    raw = golden("envelope_bp_single.json")
+    raw["measurements"][0][field] = value
+    with pytest.raises(WireError) as err:
+        parse_envelope(raw)
+    assert err.value.field == f"measurements.0.{field}"
+    assert "outside 2000-01-01..2100-01-01" in err.value.reason
+
+
+def test_a_reading_measured_more_than_a_day_after_its_receipt_is_refused_naming_measured_at() -> None:
+    raw = golden("envelope_bp_single.json")
+    received = datetime.fromisoformat(raw["measurements"][0]["received_at"])
+    raw["measurements"][0]["measured_at"] = (received + timedelta(hours=24, seconds=1)).isoformat()
+    with pytest.raises(WireError) as err:
+        parse_envelope(raw)
+    assert err.value.field == "measurements.0.measured_at"
+    assert "more than 24 h after received_at" in err.value.reason
+    raw["measurements"][0]["measured_at"] = (received + timedelta(hours=23, minutes=59)).isoformat()
+    assert parse_envelope(raw).measurements[0].measured_at == received + timedelta(hours=23, minutes=59)
+
+
+@pytest.mark.parametrize(("field", "value"), [("at", "9999-12-31T23:59:59Z"), ("at", "1970-01-01T00:00:00Z"),
+                                              ("spool_oldest_at", "9999-12-31T00:00:00Z")])
+def test_a_status_time_outside_2000_to_2100_is_refused_naming_the_field(field: str, value: str) -> None:
+    raw = golden("status_online.json")
+    raw[field] = value
+    with pytest.raises(WireError) as err:
+        parse_status(raw)
+    assert err.value.field == field
+
+
+def test_an_envelope_sent_in_year_9999_is_refused() -> None:
+    raw = golden("envelope_bp_single.json")
+    raw["sent_at"] = "9999-12-31T23:59:59Z"
+    with pytest.raises(WireError) as err:
+        parse_envelope(raw)
+    assert err.value.field == "sent_at"

@@ -115,7 +115,7 @@ def add_passive(
         zone = ZoneInfo(tz)
         s = datetime.combine(date.fromisoformat(starts), datetime.min.time(), zone)
         e = datetime.combine(date.fromisoformat(ends), datetime.min.time(), zone) + timedelta(days=1)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         return f"Invalid date: {exc}"
     if not reason.strip():
         return "A reason is required."

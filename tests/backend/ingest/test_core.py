@@ -146,14 +146,57 @@ def test_unbound_agent_is_held() -> None:
     assert h.reason == "unbound_agent: agent agent-0001 is not bound to a patient"
 
 
-def test_future_time_is_flagged_but_stored() -> None:
+def test_a_reading_more_than_5_minutes_in_the_future_is_held_with_its_reason() -> None:
+    # Issue 12, finding 1: year 2100 (and, before the wire bound, 9999) was stored with only a
+    # future_time flag and fed to the rules.
     env = json.loads(golden("envelope_bp_single.json"))
+    env["measurements"][0]["received_at"] = NOW.isoformat()
     env["measurements"][0]["measured_at"] = (NOW + timedelta(minutes=5, seconds=1)).isoformat()
-    (r,) = run(env).accepted
-    assert r.flags == ("future_time",)
+    d = run(env)
+    assert d.accepted == ()
+    (h,) = d.held
+    assert h.reason.startswith("future_time: measured_at 2026-11-22T08:10:01+00:00 is more than 5 minutes after")
+    assert h.patient_id == 101
     env["measurements"][0]["measured_at"] = (NOW + timedelta(minutes=4, seconds=59)).isoformat()
     (r,) = run(env).accepted
     assert r.flags == ()
+
+
+def test_a_reading_older_than_an_agent_can_have_spooled_is_held_with_its_reason() -> None:
+    env = json.loads(golden("envelope_bp_single.json"))
+    env["measurements"][0]["measured_at"] = "2024-11-01T00:00:00Z"
+    (h,) = run(env).held
+    assert h.reason.startswith("too_old: measured_at 2024-11-01T00:00:00+00:00 is more than 730 days before")
+    env["measurements"][0]["measured_at"] = "2025-01-01T00:00:00Z"
+    (r,) = run(env).accepted
+    assert r.measured_at == datetime(2025, 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("at", ["9999-12-31T23:59:59-14:00", "1970-01-01T00:00:00Z", "0001-01-01T00:00:00Z"])
+def test_a_reading_outside_the_wire_bounds_is_a_dead_letter_naming_measured_at(at: str) -> None:
+    env = json.loads(golden("envelope_bp_single.json"))
+    env["measurements"][0]["measured_at"] = at
+    d = run(env)
+    assert d.accepted == () and d.held == ()
+    assert d.dead_letter is not None and d.dead_letter.field == "measurements.0.measured_at"
+
+
+def test_a_status_far_ahead_of_the_receipt_is_not_applied() -> None:
+    # Issue 12, finding 5: a status at year 9999 froze the agent "online".
+    raw = json.loads(golden("status_online.json"))
+    raw["at"] = (NOW + timedelta(minutes=5, seconds=1)).isoformat()
+    d = decide(T.status("agent-0001"), json.dumps(raw).encode(), topics=T, registry=registry(), now=NOW)
+    assert d.status is None
+    assert d.dead_letter is not None and d.dead_letter.field == "at" and "not applied" in d.dead_letter.reason
+    raw["at"] = "2099-12-31T00:00:00Z"
+    d = decide(T.status("agent-0001"), json.dumps(raw).encode(), topics=T, registry=registry(), now=NOW)
+    assert d.status is None and d.dead_letter is not None
+    raw["at"] = "9999-12-31T23:59:59Z"
+    d = decide(T.status("agent-0001"), json.dumps(raw).encode(), topics=T, registry=registry(), now=NOW)
+    assert d.status is None and d.dead_letter is not None and d.dead_letter.field == "at"
+    raw["at"] = (NOW + timedelta(minutes=4)).isoformat()
+    d = decide(T.status("agent-0001"), json.dumps(raw).encode(), topics=T, registry=registry(), now=NOW)
+    assert d.status is not None and d.dead_letter is None
 
 
 @pytest.mark.parametrize(
