@@ -18,7 +18,7 @@ import paho.mqtt.client as mqtt
 import pytest
 import yaml
 
-from backend.embedded import free_port, start_mosquitto, stop_process
+from backend.embedded import free_port, start_mosquitto, stop_process, wait_port
 from backend.errors import BackendError
 from backend.roles import PRODUCTION_TOPOLOGY
 
@@ -118,7 +118,8 @@ def production_broker():  # type: ignore[no-untyped-def]
     for f in tmp_path.iterdir():
         f.chmod(0o644)
     try:
-        proc = start_mosquitto(conf_path, tls_port)
+        proc = start_mosquitto(conf_path, tls_port, timeout=30)
+        wait_port(plain_port, timeout=30, proc=proc)  # the second listener opens a moment later
     except BackendError as exc:
         pytest.fail(f"mosquitto refused deploy/mosquitto/mosquitto.conf: {exc}")
     yield tmp_path, tls_port, plain_port
