@@ -184,6 +184,12 @@ def alerting_jobs(*, pool: Any, engine: Any, dispatcher: Any, config: Any, notif
         with pool.connection() as conn:
             return jobs.check_technical(conn, now=now, config=config, teams=engine.teams, notifier=notifier)
 
+    def evaluation_failures(now: datetime) -> Any:
+        from backend.alerting.failures import check_evaluation_failures
+
+        with pool.connection() as conn:
+            return check_evaluation_failures(conn, now=now, config=config, teams=engine.teams, notifier=notifier)
+
     def baselines(now: datetime) -> Any:
         with pool.connection() as conn:
             return jobs.recompute_baselines(conn, now=now, config=config, tz=tz)
@@ -214,6 +220,7 @@ def alerting_jobs(*, pool: Any, engine: Any, dispatcher: Any, config: Any, notif
         JobSpec("alerting.escalations", escalations, IntervalTrigger(seconds=escalation_seconds)),
         JobSpec("alerting.missed_measurements", missed, IntervalTrigger(seconds=missed_seconds)),
         JobSpec("alerting.technical", technical, IntervalTrigger(minutes=5)),
+        JobSpec("alerting.evaluation_failures", evaluation_failures, IntervalTrigger(seconds=30)),
         JobSpec("alerting.baselines", baselines, CronTrigger(hour=2, minute=30, timezone=tz)),
         JobSpec("alerting.notifications", notifications, IntervalTrigger(seconds=notification_seconds)),
         JobSpec("alerting.retry_evaluations", retry, IntervalTrigger(minutes=2)),

@@ -93,6 +93,7 @@ class AlertEngine:
         by_patient: dict[int, list[StoredReading]] = defaultdict(list)
         for r in readings:
             by_patient[r.patient_id].append(r)
+        failed: list[int] = []
         for pid, rs in by_patient.items():
             try:
                 with self.pool.connection() as conn:
@@ -102,6 +103,20 @@ class AlertEngine:
                 log.exception("alert evaluation for patient %s failed; recorded for retry", pid)
                 self.failed += len(rs)
                 self._record_failure(rs, exc)
+                failed.append(pid)
+        if failed:
+            self._raise_failure_alerts(failed)
+
+    def _raise_failure_alerts(self, pids: Sequence[int]) -> None:
+        """A technical alert to the owning team at once (issue 12: failures are loud)."""
+        from backend.alerting.failures import check_evaluation_failures
+
+        try:
+            with self.pool.connection() as conn:
+                check_evaluation_failures(conn, now=self.clock.now(), config=self.config, teams=self.teams,
+                                          notifier=self.notifier, patient_ids=pids)
+        except Exception:
+            log.exception("could not raise evaluation-failure alerts for patients %s", list(pids))
 
     def _record_failure(self, readings: Sequence[StoredReading], exc: Exception) -> None:
         try:

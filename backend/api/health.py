@@ -3,6 +3,8 @@ while any service (ingest's broker connection, the scheduler) is not ready."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,7 +21,10 @@ class HealthOut(BaseModel):
 class ReadyOut(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    status: str = Field(description='"ok" or "fail" (then with HTTP 503)')
+    status: str = Field(
+        description='"ok"; "degraded" (HTTP 200) while some citizens\' readings cannot be evaluated;'
+        ' or "fail" (then with HTTP 503)'
+    )
     checks: dict[str, str] = Field(description="A short word per part: the database and each service")
 
 
@@ -54,5 +59,25 @@ def readyz(request: Request, response: Response) -> ReadyOut:
         s_ok, s_word = service.ready()
         checks[service.name] = s_word
         ok = ok and s_ok
+    degraded = ok and _evaluations(runtime, checks)
     response.status_code = 200 if ok else 503
-    return ReadyOut(status="ok" if ok else "fail", checks=checks)
+    return ReadyOut(status=("degraded" if degraded else "ok") if ok else "fail", checks=checks)
+
+
+def _evaluations(runtime: Any, checks: dict[str, str]) -> bool:
+    """Readings the alert rules could not evaluate: the process serves, but some citizens'
+    alarms may be silent, so it says so (also as the metric
+    ``nearcare_alert_evaluation_failed_patients``)."""
+    from backend.alerting.failures import summary
+
+    try:
+        with runtime.pool.connection(timeout=2) as conn:
+            s = summary(conn)
+    except Exception as exc:
+        checks["evaluations"] = f"unknown: {type(exc).__name__}"
+        return True
+    if s.readings:
+        checks["evaluations"] = f"degraded: {s.readings} readings of {s.patients} citizens not evaluated"
+        return True
+    checks["evaluations"] = "ok"
+    return False
