@@ -321,6 +321,9 @@ class AlertEngine:
                 continue
             out[pid] = span
             self.late += late[pid]
+        if out:
+            log.info("%d late readings of %d patients evaluated in their place (%d evaluated readings replayed)",
+                     sum(late[p] for p in out), len(out), sum(len(s) for s in out.values()))
         return out
 
     def _arrival_order(self, pid: int, n: int, why: str) -> None:
