@@ -11,14 +11,10 @@ measurement fires exactly once.
 from __future__ import annotations
 
 import os
-import queue
-import re
 import signal
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,77 +22,17 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import psycopg
-import pytest
 
 from backend.embedded import free_port, wait_for
 from backend.roles import PRODUCTION_TOPOLOGY
 from backend.scheduled import LEADER_LOCK
 from edge_agent.spool import Spool
 from edge_agent.uplink import Uplink
+from tests.integration.conftest import START_S, Role
 from vitals.broker import parse_broker_url
 from vitals.wire import Device, Measurement, new_measurement_id
 
-ROOT = Path(__file__).resolve().parents[2]
 CPH = ZoneInfo("Europe/Copenhagen")
-START_S = 60.0  # a busy two-core machine starting six Python processes at once
-
-
-class Role:
-    """One ``nearcare backend <role>`` process; its stdout is read on a thread."""
-
-    def __init__(self, env: dict[str, str], *args: str) -> None:
-        self.args = args
-        self.proc = subprocess.Popen([sys.executable, "-m", "nearcare_cli", "backend", *args], cwd=ROOT, env=env,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.output: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.output.append(line)
-            self.lines.put(line)
-
-    def wait_line(self, pattern: str, timeout: float = START_S) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.5)
-            except queue.Empty:
-                if self.proc.poll() is not None:
-                    break
-                continue
-            if re.search(pattern, line):
-                return line
-        raise AssertionError(f"backend {' '.join(self.args)} printed no {pattern!r}:\n{''.join(self.output)[-3000:]}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-
-@pytest.fixture
-def roles() -> Iterator[Callable[..., Role]]:
-    started: list[Role] = []
-
-    def start(env: dict[str, str], *args: str) -> Role:
-        r = Role(env, *args)
-        started.append(r)
-        return r
-
-    try:
-        yield start
-    finally:
-        for r in reversed(started):
-            r.stop()
 
 
 def _leader(conn: psycopg.Connection[Any]) -> str | None:
