@@ -108,12 +108,19 @@ def _event_days(rng: random.Random, days: int, rate_per_year: float) -> list[int
     return out
 
 
-def _ramp(day: int, events: list[int], prodromes: list[int], recoveries: list[int]) -> list[float]:
-    """Per event: 0 before the prodrome, rising (convex) to 1 at treatment, back to 0 over recovery."""
+def _ramp(day: int, events: list[int], prodromes: list[int], recoveries: list[int],
+          peak_lead: int = 2) -> list[float]:
+    """Per event: 0 before the prodrome, rising linearly to 1 ``peak_lead`` days before treatment
+    (Hurst 2010: greatest 2-3 days after symptom onset; Al Rajeh 2020: symptoms from 5 days
+    before treatment), 1 until treatment, back to 0 over recovery. The abstracts give no shape:
+    linear is the assumption."""
     out = []
     for e, p, r in zip(events, prodromes, recoveries, strict=True):
-        if e - p <= day <= e:
-            out.append(((day - (e - p)) / p) ** 1.5)
+        top = e - min(peak_lead, p - 1)
+        if e - p <= day < top:
+            out.append((day - (e - p)) / (top - (e - p)))
+        elif top <= day <= e:
+            out.append(1.0)
         elif e < day <= e + r:
             out.append(1.0 - (day - e) / r)
         else:
@@ -247,7 +254,7 @@ def _heart_failure(rng: random.Random, ref: str, days: int, measured: list[bool]
             if e - 30 <= d < e - p:
                 extra += c * (d - (e - 30)) / (30 - p)
             elif e - p <= d <= e:
-                extra += c + g * ((d - (e - p)) / p) ** 1.5
+                extra += c + g * (d - (e - p)) / p  # linear over the final days (Chaudhry: no shape given)
             elif e < d <= e + 5:
                 extra += (c + g) * (1 - (d - e) / 5)  # diuresis in hospital or at home
         # after an admission the dry weight is often reset a little lower (assumption)
@@ -260,7 +267,7 @@ def _heart_failure(rng: random.Random, ref: str, days: int, measured: list[bool]
                 extra += kg * (1 - (d - h - length) / 21)
         if not measured[d]:
             continue
-        w = _ramp(d, ev, hf_prodromes, recoveries)
+        w = _ramp(d, ev, hf_prodromes, recoveries, peak_lead=0)
         load = max(w) if w else 0.0
         weight = weight_mu + drift_w + dry_shift + extra + rng.gauss(0, weight_sd)
         systolic = sys_mu + drift_s - 6 * load + rng.gauss(0, sys_sd)

@@ -408,18 +408,26 @@ def _personal(c: _Compiled, ctx: Context, obs: Observation) -> Finding | None:
     now = score(latest)
     if now is None:
         return None
-    total, zs = now
-    reached = 1 if total >= t.yellow else 0
+    today, zs = now
+    daily_scores = [today]
     for d in range(1, t.of):
         past = score([(cell[0] / cell[1]) if (cell := daily[i].get(d)) else None for i in range(len(parts))])
-        if past is not None and past[0] >= t.yellow:
-            reached += 1
+        if past is not None:
+            daily_scores.append(past[0])
     severity: str | None = None
-    if reached >= t.confirm:
+    if rule.persistence == "mean":
+        total = sum(daily_scores) / len(daily_scores)
+        fired = len(daily_scores) >= t.confirm and total >= t.yellow
+        reached = len(daily_scores)
+    else:
+        total = today
+        reached = sum(1 for x in daily_scores if x >= t.yellow)
+        fired = today >= t.yellow and reached >= t.confirm
+    if fired:
         severity = "red" if t.red is not None and total >= t.red else "yellow"
     return Finding(rule.id, rule.kind, obs.kind.value, severity, round(total, 2), rule.title, dict(c.thresholds), {
         "z": zs, "median": [round(m, 2) for m, _ in centres], "scale": [round(s, 2) for _, s in centres],
-        "days_reached": reached})
+        "days": reached})
 
 
 def history_hours(rules: Sequence[AnyRule]) -> float:

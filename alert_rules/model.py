@@ -110,7 +110,7 @@ class PersonalThresholds(_Thresholds):
     min_days: int = Field(default=7, ge=3, le=60)
     """Inactive until this many days with usable readings exist in the baseline window."""
     confirm: int = Field(default=1, ge=1, le=7)
-    """Days (today included) out of the last ``of`` whose deviation reached the limit (persistence)."""
+    """Days (today included) out of the last ``of``: see :attr:`PersonalRule.persistence`."""
     of: int = Field(default=1, ge=1, le=7)
     recent_hours: float = Field(default=24, gt=0, le=72)
     """A part's latest value counts towards today's deviation only if measured this recently."""
@@ -240,6 +240,11 @@ class PersonalRule(_RuleBase):
 
     kind: Literal["personal"]
     parts: Annotated[tuple[PersonalPart, ...], Field(min_length=1, max_length=4)]
+    persistence: Literal["days_over", "mean"] = "days_over"
+    """``days_over``: fire when at least ``confirm`` of the last ``of`` days (today included)
+    reached the limit; ``mean``: fire when the mean of the daily deviations over the last ``of``
+    days (at least ``confirm`` of them with readings) reaches it: evidence summed over days,
+    so a slow prodrome is seen before any single day stands out."""
     thresholds: PersonalThresholds
 
     @property

@@ -184,7 +184,7 @@ class _State:
     baseline_rules: list[BaselineRule]
     times: list[datetime] = field(default_factory=list)
     history: list[Observation] = field(default_factory=list)
-    daily: dict[tuple[str, str], dict[date, list[float]]] = field(default_factory=dict)
+    daily: dict[tuple[str, str], dict[date, list[tuple[datetime, float]]]] = field(default_factory=dict)
     spans: dict[int, tuple[datetime, datetime | None, str]] = field(default_factory=dict)
     """Alert id -> opened, resolved (None: still open), severity: for the stable days."""
     baselines: dict[tuple[str, str], Baseline] = field(default_factory=dict)
@@ -257,11 +257,11 @@ def _replay_citizen(st: _State, readings: Sequence[StreamReading], router: Route
                        settle)
         settle_inhibition(actives, settle, patients, config, now, router, effects)
         if effects:
-            values = {f.rule_id: f.value for f in findings}
             for e in effects:
                 if type(e) is Record and e.action in ("opened", "worsened", "resolved"):
                     a = e.alert
-                    out.append(Transition(st.ref, a.rule_id, a.severity, e.action, now, values.get(a.rule_id)))
+                    # the value production records: the alert's latest breaching value
+                    out.append(Transition(st.ref, a.rule_id, a.severity, e.action, now, a.last_value))
                     # the job's stable days: alerts red or yellow now, from opening to resolution
                     st.spans[a.id] = (a.opened_at, a.resolved_at, a.severity)
         if r.kind in st.kinds:
@@ -271,10 +271,8 @@ def _replay_citizen(st: _State, readings: Sequence[StreamReading], router: Route
             for br in st.baseline_rules:
                 v = r.values.get(br.component_name)
                 if br.measurement == r.kind and v is not None:
-                    cell = st.daily.setdefault((br.measurement.value, br.component_name), {}).setdefault(
-                        now.astimezone(zone).date(), [0.0, 0.0])
-                    cell[0] += v
-                    cell[1] += 1
+                    st.daily.setdefault((br.measurement.value, br.component_name), {}).setdefault(
+                        now.astimezone(zone).date(), []).append((now, v))
     return out
 
 
@@ -298,11 +296,15 @@ def _baselines(st: _State, now: datetime, zone: ZoneInfo) -> dict[tuple[str, str
     out: dict[tuple[str, str], Baseline] = {}
     for br in st.baseline_rules:
         key = (br.measurement.value, br.component_name)
-        daily = st.daily.get(key, {})
-        # the job's window starts at an instant; a day that began before it still counts its
-        # readings after it, so keep the day of `since` too (close enough for daily readings)
-        b = compute_baseline(((d, s / n) for d, (s, n) in daily.items() if d >= since_day), today=today,
-                             days=br.thresholds.days, min_days=br.thresholds.min_days, unstable_days=unstable)
+        means: list[tuple[date, float]] = []
+        for d, values in st.daily.get(key, {}).items():
+            if d < since_day:
+                continue
+            kept = [v for at, v in values if at >= since]  # the job's window starts at an instant
+            if kept:
+                means.append((d, sum(kept) / len(kept)))
+        b = compute_baseline(means, today=today, days=br.thresholds.days, min_days=br.thresholds.min_days,
+                             unstable_days=unstable)
         if b is not None:
             out[key] = b
     return out
