@@ -9,7 +9,9 @@ What goes in, by the PHD IG (../shared/standards/phd):
   LOINC second; UCUM units; ``device`` -> a ``PhdDevice``; the gateway extension -> a ``PhgDevice``.
 - The conditional-create identifier in the PHD form ``<device>-<patient>-<MDC type>-<timestamp>``
   (the timestamp as the device reported it, in seconds since 2000-01-01 as the IG's
-  "Generating the timestamp part" says), with the edge-minted id as a second identifier.
+  "Generating the timestamp part" says), with the edge-minted id as a second identifier. A
+  reading whose device gave no timestamp has no PHD identifier (the IG does not recommend one:
+  two such readings could collide) and is created conditionally on the edge-minted id.
 - Measurement status from the device's flags: *invalid* -> ``entered-in-error`` with a
   ``dataAbsentReason`` and no value; *unavailable* / a missing value -> ``dataAbsentReason``;
   *ongoing* / *early estimate* -> ``preliminary``; *questionable*, *calibration ongoing*,
@@ -151,9 +153,14 @@ def device_time_reported(reading: Mapping[str, Any], zone: tzinfo) -> datetime |
     return None
 
 
-def _clock_replaced(reading: Mapping[str, Any]) -> bool:
+def needs_coincident(reading: Mapping[str, Any], zone: tzinfo) -> bool:
+    """A device clock that was replaced or not set: the device gave a time that was not used, or
+    said its clock was not set. A device that gave no time at all needs none (the IG: no
+    coincident timestamp means the gateway's receipt time is the timestamp)."""
     flags = set(reading.get("quality") or ()) | set(reading.get("flags") or ())
-    return (not reading.get("device_clock_trusted", True)) or bool(flags & C.CLOCK_FLAGS)
+    if flags & C.CLOCK_FLAGS:
+        return True
+    return not reading.get("device_clock_trusted", True) and device_time_reported(reading, zone) is not None
 
 
 # -- codes per reading -------------------------------------------------------------------------
@@ -161,8 +168,15 @@ def _clock_replaced(reading: Mapping[str, Any]) -> bool:
 
 def pulse_mdc(reading: Mapping[str, Any], device_kinds: Iterable[str] = ()) -> int:
     """149546 for a pulse from a blood-pressure cuff, 149530 for one from an oximeter."""
-    ch = (reading.get("raw_characteristic") or "").upper()
-    if ch[-4:] in C.CUFF_CHARACTERISTICS or MeasurementKind.BLOOD_PRESSURE.value in set(device_kinds):
+    from edge_agent.gatt import GattError, normalize_uuid
+
+    ch = ""
+    if reading.get("raw_characteristic"):
+        try:
+            ch = normalize_uuid(reading["raw_characteristic"]).upper()
+        except GattError:
+            ch = ""
+    if ch in C.CUFF_CHARACTERISTICS or MeasurementKind.BLOOD_PRESSURE.value in set(device_kinds):
         return C.PULSE_FROM_CUFF
     return C.PULSE_FROM_OXIMETER
 
@@ -226,9 +240,11 @@ def observation_for(
     profiles.append(C.PHD_COMPOUND if kind is MeasurementKind.BLOOD_PRESSURE else C.PHD_NUMERIC)
 
     reported = device_time_reported(reading, zone)
-    stamp = reported if reported is not None else _aware(reading["agent_received_at"])
     identifiers = [{"system": C.UUID_SYSTEM, "value": f"urn:uuid:{reading['id']}"}]
-    if device_id_value is not None:
+    # The PHD identifier needs the device's own timestamp (the IG: not for readings without one,
+    # which would collide); those keep the edge-minted id as their conditional-create key.
+    if device_id_value is not None and reported is not None:
+        stamp = reported
         identifiers.insert(
             0,
             {
@@ -548,7 +564,7 @@ def patient_bundle(
         dev_url = device(key, d, r["agent_id"]) if d is not None else None
         obs_url = f"urn:uuid:{r['id']}"
         coincident_url = None
-        if hold is None and dev_url is not None and _clock_replaced(r):
+        if hold is None and dev_url is not None and needs_coincident(r, zone):
             coincident_url = _urn("coincident", r["id"])
             entries.append(
                 _entry(coincident_url, coincident_observation(r, device_url=dev_url, gateway_url=gw, zone=zone))

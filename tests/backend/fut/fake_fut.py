@@ -55,6 +55,7 @@ class FakeFut:
         self.stored: dict[str, dict[str, Any]] = {}  # identifier -> Observation as stored
         self.created: Counter[str] = Counter()
         self.requests = 0
+        self.bodies: list[dict[str, Any]] = []  # every request body that was accepted
         self.answers: Counter[str] = Counter()
         self.port = free_port()
         self._server: ThreadingHTTPServer | None = None
@@ -166,6 +167,8 @@ class FakeFut:
                     self._send(422, _outcome(str(exc)[:500]))
                     return
                 locations = fake.store(observations)
+                with fake.lock:
+                    fake.bodies.append(json.loads(raw))
                 if mode == "lost":
                     self.close_connection = True
                     self.connection.close()
