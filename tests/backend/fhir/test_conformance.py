@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -51,7 +52,21 @@ def _device(conn: psycopg.Connection[Any], agent: str, address: str, model: str,
         " RETURNING id", (agent, address, model, maker, fw)).fetchone()[0])
 
 
-def test_the_47_rules(conn: psycopg.Connection[Any]) -> None:
+@dataclass
+class Scenario:
+    patient: Patient
+    roles: dict[str, str]
+    device_local_time: dict[str, str]
+    link: FutLink
+    bodies: list[dict[str, Any]]
+    states: dict[str, int]
+    submitted: int
+
+
+def build_scenario(conn: psycopg.Connection[Any]) -> Scenario:
+    """A citizen with a cuff, an oximeter, a scale and a glucose meter; readings decoded from raw
+    GATT bytes, judged by the agent's clock rules and stored by ingest's writer; one held reading;
+    every measurement through the FUT connector to the FUT stand-in."""
     from backend.ingest.core import AcceptedReading, Decision
     from backend.ingest.writer import prepare, write_batch
 
@@ -133,20 +148,28 @@ def test_the_47_rules(conn: psycopg.Connection[Any]) -> None:
         fake.stop()
     states = dict(conn.execute("SELECT state, count(*) FROM fut_outbox WHERE patient_id = %s GROUP BY state",
                                (pid,)).fetchall())
-    # Glucose has no FUT code and test data is not the citizen's: kept with the reason, not sent.
-    assert states == {"sent": len(accepted) - 2, "not_submittable": 2}
-    for body in fake.bodies:
-        Parameters.model_validate(body)
+    return Scenario(Patient(pid, ref, "Karen", None, "heart_failure", "Aarhus", None, True), roles,
+                    {"spo2_clock": plx_old.isoformat()}, link, fake.bodies, states, len(accepted))
 
-    patient = Patient(pid, ref, "Karen", None, "heart_failure", "Aarhus", None, True)
-    bundle = export_patient(conn, patient=patient, include_rejected=True, zone=ZONE)
-    Bundle.model_validate(bundle)
-    export = rules.Export(
-        bundle=bundle, submissions=fake.bodies, roles=roles,
-        device_local_time={"spo2_clock": plx_old.isoformat()},
+
+def export_of(sc: Scenario, bundle: dict[str, Any], submissions: list[dict[str, Any]]) -> rules.Export:
+    link = sc.link
+    return rules.Export(
+        bundle=bundle, submissions=submissions, roles=sc.roles, device_local_time=sc.device_local_time,
         fut_refs={"patient": link.patient, "episode_of_care": link.episode_of_care,
                   "service_request": link.service_request, "device": link.device},
     )
+
+
+def test_the_47_rules(conn: psycopg.Connection[Any]) -> None:
+    sc = build_scenario(conn)
+    # Glucose has no FUT code and test data is not the citizen's: kept with the reason, not sent.
+    assert sc.states == {"sent": sc.submitted - 2, "not_submittable": 2}
+    for body in sc.bodies:
+        Parameters.model_validate(body)
+    bundle = export_patient(conn, patient=sc.patient, include_rejected=True, zone=ZONE)
+    Bundle.model_validate(bundle)
+    export = export_of(sc, bundle, sc.bodies)
     result = rules.check(export)
     assert len(result) == 47
     failing = {rid: why for rid, why in result.items() if why is not None}
