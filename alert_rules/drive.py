@@ -63,15 +63,16 @@ def step(actives: Actives, key: tuple[int, str], active: Alert | None, pf: Patie
 
 
 def apply_findings(actives: Actives, patient_id: int, patient: Patient, findings: Sequence[Finding],
-                   reading_id: uuid.UUID | None, resolve_after: Mapping[str, int], now: datetime, router: Router,
+                   reading_id: uuid.UUID | None, rules_by_id: Mapping[str, AnyRule], now: datetime, router: Router,
                    ids: Iterator[int], effects: list[Effect], settle: set[int]) -> None:
-    """One reading's findings through the state machine, in order."""
+    """One reading's findings through the state machine, in order (each rule's
+    ``auto_resolve_after`` from ``rules_by_id``)."""
     for f in findings:
         key = (patient_id, f.rule_id)
         active = actives.get(key)
         if active is None and not f.fired:
             continue  # in range, nothing open: the common case
-        pf = PatientFinding(patient, f, reading_id, resolve_after[f.rule_id])
+        pf = PatientFinding(patient, f, reading_id, rules_by_id[f.rule_id].auto_resolve_after)
         step(actives, key, active, pf, now, router, ids, effects, settle)
 
 

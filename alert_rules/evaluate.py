@@ -146,6 +146,10 @@ class _Compiled:
             self.a = tuple((p.measurement, p.component_name, p.direction == "up", p.weight, p.scale == "day_to_day",
                             p.min_scale, p.cap) for p in rule.parts)
             self.b = timedelta(hours=rule.thresholds.recent_hours)
+            by_kind: dict[MeasurementKind, list[tuple[int, str]]] = {}
+            for i, p in enumerate(rule.parts):
+                by_kind.setdefault(p.measurement, []).append((i, p.component_name))
+            self.c = by_kind
             self.check = _personal
 
 
@@ -353,20 +357,22 @@ def _personal(c: _Compiled, ctx: Context, obs: Observation) -> Finding | None:
     latest: list[float | None] = [None] * len(parts)
     latest_at: list[datetime] = [datetime.min.replace(tzinfo=at.tzinfo)] * len(parts)
     recent = at - c.b
+    by_kind: dict[MeasurementKind, list[tuple[int, str]]] = c.c
+    artefacts = ARTEFACT_FLAGS
     for o in (*ctx.history, obs):
-        if o.quality and not ARTEFACT_FLAGS.isdisjoint(o.quality):
+        idxs = by_kind.get(o.kind)
+        if idxs is None or (o.quality and not artefacts.isdisjoint(o.quality)):
             continue
-        okind = o.kind
-        for i, (kind, comp, _up, _w, _dd, _floor, _cap) in enumerate(parts):
-            if okind != kind:
-                continue
-            v = o.components.get(comp)
+        taken = o.measured_at
+        age = (at - taken).total_seconds()
+        if age < 0:
+            continue
+        d = int(age // _DAY)
+        comps = o.components
+        for i, comp in idxs:
+            v = comps.get(comp)
             if v is None:
                 continue
-            age = (at - o.measured_at).total_seconds()
-            if age < 0:
-                continue
-            d = int(age // _DAY)
             if d < horizon:
                 cell = daily[i].get(d)
                 if cell is None:
@@ -374,9 +380,9 @@ def _personal(c: _Compiled, ctx: Context, obs: Observation) -> Finding | None:
                 else:
                     cell[0] += v
                     cell[1] += 1
-            if o.measured_at >= recent and o.measured_at >= latest_at[i]:
+            if taken >= recent and taken >= latest_at[i]:
                 latest[i] = v
-                latest_at[i] = o.measured_at
+                latest_at[i] = taken
     centres: list[tuple[float, float]] = []
     for i, (_kind, _comp, _up, _w, day_to_day, floor, _cap) in enumerate(parts):
         days = sorted((d, s / n) for d, (s, n) in daily[i].items() if first_base <= d < horizon)

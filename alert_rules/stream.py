@@ -201,7 +201,6 @@ def replay_stream(readings: Sequence[StreamReading], ruleset: Ruleset, *,
     patients = patients or {}
     config = routing if routing is not None else UNROUTED
     router = Router(config=config)
-    resolve_after = {rid: r.auto_resolve_after for rid, r in ruleset.by_id.items()}
     states: dict[str, _State] = {}
     by_citizen: dict[str, list[StreamReading]] = {}
     for r in readings:
@@ -230,12 +229,12 @@ def replay_stream(readings: Sequence[StreamReading], ruleset: Ruleset, *,
                     baseline_rules=[r for r in rules if isinstance(r, BaselineRule)])
         states[ref] = st
         mine.sort(key=lambda x: (x.at, x.line))
-        out += _replay_citizen(st, mine, router, config, resolve_after, ids, zone)
+        out += _replay_citizen(st, mine, router, config, ruleset.by_id, ids, zone)
     return out
 
 
 def _replay_citizen(st: _State, readings: Sequence[StreamReading], router: Router, config: RoutingConfig,
-                    resolve_after: Mapping[str, int], ids: Iterator[int], zone: ZoneInfo) -> list[Transition]:
+                    rules_by_id: Mapping[str, AnyRule], ids: Iterator[int], zone: ZoneInfo) -> list[Transition]:
     actives: Actives = {}
     out: list[Transition] = []
     patients = {st.pid: st.patient}
@@ -253,7 +252,7 @@ def _replay_citizen(st: _State, readings: Sequence[StreamReading], router: Route
         findings = evaluate(rules, ctx, obs)
         effects: list[Effect] = []
         settle: set[int] = set()
-        apply_findings(actives, st.pid, st.patient, findings, None, resolve_after, now, router, ids, effects,
+        apply_findings(actives, st.pid, st.patient, findings, None, rules_by_id, now, router, ids, effects,
                        settle)
         settle_inhibition(actives, settle, patients, config, now, router, effects)
         if effects:
@@ -297,9 +296,10 @@ def _baselines(st: _State, now: datetime, zone: ZoneInfo) -> dict[tuple[str, str
     for br in st.baseline_rules:
         key = (br.measurement.value, br.component_name)
         means: list[tuple[date, float]] = []
-        for d, values in st.daily.get(key, {}).items():
-            if d < since_day:
-                continue
+        daily = st.daily.get(key, {})
+        for d in [d for d in daily if d < since_day]:
+            del daily[d]  # out of every later window too
+        for d, values in daily.items():
             kept = [v for at, v in values if at >= since]  # the job's window starts at an instant
             if kept:
                 means.append((d, sum(kept) / len(kept)))

@@ -27,11 +27,12 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from alert_rules import drive
 from alert_rules.baseline import Baseline
 from alert_rules.errors import ThresholdError
-from alert_rules.evaluate import Context, Finding, Observation, evaluate, history_hours
-from alert_rules.lifecycle import Effect, PatientFinding, Router, apply_inhibition, group, inhibit, transition
-from alert_rules.model import AnyRule, BatteryLowRule, MissingRule, ScoreRule, TrendRule
+from alert_rules.evaluate import Context, Finding, Observation, evaluate, history_hours, history_kinds
+from alert_rules.lifecycle import Effect, PatientFinding, Router, group
+from alert_rules.model import AnyRule, MissingRule
 from alert_rules.order import (
     LATE_REPLAY_LIMIT,
     LATE_REPLAY_MAX_READINGS,
@@ -216,11 +217,9 @@ class AlertEngine:
             kind = MeasurementKind(r.kind)
             rules, hours = self._rules_for(patient.programme, kind)
             times, observations = history.get(r.patient_id, ([], []))
-            cut = bisect.bisect_left(times, r.measured_at)
-            first = bisect.bisect_left(times, r.measured_at - timedelta(hours=hours), 0, cut)
             ctx = Context(
                 programme=patient.programme,
-                history=observations[first:cut],
+                history=drive.window(times, observations, r.measured_at, hours),
                 baselines=baselines.get(r.patient_id, {}),
                 overrides=overrides.get(r.patient_id, {}),
             )
@@ -240,13 +239,8 @@ class AlertEngine:
             # Built as text: the thresholds and severities are JSON already, ids and times need no escaping.
             evaluations.append(f'{{"m":"{r.id}","p":{int(r.patient_id)},"at":"{r.measured_at.isoformat()}",'
                                f'"t":{in_force},"f":{fired}}}')
-            for f in findings:
-                key = (r.patient_id, f.rule_id)
-                active = actives.get(key)
-                if active is None and not f.fired:
-                    continue  # in range, nothing open: the common case
-                pf = PatientFinding(patient, f, r.id, by_id[f.rule_id].auto_resolve_after)
-                self._step(actives, key, active, pf, now, router, ids, effects, settle)
+            drive.apply_findings(actives, r.patient_id, patient, findings, r.id, by_id, now, router, ids, effects,
+                                 settle)
             # A reading of a kind a blue alert is waiting for counts as back in range.
             for rule in self._missing_rules(patient.programme):
                 key = (r.patient_id, rule.id)
@@ -259,17 +253,7 @@ class AlertEngine:
         for pid, span in (spans or {}).items():
             self._replay(pid, [r for r in readings if r.patient_id == pid], span, patients, overrides, baselines,
                          actives, history, now, router, ids, effects, settle, evaluations)
-        if settle and self.config.routing.inhibit_rules:
-            mine: dict[int, list[lifecycle.Alert]] = defaultdict(list)
-            for (pid, _rule), a in actives.items():
-                if pid in settle:
-                    mine[pid].append(a)
-            for pid in settle:
-                muted = inhibit(mine.get(pid, []), patients[pid], self.config.routing)
-                changed, more = apply_inhibition(mine.get(pid, []), muted, now, router)
-                effects += more
-                for a in changed.values():
-                    actives[(pid, a.rule_id)] = a
+        drive.settle_inhibition(actives, settle, patients, self.config.routing, now, router, effects)
         return group(effects)
 
     def _late_spans(
@@ -390,17 +374,7 @@ class AlertEngine:
     def _step(actives: dict[tuple[int, str], lifecycle.Alert], key: tuple[int, str], active: lifecycle.Alert | None,
               pf: PatientFinding, now: datetime, router: Router, ids: Iterator[int], effects: list[Effect],
               settle: set[int]) -> None:
-        alert, out = transition(active, pf, now, router, ids=ids)
-        if not out:
-            return
-        effects += out
-        if alert is None or alert.state == "resolved":
-            actives.pop(key, None)
-            settle.add(key[0])
-        else:
-            actives[key] = alert
-            if active is None or alert.severity != active.severity:
-                settle.add(key[0])
+        drive.step(actives, key, active, pf, now, router, ids, effects, settle)
 
     def _rules_for(self, programme: str, kind: MeasurementKind) -> tuple[list[AnyRule], float]:
         """The rules a reading of this kind can fire (what ``evaluate`` would pick itself), and
@@ -408,9 +382,7 @@ class AlertEngine:
         key = (programme, kind.value)
         hit = self._by_kind.get(key)
         if hit is None:
-            rules = [r for r in self.config.ruleset.rules_for(programme)
-                     if kind in r.measurement_kinds or isinstance(r, BatteryLowRule)]
-            hit = self._by_kind[key] = (rules, history_hours(rules))
+            hit = self._by_kind[key] = drive.rules_for_kind(self.config.ruleset.rules_for(programme), kind)
         return hit
 
     def _missing_rules(self, programme: str) -> list[MissingRule]:
@@ -434,8 +406,7 @@ class AlertEngine:
         hit = self._need.get(programme)
         if hit is None:
             rules = self.config.ruleset.rules_for(programme)
-            hit = self._need[programme] = (history_hours(rules), frozenset(
-                k.value for r in rules if isinstance(r, TrendRule | ScoreRule) for k in r.measurement_kinds))
+            hit = self._need[programme] = (history_hours(rules), frozenset(k.value for k in history_kinds(rules)))
         return hit
 
     def _load_history(
