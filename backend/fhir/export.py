@@ -259,7 +259,7 @@ def observation_for(
         meta["security"] = [{"system": C.ACT_REASON, "code": "HTEST", "display": "test health data"}]
     tags = [{"system": C.BACKEND_FLAG_SYSTEM, "code": f} for f in flags]
     if hold_reason is not None:
-        tags.append({"system": C.HOLD_REASON_SYSTEM, "code": hold_reason})
+        tags.append({"system": C.HOLD_REASON_SYSTEM, "code": hold_reason.split(":", 1)[0].strip() or "held"})
     if tags:
         meta["tag"] = tags
 
