@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -68,6 +69,26 @@ def backoff(attempts: int, *, base: float, cap: float, rng: random.Random | None
     return timedelta(seconds=min(cap, delay * jitter))
 
 
+# A CPR number: DDMMYY then four digits, with or without the dash. FUT knows the citizen's CPR
+# and may echo it in a refusal; nearcare keeps no CPR, so it is masked before anything is stored
+# or logged.
+_CPR = re.compile(r"(?<!\d)([0-3]\d[01]\d\d\d)-?(\d{4})(?!\d)")
+
+
+def mask_cpr(text: str) -> str:
+    return _CPR.sub("<cpr>", text)
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_cpr(value)
+    if isinstance(value, Mapping):
+        return {k: _masked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    return value
+
+
 def _outcome_text(outcome: Mapping[str, Any]) -> str:
     parts = []
     for issue in outcome.get("issue") or []:
@@ -92,8 +113,9 @@ def classify(response: httpx.Response) -> Answer:
                 location = ((entry or {}).get("response") or {}).get("location") or location
         return Answer("sent", location=location)
     if 400 <= code < 500 and code not in RETRYABLE_4XX:
-        outcome = body if isinstance(body, Mapping) and body.get("resourceType") == "OperationOutcome" else None
-        reason = f"FUT refused ({code}): " + (_outcome_text(outcome) if outcome else response.text[:500])
+        is_outcome = isinstance(body, Mapping) and body.get("resourceType") == "OperationOutcome"
+        outcome = _masked(body) if is_outcome else None
+        reason = f"FUT refused ({code}): " + (_outcome_text(outcome) if outcome else mask_cpr(response.text[:500]))
         return Answer("refused", reason=reason, outcome=dict(outcome) if outcome else None)
     return Answer("retrying", reason=f"FUT answered {code}")
 

@@ -174,3 +174,32 @@ def test_the_sender_runs_only_where_fut_is_configured(database_url: str) -> None
     sender.client.close()
     with pytest.raises(FutError):
         config_from_env({"NEARCARE_FUT_BASE_URL": "http://x", "NEARCARE_FUT_TIMEOUT_S": "soon"})
+
+
+def test_a_cpr_number_echoed_by_fut_is_not_kept_or_logged(conn: psycopg.Connection[Any],
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    planted = "010170-1234"
+
+    class EchoingFut(FakeFut):
+        def check(self, body: Any) -> list[dict[str, Any]]:
+            raise ValueError(f"Patient with CPR {planted} ({planted.replace('-', '')}) has no active EpisodeOfCare")
+
+    link = _link(3000 + random.randrange(10**6))
+    fake = EchoingFut(known=_known(link)).start()
+    client = FutClient(dataclasses.replace(FAST, base_url=fake.base_url))
+    try:
+        pid, agent = _citizen(conn)
+        link_patient(conn, patient_id=pid, link=link)
+        rid = _store(conn, pid, agent, "spo2", {"spo2": 94.0}, "%")
+        enqueue_new(conn)
+        with caplog.at_level("DEBUG"):
+            send_due(conn, client)
+    finally:
+        client.close()
+        fake.stop()
+    assert fake.answers["refused"] == 1  # FUT did answer with the CPR in it
+    reason, outcome = conn.execute("SELECT reason, outcome::text FROM fut_outbox WHERE measurement_id = %s",
+                                   (rid,)).fetchone()
+    assert "has no active EpisodeOfCare" in reason and "<cpr>" in reason
+    for text in (reason, outcome, caplog.text):
+        assert planted not in text and planted.replace("-", "") not in text
