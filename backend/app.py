@@ -18,6 +18,7 @@ from backend.settings import DEMO_SECRET, Settings
 from backend.store import migrate
 
 log = logging.getLogger(__name__)
+MIN_SECRET_BYTES = 32
 
 
 def create_app(settings: Settings | None = None, *, migrate_on_start: bool = True,
@@ -28,6 +29,8 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool = Tru
     settings = settings or (parts.settings if parts is not None else Settings())
     if not settings.demo and settings.secret_key == DEMO_SECRET:
         raise ConfigError("NEARCARE_SECRET_KEY must be set outside demo mode")
+    if not settings.demo and len(settings.secret_key.encode()) < MIN_SECRET_BYTES:
+        raise ConfigError(f"NEARCARE_SECRET_KEY must be at least {MIN_SECRET_BYTES} bytes (e.g. openssl rand -hex 32)")
     chosen = check_roles((*roles, API))
 
     @asynccontextmanager
@@ -75,5 +78,9 @@ def routers() -> list[APIRouter]:
     from backend.admin import routes as admin_routes
     from backend.api import health, v1
     from backend.web import routes as web_routes
+    from backend.web import worklist_actions
 
-    return [health.router, metrics.router, v1.router, admin_routes.api, web_routes.router, admin_routes.pages]
+    return [
+        health.router, metrics.router, v1.router, admin_routes.api, worklist_actions.router, web_routes.router,
+        admin_routes.pages,
+    ]

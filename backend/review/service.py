@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -116,12 +117,19 @@ def acknowledge_all_green(
     topics: Topics,
     remote_addr: str | None = None,
     now: datetime | None = None,
+    patient_ids: Collection[int] | None = None,
 ) -> int:
     """Kvittér alle grønne: every green patient in scope is marked seen through their newest
     reading (one log and one audit row each) and each citizen's tablet gets "seen" receipts.
-    Returns the number of patients. The caller commits."""
+    With ``patient_ids``, only those of them (the rows the worklist showed), and never a patient
+    with an unresolved alert. Returns the number of patients. The caller commits."""
     now = now or datetime.now(UTC)
     rows = green_rows(conn, user=user, now=now)
+    if patient_ids is not None:
+        alerted = {r[0] for r in conn.execute(
+            "SELECT DISTINCT patient_id FROM alerts WHERE state <> 'resolved' AND patient_id = ANY(%s)",
+            (list(patient_ids),))}
+        rows = [g for g in rows if g.patient_id in patient_ids and g.patient_id not in alerted]
     cache.forget()
     for g in rows:
         conn.execute(

@@ -118,6 +118,11 @@ _WORDS: dict[str, tuple[str, str]] = {
     "seen_by": ("Set af", "Seen by"),
     "your_readings": ("Dine målinger", "Your readings"),
     "who_looked": ("Hvem har set dine data", "Who looked at your data"),
+    "min_log_total": ("{n} registreringer i alt", "{n} entries in all"),
+    "organisation": ("Organisation", "Organisation"),
+    "why": ("Hvorfor", "Why"),
+    "newer": ("‹ Nyere", "‹ Newer"),
+    "older": ("Ældre ›", "Older ›"),
     "language": ("English", "Dansk"),
     "snooze": ("Udsæt", "Snooze"),
     "escalated": ("Eskaleret", "Escalated"),
@@ -152,7 +157,69 @@ _WORDS: dict[str, tuple[str, str]] = {
     "tr_snoozed": ("Udsat", "Snoozed"),
     "tr_rerouted": ("Overdraget", "Handed over"),
     "offline": ("Offline", "Offline"),
+    # The worklist (issue 13).
+    "search": ("Søg", "Search"),
+    "search_placeholder": ("Navn eller reference", "Name or reference"),
+    "all_severities": ("Alle niveauer", "All levels"),
+    "count_red": ("{n} røde", "{n} red"),
+    "count_yellow": ("{n} gule", "{n} yellow"),
+    "count_blue": ("{n} blå", "{n} blue"),
+    "count_technical": ("{n} tekniske", "{n} technical"),
+    "count_handled": ("{n} håndteret", "{n} handled"),
+    "count_green": ("{n} grønne", "{n} green"),
+    "handled": ("Håndteret", "Handled"),
+    "kvitter_all": ("Kvittér alle", "Acknowledge all"),
+    "kvitter_all_hint": ("Kvittér alle borgerens åbne alarmer med ét notat",
+                         "Acknowledge all the citizen's open alerts with one note"),
+    "kvitter_green_confirm": ("Kvittér {n} grønne borgere som set?", "Mark {n} green citizens as seen?"),
+    "kvitter_green_done": ("{n} grønne borgere kvitteret.", "{n} green citizens acknowledged."),
+    "kvitter_green_none": ("Ingen grønne borgere vises.", "No green citizens are shown."),
+    "kvitter_done": ("Kvitteret.", "Acknowledged."),
+    "note_empty": ("Skriv et notat før du kvitterer.", "Write a note before you acknowledge."),
+    "note_too_long": ("Notatet er for langt: {n} tegn (højst {max}). Teksten er bevaret; forkort den og prøv igen.",
+                      "The note is too long: {n} characters (at most {max}). Your text is kept; "
+                      "shorten it and try again."),
+    "note_kept": ("Dit notat", "Your note"),
+    "snoozed_until": ("udsat til {at}", "snoozed until {at}"),
+    "muted": ("dæmpet af rød alarm", "muted by a red alert"),
+    "escalates_in": ("eskaleres om", "escalates in"),
+    "escalation_overdue": ("eskalering overskredet", "escalation overdue"),
+    "measured": ("målt {at}", "measured {at}"),
+    "alert_opened": ("alarm oprettet {at}", "alert opened {at}"),
+    "limit_high": ("grænse {v}", "limit {v}"),
+    "limit_low": ("grænse {v}", "limit {v}"),
+    "above_limit": ("over grænsen {v}", "above the limit {v}"),
+    "below_limit": ("under grænsen {v}", "below the limit {v}"),
+    "worst_latest": ("værst {worst}, senest {latest}", "worst {worst}, latest {latest}"),
+    "trend_change": ("{change} på {window}", "{change} in {window}"),
+    "days_n": ("{n} dage", "{n} days"),
+    "hours_n": ("{n} timer", "{n} hours"),
+    "baseline_vs": ("normalt for borgeren {v}", "the citizen's usual {v}"),
+    "handover": ("Overdrag", "Hand over"),
+    "handover_to": ("Overdrag til team", "Hand over to team"),
+    "handover_done": ("{n} alarmer overdraget til {team}.", "{n} alerts handed over to {team}."),
+    "handover_refused": ("Kan ikke overdrages: ingen åbne alarmer hos et andet team, eller ukendt team.",
+                         "Cannot be handed over: no unresolved alerts with another team, or an unknown team."),
+    "action_failed": ("Handlingen lykkedes ikke. Prøv igen.", "The action did not succeed. Try again."),
+    "confirm": ("Bekræft", "Confirm"),
+    "back": ("Tilbage", "Back"),
+    "unit_mmHg": ("mmHg", "mmHg"),
+    "unit_slag/min": ("slag/min", "bpm"),
+    "unit_%": ("%", "%"),
+    "unit_kg": ("kg", "kg"),
+    "unit_°C": ("°C", "°C"),
+    "reconnecting": ("forbinder…", "reconnecting…"),
 }
+
+
+def number(value: float | None, lang: str, decimals: int | None = None) -> str:
+    """A value as a person reads it: Danish decimal comma, no ".0" on a whole number."""
+    if value is None:
+        return "–"
+    if decimals is None:
+        decimals = 0 if float(value).is_integer() else 1
+    text = f"{value:.{decimals}f}"
+    return text.replace(".", ",") if lang != "en" else text
 
 
 def translator(lang: str) -> Callable[..., str]:

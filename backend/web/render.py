@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from backend.accounts.deps import Principal
-from backend.web.i18n import pick_lang, translator
+from backend.web.i18n import number, pick_lang, translator
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
@@ -54,6 +54,7 @@ def render(request: Request, principal: Principal | None, name: str, status: int
         lang=lang,
         other_lang="en" if lang == "da" else "da",
         local=local,
+        num=lambda v, d=None: number(v, lang, d),
         path=request.url.path,
         **ctx,
     )

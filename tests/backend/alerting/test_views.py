@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from backend.accounts.model import Role, User
-from backend.alerting.models import MonitoringPlanView, PlanItem, WorklistEntry
+from backend.alerting.models import MonitoringPlanView, PlanItem, WorklistAlert, WorklistEntry
 from backend.alerting.views.history import HistoryRow, history_rows, summarise_history
 from backend.alerting.views.patient import plan_lines
 from backend.alerting.views.thresholds import PlotBand, ThresholdRow, plot_bands
-from backend.alerting.views.worklist import assemble, teams_in_scope, worklist
+from backend.alerting.views.worklist import alert_context, assemble, teams_in_scope, worklist
 from backend.review.service import GreenCache, GreenRow
 from tests.backend.alerting._clinic import Clinic
 
@@ -26,7 +26,19 @@ SPECIALIST = User(id=2, username="lars", display_name="Lars", role=Role.SPECIALI
 # ---- worklist, pure ---------------------------------------------------------------------------
 
 
-def _entry(pid: int, severity: str, municipality: str = "Aarhus", department: str | None = None) -> WorklistEntry:
+def _alert(aid: int, severity: str, state: str = "open", snoozed: bool = False) -> WorklistAlert:
+    return WorklistAlert(
+        id=aid, rule_id=f"r{aid}", kind="absolute", measurement="spo2", severity=severity, state=state, title="T",
+        opened_at=T0, updated_at=T0, last_value=None, team_key="t", escalation_level=0, escalation_due_at=None,
+        acknowledged_by=None, acknowledged_at=None, ack_note=None,
+        snoozed_until=T0 + timedelta(hours=4) if snoozed else None, snooze_reason=None, muted_by=None,
+    )
+
+
+def _entry(
+    pid: int, severity: str, municipality: str = "Aarhus", department: str | None = None,
+    alerts: tuple[WorklistAlert, ...] | None = None,
+) -> WorklistEntry:
     return WorklistEntry(
         patient_id=pid,
         patient_name=f"P{pid}",
@@ -38,12 +50,53 @@ def _entry(pid: int, severity: str, municipality: str = "Aarhus", department: st
         team_name="T",
         worst_severity=severity,
         oldest_opened_at=T0,
-        alerts=(),
+        alerts=alerts if alerts is not None else (_alert(pid, severity),),
     )
 
 
 def _green(pid: int, municipality: str = "Aarhus") -> GreenRow:
     return GreenRow(pid, f"P{pid}", f"ref{pid}", municipality, "copd", 3, T0)
+
+
+def test_handled_rows_go_below_muted_and_are_not_counted_as_needing_action() -> None:
+    """Issue 13: a row whose alerts are all kvitteret or snoozed no longer counts as yellow and
+    sits below the rows that need action, whatever alerting's rank."""
+    entries = [
+        _entry(1, "red", alerts=(_alert(11, "red", state="acknowledged"),)),
+        _entry(2, "yellow", alerts=(_alert(21, "yellow", snoozed=True),)),
+        _entry(3, "yellow", alerts=(_alert(31, "red", state="acknowledged"), _alert(32, "yellow"))),
+        _entry(4, "blue"),
+    ]
+    view = assemble(user=NURSE, entries=entries, green=[], teams=[])
+    assert [e.patient_id for e in view.rows] == [3, 4, 1, 2]
+    assert view.handled == frozenset({1, 2})
+    assert view.counts == {"yellow": 1, "blue": 1, "handled": 2, "green": 0}
+
+
+def test_alert_context_gives_the_worst_value_the_limit_and_a_trends_change() -> None:
+    red = alert_context({
+        "id": 1, "rule_id": "hf.bp.systolic", "rule_kind": "absolute", "measurement": "blood_pressure",
+        "severity": "red", "thresholds": {"red_high": 180, "yellow_high": 160}, "detail": {},
+        "last_value": 154.0, "values": [165.0, 180.0, 170.0], "measured_at": T0,
+    })
+    assert (red.component, red.unit, red.worst, red.latest, red.direction, red.limit) == (
+        "systolic", "mmHg", 180.0, 154.0, "high", 180)
+    low = alert_context({
+        "id": 2, "rule_id": "copd.spo2", "rule_kind": "absolute", "measurement": "spo2", "severity": "yellow",
+        "thresholds": {"red_low": 87, "yellow_low": 90}, "detail": {}, "last_value": 89.0, "values": [88.0],
+    })
+    assert (low.unit, low.worst, low.direction, low.limit) == ("%", 88.0, "low", 90)
+    trend = alert_context({
+        "id": 3, "rule_id": "hf.weight.trend", "rule_kind": "trend", "measurement": "weight", "severity": "yellow",
+        "thresholds": {"delta": 2.0}, "detail": {"change": 3.1, "reference": 80.0, "window_hours": 72},
+        "last_value": 83.1, "values": [83.1],
+    })
+    assert (trend.unit, trend.change, trend.window_hours, trend.direction) == ("kg", 3.1, 72.0, "high")
+    dia = alert_context({
+        "id": 4, "rule_id": "hf.bp.diastolic", "rule_kind": "absolute", "measurement": "blood_pressure",
+        "severity": "yellow", "thresholds": {"yellow_high": 100}, "detail": {}, "last_value": 101.0, "values": None,
+    })
+    assert (dia.component, dia.limit) == ("diastolic", 100)
 
 
 def test_assemble_keeps_only_rows_in_scope_in_alertings_order() -> None:
@@ -99,7 +152,8 @@ def test_worklist_scopes_orders_filters_by_team_and_adds_green(db: Any) -> None:
     view = worklist(db, user=c.nurse(), green=GreenCache())
     # Unacknowledged first by worst severity then oldest, acknowledged after; other places never.
     assert [e.patient_id for e in view.rows] == [red_old, red_new, yellow, referred, acked]
-    assert view.counts["red"] == 3 and view.counts["yellow"] == 1 and view.counts["blue"] == 1
+    assert view.counts["red"] == 2 and view.counts["yellow"] == 1 and view.counts["blue"] == 1
+    assert view.counts["handled"] == 1 and view.handled == frozenset({acked})  # kvitteret: no longer red
     # Green: new readings, no alert. The acknowledged patient has a row, so is not green too.
     assert [g.patient_id for g in view.green] == [green] and view.counts["green"] == 1
     assert {k for k, _ in view.teams} == {nurse_team, other_team}
