@@ -436,7 +436,7 @@ class Store:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._dead_seen = 0
+        self._dead_read: set[int] = set()
         self.dead_rows: dict[str, int] = {}
         """id -> dead_letters rows naming it (a re-sent refused reading is refused again)."""
 
@@ -447,9 +447,13 @@ class Store:
                 "SELECT id, count(*) FROM measurements WHERE id = ANY(%s) GROUP BY id", (keys,))}
             held = {str(i): str(r) for i, r in conn.execute(
                 "SELECT id, reason FROM rejected_readings WHERE id = ANY(%s)", (keys,))}
-            for row_id, payload in conn.execute(
-                    "SELECT id, payload FROM dead_letters WHERE id > %s ORDER BY id", (self._dead_seen,)):
-                self._dead_seen = int(row_id)
+            # Two workers commit concurrently, so a lower serial may become visible after a higher
+            # one: look back a little and skip the rows already read.
+            since = max(self._dead_read, default=0) - 1000
+            new = [int(r[0]) for r in conn.execute("SELECT id FROM dead_letters WHERE id > %s", (since,))
+                   if int(r[0]) not in self._dead_read]
+            for row_id, payload in conn.execute("SELECT id, payload FROM dead_letters WHERE id = ANY(%s)", (new,)):
+                self._dead_read.add(int(row_id))
                 for m in set(UUID_RE.findall(bytes(payload).lower())):
                     self.dead_rows[m.decode()] = self.dead_rows.get(m.decode(), 0) + 1
         return Accounting(stored=stored, held=held, dead=set(self.dead_rows) & ids)
@@ -474,14 +478,14 @@ class Row:
         return self.lost == 0 and self.duplicated == 0 and self.generated > 0
 
 
-HEADER = (f"{'fault':<58} {'generated':>9} {'stored':>7} {'kept elsewhere':>14} {'lost':>6} {'duplicated':>10} "
+HEADER = (f"{'fault':<58} {'generated':>9} {'stored':>7} {'kept elsewhere':>16} {'lost':>6} {'duplicated':>10} "
           f"{'time to recover':>15}")
 
 
 def format_row(r: Row) -> str:
     kept = f"{r.held + r.dead_letters} ({r.held}h/{r.dead_letters}d)"
     rec = "never" if r.recovered_s is None else f"{r.recovered_s:.1f} s"
-    line = (f"{r.fault:<58} {r.generated:>9} {r.stored:>7} {kept:>14} {r.lost:>6} {r.duplicated:>10} "
+    line = (f"{r.fault:<58} {r.generated:>9} {r.stored:>7} {kept:>16} {r.lost:>6} {r.duplicated:>10} "
             f"{rec:>15}")
     return line + (f"   {r.note}" if r.note else "")
 
