@@ -43,7 +43,7 @@ bench: venv
 	$(PY) bench/api.py
 
 # The fault matrix's long variants (a 3-minute broker stop, a broker SIGKILL with readings queued,
-# a worker lost for good, ...): about 12 minutes; prints the table and exits 1 on any loss.
+# a worker lost for good, ...): about 10 minutes; prints the table and exits 1 on any loss.
 proof: venv system-deps
 	$(PY) -m tests.faults.harness --proof
 

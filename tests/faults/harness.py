@@ -10,7 +10,7 @@ dead-lettered (``dead_letters``, by id inside the payload), lost (none of those)
 (more than one row in ``measurements``, or in both ``measurements`` and ``rejected_readings``).
 
     .venv/bin/python -m tests.faults.harness            # the fast variants (as in `make test`)
-    .venv/bin/python -m tests.faults.harness --proof    # the long ones (`make proof`, ~12 min)
+    .venv/bin/python -m tests.faults.harness --proof    # the long ones (`make proof`, ~10 min)
 
 Prints one row per fault and exits 1 if any reading was lost or duplicated. The fast subset runs
 in pytest as ``tests/faults/test_fault_matrix.py``.
