@@ -52,6 +52,9 @@ class FutConfig:
     backoff_cap_s: float = 3600.0
     batch: int = 50
     interval_s: float = 5.0
+    evaluation_wait_s: float = 300.0
+    """How long a measurement waits for the rules' evaluation (whose thresholds become its
+    reference ranges) before it is sent without them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,9 +182,12 @@ def send_due(conn: psycopg.Connection[Any], client: FutClient, *, limit: int | N
     for _ in range(limit or cfg.batch):
         with conn.transaction():
             row = conn.execute(
-                """SELECT measurement_id, attempts FROM fut_outbox
-                   WHERE state IN ('pending', 'retrying') AND next_attempt_at <= now()
-                   ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED"""
+                """SELECT o.measurement_id, o.attempts FROM fut_outbox o
+                   WHERE o.state IN ('pending', 'retrying') AND o.next_attempt_at <= now()
+                     AND (o.created_at <= now() - make_interval(secs => %s)
+                          OR EXISTS (SELECT 1 FROM reading_evaluations e WHERE e.measurement_id = o.measurement_id))
+                   ORDER BY o.next_attempt_at LIMIT 1 FOR UPDATE OF o SKIP LOCKED""",
+                (cfg.evaluation_wait_s,),
             ).fetchone()
             if row is None:
                 break
@@ -269,6 +275,7 @@ def config_from_env(env: Mapping[str, str]) -> FutConfig | None:
             backoff_base_s=float(env.get("NEARCARE_FUT_BACKOFF_BASE_S", "30")),
             backoff_cap_s=float(env.get("NEARCARE_FUT_BACKOFF_CAP_S", "3600")),
             interval_s=float(env.get("NEARCARE_FUT_INTERVAL_S", "5")),
+            evaluation_wait_s=float(env.get("NEARCARE_FUT_EVALUATION_WAIT_S", "300")),
         )
     except ValueError as exc:
         raise FutError(f"bad FUT setting: {exc}") from exc

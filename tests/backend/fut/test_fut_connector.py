@@ -6,6 +6,7 @@ while FUT is down."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 import uuid
 from collections.abc import Iterator
@@ -80,7 +81,8 @@ def _states(conn: psycopg.Connection[Any], ids: list[uuid.UUID]) -> dict[uuid.UU
                              (ids,)).fetchall())
 
 
-FAST = FutConfig(base_url="", timeout_s=0.8, backoff_base_s=0.05, backoff_cap_s=0.4, batch=20, interval_s=0.05)
+FAST = FutConfig(base_url="", timeout_s=0.8, backoff_base_s=0.05, backoff_cap_s=0.4, batch=20, interval_s=0.05,
+                 evaluation_wait_s=0)
 
 
 def test_every_measurement_is_created_once_through_outage_lost_and_slow_answers(conn: psycopg.Connection[Any],
@@ -203,3 +205,32 @@ def test_a_cpr_number_echoed_by_fut_is_not_kept_or_logged(conn: psycopg.Connecti
     assert "has no active EpisodeOfCare" in reason and "<cpr>" in reason
     for text in (reason, outcome, caplog.text):
         assert planted not in text and planted.replace("-", "") not in text
+
+
+def test_a_measurement_waits_for_its_evaluation_and_carries_its_reference_ranges(
+        conn: psycopg.Connection[Any]) -> None:
+    link = _link(4000 + random.randrange(10**6))
+    fake = FakeFut(known=_known(link)).start()
+    client = FutClient(dataclasses.replace(FAST, base_url=fake.base_url, evaluation_wait_s=600))
+    try:
+        pid, agent = _citizen(conn)
+        link_patient(conn, patient_id=pid, link=link)
+        rid = _store(conn, pid, agent, "spo2", {"spo2": 88.0}, "%")
+        enqueue_new(conn)
+        send_due(conn, client)
+        assert _states(conn, [rid]) == {rid: "pending"} and not fake.stored  # not evaluated yet
+        conn.execute(
+            "INSERT INTO reading_evaluations (measurement_id, patient_id, measured_at, evaluated_at, thresholds, fired)"
+            " SELECT id, patient_id, measured_at, now(), %s, '{}' FROM measurements WHERE id = %s",
+            (json.dumps({"copd.spo2.absolute": {"red_low": 85, "yellow_low": 89}, "copd.pulse.absolute":
+                         {"red_low": 40, "red_high": 131}}), rid),
+        )
+        send_due(conn, client)
+        assert _states(conn, [rid]) == {rid: "sent"}
+    finally:
+        client.close()
+        fake.stop()
+    (obs,) = fake.stored.values()
+    ranges = {r["type"]["coding"][0]["code"]: r for r in obs["referenceRange"]}
+    assert ranges["RAL"]["low"]["value"] == 85.0 and ranges["GAL"]["low"]["value"] == 89.0
+    assert "high" not in ranges["RAL"]  # the pulse rule's limits are not SpO2's
