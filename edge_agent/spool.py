@@ -291,17 +291,21 @@ class Spool:
                 raise
         return [SpooledRow(seq, uuid.UUID(mid), text) for seq, mid, text in rows]
 
-    def mark_sent(self, ids: Iterable[uuid.UUID], *, now: float | None = None) -> int:
+    def mark_sent(self, ids: Iterable[uuid.UUID], *, now: float | None = None, attempt: bool = True) -> int:
         """The broker has the readings (PUBACK): they wait for the backend's receipt now.
-        Returns how many rows that touched (readings confirmed meanwhile are gone)."""
+        ``attempt=False`` (the broker said nobody subscribes: ingest is not back yet) keeps the
+        re-send interval from growing. Returns how many rows that touched (readings confirmed
+        meanwhile are gone)."""
         at = time.time() if now is None else now
         keys = [(at, str(i)) for i in ids]
         if not keys:
             return 0
+        sql = ("UPDATE outbox SET sent_at = ?, attempts = attempts + 1 WHERE id = ?" if attempt
+               else "UPDATE outbox SET sent_at = ? WHERE id = ?")
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             before = self._conn.total_changes
-            self._conn.executemany("UPDATE outbox SET sent_at = ?, attempts = attempts + 1 WHERE id = ?", keys)
+            self._conn.executemany(sql, keys)
             touched = self._conn.total_changes - before
             self._conn.execute("COMMIT")
             return touched

@@ -359,13 +359,15 @@ class Uplink:
                       self.agent_id, len(ids), reason)
             self._drop_connection = f"broker refused a publish: {reason}"
             return
-        if reason.value == _NO_MATCHING_SUBSCRIBERS:
+        nobody = reason.value == _NO_MATCHING_SUBSCRIBERS
+        if nobody:
             # No ingest worker is subscribed right now (a broker restart forgets shared
             # subscriptions): the broker drops the batch, and the re-send interval brings it back.
+            # Not an attempt the backend failed: the interval does not grow for it.
             log.info("uplink %s: broker has no ingest subscriber for %d readings; re-sending later",
                      self.agent_id, len(ids))
         try:
-            self.spool.mark_sent(ids)
+            self.spool.mark_sent(ids, attempt=not nobody)
         except Exception:
             log.exception("uplink %s: could not mark readings as sent (they will be sent again)", self.agent_id)
 

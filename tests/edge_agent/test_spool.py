@@ -66,6 +66,8 @@ def test_a_sent_reading_without_receipt_is_due_again_with_backoff(tmp_path: Path
     assert [r.id for r in spool.due_again(10, now=1062.0, after_s=30, max_s=600)] == [ms[1].id]
     assert [r.id for r in spool.due_again(10, now=1091.0, after_s=30, max_s=600)] == [ms[0].id]
     spool.confirm([ms[0].id])
+    spool.mark_sent([ms[1].id], now=1500.0, attempt=False)  # "no subscriber": due 30 s later, not 60
+    assert [r.id for r in spool.due_again(10, now=1530.0, after_s=30, max_s=600)] == [ms[1].id]
     for n in range(30):  # many attempts: the wait is capped
         spool.mark_sent([ms[1].id], now=2000.0 + n)
     assert spool.due_again(10, now=2029.0 + 599, after_s=30, max_s=600) == []
