@@ -79,8 +79,9 @@ def routers() -> list[APIRouter]:
     from backend.api import health, v1
     from backend.web import routes as web_routes
     from backend.web import worklist_actions
+    from backend.whatif import routes as whatif_routes
 
     return [
         health.router, metrics.router, v1.router, admin_routes.api, worklist_actions.router, web_routes.router,
-        admin_routes.pages,
+        admin_routes.pages, whatif_routes.api, whatif_routes.pages,
     ]

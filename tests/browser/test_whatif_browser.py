@@ -1,0 +1,56 @@
+"""Issue 11 item 5 in Debian's chromium: a nurse opens the what-if from a threshold row of the
+patient page, proposes a value, and the page shows current against proposed for the last 90 days:
+the figures equal the replay of the same stored readings."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.backend.web._support import PASSWORD, add_readings
+from tests.backend.whatif._expected import expected
+from tests.browser.test_worklist_browser import ARGS, CHROMIUM, _wait_ready
+
+
+@pytest.mark.browser
+def test_what_if_panel_shows_the_replays_figures(live: Any, world: Any, module_settings: Any, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    _wait_ready(live.url)
+    with psycopg.connect(module_settings.database_url, autocommit=True) as db:
+        add_readings(db, patient_id=world.patient_id, agent_id=world.agent_id, device_id=world.device_id, days=30)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            page = browser.new_context(viewport={"width": 1280, "height": 1000}, locale="da-DK").new_page()
+            page.goto(f"{live.url}/login")
+            page.fill("input[name=username]", world.nurse)
+            page.fill("input[name=password]", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_url(f"{live.url}/worklist")
+            page.goto(f"{live.url}/patients/{world.patient_id}")
+            page.click('a.what-if[href*="rule_id=copd.spo2.absolute"][href*="field=yellow_low"]')
+            page.wait_for_url("**/what-if?**")
+            page.fill("input[name=value]", "95")
+            before = datetime.now(UTC)
+            page.click("#what-if-run")
+            page.wait_for_selector("#what-if-result", timeout=30_000)
+            after = datetime.now(UTC)
+            shown = {side: {k: int(page.inner_text(f"#{side}-{k.replace('_', '-')}"))
+                            for k in ("alerts", "alert_days", "red")} for side in ("current", "proposed")}
+        finally:
+            browser.close()
+    with psycopg.connect(module_settings.database_url, autocommit=True) as db:
+        # the page's 90 days end at its own "now", between before and after: no reading lies in that gap
+        want = {
+            "current": expected(db, patient_id=world.patient_id, now=after, overrides={}),
+            "proposed": expected(db, patient_id=world.patient_id, now=after,
+                                 overrides={"copd.spo2.absolute": {"yellow_low": 95.0}}),
+        }
+        assert expected(db, patient_id=world.patient_id, now=before, overrides={}) == want["current"]
+    assert shown == want
+    assert shown["proposed"]["alerts"] > shown["current"]["alerts"]
