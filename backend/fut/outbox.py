@@ -45,25 +45,25 @@ def link_patient(
 
 
 def enqueue_new(conn: psycopg.Connection[Any]) -> int:
-    """Queue every stored measurement of a linked citizen that is not queued yet; returns how
-    many rows were added."""
+    """Queue every stored measurement of a linked citizen that is not queued yet, in one scan
+    of ``measurements`` by ``stored_at`` (BRIN index, migration 0507); returns how many rows were
+    added."""
+    lower_of = "GREATEST(l.submit_from, COALESCE(l.enqueued_through - %(overlap)s, l.submit_from))"
     with conn.transaction():
-        links = conn.execute(
-            "SELECT patient_id, submit_from, enqueued_through, now() FROM fut_links FOR UPDATE SKIP LOCKED"
-        ).fetchall()
-        added = 0
-        for patient_id, submit_from, through, now in links:
-            lower = max(submit_from, through - SCAN_OVERLAP) if through is not None else submit_from
-            cur = conn.execute(
-                """INSERT INTO fut_outbox (measurement_id, measured_at, patient_id)
-                   SELECT m.id, m.measured_at, m.patient_id FROM measurements m
-                   WHERE m.patient_id = %s AND m.stored_at >= %s
-                   ON CONFLICT (measurement_id) DO NOTHING""",
-                (patient_id, lower),
-            )
-            added += cur.rowcount
-            conn.execute("UPDATE fut_links SET enqueued_through = %s WHERE patient_id = %s", (now, patient_id))
-    return added
+        row = conn.execute(f"SELECT min({lower_of}), now() FROM fut_links l", {"overlap": SCAN_OVERLAP}).fetchone()
+        if row is None or row[0] is None:
+            return 0
+        lower, now = row
+        cur = conn.execute(
+            f"""INSERT INTO fut_outbox (measurement_id, measured_at, patient_id)
+                SELECT m.id, m.measured_at, m.patient_id
+                FROM measurements m JOIN fut_links l ON l.patient_id = m.patient_id
+                WHERE m.stored_at >= %(lower)s AND m.stored_at >= {lower_of}
+                ON CONFLICT (measurement_id) DO NOTHING""",
+            {"lower": lower, "overlap": SCAN_OVERLAP},
+        )
+        conn.execute("UPDATE fut_links SET enqueued_through = %s", (now,))
+        return cur.rowcount
 
 
 @dataclass(frozen=True, slots=True)
