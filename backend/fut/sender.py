@@ -15,6 +15,7 @@ nearcare does not store it, and sends only FUT references).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -211,7 +212,8 @@ def send_due(conn: psycopg.Connection[Any], client: FutClient, *, limit: int | N
                 retry_at = now[0] + backoff(attempts + 1, base=cfg.backoff_base_s, cap=cfg.backoff_cap_s, rng=rng)
             outbox.record_outcome(conn, measurement_id=mid, state=answer.state, reason=answer.reason,
                                   outcome=answer.outcome, location=answer.location, retry_at=retry_at)
-            log.info("FUT submission %s: %s%s", mid, answer.state, f" ({answer.reason})" if answer.reason else "")
+            log.log(logging.DEBUG if answer.state == "sent" else logging.INFO, "FUT submission %s: %s%s", mid,
+                    answer.state, f" ({answer.reason})" if answer.reason else "")
         done[answer.state] = done.get(answer.state, 0) + 1
     return done
 
@@ -229,11 +231,19 @@ class FutSender:
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
         self.rounds = 0
+        self._conn: psycopg.Connection[Any] | None = None
 
     def run_once(self) -> dict[str, int]:
-        with psycopg.connect(self.database_url, autocommit=True, application_name="nearcare-fut") as conn:
-            outbox.enqueue_new(conn)
-            return send_due(conn, self.client)
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self.database_url, autocommit=True, application_name="nearcare-fut")
+        try:
+            outbox.enqueue_new(self._conn)
+            return send_due(self._conn, self.client)
+        except psycopg.Error:
+            with contextlib.suppress(psycopg.Error):
+                self._conn.close()
+            self._conn = None
+            raise
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -256,6 +266,10 @@ class FutSender:
         if self._thread is not None:
             self._thread.join(timeout=self.client.config.timeout_s + 5)
         self.client.close()
+        if self._conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._conn.close()
+            self._conn = None
 
     def ready(self) -> tuple[bool, str]:
         alive = self._thread is not None and self._thread.is_alive()
