@@ -33,9 +33,10 @@ def _get(url: str, token: str | None = None) -> tuple[int, bytes]:
         return 0, b""
 
 
-def _servers_of(pid: int) -> dict[int, str]:
+def _servers_of(pid: int, workdir: Path) -> dict[int, str]:
     """The demo's child processes, plus the servers it started that daemonised away from it
-    (pg_ctl detaches postgres): recognised by the demo's private temp directories."""
+    (pg_ctl detaches postgres): recognised by this demo's own temp directory (``TMPDIR`` points
+    it into the test's), so another demo running on the machine is never counted."""
     out = subprocess.run(["ps", "-ww", "-e", "-o", "pid=,ppid=,args="], capture_output=True, text=True).stdout
     rows = [line.split(None, 2) for line in out.splitlines()]
     procs = {int(r[0]): (int(r[1]), r[2] if len(r) > 2 else "") for r in rows}
@@ -43,7 +44,7 @@ def _servers_of(pid: int) -> dict[int, str]:
     while frontier:
         frontier = {p for p, (pp, _) in procs.items() if pp in frontier} - found
         found |= frontier
-    found |= {p for p, (_, args) in procs.items() if "nearcare-demo-" in args}
+    found |= {p for p, (_, args) in procs.items() if str(workdir) in args}
     return {p: procs[p][1] for p in found}
 
 
@@ -52,6 +53,9 @@ def test_demo_runs_on_embedded_defaults_shows_alerts_and_stops_cleanly(tmp_path:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEARCARE_")}
     env["PYTHONWARNINGS"] = "ignore"
+    workdir = tmp_path / "tmp"
+    workdir.mkdir()
+    env["TMPDIR"] = str(workdir)  # the demo's embedded servers live under it
     log = (tmp_path / "demo.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "nearcare_cli", "demo", "--port", str(port), "--citizens", "6"],
@@ -83,7 +87,7 @@ def test_demo_runs_on_embedded_defaults_shows_alerts_and_stops_cleanly(tmp_path:
             rows = json.loads(payload)["rows"]
             alerts = [a for row in rows for a in row.get("alerts", [])]
             time.sleep(2)
-        servers = _servers_of(proc.pid)
+        servers = _servers_of(proc.pid, workdir)
         assert any("postgres" in a for a in servers.values()), servers
         assert any("mosquitto" in a for a in servers.values()), servers
     finally:
