@@ -1,7 +1,15 @@
 """The FUT submission connector: an outbox of measurements and a sender of ``$submit-measurement``
 calls (see :mod:`backend.fut.sender`, :mod:`backend.fut.outbox`, :mod:`backend.fhir.fut`)."""
 
-from backend.fut.outbox import OutboxMetrics, enqueue_new, link_patient, metrics, refused, retry_refused
+from backend.fut.outbox import (
+    OutboxMetrics,
+    enqueue_new,
+    link_device,
+    link_patient,
+    metrics,
+    refused,
+    retry_refused,
+)
 from backend.fut.sender import FutClient, FutConfig, FutError, FutSender, fut_services, send_due
 
 __all__ = [
@@ -12,6 +20,7 @@ __all__ = [
     "OutboxMetrics",
     "enqueue_new",
     "fut_services",
+    "link_device",
     "link_patient",
     "metrics",
     "refused",

@@ -44,6 +44,15 @@ def link_patient(
     )
 
 
+def link_device(conn: psycopg.Connection[Any], *, device_id: int, fut_device: str) -> None:
+    """The FUT Device reference for one of nearcare's devices (the link's ``device`` otherwise)."""
+    conn.execute(
+        """INSERT INTO fut_device_refs (device_id, fut_device) VALUES (%s, %s)
+           ON CONFLICT (device_id) DO UPDATE SET fut_device = EXCLUDED.fut_device""",
+        (device_id, fut_device),
+    )
+
+
 def enqueue_new(conn: psycopg.Connection[Any]) -> int:
     """Queue every stored measurement of a linked citizen that is not queued yet, in one scan
     of ``measurements`` by ``stored_at`` (BRIN index, migration 0507); returns how many rows were

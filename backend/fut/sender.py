@@ -154,8 +154,9 @@ class FutClient:
 def _load(conn: psycopg.Connection[Any], measurement_id: Any) -> tuple[dict[str, Any] | None, FutLink | None, Any]:
     with conn.cursor(row_factory=dict_row) as cur:
         reading = cur.execute(
-            """SELECT m.id, m.kind, m.components, m.measured_at, m.quality, m.flags
+            """SELECT m.id, m.kind, m.components, m.measured_at, m.quality, m.flags, d.fut_device
                FROM fut_outbox o JOIN measurements m ON m.id = o.measurement_id AND m.measured_at = o.measured_at
+               LEFT JOIN fut_device_refs d ON d.device_id = m.device_id
                WHERE o.measurement_id = %s""",
             (measurement_id,),
         ).fetchone()
@@ -169,8 +170,9 @@ def _load(conn: psycopg.Connection[Any], measurement_id: Any) -> tuple[dict[str,
         ev = cur.execute(
             "SELECT thresholds FROM reading_evaluations WHERE measurement_id = %s", (measurement_id,)
         ).fetchone()
+    device = reading.pop("fut_device")
     link = FutLink(link_row["fut_patient"], link_row["episode_of_care"], link_row["service_request"],
-                   link_row["service_request_version"], link_row["device"]) if link_row else None
+                   link_row["service_request_version"], device or link_row["device"]) if link_row else None
     return reading, link, ev["thresholds"] if ev else None
 
 

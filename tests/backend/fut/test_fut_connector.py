@@ -234,3 +234,33 @@ def test_a_measurement_waits_for_its_evaluation_and_carries_its_reference_ranges
     ranges = {r["type"]["coding"][0]["code"]: r for r in obs["referenceRange"]}
     assert ranges["RAL"]["low"]["value"] == 85.0 and ranges["GAL"]["low"]["value"] == 89.0
     assert "high" not in ranges["RAL"]  # the pulse rule's limits are not SpO2's
+
+
+def test_each_device_reports_as_its_own_fut_device_and_an_unreachable_fut_is_retried(
+        conn: psycopg.Connection[Any]) -> None:
+    from backend.fut import link_device
+
+    link = _link(5000 + random.randrange(10**6))
+    own = f"{FUT}/Device/cuff-{random.randrange(10**6)}"
+    fake = FakeFut(known=_known(link) | {own}).start()
+    client = FutClient(dataclasses.replace(FAST, base_url=fake.base_url))
+    try:
+        pid, agent = _citizen(conn)
+        link_patient(conn, patient_id=pid, link=link)
+        dev = conn.execute("SELECT id FROM devices WHERE agent_id = %s", (agent,)).fetchone()[0]
+        link_device(conn, device_id=dev, fut_device=own)
+        rid = _store(conn, pid, agent, "pulse", {"pulse": 66.0}, "/min")
+        enqueue_new(conn)
+        fake.stop()  # FUT unreachable: connection refused
+        send_due(conn, client)
+        state, reason = conn.execute("SELECT state, reason FROM fut_outbox WHERE measurement_id = %s",
+                                     (rid,)).fetchone()
+        assert state == "retrying" and reason.startswith("FUT not reachable")
+        fake.start()
+        wait_for(lambda: (send_due(conn, client), _states(conn, [rid]))[1] == {rid: "sent"}, timeout=30,
+                 what="sent once FUT is back")
+    finally:
+        client.close()
+        fake.stop()
+    (obs,) = fake.stored.values()
+    assert obs["device"]["reference"] == own
