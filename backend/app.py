@@ -77,11 +77,12 @@ def routers() -> list[APIRouter]:
     from backend import metrics
     from backend.admin import routes as admin_routes
     from backend.api import health, v1
+    from backend.fhir import upload as phd_upload
     from backend.web import routes as web_routes
     from backend.web import worklist_actions
     from backend.whatif import routes as whatif_routes
 
     return [
         health.router, metrics.router, v1.router, admin_routes.api, worklist_actions.router, web_routes.router,
-        admin_routes.pages, whatif_routes.api, whatif_routes.pages,
+        admin_routes.pages, whatif_routes.api, whatif_routes.pages, phd_upload.router,
     ]

@@ -28,6 +28,7 @@ import psycopg
 from fastapi import APIRouter, Body, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
 from fhir.resources.R4B.bundle import Bundle
+from pydantic import BaseModel, ConfigDict, Field
 
 from backend.accounts.deps import Conn
 from backend.fhir import codes as C
@@ -277,10 +278,32 @@ def response_bundle(result: UploadResult) -> dict[str, Any]:
     return {"resourceType": "Bundle", "type": "transaction-response", "entry": entries}
 
 
+class TransactionResponseOut(BaseModel):
+    """A FHIR ``transaction-response`` Bundle (``application/fhir+json``): per measurement,
+    ``201 Created`` (stored), ``200 OK`` (stored before), ``202 Accepted`` (held, with an
+    OperationOutcome naming the reason) or ``422`` (refused, with the reason)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    resourceType: str = Field(description='"Bundle"')
+    type: str = Field(description='"transaction-response"')
+    entry: list[dict[str, object]] = Field(default_factory=list)
+
+
 router = APIRouter()
 
 
-@router.post("/fhir/phd", tags=["fhir"], summary="PHD transaction Bundle from a third-party gateway")
+@router.post(
+    "/fhir/phd",
+    tags=["fhir"],
+    summary="PHD transaction Bundle from a third-party gateway",
+    responses={
+        200: {"model": TransactionResponseOut, "description": "What became of each measurement"},
+        400: {"description": "Not a PHD transaction Bundle nearcare can read (an OperationOutcome)"},
+        401: {"description": "No or unknown gateway token"},
+        403: {"description": "The Bundle's PhgDevice is not this token's gateway"},
+    },
+)
 def upload(request: Request, conn: Conn, body: Annotated[dict[str, Any], Body()],
            authorization: Annotated[str | None, Header()] = None) -> JSONResponse:
     token = (authorization or "").removeprefix("Bearer ").strip()
