@@ -10,7 +10,8 @@ an agent would send, and goes through ingest's own attribution, plausibility and
 reason, a reading is stored once (its id is derived from the PHD identifier), and a re-sent
 Bundle changes nothing.
 
-The router is not mounted by this module: ``backend/app.py::routers()`` has to list it.
+The router is listed in ``backend/app.py::routers()``. A gateway gets its token from
+:func:`register_gateway` (no admin page or command for it yet).
 """
 
 from __future__ import annotations
