@@ -214,7 +214,9 @@ _WORDS: dict[str, tuple[str, str]] = {
     "unit_%": ("%", "%"),
     "unit_kg": ("kg", "kg"),
     "unit_°C": ("°C", "°C"),
+    "unit_point": ("point", "points"),
     "reconnecting": ("forbinder…", "reconnecting…"),
+    "current_alerts": ("Aktuelle alarmer", "Current alerts"),
 }
 
 

@@ -38,6 +38,7 @@ from backend.alerting.views import actions as alert_actions
 from backend.alerting.views.history import alert_markers
 from backend.alerting.views.patient import add_passive, edit_plan, patient_panels
 from backend.alerting.views.thresholds import edit_threshold, threshold_bands
+from backend.alerting.views.worklist import patient_alerts
 from backend.alerting.views.worklist import worklist as scoped_worklist
 from backend.api import clinical
 from backend.api.deps import Config, TopicsDep
@@ -462,6 +463,7 @@ def patient_page(
         "patient": patient,
         "range": range,
         "charts": _charts(conn, patient_id=patient_id, range_key=range, lang=lang, tz=tz, config=config),
+        "current": patient_alerts(conn, patient_id=patient_id),
         "readings": clinical.readings(conn, patient_id=patient_id, limit=50),
         "rejected": clinical.rejected(conn, patient_id=patient_id, limit=50),
         "history_all": all,

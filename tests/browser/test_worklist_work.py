@@ -302,3 +302,40 @@ def test_the_worklist_is_usable_at_1280x800_with_a_row_per_citizen(ward: Ward, p
     """The page does not scroll sideways, and the countdown and counts are filled in."""
     assert page.evaluate("document.documentElement.scrollWidth") <= 1280
     assert page.inner_text("#worklist-counts").strip()
+
+
+def test_patient_page_explains_the_alert_kvitters_there_and_shows_a_resolved_one_as_afsluttet(
+    live: Any, ward: Ward, world: Any, page: Any, module_settings: Any
+) -> None:
+    from backend.alerting import service
+
+    with psycopg.connect(module_settings.database_url, autocommit=True) as db:
+        pid, agent = _patient(db, world.municipality, f"Erik Side {ward.tag}")
+        store_reading(db, live, patient_id=pid, agent_id=agent, kind="spo2", components={"spo2": 88.0}, unit="%")
+        yellow = open_alert_id(db, pid, "yellow", timeout=30)
+        store_reading(db, live, patient_id=pid, agent_id=agent, kind="pulse", components={"pulse": 135.0},
+                      unit="/min")
+        pulse = open_alert_id(db, pid, "red", timeout=30)
+    page.goto(f"{live.url}/patients/{pid}")
+    box = page.locator("#current-alerts")
+    text = box.inner_text()
+    assert "88 %" in text and "under grænsen 89 %" in text, text
+    assert "135 slag/min" in text and "over grænsen 131 slag/min" in text, text
+    lines = box.locator(".alert-line").count()
+    assert lines >= 2 and box.locator("form.kvitter-form").count() == lines + 1  # one per line, and "kvittér alle"
+    assert "eskaleres om" in text and "…" not in text  # the countdown is filled in
+    line = box.locator(f'.alert-line[data-alert="{yellow}"]')
+    line.locator("input[name=note]").fill("Talt med borgeren")
+    line.locator("button").click()
+    page.wait_for_url(f"{live.url}/patients/{pid}#current-alerts")
+    assert box.locator(f'.alert-line[data-alert="{yellow}"][data-state="acknowledged"]').count() == 1
+
+    with psycopg.connect(module_settings.database_url) as tx:
+        service.resolve(tx, alert_id=pulse, by="Sara Test (sara)", note="faldet til ro",
+                        config=live.app.state.runtime.config)
+        tx.commit()
+    page.goto(f"{live.url}/patients/{pid}")
+    story = page.locator(f"#alert-{pulse}")
+    assert "Afsluttet" in story.locator("h3").inner_text()
+    assert story.locator("form.resolve-form").count() == 0
+    assert page.locator(f'#current-alerts .alert-line[data-alert="{pulse}"]').count() == 0

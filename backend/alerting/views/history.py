@@ -32,17 +32,26 @@ class HistoryRow:
     team: str | None
     from_team: str | None
     value: float | None
+    alert_state: str | None = None
+    """The alert's state now (the newest transition's ``state`` can be an older one when
+    transitions share a time or a late reading's transition sorts after a resolve)."""
+    snoozed_until: datetime | None = None
+    """Now, where the alert is snoozed."""
 
 
 def history_rows(conn: psycopg.Connection, *, patient_id: int) -> list[HistoryRow]:
     """Every transition of every alert of the patient, newest first."""
     titles = {
-        int(r[0]): (str(r[1]), r[2])
-        for r in conn.execute("SELECT id, title, measurement FROM alerts WHERE patient_id = %s", (patient_id,))
+        int(r[0]): (str(r[1]), r[2], r[3], r[4])
+        for r in conn.execute(
+            "SELECT id, title, measurement, state, CASE WHEN snoozed_until > now() AND state = 'open'"
+            " THEN snoozed_until END FROM alerts WHERE patient_id = %s",
+            (patient_id,),
+        )
     }
     out = []
     for tr in alert_history(conn, patient_id=patient_id):
-        title, measurement = titles.get(tr.alert_id, (tr.rule_id, None))
+        title, measurement, state_now, snoozed_until = titles.get(tr.alert_id, (tr.rule_id, None, None, None))
         out.append(
             HistoryRow(
                 alert_id=tr.alert_id,
@@ -58,6 +67,8 @@ def history_rows(conn: psycopg.Connection, *, patient_id: int) -> list[HistoryRo
                 team=tr.team_key,
                 from_team=tr.from_team,
                 value=tr.value,
+                alert_state=state_now,
+                snoozed_until=snoozed_until,
             )
         )
     out.sort(key=lambda r: r.at, reverse=True)
@@ -88,9 +99,11 @@ class AlertStory:
     title: str
     severity: str
     state: str
+    """The alert's state now: open, acknowledged or resolved."""
     lines: tuple[HistoryLine, ...]
     transitions: int
     """How many transitions the full history has (the lines fold some of them)."""
+    snoozed_until: datetime | None = None
 
 
 def summarise_history(rows: Sequence[HistoryRow]) -> list[AlertStory]:
@@ -121,9 +134,10 @@ def summarise_history(rows: Sequence[HistoryRow]) -> list[AlertStory]:
                 alert_id=alert_id,
                 title=newest.title,
                 severity=newest.severity,
-                state=newest.state,
+                state=newest.alert_state or newest.state,
                 lines=tuple(lines),
                 transitions=len(transitions),
+                snoozed_until=newest.snoozed_until,
             )
         )
     return stories

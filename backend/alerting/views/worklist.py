@@ -113,7 +113,8 @@ def alert_context(row: Mapping[str, Any]) -> AlertContext:
         direction = "high" if float(detail["change"]) > 0 else "low"
     worst = (max(values) if direction == "high" else min(values)) if values and direction else latest
     return AlertContext(
-        alert_id=row["id"], component=component, unit=UNITS.get(component or "", ""), latest=latest, worst=worst,
+        alert_id=row["id"], component=component,
+        unit="point" if row["rule_kind"] == "score" else UNITS.get(component or "", ""), latest=latest, worst=worst,
         direction=direction, limit=limit, change=_num(detail.get("change")),
         window_hours=_num(detail.get("window_hours")), baseline_mean=_num(detail.get("baseline_mean")),
         measured_at=row.get("measured_at"), first_measured_at=row.get("first_measured_at"),
@@ -238,3 +239,20 @@ def hand_over(
                 (alert_id, at, by, note or None, state, state, from_team, team_key, severity),
             )
     return len(rows)
+
+
+@dataclass(frozen=True, slots=True)
+class PatientAlerts:
+    """A citizen's unresolved alerts for the patient page: the worklist's entry and each alert's
+    clinical context (the same lines and Kvittér as the worklist)."""
+
+    entry: WorklistEntry | None
+    context: Mapping[int, AlertContext]
+
+
+def patient_alerts(conn: psycopg.Connection, *, patient_id: int, now: datetime | None = None) -> PatientAlerts:
+    """The citizen's unresolved alerts (the caller has checked access)."""
+    entries = alert_worklist(conn, patient_ids=[patient_id], now=now or datetime.now(UTC))
+    entry = entries[0] if entries else None
+    ids = [a.id for a in entry.alerts] if entry else []
+    return PatientAlerts(entry=entry, context=alert_contexts(conn, alert_ids=ids))

@@ -9,6 +9,21 @@
   Array.prototype.forEach.call(document.querySelectorAll("select[data-autosubmit]"), function (el) {
     el.addEventListener("change", function () { el.form.submit(); });
   });
+  // ---- escalation countdown (worklist and patient page) -----------------------------------------
+  function tick() {
+    var holders = document.querySelectorAll("[data-escalates]");
+    Array.prototype.forEach.call(holders, function (holder) {
+      var soon = holder.getAttribute("data-escalates"), late = holder.getAttribute("data-overdue");
+      Array.prototype.forEach.call(holder.querySelectorAll(".countdown[data-due]"), function (el) {
+        var left = Math.round((Date.parse(el.getAttribute("data-due")) - Date.now()) / 60000);
+        if (left < 0) { el.textContent = late; el.classList.add("overdue"); return; }
+        el.textContent = soon + " " + (left >= 120 ? Math.floor(left / 60) + " t " + (left % 60) + " min" : left + " min");
+      });
+    });
+  }
+  tick();
+  setInterval(tick, 15000);
+
   var body = document.getElementById("worklist-rows");
   if (!body) return;
   var status = document.getElementById("live-status");
@@ -131,17 +146,6 @@
   if (search) search.addEventListener("input", applyFilter);
   if (severity) severity.addEventListener("change", applyFilter);
 
-  // ---- escalation countdown ------------------------------------------------------------------
-  function tick() {
-    var soon = body.getAttribute("data-escalates"), late = body.getAttribute("data-overdue");
-    Array.prototype.forEach.call(body.querySelectorAll(".countdown[data-due]"), function (el) {
-      var left = Math.round((Date.parse(el.getAttribute("data-due")) - Date.now()) / 60000);
-      if (left < 0) { el.textContent = late; el.classList.add("overdue"); return; }
-      el.textContent = soon + " " + (left >= 120 ? Math.floor(left / 60) + " t " + (left % 60) + " min" : left + " min");
-    });
-  }
-  setInterval(tick, 15000);
-
   // ---- actions without losing the note ---------------------------------------------------------
   function post(form, data) {
     return fetch(form.getAttribute("action"), {
@@ -244,5 +248,4 @@
   connect();
   setInterval(refresh, 60000);  // a safety net if an event was lost while reconnecting
   applyFilter();
-  tick();
 })();

@@ -38,7 +38,7 @@ def test_patient_page_folds_repeated_updates_and_all_lists_every_one(client: Any
     page = client.get(f"/patients/{w.patient_id}", headers={"accept": "text/html"}).text
     history = page[page.index('id="alert-history"') : page.index('id="thresholds"')]
     assert history.count('class="tr-updated"') == 1
-    assert "gentaget 40 gange" in history and "seneste værdi 76.1" in history
+    assert "gentaget 40 gange" in history and "seneste værdi 76,1" in history  # Danish decimal comma
     assert history.count('class="tr-opened"') == 1
     assert f"Vis alle {total} hændelser" in history
     full = client.get(f"/patients/{w.patient_id}?all=1", headers={"accept": "text/html"}).text
