@@ -153,40 +153,36 @@ def _backlog(agents: list[str], topics: Any, n: int, per: int = 50) -> list[tupl
 
 
 def _start(env: dict[str, str], layout: str) -> list[subprocess.Popen[str]]:
-    from backend.embedded import free_port
+    """The backend processes, each ready before this returns: ``roles`` print a ready line;
+    ``backend run`` answers /readyz."""
+    import httpx
 
+    from backend.embedded import free_port, wait_for
+
+    port = free_port()
     cmds = ([["ingest", "--no-migrate", "--worker", "0"], ["ingest", "--no-migrate", "--worker", "1"],
              ["rules", "--no-migrate"]] if layout == "roles"
-            else [["run", "--port", str(free_port())]])
-    procs = []
-    for cmd in cmds:
-        p = subprocess.Popen([sys.executable, "-m", "nearcare_cli", "backend", *cmd], cwd=ROOT, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        procs.append(p)
-    for p in procs:
-        if layout == "roles":
+            else [["run", "--port", str(port)]])
+    procs = [subprocess.Popen([sys.executable, "-m", "nearcare_cli", "backend", *cmd], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for cmd in cmds]
+    if layout == "roles":
+        for p in procs:
             assert p.stdout is not None
             line = p.stdout.readline()
             if "ready" not in line:
                 raise SystemExit(f"a backend process did not start: {line!r}")
+        return procs
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(lambda: procs[0].poll() is not None or ready(), timeout=90, what="backend run ready")
+    if procs[0].poll() is not None:
+        raise SystemExit("backend run did not start")
     return procs
-
-
-def _wait_started(db_url: str, layout: str) -> None:
-    if layout != "single":
-        return
-    import psycopg
-
-    deadline = time.monotonic() + 60  # `backend run`: ready once its rules listen (pg_stat_activity)
-    while time.monotonic() < deadline:
-        with psycopg.connect(db_url) as c:
-            row = c.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                            " AND query LIKE 'LISTEN nearcare_readings%'").fetchone()
-        if row and row[0]:
-            time.sleep(2.0)  # ingest's subscription follows the rules: give it its connect
-            return
-        time.sleep(0.2)
-    raise SystemExit("backend run did not start")
 
 
 def _latency(items: list[tuple[str, bytes, str]], sent: list[float], arrived: dict[str, float]) -> list[float]:
@@ -251,7 +247,6 @@ def main() -> None:
                "NEARCARE_TOPIC_ROOT": topics.root, "NEARCARE_INGEST_GROUP": f"bench-{secrets.token_hex(3)}",
                "NEARCARE_DEMO": "true", "NEARCARE_LOG_LEVEL": "WARNING"}
         procs = _start(env, args.layout)
-        _wait_started(db_url, args.layout)
         listener = Listener(db_url, args.mqtt_url, topics)
         total = int(args.rate * args.seconds)
         ctx = multiprocessing.get_context("spawn")
