@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -111,52 +111,82 @@ def reach_back(current: Mapping[str, Alert], evaluated: Sequence[Evaluated]) -> 
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """What :func:`replay` leaves, per rule."""
+
+    final: dict[str, Alert | None]
+    """Every rule of the start state and every rule a finding touched: an unresolved alert, a
+    resolved one (``state == "resolved"``, nothing opened after it), or None."""
+    raised: dict[str, Alert]
+    """The alert right after the breach that raised it to its severity (opened or worsened)."""
+    episodes: dict[str, list[tuple[Alert, list[Record]]]]
+    """Alerts the replay opened and resolved (whole episodes within the span, in order), each
+    with its transition records."""
+
+
 def replay(alerts: Mapping[str, Alert | None], findings: Iterable[PatientFinding], now: datetime,
-           routing: Router) -> tuple[dict[str, Alert | None], dict[str, Alert]]:
+           routing: Router) -> Replayed:
     """Findings in measurement order over a scratch copy of one patient's alerts (by rule; None:
-    none before the span). Returns every rule of ``alerts`` and every rule a finding touched, as
-    the replay leaves it: an unresolved alert, a resolved one (``state == "resolved"``, nothing
-    opened after it), or None; and per rule the alert right after the breach that raised it to
-    its severity (opened or worsened: that breach's value and reading). Alerts the replay opens
-    have negative ids (scratch only)."""
+    none before the span). Alerts the replay opens have negative ids (scratch only)."""
     final: dict[str, Alert | None] = dict(alerts)
     raised: dict[str, Alert] = {}
+    episodes: dict[str, list[tuple[Alert, list[Record]]]] = {}
+    records: dict[int, list[Record]] = {}
     scratch = {rule: a for rule, a in alerts.items() if a is not None}
     ids = itertools.count(-1, -1)
     for pf in findings:
         rule = pf.finding.rule_id
         before = scratch.get(rule)
-        alert, _ = transition(before, pf, now, routing, ids=ids)
+        alert, out = transition(before, pf, now, routing, ids=ids)
         if alert is None:
             continue
         final[rule] = alert
+        if alert.id < 0:
+            records.setdefault(alert.id, []).extend(e for e in out if isinstance(e, Record))
         if alert.state == "resolved":
             scratch.pop(rule, None)
+            if alert.id < 0:
+                episodes.setdefault(rule, []).append((alert, records.pop(alert.id, [])))
             continue
         scratch[rule] = alert
         if before is None or alert.severity != before.severity:
             raised[rule] = alert
-    return final, raised
+    return Replayed(final, raised, episodes)
 
 
-def reconcile(patient: Patient, current: Mapping[str, Alert], final: Mapping[str, Alert | None], now: datetime,
-              routing: Router, *, ids: Iterator[int], raised: Mapping[str, Alert] | None = None,
+def reconcile(patient: Patient, current: Mapping[str, Alert], replayed: Replayed, now: datetime,
+              routing: Router, *, ids: Iterator[int], recorded: Mapping[str, Collection[uuid.UUID]] | None = None,
               ) -> tuple[dict[str, Alert | None], list[Effect]]:
-    """The net change, per rule of ``final``, from the patient's unresolved alerts (``current``,
-    by rule) to the replayed final state (:func:`replay`). Returns each of those rules' alert as
+    """The net change, per rule the replay touched, from the patient's unresolved alerts
+    (``current``, by rule) to the replayed final state. Returns each of those rules' alert as
     it now stands (None: no unresolved alert) and the effects to write; ``ids`` gives an alert
     that opens its id. An "opened" or "worsened" transition names the value and reading that
-    raised the alert to its severity (``raised``, from :func:`replay`), as in measurement order;
-    the alert row keeps the newest evidence."""
-    raised = raised or {}
+    raised the alert to its severity, as in measurement order; the alert row keeps the newest
+    evidence.
+
+    A whole episode within the span (an alert the replay opened and resolved, that is not the
+    rule's current alert) is written as history: the alert, resolved, with its transitions, as
+    an evaluation in measurement order has it, but not notified (it is over); unless one of its
+    readings is already behind a stored alert of the rule (``recorded``: an earlier replay wrote
+    it, or the alert resolved before its late readings came), which stands as it is."""
+    raised = replayed.raised
+    recorded = recorded or {}
     after: dict[str, Alert | None] = {}
     effects: list[Effect] = []
-    for rule, f in final.items():
+    for rule, f in replayed.final.items():
         a = current.get(rule)
+        for episode, records in replayed.episodes.get(rule, ()):
+            if a is not None and (episode is f or not a.reading_ids or set(episode.reading_ids) & set(a.reading_ids)):
+                continue  # the current alert's own run: folded into it below, never an episode of its own
+            known = recorded.get(rule, ())
+            if known and any(i in known for i in episode.reading_ids):
+                continue  # stored already
+            effects += _history(patient, episode, records, next(ids))
         ended = f is not None and f.state == "resolved"
         if a is None:
             if f is None or ended:
-                after[rule] = None  # nothing open, or opened and resolved within the span: nothing
+                after[rule] = None  # nothing open (an episode within the span is history, above)
                 continue
             opened = dataclasses.replace(f, id=next(ids)) if f.id < 0 else f
             labels = labels_for(patient, rule_id=opened.rule_id, rule_kind=opened.rule_kind,
@@ -201,6 +231,17 @@ def reconcile(patient: Patient, current: Mapping[str, Alert], final: Mapping[str
     return after, effects
 
 
+def _history(patient: Patient, episode: Alert, records: Sequence[Record], new_id: int) -> list[Effect]:
+    """An episode the replay opened and resolved, as stored rows: the alert (resolved) and its
+    transitions, with no notification."""
+    alert = dataclasses.replace(episode, id=new_id)
+    labels = labels_for(patient, rule_id=alert.rule_id, rule_kind=alert.rule_kind, severity=alert.severity,
+                        measurement=alert.measurement)
+    out: list[Effect] = [Store(alert, new=True, labels=labels)]
+    out += [dataclasses.replace(r, alert=dataclasses.replace(r.alert, id=new_id)) for r in records]
+    return out
+
+
 def _as_raised(a: Alert, peak: Alert | None) -> Alert:
     """``a`` as the transition record shows it: with the value and reading of the breach that
     raised it to its severity."""
@@ -220,12 +261,14 @@ def _with_evidence(a: Alert, f: Alert) -> Alert:
 def replay_in_order(
     patient: Patient, current: Mapping[str, Alert], evaluated: Sequence[Evaluated],
     findings: Iterable[PatientFinding], now: datetime, routing: Router, *, ids: Iterator[int],
+    recorded: Mapping[str, Collection[uuid.UUID]] | None = None,
 ) -> tuple[dict[str, Alert | None], list[Effect]]:
     """One patient's span in measurement order: its unresolved alerts (``current``, by rule)
     rewound past the span's already-evaluated readings (``evaluated``), the span's ``findings``
     (late and already-evaluated readings, in measurement order) replayed on that copy, and the
     net change. Returns the touched rules' alerts as they now stand (None: none unresolved)
-    and the effects, for the inhibition and grouping stages and the writer."""
+    and the effects, for the inhibition and grouping stages and the writer. ``recorded``: per
+    rule, the span's readings already behind the patient's resolved alerts."""
     start: dict[str, Alert | None] = {rule: rewind(a, evaluated) for rule, a in current.items()}
-    final, raised = replay(start, findings, now, routing)
-    return reconcile(patient, current, final, now, routing, ids=ids, raised=raised)
+    return reconcile(patient, current, replay(start, findings, now, routing), now, routing, ids=ids,
+                     recorded=recorded)

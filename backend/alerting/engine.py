@@ -251,8 +251,8 @@ class AlertEngine:
                 self._step(actives, key, active, PatientFinding(patient, clear, r.id, rule.auto_resolve_after),
                            now, router, ids, effects, settle)
         for pid, span in (spans or {}).items():
-            self._replay(pid, [r for r in readings if r.patient_id == pid], span, patients, overrides, baselines,
-                         actives, history, now, router, ids, effects, settle, evaluations)
+            self._replay(conn, pid, [r for r in readings if r.patient_id == pid], span, patients, overrides,
+                         baselines, actives, history, now, router, ids, effects, settle, evaluations)
         drive.settle_inhibition(actives, settle, patients, self.config.routing, now, router, effects)
         return group(effects)
 
@@ -315,7 +315,8 @@ class AlertEngine:
         log.warning("patient %s: %d late readings evaluated in arrival order (%s; replay limits %s, %d readings)",
                     pid, n, why, LATE_REPLAY_LIMIT, LATE_REPLAY_MAX_READINGS)
 
-    def _replay(self, pid: int, fresh: Sequence[StoredReading], span: Sequence[tuple[StoredReading, Evaluated]],
+    def _replay(self, conn: psycopg.Connection[Any], pid: int, fresh: Sequence[StoredReading],
+                span: Sequence[tuple[StoredReading, Evaluated]],
                 patients: Mapping[int, lifecycle.PatientInfo], overrides: Mapping[int, Any],
                 baselines: Mapping[int, Any], actives: dict[tuple[int, str], lifecycle.Alert],
                 history: Mapping[int, tuple[list[datetime], list[Observation]]], now: datetime, router: Router,
@@ -349,7 +350,16 @@ class AlertEngine:
                     "f": {f.rule_id: f.severity for f in found if f.fired}}, default=float))
             findings += [PatientFinding(patient, f, r.id, by_id[f.rule_id].auto_resolve_after) for f in found]
         current = {rule_id: a for (p, rule_id), a in actives.items() if p == pid}
-        after, out = replay_in_order(patient, current, [e for _, e in span], findings, now, router, ids=ids)
+        # The span's readings already behind a resolved alert: an episode the replay finds
+        # there is stored already (by an earlier replay, or resolved before its late readings).
+        recorded: dict[str, set[uuid.UUID]] = defaultdict(set)
+        if span:
+            for rule_id, rids in conn.execute(
+                    "SELECT rule_id, reading_ids FROM alerts WHERE patient_id = %s AND state = 'resolved'"
+                    " AND reading_ids && %s::uuid[]", (pid, [r.id for r, _ in span])).fetchall():
+                recorded[rule_id].update(rids)
+        after, out = replay_in_order(patient, current, [e for _, e in span], findings, now, router, ids=ids,
+                                     recorded=recorded)
         for rule_id, a in after.items():
             if a is None:
                 actives.pop((pid, rule_id), None)

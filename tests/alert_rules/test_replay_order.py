@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from alert_rules.evaluate import Context, Observation, evaluate
-from alert_rules.lifecycle import Alert, Effect, Patient, PatientFinding, Record, Router, run_batch
+from alert_rules.lifecycle import Alert, Effect, Notify, Patient, PatientFinding, Record, Router, Store, run_batch
 from alert_rules.loader import ROUTING_FILE, Ruleset, default_dir, load_model, load_ruleset
 from alert_rules.order import Evaluated, reach_back, replay_in_order, rewind
 from alert_rules.routing import RoutingConfig
@@ -162,14 +162,26 @@ def test_late_in_range_readings_never_resolve_an_alert_whose_newest_evidence_is_
     assert reference.state(SPO2) == c.state(SPO2)
 
 
-def test_a_late_breach_older_than_in_range_readings_that_would_have_resolved_it_opens_nothing(
+def test_a_late_breach_that_newer_in_range_readings_resolved_is_history_not_an_open_alert(
     rules: Ruleset, router: Router,
 ) -> None:
+    newer = [spo2(T0 + timedelta(minutes=5), 96.0), spo2(T0 + timedelta(minutes=6), 97.0)]
+    late = spo2(T0, 80.0)
     c = Citizen(rules, router)
-    c.arrive([spo2(T0 + timedelta(minutes=5), 96.0), spo2(T0 + timedelta(minutes=6), 97.0)])
-    effects = c.arrive([spo2(T0, 80.0)])
-    assert effects == [] and c.alerts == {} and c.records(SPO2) == []
-    # One newer in-range reading is not enough to resolve it (auto_resolve_after 2): then it opens, as in order.
+    c.arrive(newer)
+    effects = c.arrive([late])
+    # Opened and auto-resolved within the span: stored as the episode it was, nothing left open,
+    # nobody notified (it is over), as an evaluation in measurement order records it.
+    assert c.alerts == {} and not [e for e in effects if isinstance(e, Notify)]
+    assert c.records(SPO2) == [("opened", "red"), ("resolved", "red")]
+    stored = [e.alert for e in effects if isinstance(e, Store) and e.alert.rule_id == SPO2]
+    assert [(a.state, a.last_value, a.last_reading_id, a.in_range_count) for a in stored] == [
+        ("resolved", 80.0, uuid.UUID(late.id or ""), 2)]
+    assert stored[0].id > 0 and all(e.alert.id == stored[0].id for e in effects
+                                    if isinstance(e, Record) and e.alert.rule_id == SPO2)
+    reference = in_order(rules, router, [late, *newer])
+    assert reference.records(SPO2) == c.records(SPO2)
+    # One newer in-range reading is not enough to resolve it (auto_resolve_after 2): it opens, as in order.
     c = Citizen(rules, router)
     c.arrive([spo2(T0 + timedelta(minutes=5), 96.0)])
     late = spo2(T0, 80.0)
@@ -191,13 +203,16 @@ def test_a_late_breach_that_is_the_worst_of_an_open_alerts_run_worsens_it_once(
     assert c.records(SPO2) == [("opened", "yellow")]
     worsened = c.arrive([readings[1]])
     assert c.records(SPO2) == [("opened", "yellow"), ("worsened", "red")]
-    assert sum(isinstance(e, Record) for e in worsened) == 1
+    assert sum(isinstance(e, Record) and e.alert.rule_id == SPO2 for e in worsened) == 1
     after = c.alerts[SPO2]
     assert (after.id, after.severity, after.state, after.last_value, after.breach_count) == (alert.id, "red", "open",
                                                                                             88.0, 4)
     assert after.reading_ids == tuple(uuid.UUID(o.id or "") for o in readings)  # measurement order
     reference = in_order(rules, router, readings)
     assert reference.records(SPO2) == c.records(SPO2) and reference.state(SPO2) == c.state(SPO2)
+    # The fall to 80 % was a trend episode, over by 87 %: history, as in measurement order.
+    assert c.records("copd.spo2.trend") == reference.records("copd.spo2.trend") == [("opened", "yellow"),
+                                                                                    ("resolved", "yellow")]
 
 
 def test_a_weight_trend_opened_at_11_59_03_is_not_resolved_by_readings_from_11_58_that_arrive_late(

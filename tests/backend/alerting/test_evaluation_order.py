@@ -123,9 +123,8 @@ def test_any_batching_of_a_mixed_series_ends_with_the_in_order_alerts(
     seed: Any, pool: Any, db: Any, batch: int,
 ) -> None:
     # Yellow, then red, then back in range long enough to resolve, then yellow again. Whatever
-    # the batch size, the citizen's unresolved alerts end as in measurement order. (The red
-    # episode, already over when its readings arrive after the newer ones, opens nothing: the
-    # replay writes the net change only; its readings' evaluation rows record the breach.)
+    # the batch size, the citizen's unresolved alerts end as in measurement order, and the red
+    # episode, over before its readings arrived, is stored once, resolved (history, not notified).
     values = [95.0, 94.0, 88.0, 87.0, 84.0, 86.0, 93.0, 94.0, 95.0, 96.0, 88.0, 87.0]
     series = [(T0 + timedelta(minutes=10 * i), v) for i, v in enumerate(values)]
     engine, in_order, scrambled = _evaluate_both(seed, pool, db, "copd", "spo2", series, batch=batch)
@@ -133,3 +132,7 @@ def test_any_batching_of_a_mixed_series_ends_with_the_in_order_alerts(
     # Final alert state as in measurement order (the last run: yellow, open, 88 then 87).
     assert [a for a in scrambled[0] if a[1] != "resolved"] == [a for a in in_order[0] if a[1] != "resolved"]
     assert ("copd.spo2.absolute", "open", "yellow", 87.0, 2, 0, 11, [10, 11]) in scrambled[0]
+    episodes = [a for a in scrambled[0] if a[0] == "copd.spo2.absolute" and a[1] == "resolved"]
+    assert len(episodes) == 1 and set(episodes[0][7]) <= {2, 3, 4, 5}, episodes
+    opened = [t for t in scrambled[1] if t[0] == "copd.spo2.absolute" and t[1] == "opened"]
+    assert len(opened) == 2, scrambled[1]  # the episode and the open alert: never opened twice
