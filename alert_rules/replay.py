@@ -8,20 +8,17 @@ before it goes live.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from alert_rules.baseline import Baseline, compute_baseline
-from alert_rules.evaluate import Context, Observation, evaluate
-from alert_rules.lifecycle import Alert, Patient, PatientFinding, Record, Refresh, Router, run_batch
 from alert_rules.loader import Ruleset
-from alert_rules.model import BaselineRule, Programme
-from alert_rules.routing import Route, RoutingConfig
+from alert_rules.model import Programme
+from alert_rules.routing import RoutingConfig
+from alert_rules.stream import Citizen, StreamReading, replay_stream
 from vitals.kinds import MeasurementKind
 
 
@@ -60,68 +57,15 @@ class ReplayEvent:
 
 def replay(data: ReplayFile, ruleset: Ruleset, routing: RoutingConfig | None = None,
            *, tz: str = "Europe/Copenhagen") -> list[ReplayEvent]:
-    """Each reading evaluated as the backend evaluates it, and its findings run through the
-    backend's own alert state machine (:func:`alert_rules.lifecycle.run_batch`)."""
-    from zoneinfo import ZoneInfo
-
-    zone = ZoneInfo(tz)
-    rules = ruleset.rules_for(data.patient.programme)
-    baseline_rules = [r for r in rules if isinstance(r, BaselineRule)]
-    patient = Patient(id=0, programme=data.patient.programme, municipality=data.patient.municipality,
-                      department=data.patient.department)
-    router = Router(config=routing if routing is not None else _UNROUTED)
-    ids = itertools.count(1)
-    history: list[Observation] = []
-    alerts: dict[str, Alert] = {}
-    out: list[ReplayEvent] = []
-    baselines: dict[tuple[str, str], Baseline] = {}
-    current_day = None
-    for r in sorted(data.readings, key=lambda x: x.at):
-        day = r.at.astimezone(zone).date()
-        if day != current_day and baseline_rules:
-            current_day = day
-            baselines = {}
-            for br in baseline_rules:
-                daily: dict[Any, list[float]] = {}
-                for o in history:
-                    v = o.value(br.component_name)
-                    if o.kind == br.measurement and v is not None:
-                        daily.setdefault(o.measured_at.astimezone(zone).date(), []).append(v)
-                b = compute_baseline(((d, sum(v) / len(v)) for d, v in daily.items()), today=day,
-                                     days=br.thresholds.days, min_days=br.thresholds.min_days)
-                if b is not None:
-                    baselines[(br.measurement.value, br.component_name)] = b
-        obs = Observation(r.kind, r.values, r.at, quality=r.quality)
-        ctx = Context(programme=data.patient.programme, history=tuple(history), baselines=baselines,
-                      overrides=data.patient.overrides)
-        found = {f.rule_id: f for f in evaluate(rules, ctx, obs) if f.fired or f.rule_id in alerts}
-        alerts, effects = run_batch(
-            patient, alerts, [PatientFinding(patient, f, None, ruleset.by_id[f.rule_id].auto_resolve_after)
-                              for f in found.values()], r.at, router, ids=ids)
-        for e in effects:
-            if isinstance(e, Record) and e.action in ("opened", "worsened"):
-                f = found[e.alert.rule_id]
-                team = e.alert.team_key if routing is not None else None
-                out.append(ReplayEvent(r.at, e.action, f.rule_id, e.alert.severity, f.value, team, f.detail))
-            elif isinstance(e, Record) and e.action == "resolved":
-                f = found[e.alert.rule_id]
-                out.append(ReplayEvent(r.at, "resolved", f.rule_id, e.alert.severity, f.value, None,
-                                       {"in_range": e.alert.in_range_count}))
-            elif isinstance(e, Refresh) and e.alert.rule_id in found and found[e.alert.rule_id].fired:
-                f = found[e.alert.rule_id]
-                out.append(ReplayEvent(r.at, "updated", f.rule_id, e.alert.severity, f.value, None, f.detail))
-        history.append(obs)
-        # keep what any rule can still look at (30 days covers every window and baseline)
-        cutoff = r.at - timedelta(days=31)
-        while history and history[0].measured_at < cutoff:
-            history.pop(0)
-    return out
-
-
-# Routing for a replay without routing.yaml: every alert to one placeholder team (not shown).
-_UNROUTED = RoutingConfig(source="replay without routing", fallback_team="unrouted",
-                          sla_minutes={"red": 30, "yellow": 240, "blue": 1440, "technical": 4320},
-                          route=Route(receiver="unrouted"))
+    """One citizen's series (``nearcare rules test``) through the same path as
+    ``nearcare rules replay`` (:func:`alert_rules.stream.replay_stream`): the engine's driving
+    functions, the backend's alert state machine, baselines as the nightly job makes them."""
+    readings = [StreamReading("citizen", data.patient.programme, r.kind, r.values, r.at, r.quality, n)
+                for n, r in enumerate(data.readings, start=1)]
+    who = {"citizen": Citizen(programme=data.patient.programme, municipality=data.patient.municipality,
+                              department=data.patient.department, overrides=data.patient.overrides)}
+    return [ReplayEvent(t.at, t.event, t.rule, t.severity, t.value, t.team if routing is not None else None, {})
+            for t in replay_stream(readings, ruleset, patients=who, routing=routing, tz=tz)]
 
 
 def format_events(events: Sequence[ReplayEvent]) -> list[str]:

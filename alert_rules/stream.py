@@ -40,7 +40,7 @@ from alert_rules.evaluate import Context, Observation, evaluate, history_kinds
 from alert_rules.lifecycle import Effect, Patient, Record, Router
 from alert_rules.loader import Ruleset
 from alert_rules.model import AnyRule, BaselineRule, Programme
-from alert_rules.quality import KNOWN_FLAGS
+from alert_rules.quality import ARTEFACT_FLAGS, KNOWN_FLAGS
 from alert_rules.routing import Route, RoutingConfig
 from vitals.kinds import MeasurementKind, spec
 
@@ -104,6 +104,8 @@ class Transition:
     """opened, worsened or resolved."""
     at: datetime
     value: float | None
+    team: str = ""
+    """The team routing chose (not in the JSON Lines output)."""
 
     def as_json(self) -> dict[str, Any]:
         return {"patient": self.patient, "rule": self.rule, "severity": self.severity, "event": self.event,
@@ -260,13 +262,14 @@ def _replay_citizen(st: _State, readings: Sequence[StreamReading], router: Route
                 if type(e) is Record and e.action in ("opened", "worsened", "resolved"):
                     a = e.alert
                     # the value production records: the alert's latest breaching value
-                    out.append(Transition(st.ref, a.rule_id, a.severity, e.action, now, a.last_value))
+                    out.append(Transition(st.ref, a.rule_id, a.severity, e.action, now, a.last_value, a.team_key))
                     # the job's stable days: alerts red or yellow now, from opening to resolution
                     st.spans[a.id] = (a.opened_at, a.resolved_at, a.severity)
         if r.kind in st.kinds:
             st.times.append(now)
             st.history.append(obs)
-        if st.baseline_rules:
+        if st.baseline_rules and not (r.quality and not ARTEFACT_FLAGS.isdisjoint(r.quality)):
+            # the nightly job leaves artefact-flagged readings out of the daily means
             for br in st.baseline_rules:
                 v = r.values.get(br.component_name)
                 if br.measurement == r.kind and v is not None:

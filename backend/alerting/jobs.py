@@ -20,6 +20,7 @@ from alert_rules.baseline import compute_baseline
 from alert_rules.evaluate import AgentStatus, DeviceStatus, evaluate_agent, evaluate_device
 from alert_rules.lifecycle import PatientFinding
 from alert_rules.model import AgentOfflineRule, BaselineRule, BatteryLowRule
+from alert_rules.quality import ARTEFACT_FLAGS
 from backend.alerting import lifecycle
 from backend.alerting.config import AlertingConfig, NotifierSettings
 from backend.readings import StoredReading
@@ -98,7 +99,8 @@ def recompute_baselines(conn: psycopg.Connection[Any], *, now: datetime, config:
                         tz: str = "Europe/Copenhagen") -> int:
     """Each patient's baseline per (kind, component) of their programme's baseline rules.
 
-    A day on which the patient had a red or yellow alert is not stable and is left out."""
+    A day on which the patient had a red or yellow alert is not stable and is left out, and so is
+    a reading with a device artefact flag (:data:`alert_rules.quality.ARTEFACT_FLAGS`)."""
     zone = ZoneInfo(tz)
     today = now.astimezone(zone).date()
     written = 0
@@ -124,8 +126,8 @@ def recompute_baselines(conn: psycopg.Connection[Any], *, now: datetime, config:
                 "SELECT m.patient_id, (m.measured_at AT TIME ZONE %s)::date AS day,"
                 " avg((m.components ->> %s)::double precision) FROM measurements m JOIN patients p"
                 " ON p.id = m.patient_id WHERE p.programme = %s AND p.active AND m.kind = %s AND m.measured_at >= %s"
-                " AND m.components ? %s GROUP BY 1, 2",
-                (tz, comp, prog_file.programme, rule.measurement.value, since, comp),
+                " AND m.components ? %s AND NOT (m.quality && %s::text[]) GROUP BY 1, 2",
+                (tz, comp, prog_file.programme, rule.measurement.value, since, comp, sorted(ARTEFACT_FLAGS)),
             ).fetchall()
             series: dict[int, list[tuple[date, float]]] = defaultdict(list)
             for pid, day, mean in rows:
