@@ -7,6 +7,7 @@ rolled-back request never hides an attempt.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -30,6 +31,12 @@ class Actor(Protocol):
     @property
     def role(self) -> str: ...
 
+    @property
+    def municipality(self) -> str | None: ...
+
+    @property
+    def department(self) -> str | None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
@@ -42,6 +49,22 @@ class AuditEntry:
     detail: str | None
     remote_addr: str | None
     allowed: bool
+
+
+def _who(actor: Actor) -> tuple[str, str, str | None]:
+    """(the actor column "username (display name, team)", the name, the organisation)."""
+    who = actor.username
+    extra = ", ".join(x for x in (actor.display_name, actor.team_name) if x)
+    if extra:
+        who = f"{who} ({extra})"
+    org = ", ".join(x for x in (actor.team_name, actor.municipality or actor.department) if x) or None
+    return who, actor.display_name, org
+
+
+_INSERT = (
+    "INSERT INTO audit_log (actor, actor_role, actor_name, actor_org, patient_id, action, detail, remote_addr,"
+    " allowed) "
+)
 
 
 def record(
@@ -57,17 +80,58 @@ def record(
 ) -> None:
     """One audit row. ``actor`` is written as "username (display name, team)" so the log still
     reads well after a user is renamed or leaves."""
-    who = actor.username
-    extra = ", ".join(x for x in (actor.display_name, actor.team_name) if x)
-    if extra:
-        who = f"{who} ({extra})"
+    who, name, org = _who(actor)
     conn.execute(
-        """INSERT INTO audit_log (actor, actor_role, patient_id, action, detail, remote_addr, allowed)
-           VALUES (%s, %s, %s, %s, %s, %s, %s)""",
-        (who, str(actor.role), patient_id, action, detail, remote_addr, allowed),
+        _INSERT + "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (who, str(actor.role), name, org, patient_id, action, detail, remote_addr, allowed),
     )
     if commit:
         conn.commit()
+
+
+def record_refusal(
+    conn: psycopg.Connection,
+    *,
+    actor: Actor,
+    action: str,
+    detail: str,
+    patient_id: int | None = None,
+    alert_id: int | None = None,
+    remote_addr: str | None = None,
+) -> None:
+    """A refused attempt (a role gate, an unknown or out-of-scope id), committed at once. The
+    citizen it concerns, where the ids name one that exists, sees it in Min Log."""
+    who, name, org = _who(actor)
+    conn.execute(
+        _INSERT + "SELECT %s, %s, %s, %s, coalesce((SELECT id FROM patients WHERE id = %s),"
+        " (SELECT patient_id FROM alerts WHERE id = %s)), %s, %s, %s, false",
+        (who, str(actor.role), name, org, patient_id, alert_id, action, detail, remote_addr),
+    )
+    conn.commit()
+
+
+def record_shown(
+    conn: psycopg.Connection,
+    *,
+    actor: Actor,
+    patient_ids: Sequence[int],
+    action: str,
+    detail: str | None = None,
+    remote_addr: str | None = None,
+    commit: bool = False,
+) -> int:
+    """One row per citizen a list view showed (worklist, population, patient list), in one
+    multi-row INSERT: each of them sees the look in Min Log. Returns the rows written."""
+    ids = sorted(set(patient_ids))
+    if ids:
+        who, name, org = _who(actor)
+        conn.execute(
+            _INSERT + "SELECT %s, %s, %s, %s, pid, %s, %s, %s, true FROM unnest(%s::bigint[]) AS pid",
+            (who, str(actor.role), name, org, action, detail, remote_addr, ids),
+        )
+    if commit:
+        conn.commit()
+    return len(ids)
 
 
 def entries(
@@ -97,3 +161,103 @@ def entries(
         params_,
     ).fetchall()
     return [AuditEntry(*r) for r in rows]
+
+
+# ---- Min Log: the citizen's own view, in Danish ---------------------------------------------
+
+ROLE_DA = {"nurse": "sygeplejerske", "specialist": "læge / udgående team", "admin": "administrator",
+           "citizen": "borger", "system": "system"}
+
+# action -> (what was seen or done, why: the purpose the access served)
+_BEHANDLING = "led i din behandling"
+ACTION_DA: dict[str, tuple[str, str]] = {
+    "worklist": ("så dig på arbejdslisten", _BEHANDLING),
+    "worklist refresh": ("så dig på arbejdslisten", _BEHANDLING),
+    "api worklist": ("så dig på arbejdslisten (system)", _BEHANDLING),
+    "patient list": ("så dig på patientlisten", _BEHANDLING),
+    "api patient list": ("så dig på patientlisten (system)", _BEHANDLING),
+    "population view": ("så dig i befolkningsoversigten", "opfølgning på kvaliteten"),
+    "api population": ("så dig i befolkningsoversigten (system)", "opfølgning på kvaliteten"),
+    "patient page": ("åbnede din side med målinger og alarmer", _BEHANDLING),
+    "reading detail": ("så en af dine målinger i detaljer", _BEHANDLING),
+    "api patient": ("åbnede dine stamdata (system)", _BEHANDLING),
+    "api readings": ("så dine målinger (system)", _BEHANDLING),
+    "api reading detail": ("så en af dine målinger i detaljer (system)", _BEHANDLING),
+    "api trend": ("så dine kurver (system)", _BEHANDLING),
+    "trends": ("så dine kurver", _BEHANDLING),
+    "role refused": ("forsøgte en handling rollen ikke giver adgang til", "uden for adgang"),
+    "api alert history": ("så dine alarmer (system)", _BEHANDLING),
+    "api thresholds": ("så dine grænseværdier (system)", _BEHANDLING),
+    "api rejected readings": ("så dine afviste målinger (system)", _BEHANDLING),
+    "fhir export": ("hentede dine målinger som FHIR", "deling med dit sundhedsvæsen"),
+    "kvittering": ("kvitterede for en alarm", _BEHANDLING),
+    "api kvittering": ("kvitterede for en alarm (system)", _BEHANDLING),
+    "kvittering (green)": ("kvitterede for dine målinger", _BEHANDLING),
+    "resolve alert": ("afsluttede en alarm", _BEHANDLING),
+    "api resolve alert": ("afsluttede en alarm (system)", _BEHANDLING),
+    "snooze alert": ("udsatte en alarm", _BEHANDLING),
+    "api snooze alert": ("udsatte en alarm (system)", _BEHANDLING),
+    "threshold change": ("ændrede dine grænseværdier", _BEHANDLING),
+    "monitoring plan change": ("ændrede din måleplan", _BEHANDLING),
+    "passive interval": ("satte en pause i dine målinger", _BEHANDLING),
+    "own readings": ("du så dine egne målinger", "din egen adgang"),
+    "account created": ("oprettede en konto med adgang til dine data", "administration"),
+    "account changed": ("ændrede en konto med adgang til dine data", "administration"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class MinLogEntry:
+    """One row of Min Log as the citizen reads it: who (name, role, organisation; never an
+    address), what, when and why; a refused attempt says so."""
+
+    at: datetime
+    who: str
+    role: str
+    organisation: str | None
+    what: str
+    why: str
+    allowed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MinLogPage:
+    entries: list[MinLogEntry]
+    total: int
+    limit: int
+    offset: int
+
+    @property
+    def next_offset(self) -> int | None:
+        return self.offset + self.limit if self.offset + self.limit < self.total else None
+
+    @property
+    def previous_offset(self) -> int | None:
+        return max(0, self.offset - self.limit) if self.offset > 0 else None
+
+
+def _name_of(actor: str) -> str:
+    """The display name from "username (display name, team)" (rows written before 0400)."""
+    if "(" in actor and actor.endswith(")"):
+        return actor[actor.index("(") + 1 : -1].split(",")[0].strip()
+    return actor
+
+
+def min_log(conn: psycopg.Connection, *, patient_id: int, limit: int = 50, offset: int = 0) -> MinLogPage:
+    """Every look at the citizen's data, newest first, a page at a time (all of it, however long)."""
+    limit, offset = max(1, min(limit, 500)), max(0, offset)
+    total_row = conn.execute("SELECT count(*) FROM audit_log WHERE patient_id = %s", (patient_id,)).fetchone()
+    total = int(total_row[0]) if total_row else 0
+    rows = conn.execute(
+        "SELECT at, actor, actor_role, actor_name, actor_org, action, allowed FROM audit_log WHERE patient_id = %s"
+        " ORDER BY at DESC, id DESC LIMIT %s OFFSET %s",
+        (patient_id, limit, offset),
+    ).fetchall()
+    out = []
+    for at, actor, role, name, org, action, allowed in rows:
+        what, why = ACTION_DA.get(action) or ACTION_DA.get(action.split(" ")[0], (action, _BEHANDLING))
+        if not allowed:
+            what, why = f"forsøgte: {what} (afvist)", "uden for adgang: afvist og registreret"
+        out.append(MinLogEntry(at=at, who=name or _name_of(actor), role=ROLE_DA.get(role, str(role)), organisation=org,
+                               what=what, why=why, allowed=bool(allowed)))
+    return MinLogPage(out, total, limit, offset)

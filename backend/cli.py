@@ -74,6 +74,8 @@ def _serve(settings: Settings, roles: tuple[str, ...], host: str | None, port: i
         log_level="info",
         # Live worklist streams (server-sent events) would otherwise hold a shutdown open.
         timeout_graceful_shutdown=10,
+        # X-Forwarded-For is read by the app itself, from NEARCARE_TRUSTED_PROXIES only.
+        proxy_headers=False,
     )
 
 

@@ -63,7 +63,8 @@ def run_demo(*, citizens: int = 12, port: int = 8000, speed: float = 3600.0) -> 
         ]
         print("\n".join(banner), flush=True)
         with contextlib.suppress(KeyboardInterrupt):
-            uvicorn.run(app, host=settings.http_host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+            uvicorn.run(app, host=settings.http_host, port=port, log_level="warning", timeout_graceful_shutdown=5,
+                        proxy_headers=False)
     print("nearcare demo stopped; embedded servers are down.", flush=True)
 
 

@@ -28,6 +28,11 @@ class Settings(BaseSettings):
     http_port: int = 8000
     demo: bool = False
     secret_key: str = DEMO_SECRET
+    """At least 32 bytes outside demo mode (the app refuses to start otherwise)."""
+    trusted_proxies: list[str] = Field(default_factory=list)
+    """Addresses or networks (CIDR) of the reverse proxies in front of the api, e.g.
+    ``["10.0.0.5"]`` or ``["172.16.0.0/12"]``: only from these is ``X-Forwarded-For`` believed
+    (the client address in audit rows, sessions and the login limit). Empty: never."""
     timezone: str = "Europe/Copenhagen"
     alert_rules_dir: str | None = None
     """Rule and routing YAML; the packaged alert_rules/ when unset."""

@@ -3,8 +3,10 @@ bearer token), CSRF for cookie-authenticated writes, and role gates."""
 
 from __future__ import annotations
 
+import functools
 import hmac
-from collections.abc import Callable, Iterator
+import ipaddress
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -53,13 +55,50 @@ Conn = Annotated[psycopg.Connection, Depends(get_conn)]
 
 
 def remote_addr(request: Request) -> str | None:
-    return request.client.host if request.client else None
+    """The client's address: the peer, or, when the peer is a configured proxy
+    (``NEARCARE_TRUSTED_PROXIES``), the nearest ``X-Forwarded-For`` entry that is not one."""
+    peer = request.client.host if request.client else None
+    trusted = getattr(request.app.state.settings, "trusted_proxies", None)
+    if peer is None or not trusted or not _is_trusted(peer, tuple(trusted)):
+        return peer
+    hops = [h.strip() for h in ",".join(request.headers.getlist("x-forwarded-for")).split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _is_trusted(hop, tuple(trusted)):
+            return hop if _is_address(hop) else peer
+    return peer
 
 
-def audit_overview(request: Request, p: Principal, conn: psycopg.Connection, *, action: str, detail: str) -> None:
-    """Audit a look at a list that names no single patient (worklist, patient list, population)."""
-    audit.record(
-        conn, actor=p.user, patient_id=None, action=action, detail=detail, remote_addr=remote_addr(request), commit=True
+def _is_address(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+@functools.lru_cache(maxsize=256)
+def _is_trusted(addr: str, trusted: tuple[str, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    for net in trusted:
+        try:
+            if ip in ipaddress.ip_network(net, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def audit_overview(
+    request: Request, p: Principal, conn: psycopg.Connection, *, action: str, detail: str, patient_ids: Iterable[int]
+) -> None:
+    """Audit a look at a list (worklist, patient list, population): one row per citizen shown, so
+    each sees it in Min Log, written in one multi-row INSERT and committed before the response."""
+    audit.record_shown(
+        conn, actor=p.user, patient_ids=list(patient_ids), action=action, detail=detail,
+        remote_addr=remote_addr(request), commit=True,
     )
 
 
@@ -109,12 +148,34 @@ async def optional_principal(request: Request) -> Principal | None:
 CurrentPrincipal = Annotated[Principal, Depends(principal)]
 
 
+def _path_id(request: Request, name: str) -> int | None:
+    value = request.path_params.get(name)
+    try:
+        number = int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+    return number if number is not None and 0 < number < 2**62 else None
+
+
+def audit_role_refusal(request: Request, p: Principal, why: str) -> None:
+    """A role gate's refusal (a citizen or an admin trying a clinical action) in the audit log,
+    on the citizen the path names, if any (issue 12: these were not audited)."""
+    with request.app.state.runtime.pool.connection() as conn:
+        audit.record_refusal(
+            conn, actor=p.user, action="role refused", detail=f"{request.method} {request.url.path}: {why}",
+            patient_id=_path_id(request, "patient_id"), alert_id=_path_id(request, "alert_id"),
+            remote_addr=remote_addr(request),
+        )
+
+
 def require_role(*roles: Role) -> Callable[..., Principal]:
     allowed = frozenset(roles)
 
-    def check(p: CurrentPrincipal) -> Principal:
+    def check(request: Request, p: CurrentPrincipal) -> Principal:
         if p.user.role not in allowed:
-            raise HTTPException(403, f"this needs the role {' or '.join(sorted(r.value for r in allowed))}")
+            why = f"this needs the role {' or '.join(sorted(r.value for r in allowed))}"
+            audit_role_refusal(request, p, why)
+            raise HTTPException(403, why)
         return p
 
     return check

@@ -23,10 +23,26 @@ log = logging.getLogger(__name__)
 
 _hasher = PasswordHasher()
 SESSION_TTL = timedelta(hours=12)
-TOKEN_TTL = timedelta(days=30)
+TOKEN_TTL = timedelta(minutes=30)
+"""A bearer (access) token lives half an hour; a refresh token gets a new pair (issue 12: they
+lived 30 days and could not be revoked)."""
+REFRESH_TTL = timedelta(hours=12)
+REFRESH_NAME = "refresh"
 LOGIN_WINDOW = timedelta(minutes=15)
-MAX_FAILURES_PER_USER = 5
 MAX_FAILURES_PER_ADDR = 30
+FREE_FAILURES = 3
+"""Wrong passwords an account may have before each further try waits."""
+MAX_DELAY = timedelta(minutes=5)
+
+
+def login_delay(failures: int) -> timedelta:
+    """Pure: the wait before the next try after ``failures`` wrong passwords in a row: none for
+    the first :data:`FREE_FAILURES`, then 1, 2, 4 … seconds up to :data:`MAX_DELAY`. A delay, never
+    a lock: the right password works once it has passed (issue 12: five wrong guesses by anyone
+    locked a clinician out for 15 minutes)."""
+    if failures < FREE_FAILURES:
+        return timedelta(0)
+    return min(MAX_DELAY, timedelta(seconds=2 ** min(failures - FREE_FAILURES, 20)))
 # Verified against when the username is unknown, so a wrong username costs the same time.
 _DUMMY_HASH = _hasher.hash(secrets.token_hex(8))
 
@@ -113,18 +129,40 @@ def set_password(conn: psycopg.Connection, *, user_id: int, password: str) -> No
 
 
 def _check_rate(conn: psycopg.Connection, *, username: str, remote_addr: str | None, now: datetime) -> None:
-    since = now - LOGIN_WINDOW
+    """The per-address limit (a window of failures), then the account's delay. The account's row
+    in ``login_throttle`` is locked until the caller commits, so concurrent guesses at one account
+    are counted one after the other (atomic: none slips past the delay)."""
+    if remote_addr is not None:
+        row = conn.execute(
+            "SELECT count(*), min(at) FROM login_attempts WHERE at > %s AND NOT ok AND remote_addr = %s"
+            " AND username NOT LIKE 'enrol:%%'",
+            (now - LOGIN_WINDOW, remote_addr),
+        ).fetchone()
+        assert row is not None
+        if row[0] >= MAX_FAILURES_PER_ADDR and row[1] is not None:
+            raise RateLimited(max(1, int((row[1] + LOGIN_WINDOW - now).total_seconds())))
     row = conn.execute(
-        """SELECT count(*) FILTER (WHERE username = %(u)s), min(at) FILTER (WHERE username = %(u)s),
-                  count(*) FILTER (WHERE remote_addr = %(a)s), min(at) FILTER (WHERE remote_addr = %(a)s)
-           FROM login_attempts
-           WHERE at > %(since)s AND NOT ok AND (username = %(u)s OR remote_addr = %(a)s)""",
-        {"u": username, "a": remote_addr, "since": since},
+        "INSERT INTO login_throttle (username, failures, next_at, updated_at) VALUES (%s, 0, %s, %s)"
+        " ON CONFLICT (username) DO UPDATE SET updated_at = login_throttle.updated_at RETURNING next_at",
+        (username, now, now),
     ).fetchone()
     assert row is not None
-    for count, oldest, limit in ((row[0], row[1], MAX_FAILURES_PER_USER), (row[2], row[3], MAX_FAILURES_PER_ADDR)):
-        if count >= limit and oldest is not None:
-            raise RateLimited(max(1, int((oldest + LOGIN_WINDOW - now).total_seconds())))
+    if row[0] > now:
+        raise RateLimited(max(1, int((row[0] - now).total_seconds() + 0.999)))
+
+
+def _count(conn: psycopg.Connection, *, username: str, ok: bool, now: datetime) -> None:
+    if ok:
+        conn.execute("UPDATE login_throttle SET failures = 0, next_at = %s, updated_at = %s WHERE username = %s",
+                     (now, now, username))
+        return
+    row = conn.execute(
+        "UPDATE login_throttle SET failures = failures + 1, updated_at = %s WHERE username = %s RETURNING failures",
+        (now, username),
+    ).fetchone()
+    assert row is not None
+    conn.execute("UPDATE login_throttle SET next_at = %s WHERE username = %s",
+                 (now + login_delay(int(row[0])), username))
 
 
 def authenticate(
@@ -146,6 +184,7 @@ def authenticate(
         "INSERT INTO login_attempts (at, username, remote_addr, ok) VALUES (%s, %s, %s, %s)",
         (now, username, remote_addr, ok),
     )
+    _count(conn, username=username, ok=ok and row is not None, now=now)
     if not ok or row is None:
         log.info("failed login for %r from %s", username, remote_addr)
         raise AuthError("wrong username or password")
@@ -203,9 +242,38 @@ def create_api_token(
 
 
 def token_user(conn: psycopg.Connection, *, token: str, secret: str) -> User | None:
+    """The user of a live access token (a refresh token is not one)."""
     row = conn.execute(
         """SELECT t.user_id FROM api_tokens t JOIN users u ON u.id = t.user_id
-           WHERE t.token_hash = %s AND t.expires_at > now() AND t.revoked_at IS NULL AND u.active""",
-        (_keyed(secret, token),),
+           WHERE t.token_hash = %s AND t.expires_at > now() AND t.revoked_at IS NULL AND u.active
+             AND t.name <> %s""",
+        (_keyed(secret, token), REFRESH_NAME),
     ).fetchone()
     return get_user(conn, user_id=row[0]) if row else None
+
+
+def create_refresh_token(conn: psycopg.Connection, *, user: User, secret: str) -> tuple[str, datetime]:
+    return create_api_token(conn, user=user, secret=secret, name=REFRESH_NAME, ttl=REFRESH_TTL)
+
+
+def refresh(conn: psycopg.Connection, *, refresh_token: str, secret: str) -> User:
+    """Spend a refresh token (once: it is revoked here) for its user; AuthError if it is not live."""
+    row = conn.execute(
+        """UPDATE api_tokens t SET revoked_at = now() FROM users u
+           WHERE t.token_hash = %s AND t.name = %s AND t.expires_at > now() AND t.revoked_at IS NULL
+             AND u.id = t.user_id AND u.active RETURNING t.user_id""",
+        (_keyed(secret, refresh_token), REFRESH_NAME),
+    ).fetchone()
+    user = get_user(conn, user_id=row[0]) if row else None
+    if user is None:
+        raise AuthError("invalid, used or expired refresh token")
+    return user
+
+
+def revoke_token(conn: psycopg.Connection, *, token: str, secret: str) -> bool:
+    """Revoke an access or refresh token at once; True if it was live."""
+    row = conn.execute(
+        "UPDATE api_tokens SET revoked_at = now() WHERE token_hash = %s AND revoked_at IS NULL RETURNING 1",
+        (_keyed(secret, token),),
+    ).fetchone()
+    return row is not None

@@ -7,12 +7,12 @@ import logging
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, Form, HTTPException, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, StringConstraints
 
-from backend import registry
-from backend.accounts.deps import Admin, Conn
+from backend import audit, registry
+from backend.accounts.deps import Admin, Conn, remote_addr
 from backend.admin import service
 from backend.admin.credentials import CredentialError, CredentialStore
 from backend.admin.settings import AdminSettings, credential_store
@@ -75,6 +75,7 @@ def admin_enrol(
             credentials=_store(request),
             secret=request.app.state.settings.secret_key,
             patient_id=pid,
+            remote_addr=remote_addr(request),
         )
 
     return _do(request, p, conn, go, "enrolled")
@@ -140,6 +141,8 @@ def admin_team(
             municipality=municipality or None,
             department=department or None,
             phone=phone or None,
+            by=p.user,
+            remote_addr=remote_addr(request),
         ),
         "team created",
     )
@@ -185,6 +188,8 @@ def admin_user(
             password=password,
             team_key=team_key or None,
             patient_ref=patient_ref or None,
+            by=p.user,
+            remote_addr=remote_addr(request),
         ),
         "user created",
     )
@@ -248,6 +253,7 @@ def api_enrol(request: Request, p: Admin, conn: Conn, body: EnrolIn) -> Any:
             credentials=_store(request),
             secret=request.app.state.settings.secret_key,
             patient_id=pid,
+            remote_addr=remote_addr(request),
         )
         return EnrolOut(agent_id=e.agent_id, code=e.code, expires_at=e.expires_at)
 
@@ -258,23 +264,37 @@ def api_enrol(request: Request, p: Admin, conn: Conn, body: EnrolIn) -> Any:
     "/enrolment/redeem",
     response_model=RedeemOut,
     tags=["enrolment"],
-    responses={400: {"description": "Unknown, used or expired code"}},
+    responses={400: {"description": "Unknown, used or expired code"}, 429: {"description": "Too many wrong codes"}},
 )
 def api_redeem(request: Request, conn: Conn, body: RedeemIn) -> Any:
-    """The tablet trades its one-time code for its MQTT credentials (once)."""
+    """The tablet trades its one-time code for its MQTT credentials (once). Wrong codes are
+    limited per agent and per address (429), and every redeem is audited."""
     settings = request.app.state.settings
-    creds = _api(
-        conn,
-        lambda: service.redeem_enrolment(
+    addr = remote_addr(request)
+    try:
+        service.check_redeem_rate(conn, agent_id=body.agent_id, remote_addr=addr)
+    except service.RedeemRateLimited as exc:
+        conn.rollback()
+        raise HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after_s)}) from exc
+    try:
+        creds = _api(
             conn,
-            agent_id=body.agent_id,
-            code=body.code,
-            credentials=_store(request),
-            secret=settings.secret_key,
-            broker_url=_agent_broker_url(request),
-            topic_root=settings.topic_root,
-        ),
-    )
+            lambda: service.redeem_enrolment(
+                conn,
+                agent_id=body.agent_id,
+                code=body.code,
+                credentials=_store(request),
+                secret=settings.secret_key,
+                broker_url=_agent_broker_url(request),
+                topic_root=settings.topic_root,
+            ),
+        )
+    except HTTPException as exc:
+        service.record_redeem(conn, agent_id=body.agent_id, remote_addr=addr, ok=False, reason=str(exc.detail))
+        conn.commit()
+        raise
+    service.record_redeem(conn, agent_id=body.agent_id, remote_addr=addr, ok=True)
+    conn.commit()
     return RedeemOut(
         agent_id=creds.agent_id,
         mqtt_username=creds.mqtt_username,
@@ -353,14 +373,32 @@ class OverviewOut(BaseModel):
     response_model=BoundOut,
     responses={400: {"description": "Refused"}, 404: {"description": "Unknown"}},
 )
-def api_bind(p: Admin, conn: Conn, agent_id: AgentId, body: BindIn) -> Any:
-    """Bind an agent to a citizen."""
-    agent = _api(
-        conn,
-        lambda: registry.bind_agent(
-            conn, agent_id=agent_id, patient_id=registry.get_patient_by_ref(conn, external_ref=body.patient_ref).id
-        ),
-    )
+def api_bind(request: Request, p: Admin, conn: Conn, agent_id: AgentId, body: BindIn) -> Any:
+    """Bind an agent to a citizen (audited with before and after; the citizen's Min Log shows it)."""
+
+    def go() -> Any:
+        before = registry.get_agent(conn, agent_id=agent_id)
+        pid = registry.get_patient_by_ref(conn, external_ref=body.patient_ref).id
+        agent = registry.bind_agent(conn, agent_id=agent_id, patient_id=pid)
+        service.record_admin(
+            conn,
+            by=p.user,
+            action="agent bound",
+            patient_id=pid,
+            before={"agent_id": agent_id, "patient_id": before.patient_id},
+            after={"agent_id": agent_id, "patient_id": agent.patient_id},
+            remote_addr=remote_addr(request),
+        )
+        audit.record(
+            conn,
+            actor=p.user,
+            patient_id=pid,
+            action="account changed",
+            detail=f"måleudstyr {agent_id} tilknyttet dine data af admin {p.user.display_name}",
+        )
+        return agent
+
+    agent = _api(conn, go)
     return {"agent_id": agent.id, "patient_id": agent.patient_id}
 
 
@@ -376,19 +414,28 @@ class DeviceIn(BaseModel):
     response_model=DeviceOut,
     responses={400: {"description": "Refused"}, 404: {"description": "Unknown"}},
 )
-def api_device(p: Admin, conn: Conn, agent_id: AgentId, body: DeviceIn) -> Any:
-    """Register a BLE device on an agent."""
-    d = _api(
-        conn,
-        lambda: registry.register_device(
+def api_device(request: Request, p: Admin, conn: Conn, agent_id: AgentId, body: DeviceIn) -> Any:
+    """Register a BLE device on an agent (audited)."""
+
+    def go() -> Any:
+        d = registry.register_device(
             conn,
             agent_id=agent_id,
             address=body.address,
             model=body.model,
             manufacturer=body.manufacturer,
             serial=body.serial,
-        ),
-    )
+        )
+        service.record_admin(
+            conn,
+            by=p.user,
+            action="device registered",
+            after={"agent_id": agent_id, "address": body.address, "model": body.model},
+            remote_addr=remote_addr(request),
+        )
+        return d
+
+    d = _api(conn, go)
     return {"id": d.id, "agent_id": d.agent_id, "address": d.address}
 
 
@@ -402,7 +449,7 @@ class TeamIn(BaseModel):
 
 
 @api.post("/admin/teams", response_model=TeamOut, responses={400: {"description": "Refused"}})
-def api_team(p: Admin, conn: Conn, body: TeamIn) -> Any:
+def api_team(request: Request, p: Admin, conn: Conn, body: TeamIn) -> Any:
     t = _api(
         conn,
         lambda: service.create_team(
@@ -413,6 +460,8 @@ def api_team(p: Admin, conn: Conn, body: TeamIn) -> Any:
             municipality=body.municipality,
             department=body.department,
             phone=body.phone,
+            by=p.user,
+            remote_addr=remote_addr(request),
         ),
     )
     return {"id": t.id, "key": t.key}
@@ -429,7 +478,7 @@ class UserIn(BaseModel):
 
 
 @api.post("/admin/users", response_model=AccountOut, responses={400: {"description": "Refused"}})
-def api_user(p: Admin, conn: Conn, body: UserIn) -> Any:
+def api_user(request: Request, p: Admin, conn: Conn, body: UserIn) -> Any:
     u = _api(
         conn,
         lambda: service.create_account(
@@ -441,6 +490,8 @@ def api_user(p: Admin, conn: Conn, body: UserIn) -> Any:
             team_key=body.team_key,
             patient_ref=body.patient_ref,
             lang=body.lang,
+            by=p.user,
+            remote_addr=remote_addr(request),
         ),
     )
     return {"id": u.id, "username": u.username, "role": u.role.value}
@@ -466,3 +517,81 @@ def api_overview(p: Admin, conn: Conn) -> Any:
         "municipalities": o["municipalities"],
         "departments": o["departments"],
     }
+
+
+# ---- accountability: deactivate, reset, unlock, and the admin audit -------------------------
+
+Username = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_.@-]{1,63}$")]
+
+
+class ActiveIn(BaseModel):
+    active: bool
+
+
+class PasswordIn(BaseModel):
+    password: Annotated[str, StringConstraints(min_length=8, max_length=500, pattern=r"^[^\x00]*$")]
+
+
+class UserStateOut(BaseModel):
+    username: str
+    display_name: str
+    role: str
+    team: str | None
+    patient_id: int | None
+    lang: str
+    active: bool
+
+
+class AdminAuditOut(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    user_id: int | None
+    patient_id: int | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+_REFUSED: dict[int | str, dict[str, Any]] = {400: {"description": "Refused"}}
+
+
+@api.put("/admin/users/{username}/active", response_model=UserStateOut, responses=_REFUSED)
+def api_user_active(request: Request, p: Admin, conn: Conn, username: Username, body: ActiveIn) -> Any:
+    """Deactivate (or reactivate) a user: no login, sessions and tokens end. Users are never deleted."""
+    return _api(
+        conn,
+        lambda: service.set_user_active(
+            conn, username=username, active=body.active, by=p.user, remote_addr=remote_addr(request)
+        ),
+    )
+
+
+@api.post("/admin/users/{username}/password", status_code=204, responses=_REFUSED)
+def api_user_password(request: Request, p: Admin, conn: Conn, username: Username, body: PasswordIn) -> Response:
+    """Reset a user's password (their sessions and tokens end)."""
+    _api(
+        conn,
+        lambda: service.reset_password(
+            conn, username=username, password=body.password, by=p.user, remote_addr=remote_addr(request)
+        ),
+    )
+    return Response(status_code=204)
+
+
+@api.post("/admin/users/{username}/unlock", status_code=204, responses=_REFUSED)
+def api_user_unlock(request: Request, p: Admin, conn: Conn, username: Username) -> Response:
+    """Clear an account's login delay."""
+    _api(conn, lambda: service.unlock_login(conn, username=username, by=p.user, remote_addr=remote_addr(request)))
+    return Response(status_code=204)
+
+
+@api.get("/admin/audit", response_model=list[AdminAuditOut])
+def api_admin_audit(
+    p: Admin,
+    conn: Conn,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+) -> Any:
+    """Every admin action with before and after, newest first."""
+    return service.admin_audit(conn, limit=limit, offset=offset)

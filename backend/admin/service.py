@@ -13,15 +13,17 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
-from backend import registry
+from backend import audit, registry
 from backend.accounts.model import Role, User
-from backend.accounts.store import create_user
+from backend.accounts.store import create_user, set_password
 from backend.admin.credentials import CredentialStore
 from backend.errors import BackendError
 
@@ -33,6 +35,115 @@ _ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 
 class AdminError(BackendError):
     """An admin action that cannot be done as asked."""
+
+
+# ---- accountability: every admin action with before and after (issue 12) ----------------------
+
+
+def record_admin(
+    conn: psycopg.Connection,
+    *,
+    by: User,
+    action: str,
+    user_id: int | None = None,
+    patient_id: int | None = None,
+    before: Mapping[str, Any] | None = None,
+    after: Mapping[str, Any] | None = None,
+    remote_addr: str | None = None,
+) -> None:
+    """One ``admin_audit`` row, in the action's own transaction, and a log line."""
+    conn.execute(
+        "INSERT INTO admin_audit (actor, action, user_id, patient_id, before, after, remote_addr)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        (f"{by.username} ({by.display_name})", action, user_id, patient_id,
+         Jsonb(dict(before)) if before is not None else None, Jsonb(dict(after)) if after is not None else None,
+         remote_addr),
+    )
+    log.info("admin %s: %s (user %s, patient %s)", by.username, action, user_id, patient_id)
+
+
+def user_state(conn: psycopg.Connection, *, user_id: int) -> dict[str, Any] | None:
+    """What an admin can change about a user, as audited (never a password hash)."""
+    row = conn.execute(
+        "SELECT u.username, u.display_name, u.role, t.key, u.patient_id, u.lang, u.active FROM users u"
+        " LEFT JOIN teams t ON t.id = u.team_id WHERE u.id = %s", (user_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    keys = ("username", "display_name", "role", "team", "patient_id", "lang", "active")
+    return dict(zip(keys, row, strict=True))
+
+
+def _tell_the_citizen(conn: psycopg.Connection, *, by: User, patient_id: int, action: str, detail: str) -> None:
+    """A row in the citizen's Min Log for an admin action that gives someone access to their data."""
+    audit.record(conn, actor=by, patient_id=patient_id, action=action, detail=detail)
+
+
+def _user_id(conn: psycopg.Connection, username: str) -> int:
+    row = conn.execute("SELECT id FROM users WHERE username = %s", (username.strip().lower(),)).fetchone()
+    if row is None:
+        raise AdminError(f"no user {username!r}")
+    return int(row[0])
+
+
+def set_user_active(
+    conn: psycopg.Connection, *, username: str, active: bool, by: User, remote_addr: str | None = None
+) -> dict[str, Any]:
+    """Deactivate (or reactivate) a user: a deactivated user cannot log in, and their sessions
+    and tokens end at once. No user is ever deleted, so the audit keeps its subject."""
+    uid = _user_id(conn, username)
+    if uid == by.id and not active:
+        raise AdminError("an admin cannot deactivate their own account")
+    before = user_state(conn, user_id=uid)
+    conn.execute("UPDATE users SET active = %s WHERE id = %s", (active, uid))
+    if not active:
+        conn.execute("DELETE FROM sessions WHERE user_id = %s", (uid,))
+        conn.execute("UPDATE api_tokens SET revoked_at = now() WHERE user_id = %s AND revoked_at IS NULL", (uid,))
+    after = user_state(conn, user_id=uid)
+    assert after is not None
+    record_admin(conn, by=by, action="user activated" if active else "user deactivated", user_id=uid,
+                 patient_id=after["patient_id"], before=before, after=after, remote_addr=remote_addr)
+    return after
+
+
+def reset_password(
+    conn: psycopg.Connection, *, username: str, password: str, by: User, remote_addr: str | None = None
+) -> None:
+    """A new password for a user (their sessions and tokens end; the password is never audited)."""
+    uid = _user_id(conn, username)
+    try:
+        set_password(conn, user_id=uid, password=password)
+    except BackendError as exc:
+        raise AdminError(str(exc)) from exc
+    conn.execute("DELETE FROM sessions WHERE user_id = %s", (uid,))
+    conn.execute("UPDATE api_tokens SET revoked_at = now() WHERE user_id = %s AND revoked_at IS NULL", (uid,))
+    conn.execute("DELETE FROM login_throttle WHERE username = %s", (username.strip().lower(),))
+    state = user_state(conn, user_id=uid)
+    assert state is not None
+    record_admin(conn, by=by, action="password reset", user_id=uid, patient_id=state["patient_id"],
+                 before={"password": "(previous)"}, after={"password": "(reset; sessions and tokens ended)"},
+                 remote_addr=remote_addr)
+    if state["patient_id"] is not None:
+        _tell_the_citizen(conn, by=by, patient_id=state["patient_id"], action="account changed",
+                          detail=f"adgangskode nulstillet af admin {by.display_name} for kontoen {state['username']}")
+
+
+def unlock_login(conn: psycopg.Connection, *, username: str, by: User, remote_addr: str | None = None) -> None:
+    """Clear an account's login delay."""
+    uid = _user_id(conn, username)
+    row = conn.execute("DELETE FROM login_throttle WHERE username = %s RETURNING failures",
+                       (username.strip().lower(),)).fetchone()
+    record_admin(conn, by=by, action="login unlocked", user_id=uid, before={"failures": row[0] if row else 0},
+                 after={"failures": 0}, remote_addr=remote_addr)
+
+
+def admin_audit(conn: psycopg.Connection, *, limit: int = 200, offset: int = 0) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT id, at, actor, action, user_id, patient_id, before, after FROM admin_audit"
+        " ORDER BY at DESC, id DESC LIMIT %s OFFSET %s", (max(1, min(limit, 1000)), max(0, offset)),
+    ).fetchall()
+    keys = ("id", "at", "actor", "action", "user_id", "patient_id", "before", "after")
+    return [dict(zip(keys, r, strict=True)) for r in rows]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +182,7 @@ def enrol_agent(
     patient_id: int | None = None,
     ttl: timedelta = CODE_TTL,
     now: datetime | None = None,
+    remote_addr: str | None = None,
 ) -> Enrolment:
     now = now or datetime.now(UTC)
     try:
@@ -96,7 +208,60 @@ def enrol_agent(
         (_code_hash(secret, agent_id, code), agent_id, by.username, now, now + ttl),
     )
     log.info("agent %s enrolled by %s", agent_id, by.username)
+    record_admin(
+        conn, by=by, action="agent enrolled", patient_id=patient_id,
+        before={"agent_id": agent_id, "patient_id": existing.patient_id} if existing is not None else None,
+        after={"agent_id": agent_id, "patient_id": patient_id if patient_id is not None else (
+            existing.patient_id if existing is not None else None), "code_expires_at": (now + ttl).isoformat()},
+        remote_addr=remote_addr,
+    )
+    if patient_id is not None:
+        _tell_the_citizen(conn, by=by, patient_id=patient_id, action="account changed",
+                          detail=f"måleudstyr {agent_id} tilknyttet dine data af admin {by.display_name}")
     return Enrolment(agent_id=agent_id, code=code, expires_at=now + ttl)
+
+
+REDEEM_WINDOW = timedelta(minutes=15)
+MAX_REDEEM_FAILURES_PER_AGENT = 5
+MAX_REDEEM_FAILURES_PER_ADDR = 20
+
+
+class RedeemRateLimited(AdminError):
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(f"too many wrong enrolment codes; try again in {retry_after_s} s")
+        self.retry_after_s = retry_after_s
+
+
+def check_redeem_rate(conn: psycopg.Connection, *, agent_id: str, remote_addr: str | None,
+                      now: datetime | None = None) -> None:
+    """Wrong codes per agent and per address in the last 15 minutes (issue 12: redeems were not
+    rate-limited); counted in ``login_attempts`` under ``enrol:<agent>``."""
+    now = now or datetime.now(UTC)
+    row = conn.execute(
+        "SELECT count(*) FILTER (WHERE username = %(u)s), min(at) FILTER (WHERE username = %(u)s),"
+        " count(*) FILTER (WHERE remote_addr = %(a)s), min(at) FILTER (WHERE remote_addr = %(a)s)"
+        " FROM login_attempts WHERE at > %(since)s AND NOT ok AND username LIKE 'enrol:%%'"
+        " AND (username = %(u)s OR remote_addr = %(a)s)",
+        {"u": f"enrol:{agent_id}", "a": remote_addr, "since": now - REDEEM_WINDOW},
+    ).fetchone()
+    assert row is not None
+    for count, oldest, limit in ((row[0], row[1], MAX_REDEEM_FAILURES_PER_AGENT),
+                                 (row[2], row[3], MAX_REDEEM_FAILURES_PER_ADDR)):
+        if count >= limit and oldest is not None:
+            raise RedeemRateLimited(max(1, int((oldest + REDEEM_WINDOW - now).total_seconds())))
+
+
+def record_redeem(conn: psycopg.Connection, *, agent_id: str, remote_addr: str | None, ok: bool,
+                  reason: str | None = None) -> None:
+    """Every redeem, good or bad, in ``login_attempts`` (the limit) and ``admin_audit`` (the record)."""
+    conn.execute("INSERT INTO login_attempts (username, remote_addr, ok) VALUES (%s, %s, %s)",
+                 (f"enrol:{agent_id}", remote_addr, ok))
+    conn.execute(
+        "INSERT INTO admin_audit (actor, action, after, remote_addr) VALUES (%s, %s, %s, %s)",
+        (f"tablet {remote_addr or '?'}", "enrolment redeemed" if ok else "enrolment refused",
+         Jsonb({"agent_id": agent_id, **({"reason": reason} if reason else {})}), remote_addr),
+    )
+    log.info("enrolment redeem for %s from %s: %s", agent_id, remote_addr, "ok" if ok else reason)
 
 
 def redeem_enrolment(
@@ -166,6 +331,8 @@ def create_team(
     municipality: str | None,
     department: str | None,
     phone: str | None = None,
+    by: User | None = None,
+    remote_addr: str | None = None,
 ) -> registry.Team:
     if sector == "municipal" and not municipality:
         raise AdminError("a municipal team needs a municipality")
@@ -187,6 +354,10 @@ def create_team(
         add_municipality(conn, name=municipality)
     if department:
         add_department(conn, name=department)
+    if by is not None:
+        record_admin(conn, by=by, action="team created", after={
+            "key": key, "name": name, "sector": sector, "municipality": municipality, "department": department,
+            "phone": phone}, remote_addr=remote_addr)
     return team
 
 
@@ -200,7 +371,12 @@ def create_account(
     team_key: str | None = None,
     patient_ref: str | None = None,
     lang: str = "da",
+    by: User | None = None,
+    remote_addr: str | None = None,
 ) -> User:
+    """A new account. With ``by`` (every admin route passes it) the creation is audited with the
+    account as created, and an account linked to a citizen shows in that citizen's Min Log
+    ("konto oprettet med adgang til dine data af admin X")."""
     try:
         r = Role(role)
     except ValueError as exc:
@@ -222,7 +398,7 @@ def create_account(
             raise AdminError(str(exc)) from exc
     try:
         with conn.transaction():
-            return create_user(
+            user = create_user(
                 conn,
                 username=username,
                 display_name=display_name,
@@ -232,6 +408,16 @@ def create_account(
                 patient_id=patient_id,
                 lang=lang,
             )
+            if by is not None:
+                record_admin(conn, by=by, action="user created", user_id=user.id, patient_id=patient_id,
+                             after=user_state(conn, user_id=user.id), remote_addr=remote_addr)
+                if patient_id is not None:
+                    _tell_the_citizen(
+                        conn, by=by, patient_id=patient_id, action="account created",
+                        detail=f"konto oprettet med adgang til dine data af admin {by.display_name}: "
+                        f"{user.username} ({user.display_name})",
+                    )
+            return user
     except psycopg.errors.UniqueViolation as exc:
         raise AdminError(f"user {username!r} exists") from exc
     except psycopg.errors.CheckViolation as exc:

@@ -14,17 +14,20 @@ import psycopg
 from fastapi import Depends, HTTPException, Request
 
 from backend.accounts.access import Patient, PatientNotFound, open_patient
-from backend.accounts.deps import CurrentPrincipal, Principal, remote_addr
+from backend.accounts.deps import CurrentPrincipal, Principal, audit_role_refusal, remote_addr
 from backend.accounts.model import AccessDenied
 from backend.alerting.config import AlertingConfig
+from backend.alerting.views.worklist import GREEN_SHOWN, WorklistView
 from backend.roles import Runtime
 from vitals.wire import Topics
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "Not logged in"},
-    403: {"description": "Outside your scope (audited)"},
-    404: {"description": "No such patient"},
+    403: {"description": "Outside your scope, or no such record: the two answer the same (audited)"},
+    404: {"description": "No such resource"},
 }
+NOT_YOURS = "outside your scope, or no such record"
+"""The one answer to an id the caller may not see and to an id that does not exist (no oracle)."""
 """The refusals every patient-scoped JSON operation documents."""
 
 
@@ -36,21 +39,26 @@ def open_patient_or_refuse(
     action: str,
     detail: str | None = None,
 ) -> Patient:
-    """The patient after the scope check and its audit row; a refusal is a 403 (audited), an
-    unknown patient a 404."""
+    """The patient after the scope check and its audit row; a refusal and an unknown patient are
+    the same 403 (both audited), so an id's existence is not given away."""
     try:
         return open_patient(
             conn, user=p.user, patient_id=patient_id, action=action, detail=detail, remote_addr=remote_addr(request)
         )
-    except AccessDenied as exc:
-        raise HTTPException(403, exc.why) from exc
-    except PatientNotFound as exc:
-        raise HTTPException(404, "no such patient") from exc
+    except (AccessDenied, PatientNotFound) as exc:
+        raise HTTPException(403, NOT_YOURS) from exc
 
 
-def clinician(p: CurrentPrincipal) -> Principal:
-    """A nurse or a specialist (a 403 for anyone else)."""
+def worklist_shown(view: WorklistView, *, green_limit: int = GREEN_SHOWN) -> list[int]:
+    """The citizens a worklist response shows (its rows and the green rows it lists): each gets
+    a Min Log row for the look (issue 12)."""
+    return [r.patient_id for r in view.rows] + [g.patient_id for g in view.green[:green_limit]]
+
+
+def clinician(request: Request, p: CurrentPrincipal) -> Principal:
+    """A nurse or a specialist (a 403 for anyone else, audited)."""
     if not p.user.role.clinical:
+        audit_role_refusal(request, p, "this needs a nurse or specialist")
         raise HTTPException(403, "this needs a nurse or specialist")
     return p
 

@@ -9,7 +9,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 
 from backend.accounts.access import Patient
 from backend.api.clinical import PatientSummary, Reading, Rejected, Series, Trend
-from backend.audit import AuditEntry
+from backend.audit import AuditEntry, MinLogEntry
 
 # PostgreSQL text cannot hold NUL; refusing it at the edge keeps bad input a 422, not a 500.
 Text = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$", max_length=2000)]
@@ -41,6 +41,19 @@ class TokenOut(_Out):
     access_token: str
     token_type: str = "bearer"
     expires_at: datetime
+    refresh_token: str = Field(description="Spent once at /api/v1/auth/refresh for a new pair")
+    refresh_expires_at: datetime
+
+
+TokenValue = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{10,200}$")]
+
+
+class RefreshIn(_In):
+    refresh_token: TokenValue
+
+
+class RevokeIn(_In):
+    refresh_token: TokenValue | None = None
 
 
 class UserOut(_Out):
@@ -65,6 +78,15 @@ TrendOut = Trend
 ReadingOut = Reading
 RejectedOut = Rejected
 AuditOut = AuditEntry
+MinLogEntryOut = MinLogEntry
+
+
+class MinLogOut(_Out):
+    entries: list[MinLogEntryOut]
+    total: int = Field(description="Every row of the citizen's Min Log")
+    limit: int
+    offset: int
+    next_offset: int | None = Field(description="The offset of the next page; null on the last page")
 
 
 class ReadingDetailOut(_Out):

@@ -11,13 +11,13 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from backend import audit
 from backend.accounts.access import Patient
 from backend.accounts.deps import Conn, CurrentPrincipal, audit_overview, remote_addr
 from backend.accounts.model import AuthError, RateLimited, Role, User
-from backend.accounts.store import authenticate, create_api_token
+from backend.accounts.store import authenticate, create_api_token, create_refresh_token, refresh, revoke_token
 from backend.alerting.views.router import router as alerting_views
 from backend.api import clinical, schemas
 from backend.api.deps import ERRORS, open_patient_or_refuse
@@ -36,7 +36,9 @@ router = APIRouter(prefix="/api/v1", tags=["api"])
     responses={401: {"description": "Wrong username or password"}, 429: {"description": "Rate limited"}},
 )
 def token(request: Request, conn: Conn, body: schemas.TokenRequest) -> schemas.TokenOut:
-    """Exchange a username and password for a bearer token (30 days)."""
+    """Exchange a username and password for a bearer token (30 minutes) and a refresh token
+    (12 hours, spent once at ``/auth/refresh``). A wrong password delays the account's next try
+    (1, 2, 4 … s after three), it never locks it."""
     try:
         user = authenticate(conn, username=body.username, password=body.password, remote_addr=remote_addr(request))
     except RateLimited as exc:
@@ -45,9 +47,45 @@ def token(request: Request, conn: Conn, body: schemas.TokenRequest) -> schemas.T
     except AuthError as exc:
         conn.commit()
         raise HTTPException(401, "wrong username or password") from exc
-    value, expires = create_api_token(conn, user=user, secret=request.app.state.settings.secret_key)
+    return _pair(conn, user, request.app.state.settings.secret_key)
+
+
+def _pair(conn: Conn, user: User, secret: str) -> schemas.TokenOut:
+    value, expires = create_api_token(conn, user=user, secret=secret)
+    refresh_value, refresh_expires = create_refresh_token(conn, user=user, secret=secret)
     conn.commit()
-    return schemas.TokenOut(access_token=value, expires_at=expires)
+    return schemas.TokenOut(access_token=value, expires_at=expires, refresh_token=refresh_value,
+                            refresh_expires_at=refresh_expires)
+
+
+@router.post(
+    "/auth/refresh",
+    response_model=schemas.TokenOut,
+    tags=["auth"],
+    responses={401: {"description": "Invalid, used or expired refresh token"}},
+)
+def token_refresh(request: Request, conn: Conn, body: schemas.RefreshIn) -> schemas.TokenOut:
+    """Spend a refresh token (once) for a new access token and a new refresh token."""
+    secret = request.app.state.settings.secret_key
+    try:
+        user = refresh(conn, refresh_token=body.refresh_token, secret=secret)
+    except AuthError as exc:
+        conn.commit()
+        raise HTTPException(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from exc
+    return _pair(conn, user, secret)
+
+
+@router.post("/auth/revoke", status_code=204, tags=["auth"], responses={401: {"description": "Not logged in"}})
+def token_revoke(request: Request, p: CurrentPrincipal, conn: Conn, body: schemas.RevokeIn | None = None) -> Response:
+    """Revoke the bearer token of this request at once, and the refresh token given in the body."""
+    secret = request.app.state.settings.secret_key
+    auth = request.headers.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        revoke_token(conn, token=auth[7:].strip(), secret=secret)
+    if body is not None and body.refresh_token:
+        revoke_token(conn, token=body.refresh_token, secret=secret)
+    conn.commit()
+    return Response(status_code=204)
 
 
 @router.get("/me", response_model=schemas.UserOut, responses=ERRORS)
@@ -68,7 +106,8 @@ def patients(
     if p.user.role is Role.ADMIN:
         raise HTTPException(403, "admins see no clinical data")
     rows = clinical.list_patients(conn, user=p.user, search=q, limit=limit, offset=offset)
-    audit_overview(request, p, conn, action="api patient list", detail=f"{len(rows)} shown")
+    audit_overview(request, p, conn, action="api patient list", detail=f"{len(rows)} shown",
+                   patient_ids=[r.id for r in rows])
     return rows
 
 
@@ -188,12 +227,20 @@ def audit_log(
     )
 
 
-@router.get("/me/log", response_model=list[schemas.AuditOut], responses=ERRORS)
-def min_log(p: CurrentPrincipal, conn: Conn) -> list[audit.AuditEntry]:
-    """Min Log: who looked at my data (citizens)."""
+@router.get("/me/log", response_model=schemas.MinLogOut, responses=ERRORS)
+def min_log(
+    p: CurrentPrincipal,
+    conn: Conn,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+) -> schemas.MinLogOut:
+    """Min Log: every look at my data, newest first, a page at a time (citizens). Who (name, role,
+    organisation; never an address), what, when and why, in Danish; ``next_offset`` pages on."""
     if p.user.role is not Role.CITIZEN or p.user.patient_id is None:
         raise HTTPException(403, "citizens only")
-    return audit.entries(conn, patient_id=p.user.patient_id)
+    page = audit.min_log(conn, patient_id=p.user.patient_id, limit=limit, offset=offset)
+    return schemas.MinLogOut(entries=page.entries, total=page.total, limit=page.limit, offset=page.offset,
+                             next_offset=page.next_offset)
 
 
 for _domain in (alerting_views, review, population):

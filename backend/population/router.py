@@ -17,5 +17,6 @@ def population(request: Request, p: ClinicianPrincipal, conn: Conn) -> Populatio
     """Every patient in your scope ranked by risk (open alerts, deviation from baseline,
     adherence), and the alert burden per team."""
     view = service.population(conn, user=p.user)
-    audit_overview(request, p, conn, action="api population", detail=f"{len(view.patients)} patients")
+    audit_overview(request, p, conn, action="api population", detail=f"{len(view.patients)} patients",
+                   patient_ids=[r.patient_id for r in view.patients])
     return PopulationOut.model_validate(view)

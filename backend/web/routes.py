@@ -18,6 +18,7 @@ import psycopg
 from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 
 from backend import audit
 from backend.accounts.access import Patient, PatientNotFound, open_patient
@@ -27,10 +28,12 @@ from backend.accounts.deps import (
     CurrentPrincipal,
     Principal,
     audit_overview,
+    audit_role_refusal,
     optional_principal,
     remote_addr,
 )
 from backend.accounts.model import AccessDenied, AuthError, RateLimited, Role
+from backend.accounts.scope import scope_clause
 from backend.accounts.store import SESSION_TTL, authenticate, create_session, delete_session
 from backend.alerting.config import AlertingConfig
 from backend.alerting.errors import AlertingError
@@ -41,7 +44,7 @@ from backend.alerting.views.thresholds import edit_threshold, threshold_bands
 from backend.alerting.views.worklist import patient_alerts
 from backend.alerting.views.worklist import worklist as scoped_worklist
 from backend.api import clinical
-from backend.api.deps import Config, TopicsDep
+from backend.api.deps import Config, TopicsDep, worklist_shown
 from backend.population.service import population as population_view
 from backend.review.router import GreenCacheDep
 from backend.review.service import acknowledge_all_green
@@ -57,7 +60,9 @@ HOME = {Role.NURSE: "/worklist", Role.SPECIALIST: "/worklist", Role.CITIZEN: "/m
 
 
 def _secure(request: Request) -> bool:
-    return request.url.scheme == "https"
+    """Secure cookies always outside demo mode (a TLS proxy sits in front: deploy/compose.yaml);
+    in demo mode only over https."""
+    return request.url.scheme == "https" or not request.app.state.settings.demo
 
 
 class _StaticFiles(StaticFiles):
@@ -182,6 +187,7 @@ def logout(request: Request, p: CurrentPrincipal, conn: Conn) -> Response:
 def _clinician(request: Request, p: Principal) -> Response | None:
     if p.user.role.clinical:
         return None
+    audit_role_refusal(request, p, "this needs a nurse or specialist")
     t = translator(p.lang)
     return render(request, p, "error.html", status=403, heading=t("forbidden"), message=t("forbidden_text"))
 
@@ -195,10 +201,9 @@ def _open(
         return open_patient(
             conn, user=p.user, patient_id=patient_id, action=action, detail=detail, remote_addr=remote_addr(request)
         )
-    except AccessDenied:
+    except (AccessDenied, PatientNotFound):
+        # The same page for both (no oracle of which ids exist); both are in the audit log.
         return render(request, p, "error.html", status=403, heading=t("forbidden"), message=t("forbidden_text"))
-    except PatientNotFound:
-        return render(request, p, "error.html", status=404, heading=t("not_found"), message=t("not_found"))
 
 
 # ---- worklist -------------------------------------------------------------------------------
@@ -212,7 +217,7 @@ def worklist_page(
         return denied
     view = scoped_worklist(conn, user=p.user, green=green, team_key=team)
     detail = f"{len(view.rows)} patients" + (f", team {team}" if team else "")
-    audit_overview(request, p, conn, action="worklist", detail=detail)
+    audit_overview(request, p, conn, action="worklist", detail=detail, patient_ids=worklist_shown(view))
     return render(request, p, "worklist.html", view=view, team=team)
 
 
@@ -223,7 +228,8 @@ def worklist_rows(
     if (denied := _clinician(request, p)) is not None:
         return denied
     view = scoped_worklist(conn, user=p.user, green=green, team_key=team)
-    audit_overview(request, p, conn, action="worklist refresh", detail=f"{len(view.rows)} patients")
+    audit_overview(request, p, conn, action="worklist refresh", detail=f"{len(view.rows)} patients",
+                   patient_ids=worklist_shown(view))
     return render(request, p, "worklist_rows.html", view=view, team=team)
 
 
@@ -244,7 +250,10 @@ def _change_alert(
         return denied
     patient_id = alert_actions.alert_patient(conn, alert_id=alert_id)
     if patient_id is None:
-        raise HTTPException(404, "no such alert")
+        audit.record_refusal(conn, actor=p.user, action=action, detail=f"unknown alert id {alert_id}",
+                             remote_addr=remote_addr(request))
+        t = translator(p.lang)
+        return render(request, p, "error.html", status=403, heading=t("forbidden"), message=t("forbidden_text"))
     opened = _open(request, p, conn, patient_id, action, detail=f"alert {alert_id}")
     if isinstance(opened, Response):
         return opened
@@ -359,13 +368,35 @@ def kvitter_all_green(
 # ---- live events ----------------------------------------------------------------------------
 
 
+SCOPE_REFRESH_S = 60.0
+
+
+def _patients_in_scope(request: Request, p: Principal) -> frozenset[int]:
+    """The citizens whose events this viewer may hear of (issue 12: the stream told a citizen or an
+    admin the timing of other citizens' readings)."""
+    if p.user.role is Role.CITIZEN:
+        return frozenset({p.user.patient_id} if p.user.patient_id is not None else ())
+    if not p.user.role.clinical:
+        return frozenset()
+    where, params = scope_clause(p.user)
+    with request.app.state.runtime.pool.connection() as conn:
+        return frozenset(int(r[0]) for r in conn.execute(f"SELECT p.id FROM patients p WHERE {where}", params))
+
+
 @router.get("/events")
 async def events(request: Request, p: CurrentPrincipal) -> Response:
-    """Server-sent events: "alert" when any alert changed (the client re-reads its scoped rows)."""
+    """Server-sent events: "alert" when an alert changed, "reading" when readings arrived, for the
+    citizens in the viewer's scope only (the client re-reads its scoped rows). Admins get none."""
+    if not (p.user.role.clinical or p.user.role is Role.CITIZEN):
+        audit_role_refusal(request, p, "no live events for this role")
+        raise HTTPException(403, "no live events for this role")
     hub = request.app.state.runtime.events
+    scope = await run_in_threadpool(_patients_in_scope, request, p)
+    scope_at = asyncio.get_running_loop().time()
     queue = hub.subscribe()
 
     async def stream() -> AsyncIterator[bytes]:
+        nonlocal scope, scope_at
         # A stream lives at most SSE_LIFETIME_S, then the browser reconnects (and re-reads its rows):
         # an open stream would otherwise hold a server shutdown until every browser tab closes.
         loop = asyncio.get_running_loop()
@@ -379,6 +410,10 @@ async def events(request: Request, p: CurrentPrincipal) -> Response:
                     if await request.is_disconnected():
                         return
                     yield b": ping\n\n"
+                    continue
+                if loop.time() - scope_at > SCOPE_REFRESH_S:
+                    scope, scope_at = await run_in_threadpool(_patients_in_scope, request, p), loop.time()
+                if event.data.get("patient_id") not in scope:
                     continue
                 name = "alert" if event.type.startswith("alert.") else "reading"
                 yield f"event: {name}\ndata: {event.type}\n\n".encode()
@@ -398,49 +433,31 @@ def patients(request: Request, p: CurrentPrincipal, conn: Conn, q: str | None = 
     if (denied := _clinician(request, p)) is not None:
         return denied
     rows = clinical.list_patients(conn, user=p.user, search=q)
-    audit_overview(request, p, conn, action="patient list", detail=f"{len(rows)} shown")
+    audit_overview(request, p, conn, action="patient list", detail=f"{len(rows)} shown",
+                   patient_ids=[r.id for r in rows])
     return render(request, p, "patients.html", patients=rows, q=q)
 
 
 def _charts(
     conn: psycopg.Connection, *, patient_id: int, range_key: str, lang: str, tz: str, config: AlertingConfig
 ) -> list[dict[str, Any]]:
-    from backend.web.charts import chart
-    from vitals.kinds import MeasurementKind as K
+    from backend.web.charts import patient_charts
 
     now = datetime.now(UTC)
     tr = {
-        k: clinical.trend(conn, patient_id=patient_id, kind=k, range_key=range_key, now=now, lang=lang, tz=tz)
+        k.value: clinical.trend(conn, patient_id=patient_id, kind=k, range_key=range_key, now=now, lang=lang, tz=tz)
         for k in clinical.TREND_KINDS
     }
+    since = now - timedelta(days=clinical.RANGES[range_key])
+    markers = [m.to_chart() for m in alert_markers(conn, patient_id=patient_id, since=since)]
+    markers += [
+        {"t": (r.measured_at or r.stored_at).timestamp(), "level": "rejected", "label": r.reason, "kind": r.kind,
+         "component": ""}
+        for r in clinical.rejected(conn, patient_id=patient_id, limit=500)
+        if (r.measured_at or r.stored_at) >= since
+    ]
     bands = [b.to_chart() for b in threshold_bands(conn, patient_id=patient_id, config=config)]
-    markers = [
-        m.to_chart()
-        for m in alert_markers(conn, patient_id=patient_id, since=now - timedelta(days=clinical.RANGES[range_key]))
-    ]
-    return [
-        chart(
-            key="spo2_pulse",
-            title=f"{tr[K.SPO2].label} / {tr[K.PULSE].label}",
-            trends=[tr[K.SPO2], tr[K.PULSE]],
-            bands=[b for b in bands if b["kind"] in ("spo2", "pulse")],
-            markers=[m for m in markers if m["kind"] in ("spo2", "pulse")],
-        ),
-        chart(
-            key="weight",
-            title=tr[K.WEIGHT].label,
-            trends=[tr[K.WEIGHT]],
-            bands=[b for b in bands if b["kind"] == "weight"],
-            markers=[m for m in markers if m["kind"] == "weight"],
-        ),
-        chart(
-            key="bp",
-            title=tr[K.BLOOD_PRESSURE].label,
-            trends=[tr[K.BLOOD_PRESSURE]],
-            bands=[b for b in bands if b["kind"] == "blood_pressure"],
-            markers=[m for m in markers if m["kind"] == "blood_pressure"],
-        ),
-    ]
+    return patient_charts(trends=tr, bands=bands, markers=markers)
 
 
 @router.get("/patients/{patient_id}")
@@ -622,7 +639,8 @@ def population(request: Request, p: CurrentPrincipal, conn: Conn) -> Response:
     if (denied := _clinician(request, p)) is not None:
         return denied
     view = population_view(conn, user=p.user)
-    audit_overview(request, p, conn, action="population view", detail=f"{len(view.patients)} patients")
+    audit_overview(request, p, conn, action="population view", detail=f"{len(view.patients)} patients",
+                   patient_ids=[r.patient_id for r in view.patients])
     return render(request, p, "population.html", view=view)
 
 
@@ -647,12 +665,16 @@ def audit_page(
 
 
 @router.get("/min-log")
-def min_log(request: Request, p: CurrentPrincipal, conn: Conn) -> Response:
+def min_log(
+    request: Request, p: CurrentPrincipal, conn: Conn, offset: Annotated[int, Query(ge=0, le=10**9)] = 0
+) -> Response:
+    """Min Log: every look at the citizen's data, 50 a page, in Danish (who by name, role and
+    organisation, never an address; what; when; why)."""
     t = translator(p.lang)
     if p.user.role is not Role.CITIZEN or p.user.patient_id is None:
         return render(request, p, "error.html", status=403, heading=t("forbidden"), message=t("forbidden"))
-    rows = audit.entries(conn, patient_id=p.user.patient_id)
-    return render(request, p, "audit.html", entries=rows, title=f"{t('min_log')} – {t('who_looked')}", filters=False)
+    page = audit.min_log(conn, patient_id=p.user.patient_id, limit=50, offset=offset)
+    return render(request, p, "min_log.html", page=page)
 
 
 @router.get("/me")

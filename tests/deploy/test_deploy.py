@@ -30,7 +30,7 @@ DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 def test_compose_file_is_complete() -> None:
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     services = compose["services"]
-    assert set(services) == {"db", "broker", "migrate", *PRODUCTION_TOPOLOGY}
+    assert set(services) == {"db", "broker", "migrate", "proxy", *PRODUCTION_TOPOLOGY}
     assert services["db"]["image"].startswith("timescale/timescaledb")
     assert services["broker"]["image"].startswith("eclipse-mosquitto:2")
     assert services["migrate"]["command"] == ["nearcare", "backend", "migrate"]
@@ -45,6 +45,17 @@ def test_compose_file_is_complete() -> None:
         if line and not line.startswith("#")
     }
     assert referenced == documented
+    # TLS terminates at the proxy: the api publishes no port and believes only the proxy's
+    # X-Forwarded-For (issue 12).
+    proxy, api = services["proxy"], services["api"]
+    assert proxy["image"].startswith("caddy:2") and "443:443" in proxy["ports"]
+    assert "ports" not in api
+    proxy_ip = proxy["networks"]["default"]["ipv4_address"]
+    assert api["environment"]["NEARCARE_TRUSTED_PROXIES"] == f'["{proxy_ip}"]'
+    assert api["environment"]["NEARCARE_SECRET_KEY"] == services["migrate"]["environment"]["NEARCARE_SECRET_KEY"]
+    caddyfile = (DEPLOY / "caddy" / "Caddyfile").read_text()
+    assert "reverse_proxy api:8000" in caddyfile and "frame-ancestors 'none'" in caddyfile
+    assert "Strict-Transport-Security" in caddyfile and "max_size 1MB" in caddyfile
     for mount in compose["services"]["broker"]["volumes"]:
         source = mount.split(":", 1)[0]
         if source.startswith("./mosquitto/") and not source.endswith("passwd"):

@@ -9,7 +9,8 @@ from typing import Annotated, Any
 import psycopg
 from fastapi import APIRouter, HTTPException, Path, Request
 
-from backend.accounts.deps import Conn, CurrentPrincipal, Principal, audit_overview
+from backend import audit
+from backend.accounts.deps import Conn, CurrentPrincipal, Principal, audit_overview, remote_addr
 from backend.alerting.errors import AlertingError
 from backend.alerting.views import actions
 from backend.alerting.views.history import history_rows
@@ -25,10 +26,12 @@ from backend.alerting.views.thresholds import edit_threshold, thresholds
 from backend.alerting.views.worklist import worklist as scoped_worklist
 from backend.api.deps import (
     ERRORS,
+    NOT_YOURS,
     ClinicianPrincipal,
     Config,
     TopicsDep,
     open_patient_or_refuse,
+    worklist_shown,
 )
 from backend.api.schemas import AcknowledgeIn, ResolveIn, ShortText, SnoozeIn, ThresholdIn
 from backend.review.router import GreenCacheDep
@@ -49,7 +52,8 @@ def worklist(
 ) -> WorklistOut:
     """One row per patient: worst open severity first, then oldest; then the green patients."""
     view = scoped_worklist(conn, user=p.user, green=green, team_key=team)
-    audit_overview(request, p, conn, action="api worklist", detail=f"{len(view.rows)} patients")
+    audit_overview(request, p, conn, action="api worklist", detail=f"{len(view.rows)} patients",
+                   patient_ids=worklist_shown(view))
     return WorklistOut.of(view)
 
 
@@ -66,7 +70,9 @@ def _change_alert(
     409), commit."""
     patient_id = actions.alert_patient(conn, alert_id=alert_id)
     if patient_id is None:
-        raise HTTPException(404, "no such alert")
+        audit.record_refusal(conn, actor=p.user, action=action, detail=f"unknown alert id {alert_id}",
+                             remote_addr=remote_addr(request))
+        raise HTTPException(403, NOT_YOURS)
     open_patient_or_refuse(request, p, conn, patient_id, action, detail=f"alert {alert_id}")
     try:
         change()

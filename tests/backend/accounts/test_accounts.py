@@ -60,17 +60,25 @@ def test_authenticate_ok_wrong_and_unknown(db: Any) -> None:
     assert [r[0] for r in rows] == [True, False]
 
 
-def test_rate_limit_after_five_failures_then_window_passes(db: Any) -> None:
+def test_wrong_passwords_delay_the_account_and_the_right_one_works_after_the_delay(db: Any) -> None:
+    # Issue 12: a delay per account (3 free tries, then 1, 2, 4 … s), never a hard lock.
     _, name = _user(db)
     t0 = datetime.now(UTC)
-    for _ in range(5):
+    for i in range(3):
         with pytest.raises(AuthError):
-            authenticate(db, username=name, password="bad-guess", now=t0, remote_addr="10.0.0.9")
+            authenticate(db, username=name, password="bad-guess", now=t0 + timedelta(seconds=i), remote_addr="10.0.0.9")
+    t1 = t0 + timedelta(seconds=2)
     with pytest.raises(RateLimited) as exc:
-        authenticate(db, username=name, password="pass-word-1", now=t0 + timedelta(seconds=5))
-    assert 0 < exc.value.retry_after_s <= 15 * 60
-    # After the window the right password works again.
-    assert authenticate(db, username=name, password="pass-word-1", now=t0 + timedelta(minutes=16)).username == name
+        authenticate(db, username=name, password="pass-word-1", now=t1 + timedelta(milliseconds=500))
+    assert exc.value.retry_after_s == 1
+    with pytest.raises(AuthError):  # after the delay a try is judged again; a wrong one doubles it
+        authenticate(db, username=name, password="bad-guess", now=t1 + timedelta(seconds=1))
+    with pytest.raises(RateLimited) as exc:
+        authenticate(db, username=name, password="pass-word-1", now=t1 + timedelta(seconds=2))
+    assert exc.value.retry_after_s == 1
+    # The right password works as soon as the delay has passed, and clears the count.
+    assert authenticate(db, username=name, password="pass-word-1", now=t1 + timedelta(seconds=3)).username == name
+    assert db.execute("SELECT failures FROM login_throttle WHERE username = %s", (name,)).fetchone() == (0,)
 
 
 def test_sessions_and_tokens_are_keyed_by_the_secret(db: Any) -> None:
@@ -84,7 +92,8 @@ def test_sessions_and_tokens_are_keyed_by_the_secret(db: Any) -> None:
     delete_session(db, token=token, secret=SECRET)
     assert session_user(db, token=token, secret=SECRET) is None
     api, expires = create_api_token(db, user=user, secret=SECRET)
-    assert expires > datetime.now(UTC) + timedelta(days=29)
+    # Short-lived (issue 12: they lived 30 days).
+    assert datetime.now(UTC) + timedelta(minutes=29) < expires <= datetime.now(UTC) + timedelta(minutes=30)
     assert token_user(db, token=api, secret=SECRET).id == user.id  # type: ignore[union-attr]
     assert token_user(db, token=api + "x", secret=SECRET) is None
 

@@ -40,6 +40,7 @@ class LiveServer:
                 log_level="warning",
                 timeout_graceful_shutdown=1,
                 lifespan="on",
+                proxy_headers=False,
             )
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
