@@ -188,7 +188,7 @@ def test_nurse_sees_red_alert_live_kvitters_views_trend_and_is_refused_elsewhere
 
             # The trend: the plot is drawn (pixels of the series colour inside the plot canvas).
             page.click(f'tr[data-patient="{world.patient_id}"] a[href="/patients/{world.patient_id}"]')
-            plot = page.wait_for_selector('#plot-spo2_pulse[data-rendered="1"] canvas', timeout=10_000)
+            plot = page.wait_for_selector('#plot-spo2[data-rendered="1"] canvas', timeout=10_000)
             box = plot.bounding_box()
             assert box and box["width"] > 300 and box["height"] > 100
             _keep(page, "patient")
@@ -200,7 +200,7 @@ def test_nurse_sees_red_alert_live_kvitters_views_trend_and_is_refused_elsewhere
             assert non_white > 0.01 * w * h, non_white
             assert blue > 200, blue  # the SpO2 line and its points
             assert red_zone > 100, red_zone  # the red threshold band below 85 %
-            marker = page.locator("figure", has=page.locator("#plot-spo2_pulse")).inner_text()
+            marker = page.locator("figure", has=page.locator("#plot-spo2")).inner_text()
             assert "Iltmætning" in marker
 
             # Another municipality's patient: 403, and the attempt is in the audit log.

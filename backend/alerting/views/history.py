@@ -153,15 +153,25 @@ class AlertMarker:
     label: str
     kind: str
     """The measurement kind ("" for alerts about no single measurement)."""
+    component: str = ""
+    """The series it concerns (systolic or diastolic for blood pressure)."""
 
     def to_chart(self) -> dict[str, str | float]:
-        return {"t": self.t, "level": self.level, "label": self.label, "kind": self.kind}
+        return {"t": self.t, "level": self.level, "label": self.label, "kind": self.kind, "component": self.component}
 
 
 def alert_markers(conn: psycopg.Connection, *, patient_id: int, since: datetime) -> list[AlertMarker]:
+    """Where alerts opened, at the measurement time of the readings that opened them (the
+    opening time where those are not known), on the series they concern."""
+    from backend.alerting.views.worklist import component_of
+
     rows = conn.execute(
-        """SELECT extract(epoch FROM opened_at)::float8, severity, title, coalesce(measurement, '') FROM alerts
-           WHERE patient_id = %s AND opened_at >= %s ORDER BY opened_at""",
+        """SELECT extract(epoch FROM coalesce(
+                  (SELECT min(mi.measured_at) FROM measurement_ids mi WHERE mi.id = ANY(a.reading_ids)),
+                  a.opened_at))::float8,
+                  a.severity, a.title, coalesce(a.measurement, ''), a.rule_id FROM alerts a
+           WHERE a.patient_id = %s AND a.opened_at >= %s ORDER BY a.opened_at""",
         (patient_id, since),
     ).fetchall()
-    return [AlertMarker(*r) for r in rows]
+    return [AlertMarker(t, level, label, kind, component_of(rule_id, kind or None) or "")
+            for t, level, label, kind, rule_id in rows]

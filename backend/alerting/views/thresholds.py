@@ -82,9 +82,12 @@ class PlotBand:
     low: float | None
     high: float | None
     level: str
+    component: str | None = None
+    """The series the band belongs to (systolic, diastolic, spo2, ...)."""
 
     def to_chart(self) -> dict[str, str | float | None]:
-        return {"kind": self.kind, "scale": self.scale, "from": self.low, "to": self.high, "level": self.level}
+        return {"kind": self.kind, "scale": self.scale, "from": self.low, "to": self.high, "level": self.level,
+                "component": self.component}
 
 
 def plot_bands(rows: Sequence[ThresholdRow]) -> list[PlotBand]:
@@ -98,14 +101,15 @@ def plot_bands(rows: Sequence[ThresholdRow]) -> list[PlotBand]:
     bands = []
     for kind, component, f in by_rule.values():
         scale = spec(kind).component(component).display_unit if component else spec(kind).primary.display_unit
+        comp = component or spec(kind).primary.name
         if "red_low" in f:
-            bands.append(PlotBand(kind, scale, None, f["red_low"], "red"))
+            bands.append(PlotBand(kind, scale, None, f["red_low"], "red", comp))
         if "yellow_low" in f:
-            bands.append(PlotBand(kind, scale, f.get("red_low"), f["yellow_low"], "yellow"))
+            bands.append(PlotBand(kind, scale, f.get("red_low"), f["yellow_low"], "yellow", comp))
         if "yellow_high" in f:
-            bands.append(PlotBand(kind, scale, f["yellow_high"], f.get("red_high"), "yellow"))
+            bands.append(PlotBand(kind, scale, f["yellow_high"], f.get("red_high"), "yellow", comp))
         if "red_high" in f:
-            bands.append(PlotBand(kind, scale, f["red_high"], None, "red"))
+            bands.append(PlotBand(kind, scale, f["red_high"], None, "red", comp))
     return bands
 
 

@@ -267,13 +267,16 @@ def test_plot_bands_from_absolute_limits_only() -> None:
     rows = [_th("red_low", 85), _th("yellow_low", 88), _th("yellow_high", 99), _th("red_high", 101)]
     rows.append(_th("max_drop", 3, rule_id="copd.spo2.trend", rule_kind="trend"))
     assert plot_bands(rows) == [
-        PlotBand("spo2", "%", None, 85, "red"),
-        PlotBand("spo2", "%", 85, 88, "yellow"),
-        PlotBand("spo2", "%", 99, 101, "yellow"),
-        PlotBand("spo2", "%", 101, None, "red"),
+        PlotBand("spo2", "%", None, 85, "red", "spo2"),
+        PlotBand("spo2", "%", 85, 88, "yellow", "spo2"),
+        PlotBand("spo2", "%", 99, 101, "yellow", "spo2"),
+        PlotBand("spo2", "%", 101, None, "red", "spo2"),
     ]
     # One side only: the yellow band reaches the plot's edge.
-    assert plot_bands([_th("yellow_low", 90)]) == [PlotBand("spo2", "%", None, 90, "yellow")]
+    assert plot_bands([_th("yellow_low", 90)]) == [PlotBand("spo2", "%", None, 90, "yellow", "spo2")]
+    # Each band names its series: a systolic limit is never drawn on the diastolic line (issue 13).
+    systolic = replace(_th("red_low", 90, rule_id="hf.bp.systolic"), kind="blood_pressure", component="systolic")
+    assert [b.component for b in plot_bands([systolic])] == ["systolic"]
     assert plot_bands([replace(_th("red_low", 85), kind=None)]) == []
     assert PlotBand("spo2", "%", None, 85, "red").to_chart() == {
         "kind": "spo2",
@@ -281,6 +284,7 @@ def test_plot_bands_from_absolute_limits_only() -> None:
         "from": None,
         "to": 85,
         "level": "red",
+        "component": None,
     }
 
 

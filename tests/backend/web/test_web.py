@@ -101,13 +101,13 @@ def test_patient_page_shows_trends_readings_detail_and_rejected(client: Any, wor
         r = client.get(f"/patients/{world.patient_id}", params={"range": rng}, headers={"accept": "text/html"})
         assert r.status_code == 200
         charts = re.findall(r'<script type="application/json" data-chart>(.*?)</script>', r.text, re.S)
-        assert len(charts) == 3
+        assert len(charts) == 5  # one per series: SpO2, pulse, weight, systolic, diastolic (issue 13)
         import json
 
         first = json.loads(charts[0])
         assert first["resolution"] == ("raw" if rng == "7d" else "daily")
         assert first["points"] >= (7 if rng == "7d" else 30)
-        assert [s["unit"] for s in first["series"]] == ["%", "/min"]
+        assert [s["unit"] for s in first["series"]] == ["%"]
     assert "implausible: spo2 140 &gt; 100" in r.text
     reading = re.search(rf"/patients/{world.patient_id}/readings/([0-9a-f-]+)", r.text)
     assert reading
