@@ -27,7 +27,8 @@ Every number below is a published figure or an assumption named as one. Sources:
 - **SIG GATT status bits** (CLINICAL.md; ``edge_agent/gatt``): oximeters flag ``low_perfusion``,
   ``erratic_signal`` (motion) and ``sensor_displaced``; BP monitors flag ``body_movement``,
   ``cuff_loose`` and ``improper_position``. Device flags are imperfect: a few glitches are not
-  flagged at all (assumption: 0.5 % of readings).
+  flagged at all (assumption: 0.5 % of oximetry readings; 1 % of weighings, clothes or a bag
+  held, 1-2.5 kg).
 - **Holiday weight** (Yanovski JA et al., NEJM 2000;342:861: mean holiday-season gain 0.37 kg,
   larger in some; Helander EE et al., NEJM 2016;375:1200: gains around holidays, lost slowly):
   some citizens come back from a holiday (during which they did not measure) up to 2 kg heavier
@@ -37,7 +38,12 @@ Every number below is a published figure or an assumption named as one. Sources:
 
 Assumptions that are the cohort's own (no source; chosen to keep the cohort scoreable): events
 happen from day 21 on (enrolment run-in), at least 30 days apart; the day of a deterioration is
-the day treatment starts; 40 % of events are followed by 3-8 days without readings (admission).
+the day treatment starts; 40 % of events are followed by 3-8 days without readings (admission);
+heart-failure decompensations at 0.6-1.6 a year per citizen; the prodrome's shape is linear
+(the abstracts give none); during a decompensation the pulse rises by up to 8/min and the
+systolic falls by up to 6 mmHg (small, so weight carries the signal); after an admission the
+dry weight settles 0.5 kg lower; each citizen's own level wanders slowly (AR(1), phi 0.9-0.95).
+Exacerbation rates are drawn from 0.8-2.2 a year, about ECLIPSE's range (Hurst 2010 NEJM).
 """
 
 from __future__ import annotations
