@@ -94,6 +94,25 @@ def rewind(alert: Alert, evaluated: Sequence[Evaluated]) -> Alert | None:
     )
 
 
+def resume(alert: Alert, evaluated: Sequence[Evaluated]) -> Alert | None:
+    """An alert the system resolved, as it stood before the span, when its run reaches into the
+    span (its last breach is one of the span's readings, :func:`reach_back` makes it so): open
+    again on the scratch copy, without the span's breaches, so the replay decides afresh where
+    the run ends (late breaches of the run arrived after the clears that resolved it). None when
+    its run does not reach into the span, or opened within it."""
+    span = {e.reading_id for e in evaluated}
+    if alert.resolved_by != "system" or not alert.reading_ids or alert.reading_ids[-1] not in span:
+        return None
+    kept = tuple(i for i in alert.reading_ids if i not in span)
+    breaches = alert.breach_count - (len(alert.reading_ids) - len(kept))
+    if breaches <= 0 or not kept:
+        return None
+    return dataclasses.replace(
+        alert, state="acknowledged" if alert.acknowledged_at is not None else "open", resolved_by=None,
+        resolved_at=None, resolve_note=None, breach_count=breaches, reading_ids=kept, last_reading_id=kept[-1],
+        in_range_count=0)
+
+
 def reach_back(current: Mapping[str, Alert], evaluated: Sequence[Evaluated]) -> list[uuid.UUID]:
     """The readings the span should start from, so that :func:`rewind` is exact: for each alert
     with a breach in the span, its newest breach before the span (its in-range count before the
@@ -123,6 +142,8 @@ class Replayed:
     episodes: dict[str, list[tuple[Alert, list[Record]]]]
     """Alerts the replay opened and resolved (whole episodes within the span, in order), each
     with its transition records."""
+    closed: dict[int, Alert] = dataclasses.field(default_factory=dict)
+    """Alerts of the start state (stored ones) as the replay resolved them, by id."""
 
 
 def replay(alerts: Mapping[str, Alert | None], findings: Iterable[PatientFinding], now: datetime,
@@ -133,6 +154,7 @@ def replay(alerts: Mapping[str, Alert | None], findings: Iterable[PatientFinding
     raised: dict[str, Alert] = {}
     episodes: dict[str, list[tuple[Alert, list[Record]]]] = {}
     records: dict[int, list[Record]] = {}
+    closed: dict[int, Alert] = {}
     scratch = {rule: a for rule, a in alerts.items() if a is not None}
     ids = itertools.count(-1, -1)
     for pf in findings:
@@ -148,16 +170,18 @@ def replay(alerts: Mapping[str, Alert | None], findings: Iterable[PatientFinding
             scratch.pop(rule, None)
             if alert.id < 0:
                 episodes.setdefault(rule, []).append((alert, records.pop(alert.id, [])))
+            else:
+                closed[alert.id] = alert
             continue
         scratch[rule] = alert
         if before is None or alert.severity != before.severity:
             raised[rule] = alert
-    return Replayed(final, raised, episodes)
+    return Replayed(final, raised, episodes, closed)
 
 
 def reconcile(patient: Patient, current: Mapping[str, Alert], replayed: Replayed, now: datetime,
               routing: Router, *, ids: Iterator[int], recorded: Mapping[str, Collection[uuid.UUID]] | None = None,
-              ) -> tuple[dict[str, Alert | None], list[Effect]]:
+              resumed: Mapping[str, Alert] | None = None) -> tuple[dict[str, Alert | None], list[Effect]]:
     """The net change, per rule the replay touched, from the patient's unresolved alerts
     (``current``, by rule) to the replayed final state. Returns each of those rules' alert as
     it now stands (None: no unresolved alert) and the effects to write; ``ids`` gives an alert
@@ -169,11 +193,26 @@ def reconcile(patient: Patient, current: Mapping[str, Alert], replayed: Replayed
     rule's current alert) is written as history: the alert, resolved, with its transitions, as
     an evaluation in measurement order has it, but not notified (it is over); unless one of its
     readings is already behind a stored alert of the rule (``recorded``: an earlier replay wrote
-    it, or the alert resolved before its late readings came), which stands as it is."""
+    it, or the alert resolved before its late readings came), which stands as it is.
+
+    ``resumed``: stored resolved alerts (by rule) the replay started from (:func:`resume`).
+    One the replay resolves again keeps its resolution and takes the replayed evidence (its
+    breaches, last value, severity if worse), with no new transition."""
     raised = replayed.raised
-    recorded = recorded or {}
+    recorded = dict(recorded or {})
     after: dict[str, Alert | None] = {}
     effects: list[Effect] = []
+    for rule, r in (resumed or {}).items():
+        c = replayed.closed.get(r.id)
+        if c is None or rule in current:
+            continue
+        rises = SEVERITY_RANK[c.severity] < SEVERITY_RANK[r.severity]
+        fuller = dataclasses.replace(_with_evidence(r, c), severity=c.severity if rises else r.severity)
+        if fuller != r:
+            effects.append(Store(fuller, labels=labels_for(
+                patient, rule_id=r.rule_id, rule_kind=r.rule_kind, severity=fuller.severity,
+                measurement=r.measurement) if rises else None))
+        recorded[rule] = {*recorded.get(rule, ()), *c.reading_ids}
     for rule, f in replayed.final.items():
         a = current.get(rule)
         for episode, records in replayed.episodes.get(rule, ()):
@@ -188,7 +227,9 @@ def reconcile(patient: Patient, current: Mapping[str, Alert], replayed: Replayed
             if f is None or ended:
                 after[rule] = None  # nothing open (an episode within the span is history, above)
                 continue
-            opened = dataclasses.replace(f, id=next(ids)) if f.id < 0 else f
+            # A new alert (a resumed one still open at the end opens anew: its stored row stands).
+            opened = dataclasses.replace(f, id=next(ids), opened_at=now, owner_since=now) \
+                if f.id < 0 or rule in (resumed or {}) else f
             labels = labels_for(patient, rule_id=opened.rule_id, rule_kind=opened.rule_kind,
                                 severity=opened.severity, measurement=opened.measurement)
             d = routing.decide(labels, now)
@@ -261,14 +302,22 @@ def _with_evidence(a: Alert, f: Alert) -> Alert:
 def replay_in_order(
     patient: Patient, current: Mapping[str, Alert], evaluated: Sequence[Evaluated],
     findings: Iterable[PatientFinding], now: datetime, routing: Router, *, ids: Iterator[int],
-    recorded: Mapping[str, Collection[uuid.UUID]] | None = None,
+    recorded: Mapping[str, Collection[uuid.UUID]] | None = None, resolved: Mapping[str, Alert] | None = None,
 ) -> tuple[dict[str, Alert | None], list[Effect]]:
     """One patient's span in measurement order: its unresolved alerts (``current``, by rule)
     rewound past the span's already-evaluated readings (``evaluated``), the span's ``findings``
     (late and already-evaluated readings, in measurement order) replayed on that copy, and the
     net change. Returns the touched rules' alerts as they now stand (None: none unresolved)
     and the effects, for the inhibition and grouping stages and the writer. ``recorded``: per
-    rule, the span's readings already behind the patient's resolved alerts."""
+    rule, the span's readings already behind the patient's resolved alerts; ``resolved``: per
+    rule with no unresolved alert, its latest resolved alert, resumed when its run reaches into
+    the span (:func:`resume`)."""
     start: dict[str, Alert | None] = {rule: rewind(a, evaluated) for rule, a in current.items()}
+    resumed: dict[str, Alert] = {}
+    for rule, r in (resolved or {}).items():
+        back = None if rule in current else resume(r, evaluated)
+        if back is not None:
+            start[rule] = back
+            resumed[rule] = r
     return reconcile(patient, current, replay(start, findings, now, routing), now, routing, ids=ids,
-                     recorded=recorded)
+                     recorded=recorded, resumed=resumed)

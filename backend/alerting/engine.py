@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from alert_rules import drive
@@ -173,7 +174,7 @@ class AlertEngine:
             fresh.sort(key=_measurement_order)
             spans = self._late_spans(conn, fresh, newest, actives) if newest else {}
             history = self._load_history(
-                conn, [*fresh, *(r for span in spans.values() for r, _ in span)] if spans else fresh, patients)
+                conn, [*fresh, *(r for late in spans.values() for r, _ in late.span)] if spans else fresh, patients)
             evaluations: list[str] = []
             with conn.pipeline():
                 effects = self._decide_all(conn, fresh, patients, overrides, baselines, actives, history, now,
@@ -196,7 +197,7 @@ class AlertEngine:
                     baselines: Mapping[int, Any], actives: dict[tuple[int, str], lifecycle.Alert],
                     history: Mapping[int, tuple[list[datetime], list[Observation]]], now: datetime,
                     evaluations: list[str],
-                    spans: Mapping[int, Sequence[tuple[StoredReading, Evaluated]]] | None = None) -> list[Effect]:
+                    spans: Mapping[int, _Late] | None = None) -> list[Effect]:
         """Every reading's findings through the state machine, then the inhibition and grouping
         stages: the batch's effects, for the one writer. The readings of a patient in ``spans``
         (late ones) are replayed in measurement order with the span's evaluated readings instead
@@ -250,8 +251,8 @@ class AlertEngine:
                 clear = Finding(rule.id, rule.kind, None, None, None, rule.title, {})
                 self._step(actives, key, active, PatientFinding(patient, clear, r.id, rule.auto_resolve_after),
                            now, router, ids, effects, settle)
-        for pid, span in (spans or {}).items():
-            self._replay(conn, pid, [r for r in readings if r.patient_id == pid], span, patients, overrides,
+        for pid, late in (spans or {}).items():
+            self._replay(conn, pid, [r for r in readings if r.patient_id == pid], late, patients, overrides,
                          baselines, actives, history, now, router, ids, effects, settle, evaluations)
         drive.settle_inhibition(actives, settle, patients, self.config.routing, now, router, effects)
         return group(effects)
@@ -259,11 +260,12 @@ class AlertEngine:
     def _late_spans(
         self, conn: psycopg.Connection[Any], fresh: Sequence[StoredReading], newest: Mapping[int, datetime],
         actives: Mapping[tuple[int, str], lifecycle.Alert],
-    ) -> dict[int, list[tuple[StoredReading, Evaluated]]]:
+    ) -> dict[int, _Late]:
         """The patients with late readings, each with the span of already-evaluated readings to
         replay with them (from the earliest late one, or from an open alert's last breach before
-        it: :func:`alert_rules.order.reach_back`), in measurement order. A patient beyond the
-        limits (:data:`LATE_REPLAY_LIMIT`, :data:`LATE_REPLAY_MAX_READINGS`) is left out: its
+        it: :func:`alert_rules.order.reach_back`, or the last breach of the latest alert the
+        system resolved, so that its run can be resumed), in measurement order. A patient beyond
+        the limits (:data:`LATE_REPLAY_LIMIT`, :data:`LATE_REPLAY_MAX_READINGS`) is left out: its
         readings are evaluated in arrival order, and logged."""
         since: dict[int, datetime] = {}
         late: dict[int, int] = defaultdict(int)
@@ -280,10 +282,12 @@ class AlertEngine:
                 self._arrival_order(pid, late[pid], f"{newest[pid] - t} behind the newest evaluated reading")
                 del since[pid]
         spans = _load_spans(conn, since)
+        resolved = _load_resolved(conn, list(spans), actives)
         back: dict[int, list[uuid.UUID]] = {}
         for pid, span in spans.items():
             current = {rule: a for (p, rule), a in actives.items() if p == pid}
             ids = reach_back(current, [e for _, e in span]) if current else []
+            ids += [a.reading_ids[-1] for a in resolved.get(pid, {}).values() if a.reading_ids]
             if ids:
                 back[pid] = ids
         if back:
@@ -295,19 +299,20 @@ class AlertEngine:
             earlier = {int(p): at for p, at in rows
                        if at < since[int(p)] and newest[int(p)] - at <= LATE_REPLAY_LIMIT}
             if earlier:
-                spans.update(_load_spans(conn, earlier))
-                since.update(earlier)
-        out: dict[int, list[tuple[StoredReading, Evaluated]]] = {}
+                for pid, span in _load_spans(conn, earlier).items():
+                    if len(span) <= LATE_REPLAY_MAX_READINGS:  # else the span from the late reading
+                        spans[pid] = span
+        out: dict[int, _Late] = {}
         for pid in since:
             span = spans.get(pid, [])
             if len(span) > LATE_REPLAY_MAX_READINGS:
                 self._arrival_order(pid, late[pid], f"more than {LATE_REPLAY_MAX_READINGS} evaluated readings since")
                 continue
-            out[pid] = span
+            out[pid] = _Late(span, resolved.get(pid, {}))
             self.late += late[pid]
         if out:
             log.info("%d late readings of %d patients evaluated in their place (%d evaluated readings replayed)",
-                     sum(late[p] for p in out), len(out), sum(len(s) for s in out.values()))
+                     sum(late[p] for p in out), len(out), sum(len(s.span) for s in out.values()))
         return out
 
     def _arrival_order(self, pid: int, n: int, why: str) -> None:
@@ -315,8 +320,7 @@ class AlertEngine:
         log.warning("patient %s: %d late readings evaluated in arrival order (%s; replay limits %s, %d readings)",
                     pid, n, why, LATE_REPLAY_LIMIT, LATE_REPLAY_MAX_READINGS)
 
-    def _replay(self, conn: psycopg.Connection[Any], pid: int, fresh: Sequence[StoredReading],
-                span: Sequence[tuple[StoredReading, Evaluated]],
+    def _replay(self, conn: psycopg.Connection[Any], pid: int, fresh: Sequence[StoredReading], late: _Late,
                 patients: Mapping[int, lifecycle.PatientInfo], overrides: Mapping[int, Any],
                 baselines: Mapping[int, Any], actives: dict[tuple[int, str], lifecycle.Alert],
                 history: Mapping[int, tuple[list[datetime], list[Observation]]], now: datetime, router: Router,
@@ -329,6 +333,7 @@ class AlertEngine:
         patient = patients.get(pid)
         if patient is None:
             raise LookupError(f"readings {[str(r.id) for r in fresh]} name unknown patient {pid}")
+        span = late.span
         by_id = self.config.ruleset.by_id
         mine = {r.id for r in fresh}
         findings: list[PatientFinding] = []
@@ -359,7 +364,7 @@ class AlertEngine:
                     " AND reading_ids && %s::uuid[]", (pid, [r.id for r, _ in span])).fetchall():
                 recorded[rule_id].update(rids)
         after, out = replay_in_order(patient, current, [e for _, e in span], findings, now, router, ids=ids,
-                                     recorded=recorded)
+                                     recorded=recorded, resolved=late.resolved)
         for rule_id, a in after.items():
             if a is None:
                 actives.pop((pid, rule_id), None)
@@ -541,6 +546,31 @@ class HistoryCache:
                 entry.ids.discard(o.id or "")
             del entry.times[:cut], entry.observations[:cut]
             entry.covered_from = max(entry.covered_from, keep)
+
+
+@dataclass(frozen=True, slots=True)
+class _Late:
+    """A patient's late readings' replay: the span of evaluated readings, and the latest alert
+    the system resolved per rule with no unresolved alert (resumed if its run reaches the span)."""
+
+    span: list[tuple[StoredReading, Evaluated]]
+    resolved: dict[str, lifecycle.Alert]
+
+
+def _load_resolved(conn: psycopg.Connection[Any], pids: Sequence[int],
+                   actives: Mapping[tuple[int, str], lifecycle.Alert]) -> dict[int, dict[str, lifecycle.Alert]]:
+    """Each patient's latest system-resolved alert per rule that has no unresolved alert."""
+    if not pids:
+        return {}
+    out: dict[int, dict[str, lifecycle.Alert]] = defaultdict(dict)
+    with conn.cursor(row_factory=dict_row) as cur:
+        for row in cur.execute(
+                "SELECT DISTINCT ON (patient_id, rule_id) * FROM alerts WHERE patient_id = ANY(%s)"
+                " AND state = 'resolved' AND resolved_by = 'system' ORDER BY patient_id, rule_id, id DESC",
+                (list(pids),)).fetchall():
+            if (row["patient_id"], row["rule_id"]) not in actives:
+                out[int(row["patient_id"])][row["rule_id"]] = lifecycle.alert_from_row(row)
+    return out
 
 
 def _measurement_order(r: StoredReading) -> tuple[int, datetime]:

@@ -51,6 +51,7 @@ class Citizen:
         self.history: list[Observation] = []
         self.evaluated: dict[str, tuple[Observation, Evaluated]] = {}
         self.log: list[Effect] = []
+        self.stored: dict[int, Alert] = {}
         self.replays = 0
 
     def _findings(self, obs: Observation) -> list[PatientFinding]:
@@ -74,21 +75,37 @@ class Citizen:
             self.replays += 1
             since = min(o.measured_at for o in late)
             span = [(o, e) for o, e in self.evaluated.values() if o.measured_at >= since]
+            resolved = self._resolved()
             back = reach_back(self.alerts, [e for _, e in span])
+            back += [r.reading_ids[-1] for rule, r in resolved.items() if rule not in self.alerts and r.reading_ids]
             if back:
                 since = min(since, *(self.evaluated[str(i)][0].measured_at for i in back))
                 span = [(o, e) for o, e in self.evaluated.values() if o.measured_at >= since]
             readings = sorted([*batch, *(o for o, _ in span)], key=lambda o: o.measured_at)
             findings = [f for o in readings for f in self._findings(o)]
+            ids = {e.reading_id for _, e in span}
+            recorded = {r.rule_id: {i for i in r.reading_ids if i in ids} for r in self.stored.values()
+                        if r.state == "resolved"}
             after, effects = replay_in_order(self.patient, self.alerts, [e for _, e in span], findings, NOW,
-                                             self.router, ids=self.ids)
+                                             self.router, ids=self.ids, recorded=recorded, resolved=resolved)
             for rule, a in after.items():
                 if a is None:
                     self.alerts.pop(rule, None)
                 else:
                     self.alerts[rule] = a
         self.log += effects
+        for e in effects:
+            if isinstance(e, Store):
+                self.stored[e.alert.id] = e.alert
         return effects
+
+    def _resolved(self) -> dict[str, Alert]:
+        """Each rule's latest alert the system resolved (as the engine reads them)."""
+        out: dict[str, Alert] = {}
+        for a in sorted(self.stored.values(), key=lambda a: a.id):
+            if a.state == "resolved" and a.resolved_by == "system":
+                out[a.rule_id] = a
+        return out
 
     def records(self, rule_id: str) -> list[tuple[str, str]]:
         return [(e.action, e.alert.severity) for e in self.log if isinstance(e, Record) and e.alert.rule_id == rule_id]
@@ -269,3 +286,28 @@ def test_an_alert_whose_breaches_no_longer_fire_in_measurement_order_is_resolved
     assert after == {SPO2: None}
     assert [(e.action, e.alert.id, e.alert.state, e.note) for e in effects if isinstance(e, Record)] == [
         ("resolved", a.id, "resolved", "genvurderet i målerækkefølge")]
+
+
+def test_late_breaches_of_a_run_already_resolved_extend_that_alert_without_a_new_one(
+    rules: Ruleset, router: Router,
+) -> None:
+    # Five readings at 88 % open a yellow alert; two newer readings at 95 % resolve it; then the
+    # five 88 % readings between them arrive (the killed ingest worker's envelope, sent again):
+    # in measurement order the run went on to the tenth breach and resolved after it.
+    run = [spo2(T0 + timedelta(minutes=i), 88.0) for i in range(5)]
+    late = [spo2(T0 + timedelta(minutes=5 + i), 87.5) for i in range(5)]
+    after = [spo2(T0 + timedelta(minutes=10 + i), 95.0) for i in range(2)]
+    c = Citizen(rules, router)
+    c.arrive(run)
+    c.arrive(after)
+    assert c.records(SPO2) == [("opened", "yellow"), ("resolved", "yellow")] and SPO2 not in c.alerts
+    effects = c.arrive(late)
+    assert not [e for e in effects if isinstance(e, Record)] and SPO2 not in c.alerts
+    reference = in_order(rules, router, [*run, *late, *after])
+    assert c.records(SPO2) == reference.records(SPO2)
+    mine = [a for a in c.stored.values() if a.rule_id == SPO2]
+    theirs = [a for a in reference.stored.values() if a.rule_id == SPO2]
+    assert len(mine) == len(theirs) == 1
+    fields = ("state", "severity", "last_value", "breach_count", "in_range_count", "last_reading_id", "reading_ids")
+    assert [getattr(mine[0], f) for f in fields] == [getattr(theirs[0], f) for f in fields]
+    assert mine[0].breach_count == 10 and mine[0].resolved_at == NOW

@@ -40,10 +40,12 @@ def _transitions(db: Any, pid: int) -> list[tuple[Any, ...]]:
 
 
 def _evaluate_both(seed: Any, pool: Any, db: Any, programme: str, kind: str, series: Series,
-                   batch: int) -> tuple[AlertEngine, tuple[Any, ...], tuple[Any, ...]]:
+                   batch: int, arrival: Sequence[Sequence[int]] | None = None,
+                   ) -> tuple[AlertEngine, tuple[Any, ...], tuple[Any, ...]]:
     """The series evaluated for one citizen in measurement order (one reading at a time) and
-    for another in batches of ``batch``, newest batch first; both citizens' alerts and
-    transitions, readings named by their place in the series."""
+    for another in batches of ``batch``, newest batch first (or in the batches of ``arrival``,
+    places in the series); both citizens' alerts and transitions, readings named by their place
+    in the series."""
     clock = FixedClock(T0 + timedelta(hours=2))
     engine = AlertEngine(pool=pool, config=load_config(), clock=clock)
     component = {"spo2": "spo2", "weight": "weight"}[kind]
@@ -58,8 +60,10 @@ def _evaluate_both(seed: Any, pool: Any, db: Any, programme: str, kind: str, ser
                 engine.on_stored([r])
                 clock.set(clock.now() + timedelta(seconds=1))
         else:
-            batches = [list(enumerate(series))[i:i + batch] for i in range(0, len(series), batch)]
-            for b in reversed(batches):
+            batches = [list(enumerate(series))[i:i + batch] for i in range(0, len(series), batch)][::-1]
+            if arrival is not None:
+                batches = [[(n, series[n]) for n in b] for b in arrival]
+            for b in batches:
                 readings: list[StoredReading] = []
                 for n, (at, v) in b:
                     r = seed.reading(pid, kind, at, **{component: v})
@@ -136,3 +140,20 @@ def test_any_batching_of_a_mixed_series_ends_with_the_in_order_alerts(
     assert len(episodes) == 1 and set(episodes[0][7]) <= {2, 3, 4, 5}, episodes
     opened = [t for t in scrambled[1] if t[0] == "copd.spo2.absolute" and t[1] == "opened"]
     assert len(opened) == 2, scrambled[1]  # the episode and the open alert: never opened twice
+
+
+def test_late_breaches_of_a_run_already_resolved_extend_that_alert(seed: Any, pool: Any, db: Any) -> None:
+    # Five readings at 88 % open a yellow alert; two newer ones at 95 % resolve it; then the
+    # five readings between them arrive, at 87.5 % (a killed ingest worker's envelope, sent
+    # again): in measurement order the run went on to the tenth breach and resolved after it.
+    values = [88.0] * 5 + [87.5] * 5 + [95.0, 95.0]
+    series = [(T0 + timedelta(minutes=15 * i), v) for i, v in enumerate(values)]
+    engine, in_order, scrambled = _evaluate_both(seed, pool, db, "copd", "spo2", series, batch=1,
+                                                 arrival=[range(5), range(10, 12), range(5, 10)])
+    assert engine.late == 5
+    assert scrambled[0] == in_order[0] == [("copd.spo2.absolute", "resolved", "yellow", 87.5, 10, 2, 9,
+                                            list(range(10)))]
+    # The same transitions; the resolution was recorded before the late readings came, with the
+    # value then known.
+    assert [t[:3] for t in scrambled[1]] == [t[:3] for t in in_order[1]] == [
+        ("copd.spo2.absolute", "opened", "yellow"), ("copd.spo2.absolute", "resolved", "yellow")]
