@@ -20,7 +20,15 @@ from backend.web.render import render
 
 log = logging.getLogger(__name__)
 pages = APIRouter(include_in_schema=False)
-api = APIRouter(prefix="/api/v1", tags=["admin"])
+api = APIRouter(
+    prefix="/api/v1",
+    tags=["admin"],
+    responses={
+        400: {"description": "Refused (a rule of the action, or a NUL byte in the request)"},
+        401: {"description": "Not logged in"},
+        403: {"description": "Not an admin (audited)"},
+    },
+)
 
 AgentId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 Name = Annotated[str, StringConstraints(pattern=r"^[^\x00]*[^\x00\s][^\x00]*$", max_length=200)]

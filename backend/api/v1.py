@@ -26,7 +26,9 @@ from backend.fhir import FhirExportError
 from backend.population.router import router as population
 from backend.review.router import router as review
 
-router = APIRouter(prefix="/api/v1", tags=["api"])
+router = APIRouter(
+    prefix="/api/v1", tags=["api"], responses={400: {"description": "Refused (e.g. a NUL byte in the request)"}}
+)
 
 
 @router.post(
