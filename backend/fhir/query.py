@@ -50,11 +50,10 @@ def export_patient(
         devices: dict[Any, dict[str, Any]] = {}
         if ids or agent_ids:
             for d in cur.execute(
-                """SELECT d.id, d.agent_id, d.address, d.model, d.manufacturer, d.serial, d.firmware,
-                          ARRAY(SELECT DISTINCT m.kind FROM measurements m
-                                WHERE m.device_id = d.id AND m.patient_id = %s) AS kinds
+                # The kinds a device measured (its specializations) come from the readings exported.
+                """SELECT d.id, d.agent_id, d.address, d.model, d.manufacturer, d.serial, d.firmware
                    FROM devices d WHERE d.id = ANY(%s) OR d.agent_id = ANY(%s)""",
-                (patient.id, ids, agent_ids),
+                (ids, agent_ids),
             ).fetchall():
                 devices[d["id"]] = d
         agents = {
