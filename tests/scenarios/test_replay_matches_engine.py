@@ -11,8 +11,11 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
+
+import pytest
 
 from alert_rules.cohort import generate
 from alert_rules.loader import ROUTING_FILE, default_dir, load_model, load_ruleset
@@ -21,6 +24,7 @@ from alert_rules.stream import Citizen, parse_readings, replay_stream
 from backend.alerting import FixedClock
 from backend.alerting.jobs import recompute_baselines
 from backend.embedded import wait_for
+from tests.scenarios.conftest import Platform
 from vitals.kinds import spec
 from vitals.wire import Device, Envelope, Measurement, new_measurement_id
 
@@ -53,9 +57,21 @@ def _publish(plat: Any, profile: Any, rows: list[dict[str, Any]]) -> None:
                  timeout=60)
 
 
-def test_replay_gives_the_engines_alerts(make_platform, citizen) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("rules", ["packaged", "personal"])
+def test_replay_gives_the_engines_alerts(settings: Any, citizen: Any, rules: str) -> None:
+    """Both the packaged rules and alert_rules/personal (the ``personal`` kind: a 17-day history
+    window through the engine's history cache)."""
+    rules_dir = default_dir() if rules == "packaged" else default_dir() / "personal"
     cohort = generate(seed=SEED, citizens=CITIZENS, days=DAYS)
-    plat = make_platform(FixedClock(datetime.fromisoformat(cohort.readings[0]["at"])))
+    plat = Platform(settings.model_copy(update={"alert_rules_dir": str(rules_dir)}),
+                    FixedClock(datetime.fromisoformat(cohort.readings[0]["at"])))
+    try:
+        _compare(plat, citizen, cohort, rules_dir)
+    finally:
+        plat.close()
+
+
+def _compare(plat: Any, citizen: Any, cohort: Any, rules_dir: Path) -> None:
     profiles: dict[str, Any] = {}
     pids: dict[int, str] = {}
     for ref, info in cohort.patients.items():
@@ -82,12 +98,14 @@ def test_replay_gives_the_engines_alerts(make_platform, citizen) -> None:  # typ
             " AND t.action IN ('opened', 'worsened', 'resolved') ORDER BY t.id", (list(pids),)).fetchall()
     engine = sorted((pids[int(pid)], rule, sev, action, at, value) for pid, rule, sev, action, at, value in stored)
     # through replay, with the packaged rules and routing (as the platform loaded them)
-    rules = load_ruleset()
-    routing = load_model(default_dir() / ROUTING_FILE, RoutingConfig)
+    rules = load_ruleset(rules_dir)
+    routing = load_model(rules_dir / ROUTING_FILE, RoutingConfig)
     who = {ref: Citizen(programme=info["programme"], municipality=profiles[ref].municipality)
            for ref, info in cohort.patients.items()}
     replayed = sorted((t.patient, t.rule, t.severity, t.event, t.at, t.value) for t in replay_stream(
         parse_readings(json.dumps(r) for r in cohort.readings), rules, patients=who, routing=routing))
     assert any(e[3] == "opened" for e in replayed), "the slice raises no alert: pick another seed"
     assert any(r["quality"] for r in cohort.readings), "the slice has no device artefact"
+    if rules_dir.name == "personal":
+        assert any(e[1].endswith(".personal") and e[3] == "opened" for e in replayed), replayed
     assert engine == replayed
