@@ -192,15 +192,17 @@ def fhir_export(
     conn: Conn,
     patient_id: Annotated[int, Path(ge=1, le=2**62)],
     since: datetime | None = None,
+    rejected: bool = False,
 ) -> FhirJSONResponse:
-    """The patient's readings as a FHIR R4 Bundle (vital-signs profile + PHD IG), validated."""
+    """The patient's readings as a FHIR R4 Bundle (vital-signs profile + PHD IG), validated;
+    ``rejected=true`` adds the readings held at ingest as entered-in-error, with the reason."""
     from backend.fhir.query import export_patient
 
     pt = open_patient_or_refuse(request, p, conn, patient_id, "fhir export", detail=f"since {since}" if since else None)
     if since is not None and since.tzinfo is None:
         raise HTTPException(422, "since needs a time zone")
     try:
-        bundle = export_patient(conn, patient=pt, since=since)
+        bundle = export_patient(conn, patient=pt, since=since, include_rejected=rejected)
     except FhirExportError as exc:
         raise HTTPException(500, str(exc)) from exc
     return FhirJSONResponse(bundle)
