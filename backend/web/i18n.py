@@ -217,6 +217,19 @@ _WORDS: dict[str, tuple[str, str]] = {
     "unit_point": ("point", "points"),
     "reconnecting": ("forbinder…", "reconnecting…"),
     "current_alerts": ("Aktuelle alarmer", "Current alerts"),
+    "serial": ("serienr.", "serial"),
+    "firmware": ("firmware", "firmware"),
+    "user_slot": ("bruger", "user"),
+    "reading_id": ("Målingens id", "Reading id"),
+    "your_team": ("Dit team", "Your team"),
+    "call_team": ("Ring til dit team", "Call your team"),
+    "team_hours": ("Telefontid", "Phone hours"),
+    "outside_hours": ("Uden for telefontiden: ring 112 ved akut sygdom, ellers lægevagten.",
+                      "Outside these hours: call 112 in an emergency, otherwise the out-of-hours doctor."),
+    "no_phone": ("Telefonnummer ikke oplyst", "No phone number given"),
+    "every_day": ("alle dage", "every day"),
+    "weekdays_short": ("man,tir,ons,tor,fre,lør,søn", "Mon,Tue,Wed,Thu,Fri,Sat,Sun"),
+    "not_on_holidays": ("ikke på helligdage", "not on public holidays"),
 }
 
 
@@ -246,3 +259,65 @@ def pick_lang(query: str | None, preference: str | None, cookie: str | None = No
         if candidate in LANGS:
             return candidate
     return "da"
+
+
+# ---- readings in words (issue 13: "blood_pressure: 126.0/78.0/94.0 mm[Hg]" reached a citizen) -----
+
+_KIND_WORDS: dict[str, tuple[str, str]] = {
+    "blood_pressure": ("Blodtryk", "Blood pressure"),
+    "spo2": ("Iltmætning", "Oxygen saturation"),
+    "pulse": ("Puls", "Pulse"),
+    "weight": ("Vægt", "Weight"),
+    "temperature": ("Temperatur", "Temperature"),
+    "respiration_rate": ("Vejrtrækning", "Breathing rate"),
+}
+_COMPONENT_UNITS: dict[str, tuple[str, str]] = {
+    "systolic": ("mmHg", "mmHg"), "diastolic": ("mmHg", "mmHg"), "mean_arterial": ("mmHg", "mmHg"),
+    "spo2": ("%", "%"), "pulse": ("slag/min", "bpm"), "weight": ("kg", "kg"), "temperature": ("°C", "°C"),
+    "respiration_rate": ("pr. min", "per min"),
+}
+_FLAG_WORDS: dict[str, tuple[str, str]] = {
+    "cuff_loose": ("manchetten sad løst", "cuff loose"),
+    "body_movement": ("bevægelse under målingen", "movement during the measurement"),
+    "improper_position": ("forkert målestilling", "improper position"),
+    "irregular_pulse": ("uregelmæssig puls", "irregular pulse"),
+    "weak_signal": ("svagt signal", "weak signal"),
+    "poor_signal": ("dårligt signal", "poor signal"),
+    "searching": ("apparatet søgte stadig", "the device was still searching"),
+    "low_perfusion": ("lav gennemblødning", "low perfusion"),
+    "sensor_displaced": ("sensoren sad forkert", "sensor displaced"),
+    "low_battery": ("lavt batteri", "low battery"),
+    "battery_low": ("lavt batteri", "low battery"),
+    "clock_not_set": ("apparatets ur var ikke stillet", "the device clock was not set"),
+    "future_time": ("tidspunktet lå i fremtiden", "the time lay in the future"),
+    "too_old": ("målingen var for gammel", "the reading was too old"),
+    "time_fault": ("fejl i apparatets ur", "device clock fault"),
+    "questionable_measurement": ("tvivlsom måling", "questionable measurement"),
+    "invalid_measurement": ("ugyldig måling", "invalid measurement"),
+    "implausible": ("umulig værdi", "implausible value"),
+}
+
+
+def flag_words(code: str, lang: str) -> str:
+    """A device or backend flag in words (an unknown code reads as words, never as snake_case)."""
+    pair = _FLAG_WORDS.get(code)
+    return pair[1 if lang == "en" else 0] if pair else code.replace("_", " ")
+
+
+def reading_words(kind: str, components: dict[str, object], lang: str, *, detail: bool = False) -> str:
+    """A reading as a sentence's worth of words: "Blodtryk 126/78 mmHg", "Vægt 80,4 kg". With
+    ``detail`` the mean arterial pressure is added (for clinicians)."""
+    idx = 1 if lang == "en" else 0
+    name = _KIND_WORDS.get(kind, (kind.replace("_", " ").capitalize(),) * 2)[idx]
+
+    def val(c: str) -> str:
+        v = components.get(c)
+        return number(float(v), lang) if isinstance(v, int | float) and not isinstance(v, bool) else "–"
+
+    if kind == "blood_pressure":
+        text = f"{name} {val('systolic')}/{val('diastolic')} mmHg"
+        if detail and components.get("mean_arterial") is not None:
+            text += f" ({'mean' if idx else 'middel'} {val('mean_arterial')})"
+        return text
+    parts = [f"{val(c)} {_COMPONENT_UNITS.get(c, ('', ''))[idx]}".strip() for c in components]
+    return f"{name} {', '.join(parts) if parts else '–'}"

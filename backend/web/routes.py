@@ -471,6 +471,8 @@ def patient_page(
     all: bool = False,
 ) -> Response:
     """The patient page; the alert history shows what matters per alert, ``?all=1`` every transition."""
+    if p.user.role is Role.CITIZEN and patient_id == p.user.patient_id:
+        return RedirectResponse("/me", 303)  # the citizen's own pages are /me and /min-log, not the clinician's
     patient = _open(request, p, conn, patient_id, "patient page", detail=f"trends {range}")
     if isinstance(patient, Response):
         return patient
@@ -492,6 +494,8 @@ def patient_page(
 
 @router.get("/patients/{patient_id}/readings/{reading_id}")
 def reading_page(request: Request, p: CurrentPrincipal, conn: Conn, patient_id: int, reading_id: UUID) -> Response:
+    if p.user.role is Role.CITIZEN and patient_id == p.user.patient_id:
+        return RedirectResponse("/me", 303)
     patient = _open(request, p, conn, patient_id, "reading detail", detail=str(reading_id))
     if isinstance(patient, Response):
         return patient
@@ -678,12 +682,17 @@ def min_log(
 
 
 @router.get("/me")
-def me(request: Request, p: CurrentPrincipal, conn: Conn) -> Response:
+def me(request: Request, p: CurrentPrincipal, conn: Conn, config: Config) -> Response:
     if p.user.role is not Role.CITIZEN or p.user.patient_id is None:
         return RedirectResponse(HOME[p.user.role], 303)
     patient = _open(request, p, conn, p.user.patient_id, "own readings")
     if isinstance(patient, Response):
         return patient
+    from backend.web.citizen import team_contact
+    from backend.web.render import lang_of
+
+    contact = team_contact(conn, patient_id=patient.id, routing=config.routing, t=translator(lang_of(request, p)))
     return render(
-        request, p, "me.html", patient=patient, readings=clinical.readings(conn, patient_id=patient.id, limit=30)
+        request, p, "me.html", patient=patient, readings=clinical.readings(conn, patient_id=patient.id, limit=30),
+        contact=contact,
     )
