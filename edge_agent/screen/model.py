@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, tzinfo
 from datetime import time as dtime
 from enum import StrEnum
@@ -248,6 +248,40 @@ def _screen_reading(r: RecentReading, receipts: Sequence[RecordedReceipt], *, to
     )
 
 
+def one_status_per_measurement(readings: Sequence[ScreenReading]) -> list[ScreenReading]:
+    """Pure: the values of one measurement (an oximeter's SpO2 and pulse, a cuff's pressure and
+    pulse: the same ``measured_at``) get one status between them (issue 13: SpO2 said "Set" while
+    the pulse from the same measurement said "Modtaget"). A nurse's kvittering of any of its
+    values means the measurement was seen; else a value being checked or refused speaks for the
+    measurement; else the least advanced of spooled, sent and received."""
+    groups: dict[datetime, list[ScreenReading]] = {}
+    for r in readings:
+        groups.setdefault(r.measured_at, []).append(r)
+    order = (ReadingState.SPOOLED, ReadingState.SENT, ReadingState.STORED)
+    chosen: dict[datetime, ScreenReading] = {}
+    for at, rs in groups.items():
+        if len(rs) < 2:
+            continue
+        by_state: dict[ReadingState, ScreenReading] = {}
+        for r in sorted(rs, key=lambda r: r.seen_at or r.measured_at):  # the latest kvittering speaks
+            by_state[r.state] = r
+        for state in (ReadingState.SEEN, ReadingState.REFUSED, ReadingState.HELD):
+            if state in by_state:
+                chosen[at] = by_state[state]
+                break
+        else:
+            chosen[at] = min(rs, key=lambda r: order.index(r.state))
+    out = []
+    for r in readings:
+        lead = chosen.get(r.measured_at)
+        if lead is None or lead is r:
+            out.append(r)
+        else:
+            out.append(replace(r, state=lead.state, state_text=lead.state_text, detail=lead.detail,
+                               seen_at=lead.seen_at, seen_by=lead.seen_by))
+    return out
+
+
 # -- reminders -------------------------------------------------------------------------------------
 
 
@@ -311,8 +345,10 @@ def home_screen(
 ) -> HomeScreen:
     today = now.astimezone(zone).date()
     ordered = sorted(readings, key=lambda r: r.measured_at, reverse=True)
-    todays = [_screen_reading(r, receipts.get(r.id, ()), today=today, zone=zone) for r in ordered
-              if r.measured_at.astimezone(zone).date() == today]
+    todays = one_status_per_measurement([
+        _screen_reading(r, receipts.get(r.id, ()), today=today, zone=zone) for r in ordered
+        if r.measured_at.astimezone(zone).date() == today
+    ])
     earlier = next((r for r in ordered if r.measured_at.astimezone(zone).date() < today), None)
     pending = fill.unsent  # the outbox is the truth; older unsent readings count too
     headline, detail = _headline(todays, pending=pending, connected=connected, full=fill.full, zone=zone)

@@ -173,3 +173,25 @@ def test_a_dead_letter_receipt_is_said_without_alarm() -> None:
     s = screen([r], {r.id: (RecordedReceipt("dead_letter", at(8, 1), reason="agent is not enrolled"),)})
     assert s.today[0].state is ReadingState.REFUSED
     assert s.today[0].state_text == "Modtaget med fejl. Vi undersøger det"
+
+
+def test_one_measurement_has_one_status_for_all_its_values() -> None:
+    """Issue 13: the oximeter's SpO2 was "Set af sygeplejerske" (its alert got kvittering) while
+    the pulse from the same measurement said "Modtaget"."""
+    spo2 = reading(K.SPO2, {"spo2": 86.0}, at(8, 10))
+    pulse = reading(K.PULSE, {"pulse": 96.0}, at(8, 10))
+    cuff = reading(K.BLOOD_PRESSURE, {"systolic": 150.0, "diastolic": 90.0}, at(8, 20))
+    cuff_pulse = reading(K.PULSE, {"pulse": 80.0}, at(8, 20), pending=True)
+    weight = reading(K.WEIGHT, {"weight": 80.0}, at(8, 30))
+    receipts = {
+        spo2.id: (RecordedReceipt("stored", at(8, 11)), RecordedReceipt("seen", at(9, 0), by="Anna Nielsen")),
+        pulse.id: (RecordedReceipt("stored", at(8, 11)),),
+        cuff.id: (RecordedReceipt("stored", at(8, 21)),),
+        weight.id: (RecordedReceipt("stored", at(8, 31)),),
+    }
+    s = screen([spo2, pulse, cuff, cuff_pulse, weight], receipts, rows=1)
+    got = {r.id: (r.state_text, r.detail) for r in s.today}
+    assert got[spo2.id] == got[pulse.id] == ("Set af sygeplejerske", "Anna Nielsen, kl. 09:00")
+    # The cuff's pulse is still on the tablet: the whole measurement says so, not "Modtaget".
+    assert got[cuff.id] == got[cuff_pulse.id] == ("Gemt på tabletten", None)
+    assert got[weight.id] == ("Modtaget", None)
