@@ -37,7 +37,9 @@ from alert_rules.model import AnyRule, MissingRule
 from alert_rules.order import (
     LATE_REPLAY_LIMIT,
     LATE_REPLAY_MAX_READINGS,
+    OPEN_BEFORE_READINGS,
     Evaluated,
+    open_before,
     reach_back,
     replay_in_order,
 )
@@ -73,6 +75,7 @@ class AlertEngine:
         self._by_kind: dict[tuple[str, str], tuple[list[AnyRule], float]] = {}
         self._missing: dict[str, list[MissingRule]] = {}
         self._need: dict[str, tuple[float, frozenset[str]]] = {}
+        self._auto_resolve: dict[str, int] | None = None
         self.evaluated = 0
         self.failed = 0
         self.skipped = 0
@@ -263,8 +266,9 @@ class AlertEngine:
     ) -> dict[int, _Late]:
         """The patients with late readings, each with the span of already-evaluated readings to
         replay with them (from the earliest late one, or from an open alert's last breach before
-        it: :func:`alert_rules.order.reach_back`, or the last breach of the latest alert the
-        system resolved, so that its run can be resumed), in measurement order. A patient beyond
+        it: :func:`alert_rules.order.reach_back`, or a run's still open before it:
+        :func:`alert_rules.order.open_before`), in measurement order, with the resolved alerts
+        that have a breach in it and the evaluated readings just before it. A patient beyond
         the limits (:data:`LATE_REPLAY_LIMIT`, :data:`LATE_REPLAY_MAX_READINGS`) is left out: its
         readings are evaluated in arrival order, and logged."""
         since: dict[int, datetime] = {}
@@ -281,34 +285,50 @@ class AlertEngine:
             if newest[pid] - t > LATE_REPLAY_LIMIT:
                 self._arrival_order(pid, late[pid], f"{newest[pid] - t} behind the newest evaluated reading")
                 del since[pid]
-        spans = _load_spans(conn, since)
-        resolved = _load_resolved(conn, list(spans), actives)
-        back: dict[int, list[uuid.UUID]] = {}
-        for pid, span in spans.items():
-            current = {rule: a for (p, rule), a in actives.items() if p == pid}
-            ids = reach_back(current, [e for _, e in span]) if current else []
-            ids += [a.reading_ids[-1] for a in resolved.get(pid, {}).values() if a.reading_ids]
-            if ids:
-                back[pid] = ids
-        if back:
+        resolve_after = self._resolve_after()
+        spans: dict[int, list[tuple[StoredReading, Evaluated]]] = {}
+        pasts: dict[int, list[lifecycle.Alert]] = {}
+        befores: dict[int, list[Evaluated]] = {}
+        todo = dict(since)
+        # From the earliest late reading back to a breach of each run the span continues (an
+        # alert's, or one still open before the span), so that the state before the span is
+        # exact; a reach back brings more readings in, so look again (a few times at most).
+        for n in range(3):
+            loaded = _load_spans(conn, todo)
+            if n:  # a reach back beyond the replay limit: the span stays where it was
+                loaded = {p: s for p, s in loaded.items() if len(s) <= LATE_REPLAY_MAX_READINGS}
+                todo = {p: t for p, t in todo.items() if p in loaded}
+                since.update(todo)
+            spans.update(loaded)
+            befores.update(_load_before(conn, todo))
+            pasts.update(_load_past(conn, {p: [r.id for r, _ in spans.get(p, [])] for p in todo}))
+            back: dict[int, list[uuid.UUID]] = {}
+            for pid in todo:
+                span = spans.get(pid, [])
+                if len(span) > LATE_REPLAY_MAX_READINGS:
+                    continue
+                alerts = [*(a for (p, _rule), a in actives.items() if p == pid), *pasts.get(pid, [])]
+                ids = reach_back(alerts, [e for _, e in span]) + open_before(befores.get(pid, []), resolve_after)
+                if ids:
+                    back[pid] = ids
+            if not back:
+                break
             rows = conn.execute(
                 "SELECT patient_id, min(measured_at) FROM reading_evaluations WHERE measurement_id = ANY(%s)"
                 " GROUP BY 1", ([i for ids in back.values() for i in ids],)).fetchall()
-            # Within the limit only; beyond it the span starts at the late reading (the alert's
-            # in-range count before it is then taken as 0).
-            earlier = {int(p): at for p, at in rows
-                       if at < since[int(p)] and newest[int(p)] - at <= LATE_REPLAY_LIMIT}
-            if earlier:
-                for pid, span in _load_spans(conn, earlier).items():
-                    if len(span) <= LATE_REPLAY_MAX_READINGS:  # else the span from the late reading
-                        spans[pid] = span
+            # Within the limit only; beyond it the span starts where it is (the state before it is
+            # then the stored alert's, less what the span added).
+            todo = {int(p): at for p, at in rows
+                    if at < since[int(p)] and newest[int(p)] - at <= LATE_REPLAY_LIMIT}
+            if not todo:
+                break
         out: dict[int, _Late] = {}
         for pid in since:
             span = spans.get(pid, [])
             if len(span) > LATE_REPLAY_MAX_READINGS:
                 self._arrival_order(pid, late[pid], f"more than {LATE_REPLAY_MAX_READINGS} evaluated readings since")
                 continue
-            out[pid] = _Late(span, resolved.get(pid, {}))
+            out[pid] = _Late(span, pasts.get(pid, []), befores.get(pid, []))
             self.late += late[pid]
         if out:
             log.info("%d late readings of %d patients evaluated in their place (%d evaluated readings replayed)",
@@ -327,8 +347,8 @@ class AlertEngine:
                 ids: Iterator[int], effects: list[Effect], settle: set[int], evaluations: list[str]) -> None:
         """One patient's fresh readings, some late, evaluated in measurement order together with
         the span's already-evaluated readings (each with its history as of its own time), on a
-        rewound copy of its alerts; only the net change is written
-        (:func:`alert_rules.order.replay_in_order`). Evaluation rows for the fresh readings only:
+        rewound copy of its alerts; the stored alerts the span touches are brought to what that
+        records (:func:`alert_rules.order.replay_in_order`). Evaluation rows for the fresh readings only:
         the span's keep theirs."""
         patient = patients.get(pid)
         if patient is None:
@@ -355,16 +375,9 @@ class AlertEngine:
                     "f": {f.rule_id: f.severity for f in found if f.fired}}, default=float))
             findings += [PatientFinding(patient, f, r.id, by_id[f.rule_id].auto_resolve_after) for f in found]
         current = {rule_id: a for (p, rule_id), a in actives.items() if p == pid}
-        # The span's readings already behind a resolved alert: an episode the replay finds
-        # there is stored already (by an earlier replay, or resolved before its late readings).
-        recorded: dict[str, set[uuid.UUID]] = defaultdict(set)
-        if span:
-            for rule_id, rids in conn.execute(
-                    "SELECT rule_id, reading_ids FROM alerts WHERE patient_id = %s AND state = 'resolved'"
-                    " AND reading_ids && %s::uuid[]", (pid, [r.id for r, _ in span])).fetchall():
-                recorded[rule_id].update(rids)
+        measured = {r.id: r.measured_at for r in fresh} | {r.id: r.measured_at for r, _ in span}
         after, out = replay_in_order(patient, current, [e for _, e in span], findings, now, router, ids=ids,
-                                     recorded=recorded, resolved=late.resolved)
+                                     past=late.past, times=measured, before=late.before)
         for rule_id, a in after.items():
             if a is None:
                 actives.pop((pid, rule_id), None)
@@ -406,6 +419,12 @@ class AlertEngine:
             hit = self._missing[programme] = [r for r in self.config.ruleset.rules_for(programme)
                                               if isinstance(r, MissingRule)]
         return hit
+
+    def _resolve_after(self) -> dict[str, int]:
+        """Each rule's ``auto_resolve_after``."""
+        if self._auto_resolve is None:
+            self._auto_resolve = {rid: r.auto_resolve_after for rid, r in self.config.ruleset.by_id.items()}
+        return self._auto_resolve
 
     def _evaluate(self, rules: Sequence[AnyRule], ctx: Context, obs: Observation, programme: str) -> list[Finding]:
         try:
@@ -550,26 +569,46 @@ class HistoryCache:
 
 @dataclass(frozen=True, slots=True)
 class _Late:
-    """A patient's late readings' replay: the span of evaluated readings, and the latest alert
-    the system resolved per rule with no unresolved alert (resumed if its run reaches the span)."""
+    """A patient's late readings' replay: the span of evaluated readings, the resolved alerts
+    with a breach in it, and the evaluated readings just before it (oldest first)."""
 
     span: list[tuple[StoredReading, Evaluated]]
-    resolved: dict[str, lifecycle.Alert]
+    past: list[lifecycle.Alert]
+    before: list[Evaluated]
 
 
-def _load_resolved(conn: psycopg.Connection[Any], pids: Sequence[int],
-                   actives: Mapping[tuple[int, str], lifecycle.Alert]) -> dict[int, dict[str, lifecycle.Alert]]:
-    """Each patient's latest system-resolved alert per rule that has no unresolved alert."""
-    if not pids:
-        return {}
-    out: dict[int, dict[str, lifecycle.Alert]] = defaultdict(dict)
+def _load_past(conn: psycopg.Connection[Any], span_ids: Mapping[int, Sequence[uuid.UUID]],
+               ) -> dict[int, list[lifecycle.Alert]]:
+    """Each patient's resolved alerts with a breach among ``span_ids`` (the alert remembers its
+    last :data:`~alert_rules.lifecycle.KEEP_READING_IDS` readings)."""
+    out: dict[int, list[lifecycle.Alert]] = {}
     with conn.cursor(row_factory=dict_row) as cur:
-        for row in cur.execute(
-                "SELECT DISTINCT ON (patient_id, rule_id) * FROM alerts WHERE patient_id = ANY(%s)"
-                " AND state = 'resolved' AND resolved_by = 'system' ORDER BY patient_id, rule_id, id DESC",
-                (list(pids),)).fetchall():
-            if (row["patient_id"], row["rule_id"]) not in actives:
-                out[int(row["patient_id"])][row["rule_id"]] = lifecycle.alert_from_row(row)
+        for pid, ids in span_ids.items():
+            if ids:
+                out[pid] = [lifecycle.alert_from_row(row) for row in cur.execute(
+                    "SELECT * FROM alerts WHERE patient_id = %s AND state = 'resolved' AND reading_ids && %s::uuid[]"
+                    " ORDER BY id", (pid, list(ids))).fetchall()]
+    return out
+
+
+def _load_before(conn: psycopg.Connection[Any], since: Mapping[int, datetime]) -> dict[int, list[Evaluated]]:
+    """The last :data:`OPEN_BEFORE_READINGS` evaluated readings of each patient before ``since``,
+    oldest first, with what their evaluation rows recorded."""
+    if not since:
+        return {}
+    rows = conn.execute(
+        "SELECT x.p, e.measurement_id, ARRAY(SELECT jsonb_object_keys(e.fired)),"
+        " ARRAY(SELECT jsonb_object_keys(e.thresholds))"
+        " FROM jsonb_to_recordset(%s::jsonb) AS x(p bigint, since timestamptz)"
+        " CROSS JOIN LATERAL (SELECT * FROM reading_evaluations e WHERE e.patient_id = x.p"
+        "  AND e.measured_at < x.since ORDER BY e.measured_at DESC LIMIT %s) e"
+        " ORDER BY x.p, e.measured_at",
+        (json.dumps([{"p": p, "since": t.isoformat()} for p, t in since.items()]), OPEN_BEFORE_READINGS),
+    ).fetchall()
+    out: dict[int, list[Evaluated]] = {p: [] for p in since}
+    for pid, mid, fired, checked in rows:
+        fired_rules = frozenset(fired)
+        out[int(pid)].append(Evaluated(mid, fired_rules, frozenset(checked) - fired_rules))
     return out
 
 

@@ -16,7 +16,7 @@ import pytest
 from alert_rules.evaluate import Context, Observation, evaluate
 from alert_rules.lifecycle import Alert, Effect, Notify, Patient, PatientFinding, Record, Router, Store, run_batch
 from alert_rules.loader import ROUTING_FILE, Ruleset, default_dir, load_model, load_ruleset
-from alert_rules.order import Evaluated, reach_back, replay_in_order, rewind
+from alert_rules.order import OPEN_BEFORE_READINGS, Evaluated, open_before, reach_back, replay_in_order, rewind
 from alert_rules.routing import RoutingConfig
 from vitals.kinds import MeasurementKind
 
@@ -74,20 +74,26 @@ class Citizen:
         else:
             self.replays += 1
             since = min(o.measured_at for o in late)
-            span = [(o, e) for o, e in self.evaluated.values() if o.measured_at >= since]
-            resolved = self._resolved()
-            back = reach_back(self.alerts, [e for _, e in span])
-            back += [r.reading_ids[-1] for rule, r in resolved.items() if rule not in self.alerts and r.reading_ids]
-            if back:
-                since = min(since, *(self.evaluated[str(i)][0].measured_at for i in back))
-                span = [(o, e) for o, e in self.evaluated.values() if o.measured_at >= since]
+            evaluated = sorted(self.evaluated.values(), key=lambda x: x[0].measured_at)
+            resolve_after = {r.id: r.auto_resolve_after for r in self.rules.rules_for(self.patient.programme)}
+            for _ in range(3):  # as the engine: reach back to a breach of each run the span continues
+                span = [(o, e) for o, e in evaluated if o.measured_at >= since]
+                before = [e for o, e in evaluated if o.measured_at < since][-OPEN_BEFORE_READINGS:]
+                past = self._past(span)
+                back = reach_back([*self.alerts.values(), *past], [e for _, e in span])
+                back += open_before(before, resolve_after)
+                earlier = min([since, *(self.evaluated[str(i)][0].measured_at for i in back)])
+                if earlier >= since:
+                    break
+                since = earlier
+            span = [(o, e) for o, e in evaluated if o.measured_at >= since]
+            before = [e for o, e in evaluated if o.measured_at < since][-OPEN_BEFORE_READINGS:]
             readings = sorted([*batch, *(o for o, _ in span)], key=lambda o: o.measured_at)
             findings = [f for o in readings for f in self._findings(o)]
-            ids = {e.reading_id for _, e in span}
-            recorded = {r.rule_id: {i for i in r.reading_ids if i in ids} for r in self.stored.values()
-                        if r.state == "resolved"}
+            times = {uuid.UUID(o.id or ""): o.measured_at for o in readings}
             after, effects = replay_in_order(self.patient, self.alerts, [e for _, e in span], findings, NOW,
-                                             self.router, ids=self.ids, recorded=recorded, resolved=resolved)
+                                             self.router, ids=self.ids, past=self._past(span), times=times,
+                                             before=before)
             for rule, a in after.items():
                 if a is None:
                     self.alerts.pop(rule, None)
@@ -99,16 +105,25 @@ class Citizen:
                 self.stored[e.alert.id] = e.alert
         return effects
 
-    def _resolved(self) -> dict[str, Alert]:
-        """Each rule's latest alert the system resolved (as the engine reads them)."""
-        out: dict[str, Alert] = {}
-        for a in sorted(self.stored.values(), key=lambda a: a.id):
-            if a.state == "resolved" and a.resolved_by == "system":
-                out[a.rule_id] = a
-        return out
+    def _past(self, span: Sequence[tuple[Observation, Evaluated]]) -> list[Alert]:
+        """The resolved alerts with a breach in the span (as the engine reads them)."""
+        ids = {e.reading_id for _, e in span}
+        return [a for _, a in sorted(self.stored.items()) if a.state == "resolved" and ids & set(a.reading_ids)]
 
     def records(self, rule_id: str) -> list[tuple[str, str]]:
         return [(e.action, e.alert.severity) for e in self.log if isinstance(e, Record) and e.alert.rule_id == rule_id]
+
+    def records_of(self, alert_id: int) -> list[tuple[str, str]]:
+        return [(e.action, e.alert.severity) for e in self.log if isinstance(e, Record) and e.alert.id == alert_id]
+
+    def rows(self, rule_id: str) -> list[tuple[object, ...]]:
+        """The rule's stored alerts in measurement order (of their newest breach), as the
+        fault test compares them."""
+        at = {uuid.UUID(o.id or ""): o.measured_at for o in self.history}
+        alerts = sorted((a for a in self.stored.values() if a.rule_id == rule_id),
+                        key=lambda a: at[a.last_reading_id] if a.last_reading_id else T0)
+        return [(a.state, a.severity, a.last_value, a.last_reading_id, a.breach_count, a.in_range_count)
+                for a in alerts]
 
     def state(self, rule_id: str) -> tuple[object, ...] | None:
         a = self.alerts.get(rule_id)
@@ -168,7 +183,8 @@ def test_late_in_range_readings_never_resolve_an_alert_whose_newest_evidence_is_
     alert = c.alerts[SPO2]
     for o in middle:
         c.arrive([o])
-    assert c.records(SPO2) == [("opened", "yellow")]  # never resolved, never opened again
+    # The open alert is never resolved, never opened again ...
+    assert c.records_of(alert.id) == [("opened", "yellow")]
     after = c.alerts[SPO2]
     assert (after.id, after.state, after.severity, after.opened_at) == (alert.id, "open", "yellow", alert.opened_at)
     # The newest evidence is the 87 % reading; in measurement order the 96 % readings ended the
@@ -177,6 +193,15 @@ def test_late_in_range_readings_never_resolve_an_alert_whose_newest_evidence_is_
         87.0, (uuid.UUID(last.id or ""),), 1, 0)
     reference = in_order(rules, router, [first, *middle, last])
     assert reference.state(SPO2) == c.state(SPO2)
+    # ... and the 88 % run the late readings ended is an alert of its own, as in measurement order:
+    # resolved, with its transitions dated by its readings, nobody notified (it is over).
+    assert c.rows(SPO2) == reference.rows(SPO2)
+    episode = [a for a in c.stored.values() if a.rule_id == SPO2 and a.id != alert.id]
+    assert len(episode) == 1 and episode[0].state == "resolved" and episode[0].last_value == 88.0
+    assert c.records_of(episode[0].id) == [("opened", "yellow"), ("resolved", "yellow")]
+    assert [e.at for e in c.log if isinstance(e, Record) and e.alert.id == episode[0].id] == [
+        T0, T0 + timedelta(minutes=2)]
+    assert not [e for e in c.log if isinstance(e, Notify) and e.record.alert.id == episode[0].id]
 
 
 def test_a_late_breach_that_newer_in_range_readings_resolved_is_history_not_an_open_alert(
