@@ -105,3 +105,31 @@ def what_if_page(
             error = str(exc)
     return render(request, p, "whatif.html", patient=patient, rows=rows, rule_id=rule_id, field=field, value=value,
                   result=result, error=error)
+
+
+@pages.get("/programmes/{programme}/what-if")
+def programme_what_if_page(
+    request: Request, p: CurrentPrincipal, conn: Conn, config: Config,
+    programme: Literal["copd", "heart_failure", "hypertension"],
+    rule_id: Annotated[str | None, Query(max_length=100)] = None,
+    field: Annotated[str | None, Query(max_length=50)] = None,
+    value: Annotated[str | None, Query(max_length=20)] = None,
+) -> Response:
+    """The same for a programme default, over every active citizen of the programme."""
+    t = translator(p.lang)
+    if not p.user.role.clinical:
+        audit_role_refusal(request, p, "this needs a nurse or specialist")
+        return render(request, p, "error.html", status=403, heading=t("forbidden"), message=t("forbidden_text"))
+    rows = [{"rule_id": r.id, "field": f} for r in config.ruleset.rules_for(programme)
+            for f in r.default_thresholds()]
+    result = error = None
+    if rule_id and field and value:
+        try:
+            changes = changes_from([(rule_id, field, float(value.replace(",", ".")))], config)
+            result = what_if(conn, config=config, changes=changes, now=datetime.now(UTC), programme=programme)
+        except ValueError:
+            error = f"{value!r} is not a number"
+        except InvalidThreshold as exc:
+            error = str(exc)
+    return render(request, p, "whatif.html", patient=None, programme=programme, rows=rows, rule_id=rule_id,
+                  field=field, value=value, result=result, error=error)
