@@ -59,6 +59,9 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool = Tru
     from backend.web import security
 
     security.install(app)
+    from backend.web import errors
+
+    errors.install(app)
     for router in routers():
         app.include_router(router)
     from backend.web.routes import static_files

@@ -217,6 +217,22 @@ _WORDS: dict[str, tuple[str, str]] = {
     "unit_point": ("point", "points"),
     "reconnecting": ("forbinder…", "reconnecting…"),
     "current_alerts": ("Aktuelle alarmer", "Current alerts"),
+    "grace": ("margin", "grace"),
+    "error": ("Der skete en fejl", "Something went wrong"),
+    "error_text": ("Siden kunne ikke vises. Prøv igen, eller gå til forsiden.",
+                   "The page could not be shown. Try again, or go to the front page."),
+    "bad_request": ("Ugyldig forespørgsel", "Invalid request"),
+    "bad_request_text": ("Adressen eller formularen indeholdt noget, der ikke kan bruges. Gå tilbage og prøv igen.",
+                         "The address or the form held something that cannot be used. Go back and try again."),
+    "not_found_text": ("Siden findes ikke. Tjek adressen, eller gå til forsiden.",
+                       "There is no such page. Check the address, or go to the front page."),
+    "conflict": ("Kunne ikke gennemføres", "Could not be done"),
+    "conflict_text": ("Handlingen passer ikke med, hvordan tingene står nu. Genindlæs siden og prøv igen.",
+                      "The action does not fit the current state. Reload the page and try again."),
+    "too_large": ("For meget data", "Too much data"),
+    "too_large_text": ("Det sendte var for stort.", "What was sent was too large."),
+    "rate_limited_short": ("For mange forsøg", "Too many attempts"),
+    "rate_limited_text": ("Vent lidt og prøv igen.", "Wait a little and try again."),
     "serial": ("serienr.", "serial"),
     "firmware": ("firmware", "firmware"),
     "user_slot": ("bruger", "user"),
@@ -296,6 +312,12 @@ _FLAG_WORDS: dict[str, tuple[str, str]] = {
     "invalid_measurement": ("ugyldig måling", "invalid measurement"),
     "implausible": ("umulig værdi", "implausible value"),
 }
+
+
+def kind_words(kind: str, lang: str) -> str:
+    """What was measured, in words ("Blodtryk")."""
+    pair = _KIND_WORDS.get(kind)
+    return pair[1 if lang == "en" else 0] if pair else kind.replace("_", " ")
 
 
 def flag_words(code: str, lang: str) -> str:

@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from backend.accounts.deps import Principal
-from backend.web.i18n import flag_words, number, pick_lang, reading_words, translator
+from backend.web.i18n import flag_words, kind_words, number, pick_lang, reading_words, translator
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
@@ -57,6 +57,7 @@ def render(request: Request, principal: Principal | None, name: str, status: int
         num=lambda v, d=None: number(v, lang, d),
         reading_words=lambda kind, components, detail=False: reading_words(kind, components, lang, detail=detail),
         flag=lambda code: flag_words(code, lang),
+        kind_name=lambda kind: kind_words(kind, lang),
         path=request.url.path,
         **ctx,
     )

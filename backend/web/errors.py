@@ -1,0 +1,54 @@
+"""Real error pages for people (issue 13: ``/patients/abc`` answered raw JSON, a 2,001-character
+note a raw English 422). A browser's request (it accepts text/html, outside ``/api``) gets the
+error page in the reader's language; the API and machines keep FastAPI's JSON answers."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from backend.web.i18n import translator
+
+_HEADINGS = {400: "bad_request", 401: "login", 403: "forbidden", 404: "not_found", 405: "bad_request",
+             409: "conflict", 413: "too_large", 422: "bad_request", 429: "rate_limited_short"}
+_TEXTS = {400: "bad_request_text", 403: "forbidden_text", 404: "not_found_text", 405: "bad_request_text",
+          409: "conflict_text", 413: "too_large_text", 422: "bad_request_text", 429: "rate_limited_text"}
+
+
+def wants_page(request: Request) -> bool:
+    """A person's browser, not the API or a machine."""
+    if request.url.path.startswith(("/api/", "/healthz", "/readyz", "/metrics", "/events")):
+        return False
+    return "text/html" in request.headers.get("accept", "")
+
+
+def _page(request: Request, status: int, headers: dict[str, str] | None = None) -> Response:
+    from backend.web.render import lang_of, render
+
+    t = translator(lang_of(request, None))
+    heading = t(_HEADINGS.get(status, "error"))
+    message = t(_TEXTS.get(status, "error_text"))
+    resp = render(request, None, "error.html", status=status, heading=heading, message=message, back="/")
+    for k, v in (headers or {}).items():
+        resp.headers[k] = v
+    return resp
+
+
+def install(app: FastAPI) -> None:
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        if wants_page(request) and exc.status_code >= 400:
+            return _page(request, exc.status_code, dict(exc.headers or {}))
+        return await http_exception_handler(request, exc)
+
+    async def on_validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        if wants_page(request):
+            return _page(request, 404 if request.method == "GET" else 400)
+        return await request_validation_exception_handler(request, exc)
+
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(RequestValidationError, on_validation)
