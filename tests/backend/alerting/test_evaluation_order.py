@@ -8,6 +8,7 @@ same: the issue's "every citizen's alerts equal to an in-order replay of the sam
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -20,6 +21,7 @@ from backend.alerting import FixedClock
 from backend.alerting.config import load_config
 from backend.alerting.engine import AlertEngine
 from backend.readings import StoredReading
+from tests.backend.alerting._order import alert_rows, assert_as_in_order, breaches, copd_spo2_dip
 
 CPH = ZoneInfo("Europe/Copenhagen")
 T0 = datetime(2026, 11, 24, 11, 0, tzinfo=CPH)
@@ -157,3 +159,42 @@ def test_late_breaches_of_a_run_already_resolved_extend_that_alert(seed: Any, po
     # value then known.
     assert [t[:3] for t in scrambled[1]] == [t[:3] for t in in_order[1]] == [
         ("copd.spo2.absolute", "opened", "yellow"), ("copd.spo2.absolute", "resolved", "yellow")]
+
+
+@pytest.mark.parametrize("batch", [5, 17, 40])
+def test_a_copd_dip_and_recovery_evaluated_newest_batch_first_records_what_measurement_order_records(
+    seed: Any, pool: Any, db: Any, batch: int,
+) -> None:
+    """A COPD SpO2 series (stable, a dip through yellow into red, recovery, a second yellow dip;
+    30 hours) evaluated in measurement order, and in batches newest first (two ingest workers
+    draining a backlog, the rules claiming the newest readings first). Both yellow/red episodes
+    and their trend alerts are over long before the last reading, so every one of them is an
+    episode that opens and resolves within a late span: each must be stored, resolved, with the
+    in-order breach counts and values. Compared as ``tests/backend/alerting/_order.py`` says
+    (alert rows exactly; transitions already written are a log and stay as written)."""
+    values = copd_spo2_dip(random.Random(20261130))
+    series = [(T0 - timedelta(minutes=15 * (len(values) - i)), v) for i, v in enumerate(values)]
+    clock = FixedClock(T0 + timedelta(hours=2))
+    engine = AlertEngine(pool=pool, config=load_config(), clock=clock)
+    got = []
+    for order in ("in order", "newest first"):
+        pid = seed.patient("copd", "Aarhus")
+        index: dict[uuid.UUID, int] = {}
+        size = 1 if order == "in order" else batch
+        batches = [list(enumerate(series))[i:i + size] for i in range(0, len(series), size)]
+        for b in batches if order == "in order" else reversed(batches):
+            readings = []
+            for n, (at, v) in b:
+                r = seed.reading(pid, "spo2", at, spo2=v)
+                index[r.id] = n
+                readings.append(r)
+            engine.on_stored(readings)
+            clock.set(clock.now() + timedelta(seconds=1))
+        got.append((alert_rows(db, pid, index), breaches(db, pid, index)))
+    assert engine.failed == 0 and engine.late > 0 and engine.late_in_arrival_order == 0
+    (in_order, fired), (scrambled, _) = got
+    assert_as_in_order(scrambled, in_order, fired)
+    # Both episodes of the absolute limit, as in measurement order: red (the dip), then yellow.
+    absolute = [r[2:8] for r in scrambled if r[0] == "copd.spo2.absolute"]
+    assert [(state, severity) for _, state, severity, *_ in absolute] == [("resolved", "red"), ("resolved", "yellow")]
+    assert not [t for r in scrambled for t in r[8] if t[0] == "opened" and t[3] is not None]  # nothing reopened
