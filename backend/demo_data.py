@@ -22,13 +22,19 @@ def seed(settings: Settings, *, citizens: int = 12) -> list[str]:
 
 
 def _seed_alerting(settings: Settings) -> None:
+    from datetime import UTC, datetime, timedelta
+
     import psycopg
 
     from backend.alerting.config import load_config
     from backend.alerting.demo import seed_alerting
 
+    # The plans start where the replayed days start (issue 13: planned from the seed on, the
+    # adherence-gap citizen's missed slots lay before the plan existed and no blue alarm came).
+    # 36 h is the missed-measurement check's look-back.
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        seed_alerting(conn, config=load_config(settings.alert_rules_dir), topics=settings.topics)
+        seed_alerting(conn, config=load_config(settings.alert_rules_dir), topics=settings.topics,
+                      now=datetime.now(UTC) - timedelta(hours=36))
 
 
 def _seed_teams(settings: Settings) -> None:

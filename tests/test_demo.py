@@ -87,6 +87,14 @@ def test_demo_runs_on_embedded_defaults_shows_alerts_and_stops_cleanly(tmp_path:
             rows = json.loads(payload)["rows"]
             alerts = [a for row in rows for a in row.get("alerts", [])]
             time.sleep(2)
+        # The adherence-gap citizen's missed measurements raise a blue alarm within the replay.
+        deadline = time.monotonic() + 240
+        while not any(a.get("severity") == "blue" for a in alerts):
+            assert time.monotonic() < deadline, f"no blue alarm: {[a.get('severity') for a in alerts]}"
+            time.sleep(3)
+            status, payload = _get(f"{base}/api/v1/worklist", token)
+            assert status == 200, payload[:300]
+            alerts = [a for row in json.loads(payload)["rows"] for a in row.get("alerts", [])]
         servers = _servers_of(proc.pid, workdir)
         assert any("postgres" in a for a in servers.values()), servers
         assert any("mosquitto" in a for a in servers.values()), servers
