@@ -289,18 +289,36 @@ def _settle(patient: Patient, a: Alert, ep: Episode, now: datetime,
     """A stored alert ``a`` brought to its run ``ep``: the effects, and the alert if it is
     unresolved afterwards."""
     f = ep.alert
-    peak = ep.peak
     merged = _with_evidence(a, f)
     worse = SEVERITY_RANK[f.severity] < SEVERITY_RANK[a.severity]
     ended = f.state == "resolved"
+    labels = labels_for(patient, rule_id=a.rule_id, rule_kind=a.rule_kind,
+                        severity=f.severity if worse else a.severity, measurement=a.measurement)
     effects: list[Effect] = []
+    if a.state == "resolved":
+        if worse:  # over before its worst reading came: the row says how bad it got
+            merged = dataclasses.replace(merged, severity=f.severity)
+        if ended or a.resolved_by != "system":
+            # Resolved, as in measurement order; or a clinician closed it, which stands (a newer
+            # breach opens a new alert).
+            if merged != a:
+                effects.append(Store(dataclasses.replace(merged, updated_at=now), labels=labels if worse else None))
+            return effects, None
+        # Resolved by the system on in-range readings that a late breach has since interrupted:
+        # the run goes on, so the alert is open again (the same alert; a kvittering stands).
+        d = routing.decide(labels, now)
+        moved = d.team != a.team_key
+        acked = a.acknowledged_at is not None
+        back = dataclasses.replace(
+            merged, state="acknowledged" if acked else "open", resolved_by=None, resolved_at=None,
+            resolve_note=None, updated_at=now, inhibited_by=None, team_key=d.team,
+            escalate_to=tuple(d.escalate_to), escalation_level=0, escalation_due_at=None if acked else now + d.sla,
+            owner_since=now if moved else a.owner_since)
+        note = "genåbnet: en sen måling viser at forløbet ikke var slut; " + " › ".join(d.route_path)
+        rec = Record(_as_raised(back, ep.peak), "opened", "system", now, note, "resolved",
+                     a.team_key if moved else None)
+        return [Store(back, labels=labels), rec, Notify(rec)], back
     if worse:
-        labels = labels_for(patient, rule_id=a.rule_id, rule_kind=a.rule_kind, severity=f.severity,
-                            measurement=a.measurement)
-        if a.state == "resolved":
-            # over before its worst reading came: the row says how bad it got, no transition
-            merged = dataclasses.replace(merged, severity=f.severity, updated_at=now)
-            return [Store(merged, labels=labels)], None
         d = routing.decide(labels, now)
         moved = d.team != a.team_key
         merged = dataclasses.replace(
@@ -308,41 +326,22 @@ def _settle(patient: Patient, a: Alert, ep: Episode, now: datetime,
             escalate_to=tuple(d.escalate_to), escalation_level=0, escalation_due_at=now + d.sla,
             owner_since=now if moved else a.owner_since)
         note = f"{a.severity} → {f.severity}; " + " › ".join(d.route_path)
-        rec = Record(_as_raised(merged, peak), "worsened", "system", now, note, a.state,
+        rec = Record(_as_raised(merged, ep.peak), "worsened", "system", now, note, a.state,
                      a.team_key if moved else None)
         effects += (Store(merged, labels=labels), rec)
         if not ended:
             effects.append(Notify(rec))
         a = merged
-    if a.state != "resolved" and ended:
+    if ended:
         note = f.resolve_note or "genvurderet i målerækkefølge"
         done = dataclasses.replace(merged, state="resolved", resolved_by="system", resolved_at=now,
                                    resolve_note=note, updated_at=now, escalation_due_at=None, inhibited_by=None)
         effects += (Store(done), Record(done, "resolved", "system", now, note, a.state))
         return effects, None
-    if a.state == "resolved" and not ended:
-        if a.resolved_by != "system":
-            # a clinician closed it: that stands; the run's newer breaches open a new alert next time
-            if merged != a:
-                effects.append(Store(dataclasses.replace(merged, updated_at=now)))
-            return effects, None
-        # resolved by the system on in-range readings that a late breach has since interrupted:
-        # the run goes on, so the alert is open again (the same alert, not a new one)
-        d = routing.decide(labels_for(patient, rule_id=a.rule_id, rule_kind=a.rule_kind, severity=merged.severity,
-                                      measurement=a.measurement), now)
-        back = dataclasses.replace(merged, state="open", resolved_by=None, resolved_at=None, resolve_note=None,
-                                   updated_at=now, escalation_due_at=now + d.sla, inhibited_by=None)
-        note = "genåbnet: en sen måling viser at forløbet ikke var slut"
-        rec = Record(back, "opened", "system", now, note, "resolved")
-        effects += (Store(back), rec, Notify(rec))
-        return effects, back
-    if worse:
-        return effects, (None if a.state == "resolved" else a)
     if merged != a:
         merged = dataclasses.replace(merged, updated_at=now)
-        effects += (Store(merged, narrow=a.state != "resolved"), Refresh(merged)) if a.state != "resolved" \
-            else (Store(merged),)
-    return effects, (None if merged.state == "resolved" else merged)
+        effects += (Store(merged, narrow=True), Refresh(merged))
+    return effects, merged
 
 
 def _history(patient: Patient, ep: Episode, new_id: int, times: Mapping[uuid.UUID, datetime],
