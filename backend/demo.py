@@ -56,6 +56,14 @@ def run_demo(*, citizens: int = 12, port: int = 8000, speed: float = 3600.0) -> 
             demo_data.simulation(settings, citizens=citizens, speed=speed, screen_port=screen_port)
         )
         app = create_app(settings, migrate_on_start=False)
+        if not (os.environ.get("NEARCARE_DYNSEC_ADMIN_URL") or os.environ.get("NEARCARE_MOSQUITTO_PASSWORD_FILE")) \
+                and shutil.which("mosquitto_passwd"):
+            # "Tilmeld gateway" works in the demo (issue 13): agent credentials go to a password file
+            # in the demo's work directory. The demo broker also admits anonymous clients, so the
+            # simulated citizens need none.
+            from backend.admin.credentials import PasswordFileCredentials
+
+            app.state.credential_store = PasswordFileCredentials(workdir / "mosquitto.passwd")
         banner = [
             "",
             "nearcare demo",

@@ -95,6 +95,18 @@ def test_demo_runs_on_embedded_defaults_shows_alerts_and_stops_cleanly(tmp_path:
             status, payload = _get(f"{base}/api/v1/worklist", token)
             assert status == 200, payload[:300]
             alerts = [a for row in json.loads(payload)["rows"] for a in row.get("alerts", [])]
+        # "Tilmeld gateway" works in the demo: the admin gets a one-time code.
+        body = json.dumps({"username": "admin", "password": "demo-nearcare"}).encode()
+        req = urllib.request.Request(f"{base}/api/v1/auth/token", data=body,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            admin_token = json.loads(resp.read())["access_token"]
+        enrol = json.dumps({"agent_id": "ny-tablet-1"}).encode()
+        req = urllib.request.Request(f"{base}/api/v1/admin/agents", data=enrol,
+                                     headers={"Content-Type": "application/json",
+                                              "Authorization": f"Bearer {admin_token}"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            assert resp.status == 200 and json.loads(resp.read())["code"]
         servers = _servers_of(proc.pid, workdir)
         assert any("postgres" in a for a in servers.values()), servers
         assert any("mosquitto" in a for a in servers.values()), servers
