@@ -196,11 +196,16 @@ def worklist(
     where, params = scope_clause(user, "p")
     in_scope = [r[0] for r in conn.execute(f"SELECT p.id FROM patients p WHERE p.active AND {where}", params)]
     entries = alert_worklist(conn, team_keys=[team_key] if team_key else None, patient_ids=in_scope, now=now)
+    teams = dict(teams_in_scope(conn, user=user))
+    # The teams that own alerts the user sees can be filtered by too (issue 13: a specialist saw
+    # municipal teams' alerts but could filter by his own team only).
+    for e in entries:
+        teams.setdefault(e.team_key, e.team_name)
     view = assemble(
         user=user,
         entries=entries,
         green=green.rows(conn, user=user, now=now),
-        teams=teams_in_scope(conn, user=user),
+        teams=sorted(teams.items(), key=lambda kv: kv[1]) if teams else [],
     )
     context = alert_contexts(conn, alert_ids=[a.id for e in view.rows for a in e.alerts])
     return WorklistView(rows=view.rows, green=view.green, teams=view.teams, counts=view.counts,

@@ -156,7 +156,8 @@ def test_worklist_scopes_orders_filters_by_team_and_adds_green(db: Any) -> None:
     assert view.counts["handled"] == 1 and view.handled == frozenset({acked})  # kvitteret: no longer red
     # Green: new readings, no alert. The acknowledged patient has a row, so is not green too.
     assert [g.patient_id for g in view.green] == [green] and view.counts["green"] == 1
-    assert {k for k, _ in view.teams} == {nurse_team, other_team}
+    # The municipality's teams, and the hospital team owning the referred patient's alert.
+    assert {k for k, _ in view.teams} == {nurse_team, other_team, hospital_team}
 
     by_team = worklist(db, user=c.nurse(), green=GreenCache(), team_key=other_team)
     assert [e.patient_id for e in by_team.rows] == [red_new]
