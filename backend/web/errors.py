@@ -4,6 +4,10 @@ error page in the reader's language; the API and machines keep FastAPI's JSON an
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
@@ -37,17 +41,34 @@ def _page(request: Request, status: int, headers: dict[str, str] | None = None) 
     return resp
 
 
+async def _call(handler: Callable[..., Any], request: Request, exc: Exception) -> Response:
+    result = handler(request, exc)
+    if inspect.isawaitable(result):
+        result = await result
+    assert isinstance(result, Response)
+    return result
+
+
 def install(app: FastAPI) -> None:
+    """After :func:`backend.web.security.install`: machines keep whatever handler was there (its
+    422 renders NaN and infinity), people get a page."""
+    prior_http = app.exception_handlers.get(StarletteHTTPException)
+    prior_validation = app.exception_handlers.get(RequestValidationError)
+
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         if wants_page(request) and exc.status_code >= 400:
             return _page(request, exc.status_code, dict(exc.headers or {}))
+        if prior_http is not None:
+            return await _call(prior_http, request, exc)
         return await http_exception_handler(request, exc)
 
     async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         if wants_page(request):
             return _page(request, 404 if request.method == "GET" else 400)
+        if prior_validation is not None:
+            return await _call(prior_validation, request, exc)
         return await request_validation_exception_handler(request, exc)
 
     app.add_exception_handler(StarletteHTTPException, on_http)
