@@ -45,7 +45,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from alert_rules.lifecycle import (
-    KEEP_READING_IDS,
     Alert,
     Effect,
     Notify,
@@ -91,7 +90,8 @@ def rewind(alert: Alert, evaluated: Sequence[Evaluated], *, earlier: bool = True
     breach resets it; :func:`reach_back` starts the span at a breach, so that this is exact). An
     alert the system resolved is open again on the copy (the replay decides afresh where its
     run ends). Severity, owner and kvittering are kept. ``earlier`` False: no breach of its rule
-    was evaluated before the span, so the alert opened within it (None)."""
+    was evaluated just before the span, so an alert whose remembered readings are all in the
+    span opened within it (None), however many breaches it counts."""
     rule = alert.rule_id
     last = alert.last_reading_id
     ids = [e.reading_id for e in evaluated]
@@ -99,7 +99,11 @@ def rewind(alert: Alert, evaluated: Sequence[Evaluated], *, earlier: bool = True
     span = set(ids)
     remembered = [i for i in alert.reading_ids if i in span]
     fired = [e.reading_id for e in own if rule in e.fired] if last in ids else []
-    if remembered and (len(remembered) < len(alert.reading_ids) or len(alert.reading_ids) < KEEP_READING_IDS):
+    # Exact when it remembers a breach before the span (the span's are newer: remembered too), or
+    # remembers every breach it counts; else the evaluation rows say (up to its last breach).
+    exact = bool(remembered) and (len(remembered) < len(alert.reading_ids)
+                                  or len(alert.reading_ids) == alert.breach_count)
+    if exact or len(fired) < len(remembered):
         fired = remembered  # every breach of it in the span is remembered: exact (the rows may differ
         # from the alert for a rule that looks at history, the replay having re-decided them)
     cleared = sum(1 for e in evaluated if rule in e.cleared)
@@ -109,11 +113,9 @@ def rewind(alert: Alert, evaluated: Sequence[Evaluated], *, earlier: bool = True
             resolved_at=None, resolve_note=None)
     if not fired and not cleared:
         return alert
-    if not earlier:
-        return None
     breaches = alert.breach_count - len(fired)
-    if breaches <= 0:
-        return None
+    if breaches <= 0 or (fired and not earlier and len(remembered) == len(alert.reading_ids)):
+        return None  # (every reading it remembers is in the span, and none of its rule just before it)
     kept = tuple(i for i in alert.reading_ids if i not in span)
     return dataclasses.replace(
         alert, breach_count=breaches, reading_ids=kept,
