@@ -126,10 +126,14 @@ def acknowledge_all_green(
     now = now or datetime.now(UTC)
     rows = green_rows(conn, user=user, now=now)
     if patient_ids is not None:
-        alerted = {r[0] for r in conn.execute(
-            "SELECT DISTINCT patient_id FROM alerts WHERE state <> 'resolved' AND patient_id = ANY(%s)",
-            (list(patient_ids),))}
-        rows = [g for g in rows if g.patient_id in patient_ids and g.patient_id not in alerted]
+        wanted = set(patient_ids)
+        rows = [g for g in rows if g.patient_id in wanted]
+    # A citizen with an unresolved alert (kvitteret, say) is shown on the worklist as that alert's
+    # row, not as green: never marked seen by "kvittér alle grønne" (issue 13).
+    alerted = {r[0] for r in conn.execute(
+        "SELECT DISTINCT patient_id FROM alerts WHERE state <> 'resolved' AND patient_id = ANY(%s)",
+        ([g.patient_id for g in rows],))}
+    rows = [g for g in rows if g.patient_id not in alerted]
     cache.forget()
     for g in rows:
         conn.execute(

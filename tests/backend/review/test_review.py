@@ -190,3 +190,21 @@ def test_the_review_and_its_receipts_commit_together(db: Any) -> None:
     assert db.execute("SELECT count(*) FROM mqtt_outbox WHERE topic LIKE %s", (topics.root + "/%",)).fetchone() == (0,)
     assert acknowledge_all_green(db, user=c.nurse(), cache=GreenCache(), topics=topics) == 1
     assert db.execute("SELECT count(*) FROM mqtt_outbox WHERE topic LIKE %s", (topics.root + "/%",)).fetchone() == (1,)
+
+
+def test_kvitter_all_green_never_marks_a_citizen_with_an_unresolved_alert_and_takes_the_shown_rows(db: Any) -> None:
+    """Issue 13: 54 readings of citizens shown as yellow (their yellow alerts kvitteret) were
+    marked seen by "kvittér alle grønne"; and the page's rows are the ones acted on."""
+    c = Clinic(db)
+    green, other_green, acked = (c.patient() for _ in range(3))
+    for pid in (green, other_green, acked):
+        c.reading(pid)
+    c.alert(acked, severity="yellow", team_key=c.nurse_team[1], state="acknowledged")
+    n = acknowledge_all_green(db, user=c.nurse(), cache=GreenCache(), topics=_fresh_topics(),
+                              patient_ids={green, acked})
+    assert n == 1
+    seen = {r[0] for r in db.execute("SELECT patient_id FROM reading_reviews WHERE patient_id = ANY(%s)",
+                                      ([green, other_green, acked],))}
+    assert seen == {green}
+    assert acknowledge_all_green(db, user=c.nurse(), cache=GreenCache(), topics=_fresh_topics()) >= 1
+    assert db.execute("SELECT 1 FROM reading_reviews WHERE patient_id = %s", (acked,)).fetchone() is None
