@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -79,6 +79,24 @@ def _serve(settings: Settings, roles: tuple[str, ...], host: str | None, port: i
     )
 
 
+def _headless(settings: Settings, roles: tuple[str, ...], **kw: Any) -> None:
+    """A role without the HTTP app; a store that cannot be used (TimescaleDB installed but not
+    preloaded, an unreachable database) is one clear line and exit 1, not a traceback."""
+    import psycopg
+
+    from backend.errors import StoreError
+    from backend.roles import run_headless
+
+    try:
+        run_headless(settings, roles, **kw)
+    except StoreError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except psycopg.OperationalError as exc:
+        typer.echo(f"error: the database cannot be reached: {exc}".strip(), err=True)
+        raise typer.Exit(1) from None
+
+
 @app.command()
 def run(
     host: str = typer.Option(None, help="Listen address (NEARCARE_HTTP_HOST)."),
@@ -112,11 +130,11 @@ def ingest(
     subscription; each holds a clean session, so a worker lost for good strands nothing (its
     agents re-send what it held). New readings go to the rules through PostgreSQL."""
     from backend.ingest.service import default_client_id
-    from backend.roles import INGEST, run_headless
+    from backend.roles import INGEST
 
     settings = _settings()
-    run_headless(settings, (INGEST,), migrate_first=migrate_first, metrics_port=metrics_port,
-                 ingest_client_id=client_id or default_client_id(settings.ingest_group, worker=worker))
+    _headless(settings, (INGEST,), migrate_first=migrate_first, metrics_port=metrics_port,
+              ingest_client_id=client_id or default_client_id(settings.ingest_group, worker=worker))
 
 
 @app.command()
@@ -126,9 +144,9 @@ def rules(
 ) -> None:
     """Rule evaluation alone: committed readings from PostgreSQL, each evaluated exactly once,
     in each citizen's measurement order. Any number may run."""
-    from backend.roles import RULES, run_headless
+    from backend.roles import RULES
 
-    run_headless(_settings(), (RULES,), migrate_first=migrate_first, metrics_port=metrics_port)
+    _headless(_settings(), (RULES,), migrate_first=migrate_first, metrics_port=metrics_port)
 
 
 @app.command()
@@ -138,6 +156,6 @@ def scheduler(
 ) -> None:
     """The scheduled checks alone (escalation, missed measurements, technical, notifications).
     Run two or more: one leads (PostgreSQL advisory lock), the others take over when it dies."""
-    from backend.roles import SCHEDULER, run_headless
+    from backend.roles import SCHEDULER
 
-    run_headless(_settings(), (SCHEDULER,), migrate_first=migrate_first, metrics_port=metrics_port)
+    _headless(_settings(), (SCHEDULER,), migrate_first=migrate_first, metrics_port=metrics_port)
