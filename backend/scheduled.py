@@ -215,7 +215,20 @@ def alerting_jobs(*, pool: Any, engine: Any, dispatcher: Any, config: Any, notif
                 break
         return found
 
+    def daily_rollup(now: datetime) -> Any:
+        # The trend's daily points: the last two local days again (late readings land there), so
+        # long ranges read the rollup instead of raw rows. On TimescaleDB this refreshes the
+        # continuous aggregate; on plain PostgreSQL nothing else fills the table.
+        from backend.store import rollup
+
+        # Its own autocommit connection: TimescaleDB refuses to refresh an aggregate inside a
+        # transaction, and the pool's connections are not autocommit.
+        with psycopg.connect(pool.conninfo, autocommit=True) as conn:
+            rollup.refresh(conn, since=now - timedelta(days=2), tz=tz)
+        return None
+
     return [
+        JobSpec("store.daily_rollup", daily_rollup, IntervalTrigger(minutes=30)),
         JobSpec("alerting.catch_up", catch_up, IntervalTrigger(seconds=catch_up_seconds)),
         JobSpec("alerting.escalations", escalations, IntervalTrigger(seconds=escalation_seconds)),
         JobSpec("alerting.missed_measurements", missed, IntervalTrigger(seconds=missed_seconds)),

@@ -55,3 +55,42 @@ def test_a_failing_job_does_not_stop_the_scheduler(database_url: str) -> None:
         assert len(calls) >= 3 and "database hiccup" in s.errors["test.boom"]
     finally:
         s.stop()
+
+
+def test_the_daily_rollup_job_fills_the_trend_days(database_url: str) -> None:
+    """Nothing else fills measurement_daily on plain PostgreSQL (on TimescaleDB it refreshes the
+    continuous aggregate): the leader's job does, for the last two local days."""
+    from datetime import UTC, datetime, timedelta
+
+    import psycopg
+
+    from backend import registry
+    from backend.alerting.config import NotifierSettings, load_config
+    from backend.alerting.engine import AlertEngine
+    from backend.alerting.notify import Dispatcher
+    from backend.scheduled import alerting_jobs
+    from backend.store import open_pool
+
+    now = datetime.now(UTC)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        p = registry.create_patient(conn, external_ref=f"rollup-{now.timestamp()}", name="Rollup", programme="copd",
+                                    municipality="Aarhus")
+        registry.enrol_agent(conn, agent_id=f"rollup-{int(now.timestamp() * 1000)}", patient_id=p.id)
+        agent = conn.execute("SELECT id FROM agents WHERE patient_id = %s", (p.id,)).fetchone()[0]
+        for v in (94.0, 96.0):
+            conn.execute("INSERT INTO measurements (id, measured_at, patient_id, agent_id, kind, value, components,"
+                         " unit, device_clock_trusted, agent_received_at) VALUES (gen_random_uuid(), %s, %s, %s,"
+                         " 'spo2', %s, %s, '%%', true, %s)", (now - timedelta(minutes=5), p.id, agent, v,
+                                                              f'{{"spo2": {v}}}', now))
+    pool = open_pool(database_url, min_size=1, max_size=2)
+    try:
+        cfg, notifier = load_config(), NotifierSettings()
+        jobs = {j.id: j for j in alerting_jobs(pool=pool, engine=AlertEngine(pool=pool, config=cfg), config=cfg,
+                                               dispatcher=Dispatcher(pool=pool, settings=notifier), notifier=notifier)}
+        jobs["store.daily_rollup"].func(now)
+    finally:
+        pool.close()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute("SELECT n, mean FROM measurement_daily WHERE patient_id = %s AND kind = 'spo2'"
+                           " AND component = 'spo2'", (p.id,)).fetchone()
+    assert row == (2, 95.0)
