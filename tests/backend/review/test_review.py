@@ -154,7 +154,9 @@ def test_kvitter_all_green_stores_audits_and_tells_each_tablet(db: Any, broker_c
         [(few, "3 readings", "::1"), (many, f"{RECEIPT_IDS + 1} readings", "::1")]
     )
 
-    assert relay.relay(db) >= 3  # the receipts were queued with the review; a relay sends them
+    # The receipts were queued with the review; a relay sends them (this one, or another process
+    # relaying from the same session database first: either way they reach the broker).
+    relay.relay(db)
     receipts = broker_client.receipts(until_ids=3 + RECEIPT_IDS + 1)
     by_agent: dict[str, list[Receipt]] = {}
     for r in receipts:
