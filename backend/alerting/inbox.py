@@ -48,7 +48,7 @@ class RulesInbox:
     name = "rules"
 
     def __init__(self, *, database_url: str, evaluate: ReadingsSink, batch: int = 2000, backlog_batch: int = 200,
-                 backlog_rate: float = 2000.0, poll_s: float = 1.0) -> None:
+                 backlog_rate: float = 500.0, poll_s: float = 1.0) -> None:
         self.database_url = database_url
         self.evaluate = evaluate
         self.batch = batch
