@@ -18,14 +18,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import psycopg
 
+from backend.alerting.jobs import READING_COLUMNS, readings_from_rows
 from backend.events import READINGS_CHANNEL
-from backend.readings import ReadingsSink, StoredReading
-from vitals.kinds import MeasurementKind
+from backend.readings import ReadingsSink
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +32,7 @@ LIVE = "stored_at - measured_at < interval '10 minutes'"
 """A reading stored within minutes of its measurement: someone measuring now (migration 0221)."""
 
 _CLAIM = (
-    "SELECT m.id, m.patient_id, m.agent_id, m.kind, m.components, m.measured_at, m.stored_at, m.quality,"
-    " m.flags, m.device_id FROM (SELECT measurement_id, measured_at FROM rules_inbox WHERE {where}"
+    f"SELECT {READING_COLUMNS} FROM (SELECT measurement_id, measured_at FROM rules_inbox WHERE {{where}}"
     "  ORDER BY stored_at LIMIT %s FOR UPDATE SKIP LOCKED) i"
     " JOIN measurements m ON m.id = i.measurement_id AND m.measured_at = i.measured_at"
 )
@@ -115,24 +113,10 @@ class RulesInbox:
                 rows += backlog
             if not rows:
                 return 0
-            readings = _readings(conn, rows)
+            readings = readings_from_rows(conn, rows)
             t0 = time.perf_counter()
             self.evaluate(readings)
             conn.execute("DELETE FROM rules_inbox WHERE measurement_id = ANY(%s)", ([r[0] for r in rows],))
         self.handed_on += len(readings)
         log.debug("rules: %d readings evaluated in %.1f ms", len(readings), 1000 * (time.perf_counter() - t0))
         return len(rows)
-
-
-def _readings(conn: psycopg.Connection[Any], rows: Sequence[Any]) -> list[StoredReading]:
-    out = []
-    for mid, pid, agent, kind, comps, at, stored, quality, flags, device in rows:
-        try:
-            out.append(StoredReading(mid, int(pid), agent, MeasurementKind(kind), comps, at, stored,
-                                     tuple(quality or ()), tuple(flags or ()), device))
-        except ValueError:
-            # A kind the rules do not know cannot be evaluated: recorded, never retried forever.
-            conn.execute("INSERT INTO alert_evaluation_failures (measurement_id, patient_id, error)"
-                         " VALUES (%s,%s,%s) ON CONFLICT DO NOTHING", (mid, pid, f"unknown kind {kind!r}"))
-    out.sort(key=lambda r: (r.patient_id, r.measured_at))
-    return out

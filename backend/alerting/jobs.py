@@ -152,21 +152,36 @@ def recompute_baselines(conn: psycopg.Connection[Any], *, now: datetime, config:
     return written
 
 
-def failed_readings(conn: psycopg.Connection[Any], *, limit: int = 500) -> list[StoredReading]:
-    """Readings whose evaluation failed earlier, rebuilt from the store for a retry."""
-    rows = conn.execute(
-        "SELECT m.id, m.patient_id, m.agent_id, m.kind, m.components, m.measured_at, m.stored_at, m.quality,"
-        " m.flags, m.device_id FROM alert_evaluation_failures f JOIN measurements m ON m.id = f.measurement_id"
-        " ORDER BY m.measured_at LIMIT %s", (limit,),
-    ).fetchall()
+READING_COLUMNS = (
+    "m.id, m.patient_id, m.agent_id, m.kind, m.components, m.measured_at, m.stored_at, m.quality, m.flags,"
+    " m.device_id"
+)
+"""The columns :func:`readings_from_rows` rebuilds a stored reading from (``measurements m``)."""
+
+
+def readings_from_rows(conn: psycopg.Connection[Any], rows: Sequence[Any]) -> list[StoredReading]:
+    """Stored readings from rows of :data:`READING_COLUMNS`, in each citizen's measurement order.
+    A kind the rules do not know cannot be evaluated: it is recorded as an evaluation failure
+    rather than scanned again forever."""
     out = []
     for mid, pid, agent, kind, comps, at, stored, quality, flags, device in rows:
         try:
             out.append(StoredReading(mid, int(pid), agent, MeasurementKind(kind), comps, at, stored,
                                      tuple(quality or ()), tuple(flags or ()), device))
         except ValueError:
-            log.error("failed reading %s has unknown kind %r; left in alert_evaluation_failures", mid, kind)
+            conn.execute("INSERT INTO alert_evaluation_failures (measurement_id, patient_id, error)"
+                         " VALUES (%s,%s,%s) ON CONFLICT DO NOTHING", (mid, pid, f"unknown kind {kind!r}"))
+    out.sort(key=lambda r: (r.patient_id, r.measured_at))
     return out
+
+
+def failed_readings(conn: psycopg.Connection[Any], *, limit: int = 500) -> list[StoredReading]:
+    """Readings whose evaluation failed earlier, rebuilt from the store for a retry."""
+    rows = conn.execute(
+        f"SELECT {READING_COLUMNS} FROM alert_evaluation_failures f JOIN measurements m ON m.id = f.measurement_id"
+        " ORDER BY m.measured_at LIMIT %s", (limit,),
+    ).fetchall()
+    return readings_from_rows(conn, rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,26 +231,16 @@ def catch_up(conn: psycopg.Connection[Any], *, evaluate: Callable[[Sequence[Stor
     if h <= mark:
         return CatchUp(0, mark, True)
     rows = conn.execute(
-        "SELECT m.id, m.patient_id, m.agent_id, m.kind, m.components, m.measured_at, m.stored_at, m.quality,"
-        " m.flags, m.device_id" + _UNEVALUATED + " ORDER BY m.stored_at LIMIT %s",
+        f"SELECT {READING_COLUMNS}" + _UNEVALUATED + " ORDER BY m.stored_at LIMIT %s",
         (mark, h, limit),
     ).fetchall()
     conn.commit()
     complete = len(rows) < limit
     upto = h if complete else rows[-1][6]
-    readings = []
-    for mid, pid, agent, kind, comps, at, stored, quality, flags, device in rows:
-        try:
-            readings.append(StoredReading(mid, int(pid), agent, MeasurementKind(kind), comps, at, stored,
-                                          tuple(quality or ()), tuple(flags or ()), device))
-        except ValueError:
-            # A kind the rules do not know cannot be evaluated; record it rather than rescan it forever.
-            conn.execute("INSERT INTO alert_evaluation_failures (measurement_id, patient_id, error)"
-                         " VALUES (%s,%s,%s) ON CONFLICT DO NOTHING", (mid, pid, f"unknown kind {kind!r}"))
+    readings = readings_from_rows(conn, rows)
     conn.commit()
     if readings:
         log.info("catch-up: %d stored readings had no evaluation", len(readings))
-        readings.sort(key=lambda r: (r.patient_id, r.measured_at))
         evaluate(readings)
         left = conn.execute("SELECT min(m.stored_at)" + _UNEVALUATED, (mark, upto)).fetchone()
         if left is not None and left[0] is not None:
