@@ -13,9 +13,14 @@ A slow listener loses nothing durable: events only say "look again"; the databas
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from dataclasses import dataclass, field
 from typing import Any
+
+import psycopg
+
+log = logging.getLogger(__name__)
 
 EVENTS_CHANNEL = "nearcare_alerts"
 """Alert transitions and stored readings, for the live worklist (the name predates readings)."""
@@ -60,3 +65,57 @@ def _offer(queue: asyncio.Queue[Event], event: Event) -> None:
         # The listener is behind: drop the oldest hint; it re-reads the worklist anyway.
         queue.get_nowait()
     queue.put_nowait(event)
+
+
+class Listening:
+    """The shape of a Service that holds one ``LISTEN`` connection on a thread: it reconnects
+    (logging why) whenever the connection is lost, and is ready while it listens. Subclasses name
+    the ``channel`` and do their work in :meth:`turn`, which returns how long to wait for the next
+    notification (0: go on at once)."""
+
+    name = "listening"
+    channel = ""
+
+    def __init__(self, *, database_url: str) -> None:
+        self.database_url = database_url
+        self._stop = threading.Event()
+        self._listening = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(60)
+
+    def ready(self) -> tuple[bool, str]:
+        return (True, "ok") if self.listening else (False, "no-listen")
+
+    @property
+    def listening(self) -> bool:
+        return self._listening.is_set() and not self._stop.is_set()
+
+    def wait_listening(self, timeout: float) -> bool:
+        return self._listening.wait(timeout)
+
+    def turn(self, conn: psycopg.Connection[Any]) -> float:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self.database_url, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {self.channel}")
+                    self._listening.set()
+                    while not self._stop.is_set():
+                        wait = self.turn(conn)
+                        if wait > 0:
+                            for _ in conn.notifies(timeout=wait, stop_after=1):
+                                pass
+            except psycopg.Error as exc:
+                self._listening.clear()
+                log.warning("%s lost its database connection (%s); reconnecting", self.name, exc)
+                self._stop.wait(1.0)

@@ -14,12 +14,11 @@ idempotent: a retained plan, a receipt by id), never lose one.
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 import psycopg
 
-from backend.events import OUTBOX_CHANNEL
+from backend.events import OUTBOX_CHANNEL, Listening
 from backend.publisher import MqttPublisher, PublishError
 
 log = logging.getLogger(__name__)
@@ -31,47 +30,22 @@ def enqueue(conn: psycopg.Connection[Any], *, topic: str, payload: bytes, retain
     conn.execute("SELECT pg_notify(%s, '')", (OUTBOX_CHANNEL,))
 
 
-class OutboxRelay:
+class OutboxRelay(Listening):
     """A Service: relays ``mqtt_outbox`` to the broker through this process's publisher."""
 
     name = "outbox"
+    channel = OUTBOX_CHANNEL
 
     def __init__(self, *, database_url: str, publisher: MqttPublisher, poll_s: float = 5.0, batch: int = 200) -> None:
-        self.database_url = database_url
+        super().__init__(database_url=database_url)
         self.publisher = publisher
         self.poll_s = poll_s
         self.batch = batch
         self.relayed = 0
-        self._stop = threading.Event()
-        self._listening = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="outbox-relay", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(15)
-
-    def ready(self) -> tuple[bool, str]:
-        return (True, "ok") if self._listening.is_set() else (False, "no-listen")
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                with psycopg.connect(self.database_url, autocommit=True) as conn:
-                    conn.execute(f"LISTEN {OUTBOX_CHANNEL}")
-                    self._listening.set()
-                    while not self._stop.is_set():
-                        self.relay(conn)
-                        for _ in conn.notifies(timeout=self.poll_s, stop_after=1):
-                            pass
-            except psycopg.Error as exc:
-                self._listening.clear()
-                log.warning("outbox relay lost its database connection (%s); reconnecting", exc)
-                self._stop.wait(1.0)
+    def turn(self, conn: psycopg.Connection[Any]) -> float:
+        self.relay(conn)
+        return self.poll_s
 
     def relay(self, conn: psycopg.Connection[Any]) -> int:
         """Send what is waiting; return how many went out. Stops at the first refusal (the broker

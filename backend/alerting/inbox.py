@@ -16,14 +16,13 @@ retry (``alert_evaluation_failures``) rather than lost.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Any
 
 import psycopg
 
 from backend.alerting.jobs import READING_COLUMNS, readings_from_rows
-from backend.events import READINGS_CHANNEL
+from backend.events import READINGS_CHANNEL, Listening
 from backend.readings import ReadingsSink
 
 log = logging.getLogger(__name__)
@@ -40,14 +39,15 @@ _CLAIM_LIVE = _CLAIM.format(where=LIVE)
 _CLAIM_BACKLOG = _CLAIM.format(where=f"NOT ({LIVE})")
 
 
-class RulesInbox:
+class RulesInbox(Listening):
     """A Service: feeds the rules from ``rules_inbox``."""
 
     name = "rules"
+    channel = READINGS_CHANNEL
 
     def __init__(self, *, database_url: str, evaluate: ReadingsSink, batch: int = 2000, backlog_batch: int = 200,
                  backlog_rate: float = 500.0, poll_s: float = 1.0) -> None:
-        self.database_url = database_url
+        super().__init__(database_url=database_url)
         self.evaluate = evaluate
         self.batch = batch
         self.backlog_batch = backlog_batch
@@ -61,42 +61,12 @@ class RulesInbox:
         self.poll_s = poll_s
         self.handed_on = 0
         """Readings handed to the engine since start (tests and metrics)."""
-        self._stop = threading.Event()
-        self._listening = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="rules-inbox", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(60)
-
-    def ready(self) -> tuple[bool, str]:
-        return (True, "ok") if self._listening.is_set() else (False, "no-listen")
-
-    def wait_listening(self, timeout: float) -> bool:
-        return self._listening.wait(timeout)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                with psycopg.connect(self.database_url, autocommit=True) as conn:
-                    conn.execute(f"LISTEN {READINGS_CHANNEL}")
-                    self._listening.set()
-                    while not self._stop.is_set():
-                        if self.drain(conn) == 0:
-                            # Nothing claimable now: wake on new readings, or when the backlog
-                            # budget has grown by a batch.
-                            wait = min(self.poll_s, self.backlog_batch / self.backlog_rate)
-                            for _ in conn.notifies(timeout=wait, stop_after=1):
-                                pass
-            except psycopg.Error as exc:
-                self._listening.clear()
-                log.warning("rules inbox lost its database connection (%s); reconnecting", exc)
-                self._stop.wait(1.0)
+    def turn(self, conn: psycopg.Connection[Any]) -> float:
+        if self.drain(conn):
+            return 0.0
+        # Nothing claimable now: wake on new readings, or when the backlog budget has grown by a batch.
+        return min(self.poll_s, self.backlog_batch / self.backlog_rate)
 
     def drain(self, conn: psycopg.Connection[Any]) -> int:
         """Claim, evaluate and delete one batch; return how many readings it held."""

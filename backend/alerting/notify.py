@@ -17,7 +17,6 @@ import hmac
 import json
 import logging
 import smtplib
-import threading
 from datetime import timedelta
 from email.message import EmailMessage
 from typing import Any
@@ -29,7 +28,7 @@ from psycopg_pool import ConnectionPool
 
 from backend.alerting.clock import Clock, SystemClock
 from backend.alerting.config import NotifierSettings
-from backend.events import EVENTS_CHANNEL, Event, EventHub
+from backend.events import EVENTS_CHANNEL, Event, EventHub, Listening
 
 log = logging.getLogger(__name__)
 
@@ -125,50 +124,26 @@ class Dispatcher:
             smtp.send_message(msg)
 
 
-class EventListener:
+class EventListener(Listening):
     """A Service: LISTEN for events (alert transitions, stored readings) and republish them on
     this process's hub for the live worklist."""
 
     name = "events"
+    channel = EVENTS_CHANNEL
 
     def __init__(self, *, database_url: str, events: EventHub) -> None:
-        self.database_url = database_url
+        super().__init__(database_url=database_url)
         self.events = events
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
         self.received = 0
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="alert-events", daemon=True)
-        self._thread.start()
-        self._ready.wait(10)
+        super().start()
+        self.wait_listening(10)
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-
-    @property
-    def listening(self) -> bool:
-        return self._ready.is_set() and not self._stop.is_set()
-
-    def ready(self) -> tuple[bool, str]:
-        return (True, "ok") if self.listening else (False, "no-listen")
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                with psycopg.connect(self.database_url, autocommit=True) as conn:
-                    conn.execute(f"LISTEN {EVENTS_CHANNEL}")
-                    self._ready.set()
-                    while not self._stop.is_set():
-                        for n in conn.notifies(timeout=0.5):
-                            self._publish(n.payload)
-            except psycopg.Error as exc:
-                self._ready.clear()
-                log.warning("alert event listener lost its connection (%s); reconnecting", exc)
-                self._stop.wait(1.0)
+    def turn(self, conn: psycopg.Connection[Any]) -> float:
+        for n in conn.notifies(timeout=0.5):
+            self._publish(n.payload)
+        return 0.0
 
     def _publish(self, payload: str) -> None:
         try:
