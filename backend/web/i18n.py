@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 LANGS = ("da", "en")
 
@@ -343,3 +343,29 @@ def reading_words(kind: str, components: dict[str, object], lang: str, *, detail
         return text
     parts = [f"{val(c)} {_COMPONENT_UNITS.get(c, ('', ''))[idx]}".strip() for c in components]
     return f"{name} {', '.join(parts) if parts else '–'}"
+
+
+# ---- threshold fields in words (the admin audit list showed "copd.spo2.absolute.red_low") --------
+
+_THRESHOLD_FIELDS: dict[str, tuple[str, str]] = {
+    "red_low": ("rød nedre grænse", "red lower limit"),
+    "red_high": ("rød øvre grænse", "red upper limit"),
+    "yellow_low": ("gul nedre grænse", "yellow lower limit"),
+    "yellow_high": ("gul øvre grænse", "yellow upper limit"),
+    "delta": ("ændring", "change"),
+    "window_hours": ("tidsrum i timer", "window in hours"),
+    "k": ("antal standardafvigelser", "number of standard deviations"),
+    "min_sd": ("mindste spredning", "smallest spread"),
+}
+
+
+def threshold_words(detail: str, lang: str, titles: Mapping[str, str]) -> str:
+    """``<rule id>.<field>`` as a person reads it: the rule's title and the field in words
+    (an unknown field is "grænseværdi" rather than a code name)."""
+    idx = 1 if lang == "en" else 0
+    rule_id, _, field = detail.rpartition(".")
+    title = titles.get(rule_id)
+    if title is None:
+        return detail
+    words = _THRESHOLD_FIELDS.get(field, ("grænseværdi", "threshold"))[idx]
+    return f"{title}: {words}"

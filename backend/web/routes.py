@@ -8,7 +8,7 @@ import asyncio
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
-from dataclasses import fields
+from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
@@ -48,7 +48,7 @@ from backend.api.deps import Config, TopicsDep, worklist_shown
 from backend.population.service import population as population_view
 from backend.review.router import GreenCacheDep
 from backend.review.service import acknowledge_all_green
-from backend.web.i18n import translator
+from backend.web.i18n import threshold_words, translator
 from backend.web.render import STATIC, render
 
 log = logging.getLogger(__name__)
@@ -656,6 +656,7 @@ def audit_page(
     request: Request,
     p: CurrentPrincipal,
     conn: Conn,
+    config: Config,
     patient_id: str | None = None,
     actor: str | None = None,
     refused: str | None = None,
@@ -665,6 +666,9 @@ def audit_page(
         return render(request, p, "error.html", status=403, heading=t("forbidden"), message=t("forbidden"))
     pid = int(patient_id) if patient_id and patient_id.isdigit() else None
     rows = audit.entries(conn, patient_id=pid, actor_prefix=actor or None, allowed=False if refused else None)
+    titles = {rule.id: rule.title for rule in config.ruleset.by_id.values()}
+    rows = [replace(e, detail=threshold_words(e.detail, p.lang, titles))
+            if e.action == "threshold change" and e.detail else e for e in rows]
     return render(request, p, "audit.html", entries=rows, title=t("audit"), filters=True)
 
 
