@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 
 LANGS = ("da", "en")
@@ -369,3 +370,12 @@ def threshold_words(detail: str, lang: str, titles: Mapping[str, str]) -> str:
         return detail
     words = _THRESHOLD_FIELDS.get(field, ("grænseværdi", "threshold"))[idx]
     return f"{title}: {words}"
+
+
+_PROGRAMME_CODE = re.compile(r"\b(copd|heart_failure|hypertension)\b")
+
+
+def programme_words(text: str, lang: str) -> str:
+    """A programme's code (``heart_failure``) in a free text, such as an audit line, as its name."""
+    t = translator(lang)
+    return _PROGRAMME_CODE.sub(lambda m: t(m.group(1)), text)

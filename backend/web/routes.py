@@ -48,7 +48,7 @@ from backend.api.deps import Config, TopicsDep, worklist_shown
 from backend.population.service import population as population_view
 from backend.review.router import GreenCacheDep
 from backend.review.service import acknowledge_all_green
-from backend.web.i18n import threshold_words, translator
+from backend.web.i18n import programme_words, threshold_words, translator
 from backend.web.render import STATIC, render
 
 log = logging.getLogger(__name__)
@@ -667,8 +667,9 @@ def audit_page(
     pid = int(patient_id) if patient_id and patient_id.isdigit() else None
     rows = audit.entries(conn, patient_id=pid, actor_prefix=actor or None, allowed=False if refused else None)
     titles = {rule.id: rule.title for rule in config.ruleset.by_id.values()}
-    rows = [replace(e, detail=threshold_words(e.detail, p.lang, titles))
-            if e.action == "threshold change" and e.detail else e for e in rows]
+    rows = [replace(e, detail=threshold_words(e.detail, p.lang, titles) if e.action == "threshold change"
+                    else programme_words(e.detail, p.lang))
+            if e.detail else e for e in rows]
     return render(request, p, "audit.html", entries=rows, title=t("audit"), filters=True)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,22 @@ CODE_NAME = re.compile(r"\b[a-z][a-z0-9]*_[a-z0-9_]+\b")
 UCUM = re.compile(r"mm\[Hg\]|\[[a-z_]+\]|\{[a-z]+\}")
 PY_REPR = re.compile(r"\bNone\b|\bTrue\b|\bFalse\b|datetime\.|UUID\(|\{'|\['")
 ALLOWED = {"nearcare"}  # the product's name
+
+
+@pytest.fixture(scope="module")
+def database_url(pg_admin_url: str) -> Iterator[str]:
+    """The crawl's own database: it reads every page as a person sees it, so what other tests
+    (schemathesis among them) typed into the session's database must not be read as the
+    product's words. The live app and the world of this module are built on it."""
+    from backend.store import migrate
+    from tests.conftest import create_database, drop_database
+
+    name, url = create_database(pg_admin_url, "nearcare_crawl")
+    try:
+        migrate(url)
+        yield url
+    finally:
+        drop_database(pg_admin_url, name)
 
 
 def _problems(text: str, data: frozenset[str] = frozenset()) -> list[str]:
