@@ -77,7 +77,7 @@ def check_evaluation_failures(
     calls it right after a failure; the scheduler runs it for everyone)."""
     only = sorted(set(patient_ids)) if patient_ids is not None else None
     summary(conn)
-    teams.refresh(conn)
+    teams.refresh(conn, force=True)  # rare, and a team created a moment ago must own its citizens
     failing = {
         int(pid): (int(n), str(err))
         for pid, n, err in conn.execute(
