@@ -32,6 +32,8 @@ class Broker:
         if b.username:
             self.client.username_pw_set(b.username, b.password)
         self.client.on_message = lambda _c, _u, msg: self.received.put((msg.topic, msg.payload))
+        self.subacks: queue.Queue[int] = queue.Queue()
+        self.client.on_subscribe = lambda _c, _u, mid, _rc, _p: self.subacks.put(mid)
         self.client.connect(b.host, b.port, keepalive=30)
         self.client.loop_start()
         deadline = time.monotonic() + 30
@@ -42,7 +44,7 @@ class Broker:
     def subscribe(self, topic: str) -> None:
         done = self.client.subscribe(topic, qos=1)
         assert done[0] == mqtt.MQTT_ERR_SUCCESS
-        time.sleep(0.2)  # the SUBACK; a missed message fails the test below, it does not pass it
+        assert self.subacks.get(timeout=30) == done[1], "no SUBACK for the receipts topic"
 
     def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
         self.client.publish(topic, payload, qos=qos, retain=retain).wait_for_publish(10)
