@@ -5,7 +5,6 @@ worker), and the per-statement patient check that replaced the row-by-row foreig
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from backend.embedded import wait_for
 from backend.ingest.core import AcceptedReading, Decision
 from backend.ingest.writer import prepare, write_batch
 from vitals.wire import new_measurement_id
@@ -102,7 +102,10 @@ def test_two_workers_storing_the_same_readings_at_once_store_each_once(
 
         t = threading.Thread(target=second)
         t.start()
-        time.sleep(0.5)
+        # The second writer blocks on the first one's uncommitted index entries: a lock wait.
+        second_pid = writer_conn.info.backend_pid
+        wait_for(lambda: db.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
+                                    (second_pid,)).fetchone() == ("Lock",), what="the second writer waiting")
         assert t.is_alive(), "the second writer must wait for the first one's uncommitted rows"
         first.commit()
         t.join(20)
