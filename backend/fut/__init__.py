@@ -10,12 +10,13 @@ from backend.fut.outbox import (
     refused,
     retry_refused,
 )
-from backend.fut.sender import FutClient, FutConfig, FutError, FutSender, fut_services, send_due
+from backend.fut.sender import FutClient, FutConfig, FutError, FutOAuth, FutSender, fut_services, send_due
 
 __all__ = [
     "FutClient",
     "FutConfig",
     "FutError",
+    "FutOAuth",
     "FutSender",
     "OutboxMetrics",
     "enqueue_new",

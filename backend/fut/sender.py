@@ -5,12 +5,18 @@ it is being sent, so two senders never send it at the same time) and the conditi
 the submitted Bundle (``ifNoneExist`` on the measurement's identifier), so a retry after a lost
 response finds the stored Observation instead of making a second one.
 
-Answers: 2xx -> ``sent``; 4xx with an OperationOutcome -> ``refused`` (kept with the outcome,
+Answers: 2xx -> ``sent``; 401 (after one new token) -> ``retrying``; other 4xx -> ``refused`` (kept with the outcome,
 listed for an administrator, retried only on request); 5xx, 408, 429, timeouts and connection
 errors -> ``retrying`` after ``base * 2**(attempts-1)`` seconds (capped, with jitter).
 
-Logs name measurement ids and FUT's status, never a resource body (no CPR reaches a log here:
-nearcare does not store it, and sends only FUT references).
+Authentication is OAuth2 client credentials (:class:`FutOAuth`) through authlib's httpx
+``OAuth2Client``: the token is fetched from the configured token endpoint on first use, kept in
+the client, fetched anew shortly before it expires, and once more when FUT answers 401 (revoked
+or rotated early). A token endpoint that refuses or cannot be reached leaves the measurement
+``retrying`` with the reason: it is nearcare's credentials that are wrong, not the measurement.
+
+Logs name measurement ids and FUT's status, never a resource body, a token or the client secret
+(no CPR reaches a log here: FUT gets only its own references, and a CPR FUT echoes is masked).
 """
 
 from __future__ import annotations
@@ -22,12 +28,13 @@ import random
 import re
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 import httpx
 import psycopg
+from authlib.integrations.httpx_client import OAuth2Client, OAuthError
 from psycopg.rows import dict_row
 
 from backend.errors import BackendError
@@ -45,6 +52,18 @@ class FutError(BackendError):
 
 
 @dataclass(frozen=True, slots=True)
+class FutOAuth:
+    """OAuth2 client credentials for FUT (the client registered with FUT's identity provider)."""
+
+    token_url: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    scope: str | None = None
+    leeway_s: float = 30.0
+    """A token is fetched anew this long before it expires."""
+
+
+@dataclass(frozen=True, slots=True)
 class FutConfig:
     base_url: str
     """FUT's measurement service base, e.g. https://measurement.example/fhir (no trailing slash)."""
@@ -56,6 +75,8 @@ class FutConfig:
     evaluation_wait_s: float = 300.0
     """How long a measurement waits for the rules' evaluation (whose thresholds become its
     reference ranges) before it is sent without them."""
+    oauth: FutOAuth | None = None
+    """FUT requires it; None only where something else authenticates (``FutClient(auth=...)``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +137,8 @@ def classify(response: httpx.Response) -> Answer:
             for entry in body.get("entry") or []:
                 location = ((entry or {}).get("response") or {}).get("location") or location
         return Answer("sent", location=location)
+    if code == 401:  # nearcare's credentials, not the measurement: not a refusal of it
+        return Answer("retrying", reason="FUT refused the access token (401)")
     if 400 <= code < 500 and code not in RETRYABLE_4XX:
         is_outcome = isinstance(body, Mapping) and body.get("resourceType") == "OperationOutcome"
         outcome = _masked(body) if is_outcome else None
@@ -125,26 +148,64 @@ def classify(response: httpx.Response) -> Answer:
 
 
 class FutClient:
-    """``POST [base]/$submit-measurement`` over httpx. ``auth`` is any ``httpx.Auth`` (an OAuth2
-    client-credentials flow from a kept library plugs in here)."""
+    """``POST [base]/$submit-measurement`` over httpx, authenticated with OAuth2 client
+    credentials (``config.oauth``, authlib's ``OAuth2Client``) or with any ``httpx.Auth``."""
 
     def __init__(self, config: FutConfig, *, auth: httpx.Auth | None = None,
                  transport: httpx.BaseTransport | None = None) -> None:
         self.config = config
-        self._http = httpx.Client(base_url=config.base_url, timeout=config.timeout_s, auth=auth,
-                                  transport=transport, headers={"Accept": "application/fhir+json"})
+        self.tokens_fetched = 0
+        kw: dict[str, Any] = {"base_url": config.base_url, "timeout": config.timeout_s, "transport": transport,
+                              "headers": {"Accept": "application/fhir+json"}}
+        o = config.oauth
+        self._oauth: OAuth2Client | None = None
+        if o is not None:
+            if auth is not None:
+                raise FutError("either OAuth2 client credentials or another httpx.Auth, not both")
+            self._oauth = OAuth2Client(client_id=o.client_id, client_secret=o.client_secret, scope=o.scope,
+                                       token_endpoint=o.token_url, grant_type="client_credentials",
+                                       leeway=int(o.leeway_s), update_token=self._token_renewed, **kw)
+            self._http: httpx.Client = self._oauth
+        else:
+            self._http = httpx.Client(auth=auth, **kw)
+
+    def _token_renewed(self, token: Mapping[str, Any], **_: Any) -> None:
+        # authlib calls this when it fetched a new token because the old one was about to expire.
+        self.tokens_fetched += 1
+
+    def fetch_token(self) -> None:
+        """A new access token from the token endpoint (authlib's client-credentials grant)."""
+        assert self._oauth is not None and self.config.oauth is not None
+        self._oauth.fetch_token(self.config.oauth.token_url, grant_type="client_credentials")
+        self.tokens_fetched += 1
+
+    def _post(self, body: Mapping[str, Any], key: str) -> httpx.Response:
+        if self._oauth is not None and not self._oauth.token:
+            self.fetch_token()
+        return self._http.post(
+            "/$submit-measurement",
+            json=body,
+            headers={"Content-Type": "application/fhir+json; charset=UTF-8", "X-Request-Id": key},
+        )
 
     def submit(self, body: Mapping[str, Any], *, key: str) -> Answer:
         try:
-            response = self._http.post(
-                "/$submit-measurement",
-                json=body,
-                headers={"Content-Type": "application/fhir+json; charset=UTF-8", "X-Request-Id": key},
-            )
+            response = self._post(body, key)
+            if response.status_code == 401 and self._oauth is not None:
+                # Revoked or rotated before its time: one new token, one more try (the
+                # conditional create makes the second try safe even if the first was stored).
+                self.fetch_token()
+                response = self._post(body, key)
+        except OAuthError as exc:
+            return Answer("retrying", reason=f"FUT's token endpoint refused the client: {exc.error}"[:300])
+        except httpx.HTTPStatusError as exc:  # the token endpoint's 5xx
+            return Answer("retrying", reason=f"FUT's token endpoint answered {exc.response.status_code}")
         except httpx.TimeoutException:
             return Answer("retrying", reason="FUT did not answer in time")
         except httpx.TransportError as exc:
             return Answer("retrying", reason=f"FUT not reachable: {type(exc).__name__}")
+        except (ValueError, KeyError) as exc:  # a token endpoint answer that is not an OAuth2 token
+            return Answer("retrying", reason=f"FUT's token endpoint gave no usable token: {type(exc).__name__}")
         return classify(response)
 
     def close(self) -> None:
@@ -278,13 +339,40 @@ class FutSender:
         return alive, "running" if alive and self.last_error is None else (self.last_error or "stopped")
 
 
+def _secret(env: Mapping[str, str], name: str) -> str:
+    """``NAME`` or, for secrets kept out of the environment, the file ``NAME_FILE`` points to."""
+    value = env.get(name, "").strip()
+    path = env.get(f"{name}_FILE", "").strip()
+    if path:
+        try:
+            with open(path, encoding="utf-8") as f:
+                value = f.read().strip()
+        except OSError as exc:
+            raise FutError(f"{name}_FILE cannot be read: {exc.strerror}") from exc
+    return value
+
+
 def config_from_env(env: Mapping[str, str]) -> FutConfig | None:
     """``NEARCARE_FUT_BASE_URL`` (unset: no FUT connector), ``NEARCARE_FUT_TIMEOUT_S``,
-    ``NEARCARE_FUT_BACKOFF_BASE_S``, ``NEARCARE_FUT_BACKOFF_CAP_S``, ``NEARCARE_FUT_INTERVAL_S``."""
+    ``NEARCARE_FUT_BACKOFF_BASE_S``, ``NEARCARE_FUT_BACKOFF_CAP_S``, ``NEARCARE_FUT_INTERVAL_S``,
+    ``NEARCARE_FUT_EVALUATION_WAIT_S`` and the OAuth2 client credentials FUT requires:
+    ``NEARCARE_FUT_TOKEN_URL``, ``NEARCARE_FUT_CLIENT_ID``, ``NEARCARE_FUT_CLIENT_SECRET`` (or
+    ``NEARCARE_FUT_CLIENT_SECRET_FILE``), optional ``NEARCARE_FUT_SCOPE`` and
+    ``NEARCARE_FUT_TOKEN_LEEWAY_S``."""
     base = env.get("NEARCARE_FUT_BASE_URL", "").strip()
     if not base:
         return None
+    token_url = env.get("NEARCARE_FUT_TOKEN_URL", "").strip()
+    client_id = env.get("NEARCARE_FUT_CLIENT_ID", "").strip()
+    secret = _secret(env, "NEARCARE_FUT_CLIENT_SECRET")
+    missing = [n for n, v in (("NEARCARE_FUT_TOKEN_URL", token_url), ("NEARCARE_FUT_CLIENT_ID", client_id),
+                              ("NEARCARE_FUT_CLIENT_SECRET", secret)) if not v]
+    if missing:
+        raise FutError(f"FUT needs OAuth2 client credentials: {', '.join(missing)} not set")
     try:
+        oauth = FutOAuth(token_url=token_url, client_id=client_id, client_secret=secret,
+                         scope=env.get("NEARCARE_FUT_SCOPE", "").strip() or None,
+                         leeway_s=float(env.get("NEARCARE_FUT_TOKEN_LEEWAY_S", "30")))
         return FutConfig(
             base_url=base.rstrip("/"),
             timeout_s=float(env.get("NEARCARE_FUT_TIMEOUT_S", "10")),
@@ -292,6 +380,7 @@ def config_from_env(env: Mapping[str, str]) -> FutConfig | None:
             backoff_cap_s=float(env.get("NEARCARE_FUT_BACKOFF_CAP_S", "3600")),
             interval_s=float(env.get("NEARCARE_FUT_INTERVAL_S", "5")),
             evaluation_wait_s=float(env.get("NEARCARE_FUT_EVALUATION_WAIT_S", "300")),
+            oauth=oauth,
         )
     except ValueError as exc:
         raise FutError(f"bad FUT setting: {exc}") from exc

@@ -138,8 +138,8 @@ def build_scenario(conn: psycopg.Connection[Any]) -> Scenario:
     link = FutLink(f"https://fut.test/fhir/Patient/{n}", f"https://fut.test/fhir/EpisodeOfCare/{n}",
                    f"https://fut.test/fhir/ServiceRequest/{n}", "2", f"https://fut.test/fhir/Device/{n}")
     fake = FakeFut(known={link.patient, link.episode_of_care, link.service_request, link.device}).start()
-    client = FutClient(FutConfig(base_url=fake.base_url, timeout_s=5, backoff_base_s=0.05, backoff_cap_s=0.2,
-                                 evaluation_wait_s=0))
+    client = FutClient(FutConfig(base_url=fake.base_url, oauth=fake.oauth(), timeout_s=5, backoff_base_s=0.05,
+                                 backoff_cap_s=0.2, evaluation_wait_s=0))
     try:
         link_patient(conn, patient_id=pid, link=link, submit_from=received - timedelta(minutes=1))
         enqueue_new(conn)

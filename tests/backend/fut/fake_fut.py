@@ -9,16 +9,25 @@ FUT, a code from ``ValueSet-ehealth-observation-codes`` (read from ../shared/sta
 ``final`` and one identifier. It honours ``ifNoneExist`` (conditional create), so it can count
 how many times each measurement was *created*: exactly once is what the tests hold it to.
 
-Scripted faults, consumed one per request: ``"503"`` (no side effect), ``"lost"`` (stores, then
+Like FUT, it is an OAuth2 resource server: ``POST /oauth/token`` issues bearer tokens for the
+client credentials it was made with (``grant_type=client_credentials``, the client authenticated
+with HTTP Basic or in the form), each valid for ``token_ttl_s``; a measurement without a valid,
+unexpired token is answered 401 and has no effect. :meth:`FakeFut.revoke_tokens` ends every
+token early (FUT rotating its keys).
+
+Scripted faults, consumed one per authenticated request: ``"503"`` (no side effect), ``"lost"`` (stores, then
 closes the connection without an answer), ``"slow"`` (stores, then answers after ``slow_s``,
 later than the client waits), ``"ok"``.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import secrets
 import threading
 import time
+import urllib.parse
 from collections import Counter, deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -27,6 +36,7 @@ from typing import Any
 from fhir.resources.R4B.observation import Observation
 
 from backend.embedded import free_port
+from backend.fut import FutOAuth
 
 STANDARDS = Path(__file__).resolve().parents[4] / "shared" / "standards"
 FUT_CODES_VS = STANDARDS / "fut" / "ValueSet-ehealth-observation-codes.json"
@@ -46,8 +56,13 @@ def _outcome(text: str) -> dict[str, Any]:
 
 
 class FakeFut:
-    def __init__(self, *, known: set[str], slow_s: float = 2.0) -> None:
+    def __init__(self, *, known: set[str], slow_s: float = 2.0, token_ttl_s: float = 300.0) -> None:
         self.known = set(known)
+        self.client_id = "nearcare-test"
+        self.client_secret = secrets.token_urlsafe(16)
+        self.token_ttl_s = token_ttl_s
+        self.tokens: dict[str, float] = {}  # access token -> expiry (time.time())
+        self.tokens_issued = 0
         self.codes = fut_codes()
         self.slow_s = slow_s
         self.script: deque[str] = deque()
@@ -64,6 +79,43 @@ class FakeFut:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/fhir"
+
+    @property
+    def token_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/oauth/token"
+
+    def oauth(self, *, leeway_s: float = 0.0, secret: str | None = None) -> FutOAuth:
+        """The client credentials this FUT accepts (``secret`` to try a wrong one)."""
+        return FutOAuth(token_url=self.token_url, client_id=self.client_id,
+                        client_secret=self.client_secret if secret is None else secret, leeway_s=leeway_s)
+
+    def revoke_tokens(self) -> None:
+        with self.lock:
+            self.tokens.clear()
+
+    def issue_token(self, form: dict[str, str], authorization: str | None) -> tuple[int, dict[str, Any]]:
+        """The token endpoint (RFC 6749 4.4): client credentials in, a bearer token out."""
+        client_id, secret = form.get("client_id"), form.get("client_secret")
+        if authorization and authorization.lower().startswith("basic "):
+            pair = base64.b64decode(authorization[6:]).decode()
+            client_id, _, secret = pair.partition(":")
+            client_id, secret = urllib.parse.unquote(client_id), urllib.parse.unquote(secret)
+        if form.get("grant_type") != "client_credentials":
+            return 400, {"error": "unsupported_grant_type"}
+        if client_id != self.client_id or not secrets.compare_digest(secret or "", self.client_secret):
+            return 401, {"error": "invalid_client"}
+        token = secrets.token_urlsafe(24)
+        with self.lock:
+            self.tokens[token] = time.time() + self.token_ttl_s
+            self.tokens_issued += 1
+        return 200, {"access_token": token, "token_type": "Bearer", "expires_in": self.token_ttl_s}
+
+    def authorised(self, authorization: str | None) -> bool:
+        if not authorization or not authorization.lower().startswith("bearer "):
+            return False
+        with self.lock:
+            expiry = self.tokens.get(authorization[7:].strip())
+        return expiry is not None and expiry > time.time()
 
     # -- the FUT side --------------------------------------------------------------------------
 
@@ -150,6 +202,21 @@ class FakeFut:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)
+                if self.path == "/oauth/token":
+                    form = dict(urllib.parse.parse_qsl(raw.decode()))
+                    code, answer = fake.issue_token(form, self.headers.get("Authorization"))
+                    fake.answers[f"token {code}"] += 1
+                    data = json.dumps(answer).encode()
+                    self.send_response(code)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
+                if not fake.authorised(self.headers.get("Authorization")):
+                    fake.answers["401"] += 1
+                    self._send(401, _outcome("a valid bearer token is required"))
+                    return
                 with fake.lock:
                     fake.requests += 1
                     mode = fake.script.popleft() if fake.script else "ok"

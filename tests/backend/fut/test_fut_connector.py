@@ -11,6 +11,7 @@ import random
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -95,7 +96,7 @@ def test_every_measurement_is_created_once_through_outage_lost_and_slow_answers(
     pid, agent = _citizen(conn)
     link_patient(conn, patient_id=pid, link=link)
     sender = FutSender(database_url=database_url,
-                       client=FutClient(dataclasses.replace(FAST, base_url=fake.base_url)))
+                       client=FutClient(dataclasses.replace(FAST, base_url=fake.base_url, oauth=fake.oauth())))
     ids: list[uuid.UUID] = []
     sender.start()
     try:
@@ -129,7 +130,7 @@ def test_refusal_is_kept_with_its_reason_and_sent_again_on_request(conn: psycopg
     n = 2000 + random.randrange(10**6)
     good, stale = _link(n), _link(n, service_request=f"{FUT}/ServiceRequest/gone-{n}")
     fake = FakeFut(known=_known(good)).start()
-    client = FutClient(dataclasses.replace(FAST, base_url=fake.base_url))
+    client = FutClient(dataclasses.replace(FAST, base_url=fake.base_url, oauth=fake.oauth()))
     try:
         pid, agent = _citizen(conn)
         link_patient(conn, patient_id=pid, link=stale)
@@ -166,16 +167,27 @@ def test_backoff_doubles_and_is_capped() -> None:
     assert all(w <= 30.0 for w in waits) and waits[-1] >= 24.0
 
 
-def test_the_sender_runs_only_where_fut_is_configured(database_url: str) -> None:
+def test_the_sender_runs_only_where_fut_is_configured(database_url: str, tmp_path: Path) -> None:
     from backend.fut import fut_services
     from backend.fut.sender import FutError, config_from_env
 
     assert fut_services(database_url, {}) == []
-    (sender,) = fut_services(database_url, {"NEARCARE_FUT_BASE_URL": "http://127.0.0.1:9/fhir/"})
-    assert sender.client.config.base_url == "http://127.0.0.1:9/fhir"
+    secret_file = tmp_path / "fut-secret"
+    secret_file.write_text("s3cret\n")
+    env = {"NEARCARE_FUT_BASE_URL": "http://127.0.0.1:9/fhir/", "NEARCARE_FUT_TOKEN_URL": "http://127.0.0.1:9/token",
+           "NEARCARE_FUT_CLIENT_ID": "nearcare", "NEARCARE_FUT_CLIENT_SECRET_FILE": str(secret_file),
+           "NEARCARE_FUT_SCOPE": "measurement"}
+    (sender,) = fut_services(database_url, env)
+    cfg = sender.client.config
+    assert cfg.base_url == "http://127.0.0.1:9/fhir"
+    assert cfg.oauth is not None and cfg.oauth.client_secret == "s3cret" and cfg.oauth.scope == "measurement"
+    assert "s3cret" not in repr(cfg)  # a logged config does not give the secret away
     sender.client.close()
-    with pytest.raises(FutError):
-        config_from_env({"NEARCARE_FUT_BASE_URL": "http://x", "NEARCARE_FUT_TIMEOUT_S": "soon"})
+    with pytest.raises(FutError, match="soon"):
+        config_from_env({**env, "NEARCARE_FUT_TIMEOUT_S": "soon"})
+    # FUT takes nothing without OAuth2: a base URL alone is a configuration error, not a silent no-op.
+    with pytest.raises(FutError, match="NEARCARE_FUT_TOKEN_URL, NEARCARE_FUT_CLIENT_ID, NEARCARE_FUT_CLIENT_SECRET"):
+        config_from_env({"NEARCARE_FUT_BASE_URL": "http://x"})
 
 
 def test_a_cpr_number_echoed_by_fut_is_not_kept_or_logged(conn: psycopg.Connection[Any],
@@ -188,7 +200,7 @@ def test_a_cpr_number_echoed_by_fut_is_not_kept_or_logged(conn: psycopg.Connecti
 
     link = _link(3000 + random.randrange(10**6))
     fake = EchoingFut(known=_known(link)).start()
-    client = FutClient(dataclasses.replace(FAST, base_url=fake.base_url))
+    client = FutClient(dataclasses.replace(FAST, base_url=fake.base_url, oauth=fake.oauth()))
     try:
         pid, agent = _citizen(conn)
         link_patient(conn, patient_id=pid, link=link)
@@ -211,7 +223,7 @@ def test_a_measurement_waits_for_its_evaluation_and_carries_its_reference_ranges
         conn: psycopg.Connection[Any]) -> None:
     link = _link(4000 + random.randrange(10**6))
     fake = FakeFut(known=_known(link)).start()
-    client = FutClient(dataclasses.replace(FAST, base_url=fake.base_url, evaluation_wait_s=600))
+    client = FutClient(dataclasses.replace(FAST, base_url=fake.base_url, oauth=fake.oauth(), evaluation_wait_s=600))
     try:
         pid, agent = _citizen(conn)
         link_patient(conn, patient_id=pid, link=link)
@@ -243,7 +255,7 @@ def test_each_device_reports_as_its_own_fut_device_and_an_unreachable_fut_is_ret
     link = _link(5000 + random.randrange(10**6))
     own = f"{FUT}/Device/cuff-{random.randrange(10**6)}"
     fake = FakeFut(known=_known(link) | {own}).start()
-    client = FutClient(dataclasses.replace(FAST, base_url=fake.base_url))
+    client = FutClient(dataclasses.replace(FAST, base_url=fake.base_url, oauth=fake.oauth()))
     try:
         pid, agent = _citizen(conn)
         link_patient(conn, patient_id=pid, link=link)
@@ -264,3 +276,60 @@ def test_each_device_reports_as_its_own_fut_device_and_an_unreachable_fut_is_ret
         fake.stop()
     (obs,) = fake.stored.values()
     assert obs["device"]["reference"] == own
+
+
+def test_fut_takes_measurements_only_with_a_valid_token_which_is_renewed_on_expiry_and_on_401(
+        conn: psycopg.Connection[Any]) -> None:
+    link = _link(6000 + random.randrange(10**6))
+    fake = FakeFut(known=_known(link), token_ttl_s=1.0).start()
+    bare = FutClient(dataclasses.replace(FAST, base_url=fake.base_url))  # no credentials at all
+    wrong = FutClient(dataclasses.replace(FAST, base_url=fake.base_url, oauth=fake.oauth(secret="guess")))
+    client = FutClient(dataclasses.replace(FAST, base_url=fake.base_url, oauth=fake.oauth(leeway_s=0)))
+    try:
+        pid, agent = _citizen(conn)
+        link_patient(conn, patient_id=pid, link=link)
+        first = _store(conn, pid, agent, "spo2", {"spo2": 95.0}, "%")
+        enqueue_new(conn)
+
+        def state(rid: uuid.UUID) -> tuple[str, str | None]:
+            conn.execute("UPDATE fut_outbox SET next_attempt_at = now() WHERE measurement_id = %s", (rid,))
+            return conn.execute("SELECT state, reason FROM fut_outbox WHERE measurement_id = %s", (rid,)).fetchone()
+
+        # Without a token FUT refuses the request; the measurement is not blamed (retrying, not refused).
+        send_due(conn, bare)
+        assert state(first) == ("retrying", "FUT refused the access token (401)")
+        assert fake.answers["401"] == 1 and not fake.stored
+        # A wrong secret: the token endpoint refuses the client, nothing reaches the measurement service.
+        send_due(conn, wrong)
+        assert state(first) == ("retrying", "FUT's token endpoint refused the client: invalid_client")
+        assert fake.answers["token 401"] == 1 and fake.answers["401"] == 1 and not fake.stored
+        # The right credentials: one token, fetched on first use, kept for the next measurement.
+        send_due(conn, client)
+        second = _store(conn, pid, agent, "spo2", {"spo2": 96.0}, "%")
+        enqueue_new(conn)
+        send_due(conn, client)
+        assert _states(conn, [first, second]) == {first: "sent", second: "sent"}
+        assert fake.tokens_issued == 1 and client.tokens_fetched == 1
+        # The token expires (ttl 1 s): the client fetches a new one before sending, FUT sees no 401.
+        assert client._oauth is not None and client._oauth.token is not None
+        wait_for(lambda: client._oauth.token.is_expired(leeway=0), timeout=10, what="the token's expiry")
+        third = _store(conn, pid, agent, "spo2", {"spo2": 97.0}, "%")
+        enqueue_new(conn)
+        send_due(conn, client)
+        assert _states(conn, [third]) == {third: "sent"}
+        assert fake.tokens_issued == 2 and client.tokens_fetched == 2 and fake.answers["401"] == 1
+        # FUT ends the token early: the 401 makes the client fetch a new one and send again, once.
+        fake.token_ttl_s = 300.0
+        client.fetch_token()
+        fake.revoke_tokens()
+        fourth = _store(conn, pid, agent, "spo2", {"spo2": 98.0}, "%")
+        enqueue_new(conn)
+        send_due(conn, client)
+        assert _states(conn, [fourth]) == {fourth: "sent"}
+        assert fake.answers["401"] == 2 and fake.tokens_issued == 4
+    finally:
+        for c in (bare, wrong, client):
+            c.close()
+        fake.stop()
+    keys = {f"urn:nearcare:measurement-id|urn:uuid:{i}" for i in (first, second, third, fourth)}
+    assert set(fake.stored) == keys and all(fake.created[k] == 1 for k in keys)
