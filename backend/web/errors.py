@@ -14,12 +14,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from backend.web.i18n import translator
+from backend.web.i18n import N_, translator
 
-_HEADINGS = {400: "bad_request", 401: "login", 403: "forbidden", 404: "not_found", 405: "bad_request",
-             409: "conflict", 413: "too_large", 422: "bad_request", 429: "rate_limited_short"}
-_TEXTS = {400: "bad_request_text", 403: "forbidden_text", 404: "not_found_text", 405: "bad_request_text",
-          409: "conflict_text", 413: "too_large_text", 422: "bad_request_text", 429: "rate_limited_text"}
+_HEADINGS = {400: N_("bad_request"), 401: N_("login"), 403: N_("forbidden"), 404: N_("not_found"),
+             405: N_("bad_request"), 409: N_("conflict"), 413: N_("too_large"), 422: N_("bad_request"),
+             429: N_("rate_limited_short")}
+_TEXTS = {400: N_("bad_request_text"), 403: N_("forbidden_text"), 404: N_("not_found_text"),
+          405: N_("bad_request_text"), 409: N_("conflict_text"), 413: N_("too_large_text"),
+          422: N_("bad_request_text"), 429: N_("rate_limited_text")}
 
 
 def wants_page(request: Request) -> bool:
@@ -33,8 +35,8 @@ def _page(request: Request, status: int, headers: dict[str, str] | None = None) 
     from backend.web.render import lang_of, render
 
     t = translator(lang_of(request, None))
-    heading = t(_HEADINGS.get(status, "error"))
-    message = t(_TEXTS.get(status, "error_text"))
+    heading = t(_HEADINGS[status]) if status in _HEADINGS else t("error")
+    message = t(_TEXTS[status]) if status in _TEXTS else t("error_text")
     resp = render(request, None, "error.html", status=status, heading=heading, message=message, back="/")
     for k, v in (headers or {}).items():
         resp.headers[k] = v
