@@ -171,6 +171,9 @@ def _start(env: dict[str, str], layout: str) -> list[subprocess.Popen[str]]:
             line = p.stdout.readline()
             if "ready" not in line:
                 raise SystemExit(f"a backend process did not start: {line!r}")
+    for cmd, p in zip(cmds, procs, strict=True):  # keep reading: a full pipe would stall the process
+        threading.Thread(target=_drain, args=(p, cmd[0]), daemon=True).start()
+    if layout == "roles":
         return procs
 
     def ready() -> bool:
@@ -185,8 +188,33 @@ def _start(env: dict[str, str], layout: str) -> list[subprocess.Popen[str]]:
     return procs
 
 
+def _drain(proc: subprocess.Popen[str], role: str) -> None:
+    """Pass a backend process's log lines on to stderr, prefixed with its role."""
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        sys.stderr.write(f"[{role}] {line}")
+
+
 def _latency(items: list[tuple[str, bytes, str]], sent: list[float], arrived: dict[str, float]) -> list[float]:
     return sorted((arrived[mid] - t0) * 1000 for (_, _, mid), t0 in zip(items, sent, strict=True) if mid in arrived)
+
+
+def _timeline(items: list[tuple[str, bytes, str]], sent: list[float], stored: dict[str, float],
+              alerts: dict[str, float]) -> None:
+    """p99 per second of the stream under the burst (the burst starts at second 1): where the time goes."""
+    buckets: dict[int, tuple[list[float], list[float]]] = {}
+    for (_, _, mid), t0 in zip(items, sent, strict=True):
+        s, a = buckets.setdefault(int(t0 - sent[0]), ([], []))
+        if mid in stored:
+            s.append((stored[mid] - t0) * 1000)
+        if mid in alerts:
+            a.append((alerts[mid] - t0) * 1000)
+    print("second  stored_p99_ms  alert_p99_ms")
+    for sec, (s, a) in sorted(buckets.items()):
+        s.sort()
+        a.sort()
+        print(f"{sec:>6}  {s[int(len(s) * 0.99)] if s else float('nan'):>13.1f}  "
+              f"{a[int(len(a) * 0.99)] if a else float('nan'):>12.1f}")
 
 
 def _summary(name: str, lat: list[float], total: int, rate: float) -> tuple[float, float]:
@@ -245,7 +273,7 @@ def main() -> None:
                 (live if i < args.patients else backlog).append(a.id)
         env = {**os.environ, "NEARCARE_DATABASE_URL": db_url, "NEARCARE_MQTT_URL": args.mqtt_url,
                "NEARCARE_TOPIC_ROOT": topics.root, "NEARCARE_INGEST_GROUP": f"bench-{secrets.token_hex(3)}",
-               "NEARCARE_DEMO": "true", "NEARCARE_LOG_LEVEL": "WARNING"}
+               "NEARCARE_DEMO": "true", "NEARCARE_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING")}
         procs = _start(env, args.layout)
         listener = Listener(db_url, args.mqtt_url, topics)
         total = int(args.rate * args.seconds)
@@ -301,6 +329,7 @@ def main() -> None:
         bp50, bp99 = _summary(f"alerts while ingest absorbs a {burst_rate or 0:.0f} readings/s burst "
                               f"({len(burst) * 50} readings)", under_burst, total, rate2)
         print(f"stored {stored[0] if stored else '?'} readings, evaluated {evaluated[0] if evaluated else '?'}")
+        _timeline(items2, sent2, listener.stored, listener.alerts)
         print(f"RESULT layout={args.layout} alert_p50_ms={p50:.1f} alert_p99_ms={p99:.1f} burst_alert_p50_ms={bp50:.1f}"
               f" burst_alert_p99_ms={bp99:.1f} rate={rate:.0f} burst_rate={burst_rate or 0:.0f}")
     finally:

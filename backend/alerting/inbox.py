@@ -6,8 +6,8 @@ NOTIFYs ``nearcare_readings`` (migration 0220). :class:`RulesInbox` runs whereve
 NOTIFY, or every ``poll_s`` regardless, it claims waiting readings with ``FOR UPDATE SKIP
 LOCKED``, hands them to the engine in each citizen's measurement order, and deletes them in the
 same transaction. Live readings go first, oldest first; a returning tablet's backlog follows in
-small portions behind them, at most ``backlog_rate`` a second, so a burst never holds up a live
-alert nor takes the CPU that ingest needs. A worker that dies mid-batch leaves its rows to
+small portions of its own between them, at most ``backlog_rate`` a second, so a burst never
+holds up a live alert nor takes the CPU that ingest needs. A worker that dies mid-batch leaves its rows to
 another; the engine skips a reading it already evaluated (``reading_evaluations``) under the
 citizen's lock, so a reading is evaluated exactly once, and a failed evaluation is recorded for
 retry (``alert_evaluation_failures``) rather than lost.
@@ -45,14 +45,14 @@ class RulesInbox(Listening):
     name = "rules"
     channel = READINGS_CHANNEL
 
-    def __init__(self, *, database_url: str, evaluate: ReadingsSink, batch: int = 2000, backlog_batch: int = 200,
+    def __init__(self, *, database_url: str, evaluate: ReadingsSink, batch: int = 2000, backlog_batch: int = 50,
                  backlog_rate: float = 500.0, poll_s: float = 1.0) -> None:
         super().__init__(database_url=database_url)
         self.evaluate = evaluate
         self.batch = batch
         self.backlog_batch = backlog_batch
-        """At most this many backlog readings ride along in a batch: the next live reading waits
-        for no more than that."""
+        """Backlog readings are evaluated in portions of at most this many, each in its own
+        transaction between live batches: the next live reading waits for no more than one."""
         self.backlog_rate = backlog_rate
         """Backlog readings evaluated per second at most: a returning tablet's week is old news,
         and evaluating it flat out would take the CPU that ingest needs for live readings."""
@@ -69,18 +69,23 @@ class RulesInbox(Listening):
         return min(self.poll_s, self.backlog_batch / self.backlog_rate)
 
     def drain(self, conn: psycopg.Connection[Any]) -> int:
-        """Claim, evaluate and delete one batch; return how many readings it held."""
+        """Evaluate the live readings waiting, then at most one small portion of backlog, each in
+        its own transaction (a live reading waits for one portion at most); return how many."""
         now = time.monotonic()
         self._budget = min(float(self.backlog_batch), self._budget + (now - self._budget_at) * self.backlog_rate)
         self._budget_at = now
+        n = self._claim(conn, _CLAIM_LIVE, self.batch)
+        room = int(self._budget)
+        if n < self.batch and room > 0:
+            taken = self._claim(conn, _CLAIM_BACKLOG, room)
+            self._budget -= taken
+            n += taken
+        return n
+
+    def _claim(self, conn: psycopg.Connection[Any], claim: str, limit: int) -> int:
+        """Claim up to ``limit`` readings, evaluate them and delete them, in one transaction."""
         with conn.transaction():
-            # Live readings first; a returning tablet's backlog fills the rest, a little at a time.
-            rows = conn.execute(_CLAIM_LIVE, (self.batch,)).fetchall()
-            room = min(self.backlog_batch - len(rows), int(self._budget))
-            if room > 0:
-                backlog = conn.execute(_CLAIM_BACKLOG, (room,)).fetchall()
-                self._budget -= len(backlog)
-                rows += backlog
+            rows = conn.execute(claim, (limit,)).fetchall()
             if not rows:
                 return 0
             readings = readings_from_rows(conn, rows)

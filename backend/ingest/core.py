@@ -22,6 +22,10 @@ from vitals.wire import MAX_BATCH, AgentState, Envelope, Measurement, TopicKind,
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
 """A reading measured more than this after the backend's receipt is held (``future_time``)."""
+LIVE_WITHIN = timedelta(minutes=10)
+"""A reading measured less than this before its receipt is someone measuring now ("live"); an
+older one is part of a returning tablet's backlog. Ingest commits live messages ahead of a
+backlog, and the rules evaluate live readings first (the same ten minutes, migration 0221)."""
 MAX_READING_AGE = timedelta(days=730)
 """A reading measured longer than this before the backend's receipt is held (``too_old``). An
 agent keeps a device's own records up to 400 days back (``edge_agent.recorder.CLOCK_BEHIND_LIMIT``)
@@ -156,6 +160,14 @@ class _Attribution:
     device_id: int | None
     hold: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def is_live(d: Decision, now: datetime) -> bool:
+    """Whether a decided message goes in the live lane: it carries a reading measured within
+    :data:`LIVE_WITHIN` of ``now``, or no reading at all (a status or a dead letter: small, and
+    its agent waits for the answer). Only a message that is all backlog waits behind live ones."""
+    times = [r.measured_at for r in d.accepted] + [r.measured_at for r in d.held]
+    return not times or any(now - at < LIVE_WITHIN for at in times)
 
 
 def decide(topic: str, payload: bytes, *, topics: Topics, registry: RegistrySnapshot, now: datetime) -> Decision:

@@ -1,10 +1,13 @@
 """The I/O edges of ingest: the paho consumer, the batcher and the writer thread.
 
-Flow: paho's network thread hands each message to a queue; the batcher thread takes messages
-until the batch is full (``ingest_batch_size`` readings) or its window (``ingest_batch_window_ms``
-after the first message) closes and decides each through the pure core; the writer thread
-(meanwhile committing the previous batch) writes it in one transaction, and only then
-acknowledges the messages (paho 2 ``manual_ack``) and publishes the receipts.
+Flow: paho's network thread hands each message to a queue; the decider thread decides each
+through the pure core and puts it in one of two lanes (:mod:`backend.ingest.lanes`): live (someone
+measuring now, a status, a dead letter) or backlog (a returning tablet's older readings). The
+writer thread takes the next batch, live messages first, when it holds ``ingest_batch_size``
+readings or its oldest message has waited ``ingest_batch_window_ms``, writes it in one
+transaction, and only then acknowledges the messages (paho 2 ``manual_ack``) and publishes the
+receipts. So a live reading waits for at most the commit in progress, never for a backlog burst
+received before it.
 
 **A worker owns no queued state.** It connects with a clean session (no session expiry) under a
 fresh client id, so no reading can be stranded in a dead worker's broker session, and a worker
@@ -43,7 +46,8 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from backend import metrics
 from backend.errors import BackendError
-from backend.ingest.core import DeadLetter, Decision, decide
+from backend.ingest.core import DeadLetter, Decision, decide, is_live
+from backend.ingest.lanes import Lanes
 from backend.ingest.writer import BatchResult, prepare, write_batch
 from backend.publisher import Publisher
 from backend.registry.snapshot import RegistrySnapshot, load_snapshot, registry_version
@@ -66,6 +70,13 @@ class Inbound:
     payload: bytes
     received: float  # monotonic
     generation: int  # which broker connection delivered it: an ack only means something there
+
+
+@dataclass(frozen=True, slots=True)
+class _Decided:
+    inbound: Inbound
+    decision: Decision
+    registry_version: int  # the registry it was decided against
 
 
 @dataclass
@@ -170,8 +181,8 @@ class IngestService:
         self._queue: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._batches: queue.Queue[_Batch] = queue.Queue(maxsize=2)
-        self._batcher: threading.Thread | None = None
+        self._lanes: Lanes[_Decided] = Lanes()
+        self._decider: threading.Thread | None = None
         self._client: mqtt.Client | None = None
         self._generation = 0
         self._connected = False
@@ -198,18 +209,18 @@ class IngestService:
         else:
             self._client.connect_async(self.broker.host, self.broker.port, keepalive=30)
         self._client.loop_start()
-        self._batcher = threading.Thread(target=self._run_batcher, name="ingest-batcher", daemon=True)
-        self._batcher.start()
+        self._decider = threading.Thread(target=self._run_decider, name="ingest-decider", daemon=True)
+        self._decider.start()
         self._thread = threading.Thread(target=self._run, name=f"ingest-writer-{self.client_id}", daemon=True)
         self._thread.start()
         log.info("ingest consuming %s as %s", self.broker.redacted(), self.client_id)
 
     def stop(self, timeout: float = 15.0) -> None:
-        """Finish the batch in hand (commit, acknowledge, receipts), then leave; whatever is still
-        queued goes with the session, and its agents send it again (no receipt came)."""
+        """Commit what is already decided (acknowledge, receipts), then leave; whatever the broker
+        still holds for this session goes with it, and its agents send it again (no receipt came)."""
         self._stop.set()
-        if self._batcher is not None:
-            self._batcher.join(timeout)
+        if self._decider is not None:
+            self._decider.join(timeout)
         if self._thread is not None:
             self._thread.join(timeout)
         if self._client is not None:
@@ -319,32 +330,34 @@ class IngestService:
 
     # --- the writer thread ------------------------------------------------------------------
 
-    def _run_batcher(self) -> None:
-        """Take and decide the next batch while the writer commits the previous one."""
+    def _run_decider(self) -> None:
+        """Decide each message as it comes (while the writer commits) and put it in its lane."""
         while not self._stop.is_set():
             try:
-                first = self._queue.get(timeout=0.2)
+                item = self._queue.get(timeout=0.2)
             except queue.Empty:
                 continue
-            batch = self._collect(first)
-            while not self._stop.is_set():
-                try:
-                    self._batches.put(batch, timeout=0.2)
-                    break
-                except queue.Full:
-                    continue
-            # Stopping with a batch in hand: no receipt goes out for it, so its agents re-send it.
+            registry = self._registry
+            now = datetime.now(UTC)
+            d = self._decide(item, now, registry)
+            self._lanes.put(_Decided(item, d, registry.version), readings=d.readings, received=item.received,
+                            live=is_live(d, now))
 
     def _run(self) -> None:
         backoff = 0.2
+        size, window = self.settings.ingest_batch_size, self.settings.ingest_batch_window_ms / 1000
         while True:
-            try:
-                batch = self._batches.get(timeout=0.2)
-            except queue.Empty:
-                if self._stop.is_set() and not (self._batcher is not None and self._batcher.is_alive()):
+            stopping = self._stop.is_set() and not (self._decider is not None and self._decider.is_alive())
+            decided = self._lanes.drain() if stopping else self._lanes.take(size=size, window_s=window)
+            if not decided:
+                if stopping:
                     return
                 self._idle_check()
                 continue
+            versions = {x.registry_version for x in decided}
+            batch = _Batch(registry_version=versions.pop() if len(versions) == 1 else -1,
+                           items=[(x.inbound, x.decision) for x in decided],
+                           readings=sum(max(1, x.decision.readings) for x in decided))
             while True:
                 try:
                     self._commit(batch)
@@ -391,34 +404,16 @@ class IngestService:
             self._conn.close()
             self._conn = None
 
-    def _collect(self, first: Inbound) -> _Batch:
-        """Decide ``first`` and take more until the batch is full or its window closes."""
-        now = datetime.now(UTC)
-        batch = _Batch(registry_version=self._registry.version)
-        self._add(batch, first, now)
-        size = self.settings.ingest_batch_size
-        deadline = first.received + self.settings.ingest_batch_window_ms / 1000
-        while batch.readings < size:
-            remaining = deadline - time.monotonic()
-            try:
-                item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
-            except queue.Empty:
-                break
-            self._add(batch, item, now)
-        return batch
-
-    def _add(self, batch: _Batch, item: Inbound, now: datetime, registry: RegistrySnapshot | None = None) -> None:
+    def _decide(self, item: Inbound, now: datetime, registry: RegistrySnapshot) -> Decision:
         try:
-            d = decide(item.topic, item.payload, topics=self.topics, registry=registry or self._registry, now=now)
+            return decide(item.topic, item.payload, topics=self.topics, registry=registry, now=now)
         except Exception as exc:  # the core never raises by design; if it does, keep the bytes
             log.exception("ingest core failed on a message from %s", item.topic)
-            d = Decision(
+            return Decision(
                 dead_letter=DeadLetter(
                     item.topic, None, item.payload, f"ingest error: {type(exc).__name__}: {exc}", "payload"
                 )
             )
-        batch.items.append((item, d))
-        batch.readings += max(1, d.readings)
 
     def _commit(self, batch: _Batch) -> None:
         conn = self._ensure_db()
@@ -426,10 +421,9 @@ class IngestService:
             # Decided against an older registry (an enrolment or a rebinding since): decide
             # again, so no reading is attributed or refused through a stale binding.
             registry, now = self._registry, datetime.now(UTC)
-            fresh = _Batch(registry_version=registry.version)
-            for item, _ in batch.items:
-                self._add(fresh, item, now, registry)
-            batch.items, batch.readings, batch.registry_version = fresh.items, fresh.readings, fresh.registry_version
+            batch.items = [(item, self._decide(item, now, registry)) for item, _ in batch.items]
+            batch.readings = sum(max(1, d.readings) for _, d in batch.items)
+            batch.registry_version = registry.version
         decisions = [d for _, d in batch.items]
         received_at = datetime.now(UTC)
         t0 = time.perf_counter()

@@ -1,0 +1,40 @@
+"""The rules' feed under a backlog: a citizen measuring now is evaluated first, and a returning
+tablet's backlog goes in small portions, each in its own transaction, at a bounded rate."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from backend.alerting.inbox import RulesInbox
+
+
+def _inbox(db: Any, readings: list[Any]) -> None:
+    db.execute("INSERT INTO rules_inbox (measurement_id, patient_id, measured_at) SELECT * FROM unnest(%s::uuid[],"
+               " %s::bigint[], %s::timestamptz[])",
+               ([r.id for r in readings], [r.patient_id for r in readings], [r.measured_at for r in readings]))
+
+
+def test_live_readings_go_first_and_the_backlog_in_small_paced_portions(seed: Any, db: Any, settings: Any) -> None:
+    now = datetime.now(UTC)
+    returning = seed.patient("copd", "Aarhus")
+    measuring = seed.patient("copd", "Aarhus")
+    backlog = [seed.reading(returning, "spo2", now - timedelta(hours=20, minutes=-i), spo2=95.0) for i in range(120)]
+    _inbox(db, backlog)  # received first
+    live = seed.reading(measuring, "spo2", now, spo2=84.0)
+    _inbox(db, [live])
+    calls: list[list[Any]] = []
+    inbox = RulesInbox(database_url=settings.database_url, evaluate=lambda batch: calls.append(list(batch)),
+                       backlog_batch=50, backlog_rate=1e-6)  # the budget does not grow during the test
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        assert inbox.drain(conn) == 51
+        assert [[r.id for r in c] for c in calls] == [[live.id], [r.id for r in backlog[:50]]]
+        # The budget is spent: the rest of the backlog waits; a new live reading still goes at once.
+        assert inbox.drain(conn) == 0
+        again = seed.reading(measuring, "spo2", now + timedelta(seconds=1), spo2=83.0)
+        _inbox(db, [again])
+        assert inbox.drain(conn) == 1
+        assert [r.id for r in calls[-1]] == [again.id]
+    assert db.execute("SELECT count(*) FROM rules_inbox WHERE patient_id = %s", (returning,)).fetchone()[0] == 70
