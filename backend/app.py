@@ -81,11 +81,12 @@ def routers() -> list[APIRouter]:
     from backend.admin import routes as admin_routes
     from backend.api import health, v1
     from backend.fhir import upload as phd_upload
+    from backend.fut import routes as fut_routes  # /admin/fut, /admin/gateways
     from backend.web import routes as web_routes
     from backend.web import worklist_actions
     from backend.whatif import routes as whatif_routes
 
     return [
         health.router, metrics.router, v1.router, admin_routes.api, worklist_actions.router, web_routes.router,
-        admin_routes.pages, whatif_routes.api, whatif_routes.pages, phd_upload.router,
+        admin_routes.pages, whatif_routes.api, whatif_routes.pages, phd_upload.router, fut_routes.pages,
     ]

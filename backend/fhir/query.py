@@ -9,6 +9,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from backend.accounts.access import Patient
+from backend.fhir import cpr
 from backend.fhir.export import DEFAULT_ZONE, patient_bundle
 
 MAX_OBSERVATIONS = 5000
@@ -21,9 +22,13 @@ def export_patient(
     since: datetime | None = None,
     include_rejected: bool = False,
     zone: tzinfo = DEFAULT_ZONE,
+    cpr_keys: cpr.CprKeys | None = None,
 ) -> dict[str, Any]:
     """The patient's readings as a PHD transaction Bundle; ``include_rejected`` adds the readings
-    held at ingest (implausible values, unknown devices...) as entered-in-error Observations."""
+    held at ingest (implausible values, unknown devices...) as entered-in-error Observations.
+    The Patient carries the citizen's CPR number where one is kept (opened with ``cpr_keys``,
+    default the process's ``NEARCARE_CPR_KEY``)."""
+    number = cpr.cpr_of(conn, cpr_keys or cpr.keys_from_environment(), patient_id=patient.id)
     with conn.cursor(row_factory=dict_row) as cur:
         readings = cur.execute(
             """SELECT id, kind, components, measured_at, agent_received_at, quality, flags, device_clock_trusted,
@@ -61,7 +66,8 @@ def export_patient(
             for a in cur.execute("SELECT id, version FROM agents WHERE id = ANY(%s)", (agent_ids,)).fetchall()
         }
     return patient_bundle(
-        patient={"external_ref": patient.external_ref, "name": patient.name, "birth_date": patient.birth_date},
+        patient={"external_ref": patient.external_ref, "name": patient.name, "birth_date": patient.birth_date,
+                 "cpr": number},
         readings=readings,
         devices=devices,
         agents=agents,

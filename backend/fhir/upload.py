@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from backend.accounts.deps import Conn
 from backend.fhir import codes as C
+from backend.fhir.cpr import mask
 from backend.fhir.export import FhirExportError
 from vitals.kinds import MeasurementKind, spec, to_canonical
 from vitals.wire import MAX_BATCH, Device, Envelope, Measurement, Topics
@@ -317,7 +318,7 @@ def upload(request: Request, conn: Conn, body: Annotated[dict[str, Any], Body()]
     except PhdUploadError as exc:
         return JSONResponse(status_code=400, media_type="application/fhir+json", content={
             "resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "invalid",
-                                                           "diagnostics": str(exc)[:2000]}]})
+                                                           "diagnostics": mask(str(exc))[:2000]}]})
     if parsed.gateway_sysids and sysid not in parsed.gateway_sysids:
         raise HTTPException(403, "the Bundle's PhgDevice is not the gateway this token belongs to")
     topics: Topics = request.app.state.settings.topics

@@ -101,21 +101,35 @@ def refused(conn: psycopg.Connection[Any], *, limit: int = 200) -> list[dict[str
     """Refused submissions with FUT's reason, newest first (for the admin page)."""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
-            """SELECT measurement_id, patient_id, measured_at, attempts, last_attempt_at, reason, outcome
-               FROM fut_outbox WHERE state = 'refused' ORDER BY created_at DESC LIMIT %s""",
+            """SELECT o.measurement_id, o.patient_id, p.external_ref AS patient_ref, o.measured_at, o.attempts,
+                      o.last_attempt_at, o.reason, o.outcome
+               FROM fut_outbox o JOIN patients p ON p.id = o.patient_id
+               WHERE o.state = 'refused' ORDER BY o.created_at DESC LIMIT %s""",
             (limit,),
         ).fetchall()
 
 
-def retry_refused(conn: psycopg.Connection[Any], *, measurement_id: Any) -> bool:
-    """Send a refused submission again (after the cause was fixed in FUT); False if it was not
+@dataclass(frozen=True, slots=True)
+class Retried:
+    """A refused submission put back in line: whose it was and why FUT had refused it."""
+
+    measurement_id: Any
+    patient_id: int
+    reason: str | None
+
+
+def retry_refused(conn: psycopg.Connection[Any], *, measurement_id: Any) -> Retried | None:
+    """Send a refused submission again (after the cause was fixed in FUT); None if it was not
     refused."""
-    cur = conn.execute(
-        """UPDATE fut_outbox SET state = 'retrying', next_attempt_at = now()
-           WHERE measurement_id = %s AND state = 'refused'""",
+    row = conn.execute(
+        """UPDATE fut_outbox o SET state = 'retrying', next_attempt_at = now()
+           FROM (SELECT measurement_id, reason FROM fut_outbox WHERE measurement_id = %s AND state = 'refused'
+                 FOR UPDATE) before
+           WHERE o.measurement_id = before.measurement_id
+           RETURNING o.measurement_id, o.patient_id, before.reason""",
         (measurement_id,),
-    )
-    return cur.rowcount == 1
+    ).fetchone()
+    return Retried(row[0], int(row[1]), row[2]) if row else None
 
 
 def record_outcome(conn: psycopg.Connection[Any], *, measurement_id: Any, state: str, reason: str | None = None,

@@ -25,7 +25,6 @@ import contextlib
 import logging
 import os
 import random
-import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -38,9 +37,10 @@ from authlib.integrations.httpx_client import OAuth2Client, OAuthError
 from psycopg.rows import dict_row
 
 from backend.errors import BackendError
+from backend.fhir.cpr import mask
 from backend.fhir.export import FhirExportError
 from backend.fhir.fut import FutLink, FutNotSubmittable, submit_measurement
-from backend.fut import outbox
+from backend.fut import gauges, outbox
 
 log = logging.getLogger(__name__)
 
@@ -94,14 +94,10 @@ def backoff(attempts: int, *, base: float, cap: float, rng: random.Random | None
     return timedelta(seconds=min(cap, delay * jitter))
 
 
-# A CPR number: DDMMYY then four digits, with or without the dash. FUT knows the citizen's CPR
-# and may echo it in a refusal; nearcare keeps no CPR, so it is masked before anything is stored
-# or logged.
-_CPR = re.compile(r"(?<!\d)([0-3]\d[01]\d\d\d)-?(\d{4})(?!\d)")
-
-
 def mask_cpr(text: str) -> str:
-    return _CPR.sub("<cpr>", text)
+    """FUT knows the citizen's CPR number and may echo it in a refusal: it is masked before
+    anything is stored or logged."""
+    return mask(text)
 
 
 def _masked(value: Any) -> Any:
@@ -278,6 +274,7 @@ def send_due(conn: psycopg.Connection[Any], client: FutClient, *, limit: int | N
             log.log(logging.DEBUG if answer.state == "sent" else logging.INFO, "FUT submission %s: %s%s", mid,
                     answer.state, f" ({answer.reason})" if answer.reason else "")
         done[answer.state] = done.get(answer.state, 0) + 1
+        gauges.SUBMISSIONS.labels(answer.state).inc()
     return done
 
 
@@ -301,7 +298,9 @@ class FutSender:
             self._conn = psycopg.connect(self.database_url, autocommit=True, application_name="nearcare-fut")
         try:
             outbox.enqueue_new(self._conn)
-            return send_due(self._conn, self.client)
+            done = send_due(self._conn, self.client)
+            gauges.refresh(self._conn)
+            return done
         except psycopg.Error:
             with contextlib.suppress(psycopg.Error):
                 self._conn.close()

@@ -6,6 +6,8 @@ every resource through the R4B models."""
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.parameters import Parameters
 
 from backend.accounts.access import Patient
+from backend.fhir.cpr import CprKeys, store_cpr
 from backend.fhir.fut import FutLink
 from backend.fhir.query import export_patient
 from backend.fut import FutClient, FutConfig, enqueue_new, link_patient, send_due
@@ -28,8 +31,15 @@ from tests.backend.fhir import conformance_rules as rules
 from tests.backend.fut.fake_fut import FakeFut
 
 ZONE = ZoneInfo("Europe/Copenhagen")
-# Whatever cannot hold by design (say why in the report): nearcare does not store CPR numbers.
-KNOWN_UNMET = {"F10"}
+# Whatever cannot hold by design (say why in the report). None left: the CPR number is kept
+# sealed (backend/fhir/cpr.py) and opened into the export's Patient.
+KNOWN_UNMET: set[str] = set()
+
+
+def random_cpr() -> str:
+    """A CPR-shaped number no other test plants (DDMMYYSSSS)."""
+    r = secrets.SystemRandom()
+    return f"{r.randint(1, 28):02d}{r.randint(1, 12):02d}{r.randint(0, 99):02d}{r.randint(0, 9999):04d}"
 
 
 def _sfloat(v: int) -> bytes:
@@ -61,6 +71,8 @@ class Scenario:
     bodies: list[dict[str, Any]]
     states: dict[str, int]
     submitted: int
+    cpr_keys: CprKeys
+    cpr: str
 
 
 def build_scenario(conn: psycopg.Connection[Any]) -> Scenario:
@@ -73,6 +85,9 @@ def build_scenario(conn: psycopg.Connection[Any]) -> Scenario:
     ref = f"conf-{uuid.uuid4().hex[:8]}"
     pid = conn.execute("INSERT INTO patients (external_ref, name, programme, municipality) VALUES (%s, 'Karen',"
                        " 'heart_failure', 'Aarhus') RETURNING id", (ref,)).fetchone()[0]
+    keys = CprKeys(os.urandom(32))
+    cpr = random_cpr()
+    store_cpr(conn, keys, patient_id=pid, cpr=cpr)
     agent = f"conf-agent-{uuid.uuid4().hex[:6]}"
     conn.execute("INSERT INTO agents (id, patient_id, version) VALUES (%s, %s, '0.9.1')", (agent, pid))
     cuff = _device(conn, agent, "00:09:1F:80:4B:01", "UA-651BLE", "A&D", "1.02")
@@ -150,7 +165,7 @@ def build_scenario(conn: psycopg.Connection[Any]) -> Scenario:
     states = dict(conn.execute("SELECT state, count(*) FROM fut_outbox WHERE patient_id = %s GROUP BY state",
                                (pid,)).fetchall())
     return Scenario(Patient(pid, ref, "Karen", None, "heart_failure", "Aarhus", None, True), roles,
-                    {"spo2_clock": plx_old.isoformat()}, link, fake.bodies, states, len(accepted))
+                    {"spo2_clock": plx_old.isoformat()}, link, fake.bodies, states, len(accepted), keys, cpr)
 
 
 def export_of(sc: Scenario, bundle: dict[str, Any], submissions: list[dict[str, Any]]) -> rules.Export:
@@ -168,8 +183,12 @@ def test_the_47_rules(conn: psycopg.Connection[Any]) -> None:
     assert sc.states == {"sent": sc.submitted - 2, "not_submittable": 2}
     for body in sc.bodies:
         Parameters.model_validate(body)
-    bundle = export_patient(conn, patient=sc.patient, include_rejected=True, zone=ZONE)
+    bundle = export_patient(conn, patient=sc.patient, include_rejected=True, zone=ZONE, cpr_keys=sc.cpr_keys)
     Bundle.model_validate(bundle)
+    (patient,) = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"]
+    assert {"use": "official", "system": "urn:oid:1.2.208.176.1.2", "value": sc.cpr} in patient["identifier"]
+    # FUT gets only its own Patient reference, never the number.
+    assert sc.cpr not in json.dumps(sc.bodies)
     export = export_of(sc, bundle, sc.bodies)
     result = rules.check(export)
     assert len(result) == 47

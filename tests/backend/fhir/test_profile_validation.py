@@ -94,7 +94,7 @@ def conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
 
 def test_every_exported_and_submitted_resource_validates(conn: psycopg.Connection[Any], validate: Validate) -> None:
     sc = build_scenario(conn)
-    bundle = export_patient(conn, patient=sc.patient, include_rejected=True, zone=ZONE)
+    bundle = export_patient(conn, patient=sc.patient, include_rejected=True, zone=ZONE, cpr_keys=sc.cpr_keys)
     items = [{"name": f"{e['resource']['resourceType']} {e['fullUrl']}", "resource": e["resource"],
               "profiles": e["resource"]["meta"]["profile"]} for e in bundle["entry"]]
     for body in sc.bodies:
