@@ -203,6 +203,7 @@ ACTION_DA: dict[str, tuple[str, str]] = {
     "own readings": ("du så dine egne målinger", "din egen adgang"),
     "account created": ("oprettede en konto med adgang til dine data", "administration"),
     "account changed": ("ændrede en konto med adgang til dine data", "administration"),
+    "account approved": ("godkendte en konto med adgang til dine data", "administration"),
 }
 
 

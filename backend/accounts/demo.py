@@ -14,7 +14,8 @@ from backend.errors import ConfigError
 from backend.registry.demo import LUNG_DEPARTMENT, seed_teams
 
 DEMO_PASSWORD = "demo-nearcare"
-DEMO_USERS = ("sygeplejerske", "randers", "speciallaege", "borger", "admin")
+DEMO_USERS = ("sygeplejerske", "randers", "speciallaege", "borger", "admin", "admin2")
+"""Two admins: an account one admin creates logs in only after the other approves it (four-eyes)."""
 
 
 def _team_id(conn: psycopg.Connection, key: str) -> int:
@@ -45,6 +46,7 @@ def seed_accounts(conn: psycopg.Connection, *, demo: bool) -> list[str]:
         ("speciallaege", "Lars Lungelæge", Role.SPECIALIST, "auh-lungeteam", None),
         ("borger", str(citizen[2]), Role.CITIZEN, None, int(citizen[0])),
         ("admin", "Anne Admin", Role.ADMIN, None, None),
+        ("admin2", "Bo Administrator", Role.ADMIN, None, None),
     ]
     lines = []
     for username, display, role, team_key, patient_id in users:

@@ -42,6 +42,30 @@ class AuthError(BackendError):
     """Wrong username or password, or an unknown/expired session or token."""
 
 
+class WrongPassword(AuthError):
+    """Wrong username or password; ``tries_left`` is how many more wrong tries the account has
+    before each further try must wait (the same for an unknown username, so it tells nothing)."""
+
+    def __init__(self, tries_left: int) -> None:
+        super().__init__("wrong username or password")
+        self.tries_left = tries_left
+
+
+class PendingApproval(AuthError):
+    """The right password, but a second admin has not yet approved the account (four-eyes)."""
+
+    def __init__(self) -> None:
+        super().__init__("the account awaits a second admin's approval")
+
+
+class WeakPassword(AuthError):
+    """A new password shorter than :data:`backend.accounts.store.MIN_PASSWORD` characters."""
+
+    def __init__(self, minimum: int) -> None:
+        super().__init__(f"a password needs at least {minimum} characters")
+        self.minimum = minimum
+
+
 class RateLimited(AuthError):
     def __init__(self, retry_after_s: int) -> None:
         super().__init__(f"too many failed logins; try again in {retry_after_s} s")

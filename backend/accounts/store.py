@@ -17,7 +17,7 @@ import psycopg
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from backend.accounts.model import AuthError, RateLimited, Role, User
+from backend.accounts.model import AuthError, PendingApproval, RateLimited, Role, User, WeakPassword, WrongPassword
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,12 @@ MAX_FAILURES_PER_ADDR = 30
 FREE_FAILURES = 3
 """Wrong passwords an account may have before each further try waits."""
 MAX_DELAY = timedelta(minutes=5)
+THROTTLE_FORGET = timedelta(days=1)
+"""An account's throttle row quiet this long, with its delay passed, is pruned (on the next
+failed login by anyone): the table stays bounded by the names tried within a day."""
+MIN_PASSWORD = 12
+"""ASVS 2.1.1: passwords of at least 12 characters (new and reset ones; existing hashes still work)."""
+MAX_PASSWORD = 128
 
 
 def login_delay(failures: int) -> timedelta:
@@ -51,6 +57,12 @@ SELECT u.id, u.username, u.display_name, u.role, u.team_id, t.key, t.name, t.mun
        t.department, u.patient_id, u.lang
 FROM users u LEFT JOIN teams t ON t.id = u.team_id
 """
+
+
+def check_password(password: str) -> None:
+    """Pure: WeakPassword unless ``password`` is long enough for a new or reset password."""
+    if len(password) < MIN_PASSWORD:
+        raise WeakPassword(MIN_PASSWORD)
 
 
 def hash_password(password: str) -> str:
@@ -94,13 +106,18 @@ def create_user(
     team_id: int | None = None,
     patient_id: int | None = None,
     lang: str = "da",
+    created_by: int | None = None,
+    approved: bool = True,
 ) -> User:
+    """A user. ``approved=False`` (every account an admin creates) cannot log in until a different
+    admin approves it (:func:`approve_user`); seeded accounts are created approved."""
     role = Role(role)
-    if password is not None and len(password) < 8:
-        raise AuthError("a password needs at least 8 characters")
+    if password is not None:
+        check_password(password)
     row = conn.execute(
-        """INSERT INTO users (username, display_name, role, team_id, patient_id, password_hash, lang)
-           VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id""",
+        """INSERT INTO users (username, display_name, role, team_id, patient_id, password_hash, lang,
+                              created_by, approved_at)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, CASE WHEN %s THEN now() END) RETURNING id""",
         (
             username.lower(),
             display_name,
@@ -109,6 +126,8 @@ def create_user(
             patient_id,
             hash_password(password) if password is not None else None,
             lang,
+            created_by,
+            approved,
         ),
     ).fetchone()
     assert row is not None
@@ -123,8 +142,7 @@ def get_user(conn: psycopg.Connection, *, user_id: int) -> User | None:
 
 
 def set_password(conn: psycopg.Connection, *, user_id: int, password: str) -> None:
-    if len(password) < 8:
-        raise AuthError("a password needs at least 8 characters")
+    check_password(password)
     conn.execute("UPDATE users SET password_hash = %s WHERE id = %s", (hash_password(password), user_id))
 
 
@@ -151,11 +169,12 @@ def _check_rate(conn: psycopg.Connection, *, username: str, remote_addr: str | N
         raise RateLimited(max(1, int((row[0] - now).total_seconds() + 0.999)))
 
 
-def _count(conn: psycopg.Connection, *, username: str, ok: bool, now: datetime) -> None:
+def _count(conn: psycopg.Connection, *, username: str, ok: bool, now: datetime) -> int:
+    """Count the attempt; the wrong tries left before the next one must wait."""
     if ok:
         conn.execute("UPDATE login_throttle SET failures = 0, next_at = %s, updated_at = %s WHERE username = %s",
                      (now, now, username))
-        return
+        return FREE_FAILURES
     row = conn.execute(
         "UPDATE login_throttle SET failures = failures + 1, updated_at = %s WHERE username = %s RETURNING failures",
         (now, username),
@@ -163,6 +182,20 @@ def _count(conn: psycopg.Connection, *, username: str, ok: bool, now: datetime) 
     assert row is not None
     conn.execute("UPDATE login_throttle SET next_at = %s WHERE username = %s",
                  (now + login_delay(int(row[0])), username))
+    prune_throttle(conn, now=now)
+    return max(0, FREE_FAILURES - int(row[0]))
+
+
+def prune_throttle(conn: psycopg.Connection, *, now: datetime) -> int:
+    """Forget throttle rows quiet for :data:`THROTTLE_FORGET` whose delay has passed (on every
+    failed login: the table never grows past the names tried within a day). Rows another login
+    holds are skipped, never waited for (no lock order to deadlock on)."""
+    cur = conn.execute(
+        "DELETE FROM login_throttle WHERE username IN (SELECT username FROM login_throttle"
+        " WHERE updated_at < %s AND next_at <= %s FOR UPDATE SKIP LOCKED)",
+        (now - THROTTLE_FORGET, now),
+    )
+    return cur.rowcount
 
 
 def authenticate(
@@ -173,21 +206,28 @@ def authenticate(
     remote_addr: str | None = None,
     now: datetime | None = None,
 ) -> User:
-    """The user, or AuthError/RateLimited. Every attempt is recorded (and committed by the caller)."""
+    """The user, or WrongPassword/RateLimited/PendingApproval (all AuthError). Every attempt is
+    recorded (and committed by the caller). An account awaiting a second admin's approval
+    (four-eyes) is refused even with the right password, after the password is checked, so the
+    refusal tells nothing to someone who does not know it."""
     now = now or datetime.now(UTC)
     username = username.strip().lower()[:64]
     _check_rate(conn, username=username, remote_addr=remote_addr, now=now)
-    row = conn.execute("SELECT id, password_hash FROM users WHERE username = %s AND active", (username,)).fetchone()
+    row = conn.execute("SELECT id, password_hash, approved_at IS NOT NULL FROM users WHERE username = %s AND active",
+                       (username,)).fetchone()
     stored = row[1] if row and row[1] else None
     ok = verify_password(stored or _DUMMY_HASH, password) and stored is not None
     conn.execute(
         "INSERT INTO login_attempts (at, username, remote_addr, ok) VALUES (%s, %s, %s, %s)",
         (now, username, remote_addr, ok),
     )
-    _count(conn, username=username, ok=ok and row is not None, now=now)
+    tries_left = _count(conn, username=username, ok=ok and row is not None, now=now)
     if not ok or row is None:
         log.info("failed login for %r from %s", username, remote_addr)
-        raise AuthError("wrong username or password")
+        raise WrongPassword(tries_left)
+    if not row[2]:
+        log.info("login for %r refused: awaiting a second admin's approval", username)
+        raise PendingApproval()
     user = get_user(conn, user_id=row[0])
     assert user is not None
     return user
@@ -216,7 +256,7 @@ def session_user(conn: psycopg.Connection, *, token: str, secret: str) -> tuple[
     """(user, csrf token) for a live session, else None."""
     row = conn.execute(
         """SELECT s.user_id, s.csrf_token FROM sessions s JOIN users u ON u.id = s.user_id
-           WHERE s.token_hash = %s AND s.expires_at > now() AND u.active""",
+           WHERE s.token_hash = %s AND s.expires_at > now() AND u.active AND u.approved_at IS NOT NULL""",
         (_keyed(secret, token),),
     ).fetchone()
     if row is None:
@@ -246,6 +286,7 @@ def token_user(conn: psycopg.Connection, *, token: str, secret: str) -> User | N
     row = conn.execute(
         """SELECT t.user_id FROM api_tokens t JOIN users u ON u.id = t.user_id
            WHERE t.token_hash = %s AND t.expires_at > now() AND t.revoked_at IS NULL AND u.active
+               AND u.approved_at IS NOT NULL
              AND t.name <> %s""",
         (_keyed(secret, token), REFRESH_NAME),
     ).fetchone()
@@ -261,7 +302,7 @@ def refresh(conn: psycopg.Connection, *, refresh_token: str, secret: str) -> Use
     row = conn.execute(
         """UPDATE api_tokens t SET revoked_at = now() FROM users u
            WHERE t.token_hash = %s AND t.name = %s AND t.expires_at > now() AND t.revoked_at IS NULL
-             AND u.id = t.user_id AND u.active RETURNING t.user_id""",
+             AND u.id = t.user_id AND u.active AND u.approved_at IS NOT NULL RETURNING t.user_id""",
         (_keyed(secret, refresh_token), REFRESH_NAME),
     ).fetchone()
     user = get_user(conn, user_id=row[0]) if row else None

@@ -13,10 +13,13 @@ from pydantic import BaseModel, Field, StringConstraints
 
 from backend import audit, registry
 from backend.accounts.deps import Admin, Conn, remote_addr
+from backend.accounts.store import MAX_PASSWORD, MIN_PASSWORD
 from backend.admin import service
 from backend.admin.credentials import CredentialError, CredentialStore
+from backend.admin.devices import KNOWN_MODELS
 from backend.admin.settings import AdminSettings, credential_store
-from backend.web.render import render
+from backend.web.i18n import N_, translator
+from backend.web.render import lang_of, render
 
 log = logging.getLogger(__name__)
 pages = APIRouter(include_in_schema=False)
@@ -30,6 +33,7 @@ api = APIRouter(
     },
 )
 
+_REFUSED: dict[int | str, dict[str, Any]] = {400: {"description": "Refused"}}
 AgentId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 Name = Annotated[str, StringConstraints(pattern=r"^[^\x00]*[^\x00\s][^\x00]*$", max_length=200)]
 
@@ -48,7 +52,9 @@ def _agent_broker_url(request: Request) -> str:
 
 
 def _page(request: Request, p: Any, conn: Any, status: int = 200, **extra: Any) -> Response:
-    return render(request, p, "admin.html", status=status, o=service.overview(conn), **extra)
+    # Fields typed into a refused form are shown again (issue 13: they were cleared after an error).
+    return render(request, p, "admin.html", status=status, o=service.overview(conn), models=KNOWN_MODELS,
+                  form=extra.pop("form", {}), **extra)
 
 
 @pages.get("/admin")
@@ -56,14 +62,30 @@ def admin_page(request: Request, p: Admin, conn: Conn) -> Response:
     return _page(request, p, conn)
 
 
-def _do(request: Request, p: Any, conn: Any, fn: Any, done: str, **extra: Any) -> Response:
+def _words(request: Request, p: Any) -> Any:
+    return translator(lang_of(request, p))
+
+
+def _do(request: Request, p: Any, conn: Any, fn: Any, done: str, *, form: dict[str, Any] | None = None,
+        **params: Any) -> Response:
+    """Run an admin action in one transaction; the page again with what happened in the admin's
+    language, or the refusal with the typed fields kept."""
+    t = _words(request, p)
     try:
         with conn.transaction():
             result = fn()
         conn.commit()
-    except (service.AdminError, CredentialError, registry.RegistryError) as exc:
-        return _page(request, p, conn, status=400, error=str(exc))
-    return _page(request, p, conn, message=done, result=result, **extra)
+    except registry.RegistryNotFound as exc:
+        conn.rollback()
+        return _page(request, p, conn, status=400, error=t("admin_not_found", what=str(exc)), form=form or {})
+    except service.AdminError as exc:
+        conn.rollback()
+        error = t(exc.key, **exc.params) if exc.key else str(exc)
+        return _page(request, p, conn, status=400, error=error, form=form or {})
+    except (CredentialError, registry.RegistryError) as exc:
+        conn.rollback()
+        return _page(request, p, conn, status=400, error=str(exc), form=form or {})
+    return _page(request, p, conn, message=t(done, **params), result=result)
 
 
 @pages.post("/admin/agents")
@@ -86,7 +108,8 @@ def admin_enrol(
             remote_addr=remote_addr(request),
         )
 
-    return _do(request, p, conn, go, "enrolled")
+    return _do(request, p, conn, go, N_("admin_done_enrolled"), form={"enrol": {"agent_id": agent_id,
+                                                                            "patient_ref": patient_ref}})
 
 
 @pages.post("/admin/agents/bind")
@@ -98,10 +121,19 @@ def admin_bind(
     patient_ref: Annotated[str, Form(max_length=200)],
 ) -> Response:
     def go() -> Any:
+        before = registry.get_agent(conn, agent_id=agent_id)
         pid = registry.get_patient_by_ref(conn, external_ref=patient_ref).id
-        return registry.bind_agent(conn, agent_id=agent_id, patient_id=pid)
+        agent = registry.bind_agent(conn, agent_id=agent_id, patient_id=pid)
+        service.record_admin(conn, by=p.user, action="agent bound", patient_id=pid,
+                             before={"agent_id": agent_id, "patient_id": before.patient_id},
+                             after={"agent_id": agent_id, "patient_id": agent.patient_id},
+                             remote_addr=remote_addr(request))
+        audit.record(conn, actor=p.user, patient_id=pid, action="account changed",
+                     detail=f"måleudstyr {agent_id} tilknyttet dine data af admin {p.user.display_name}")
+        return agent
 
-    return _do(request, p, conn, go, "bound")
+    return _do(request, p, conn, go, N_("admin_done_bound"), form={"bind": {"agent_id": agent_id,
+                                                                        "patient_ref": patient_ref}})
 
 
 @pages.post("/admin/devices")
@@ -112,17 +144,46 @@ def admin_device(
     agent_id: Annotated[str, Form(max_length=64)],
     address: Annotated[str, Form(max_length=64)],
     model: Annotated[str, Form(max_length=128)] = "",
-    manufacturer: Annotated[str, Form(max_length=128)] = "",
+    serial: Annotated[str, Form(max_length=128)] = "",
 ) -> Response:
     return _do(
         request,
         p,
         conn,
-        lambda: registry.register_device(
-            conn, agent_id=agent_id, address=address, model=model or None, manufacturer=manufacturer or None
-        ),
-        "device registered",
+        lambda: service.register_device(conn, agent_id=agent_id.strip(), address=address, model=model,
+                                        serial=serial.strip() or None, by=p.user, remote_addr=remote_addr(request)),
+        N_("admin_done_device_registered"),
+        form={"device": {"agent_id": agent_id, "address": address, "model": model, "serial": serial}},
     )
+
+
+@pages.post("/admin/devices/{device_id}")
+def admin_device_edit(
+    request: Request,
+    p: Admin,
+    conn: Conn,
+    device_id: Annotated[int, Path(ge=1, lt=2**62)],
+    address: Annotated[str, Form(max_length=64)],
+    model: Annotated[str, Form(max_length=128)],
+    serial: Annotated[str, Form(max_length=128)] = "",
+) -> Response:
+    return _do(
+        request,
+        p,
+        conn,
+        lambda: service.update_device(conn, device_id=device_id, address=address, model=model,
+                                      serial=serial.strip() or None, by=p.user, remote_addr=remote_addr(request)),
+        N_("admin_done_device_changed"),
+    )
+
+
+@pages.post("/admin/devices/{device_id}/remove")
+def admin_device_remove(
+    request: Request, p: Admin, conn: Conn, device_id: Annotated[int, Path(ge=1, lt=2**62)]
+) -> Response:
+    return _do(request, p, conn,
+               lambda: service.remove_device(conn, device_id=device_id, by=p.user, remote_addr=remote_addr(request)),
+               N_("admin_done_device_removed"))
 
 
 @pages.post("/admin/teams")
@@ -152,7 +213,9 @@ def admin_team(
             by=p.user,
             remote_addr=remote_addr(request),
         ),
-        "team created",
+        N_("admin_done_team_created"),
+        form={"team": {"key": key, "name": name, "sector": sector, "municipality": municipality,
+                       "department": department, "phone": phone}},
     )
 
 
@@ -169,7 +232,7 @@ def admin_place(
         if kind == "municipality"
         else (lambda: service.add_department(conn, name=name))
     )
-    return _do(request, p, conn, fn, f"{kind} added")
+    return _do(request, p, conn, fn, N_("admin_done_place_added"), name=name)
 
 
 @pages.post("/admin/users")
@@ -180,7 +243,7 @@ def admin_user(
     username: Annotated[str, Form(max_length=64)],
     display_name: Annotated[str, Form(max_length=200)],
     role: Annotated[str, Form(max_length=20)],
-    password: Annotated[str, Form(max_length=500)],
+    password: Annotated[str, Form(max_length=MAX_PASSWORD)],
     team_key: Annotated[str, Form(max_length=64)] = "",
     patient_ref: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
@@ -199,8 +262,54 @@ def admin_user(
             by=p.user,
             remote_addr=remote_addr(request),
         ),
-        "user created",
+        N_("admin_done_user_created"),
+        username=username,
+        # Never the password: it is typed again.
+        form={"user": {"username": username, "display_name": display_name, "role": role, "team_key": team_key,
+                       "patient_ref": patient_ref}},
     )
+
+
+ROLE_WORDS = (N_("role_nurse"), N_("role_specialist"), N_("role_citizen"), N_("role_admin"))
+"""The admin page names roles by ``t('role_' ~ role)``."""
+
+UserPath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_.@-]{1,63}$")]
+
+
+@pages.post("/admin/users/{username}/approve")
+def admin_user_approve(request: Request, p: Admin, conn: Conn, username: UserPath) -> Response:
+    """Four-eyes: a second admin lets an account another admin created log in."""
+    return _do(request, p, conn,
+               lambda: service.approve_user(conn, username=username, by=p.user, remote_addr=remote_addr(request)),
+               N_("admin_done_user_approved"), username=username)
+
+
+@pages.post("/admin/users/{username}/active")
+def admin_user_active(
+    request: Request, p: Admin, conn: Conn, username: UserPath, active: Annotated[str, Form(pattern="^(true|false)$")]
+) -> Response:
+    on = active == "true"
+    return _do(request, p, conn,
+               lambda: service.set_user_active(conn, username=username, active=on, by=p.user,
+                                               remote_addr=remote_addr(request)),
+               N_("admin_done_user_activated") if on else N_("admin_done_user_deactivated"), username=username)
+
+
+@pages.post("/admin/users/{username}/password")
+def admin_user_password(
+    request: Request, p: Admin, conn: Conn, username: UserPath, password: Annotated[str, Form(max_length=MAX_PASSWORD)]
+) -> Response:
+    return _do(request, p, conn,
+               lambda: service.reset_password(conn, username=username, password=password, by=p.user,
+                                              remote_addr=remote_addr(request)),
+               N_("admin_done_password_reset"), username=username)
+
+
+@pages.post("/admin/users/{username}/unlock")
+def admin_user_unlock(request: Request, p: Admin, conn: Conn, username: UserPath) -> Response:
+    return _do(request, p, conn,
+               lambda: service.unlock_login(conn, username=username, by=p.user, remote_addr=remote_addr(request)),
+               N_("admin_done_unlocked"), username=username)
 
 
 # ---- JSON -------------------------------------------------------------------------------------
@@ -354,6 +463,8 @@ class OverviewUser(BaseModel):
     team: str | None
     patient_ref: str | None
     active: bool
+    approved: bool = Field(description="False until a second admin approves the account (four-eyes)")
+    failures: int = Field(description="Wrong passwords in a row (login delay after three)")
 
 
 class OverviewAgent(BaseModel):
@@ -361,9 +472,21 @@ class OverviewAgent(BaseModel):
     patient_ref: str | None
     active: bool
     online: bool
-    last_seen_at: datetime | None
+    last_seen_at: datetime | None = Field(description="Last contact of any kind (a status heartbeat counts)")
+    last_reading_at: datetime | None = Field(description="When its newest reading arrived")
     version: str | None
     devices: int
+
+
+class OverviewDevice(BaseModel):
+    id: int
+    agent_id: str
+    address: str
+    model: str | None
+    manufacturer: str | None
+    serial: str | None
+    battery_low: bool
+    last_reading_at: datetime | None
 
 
 class OverviewOut(BaseModel):
@@ -372,6 +495,7 @@ class OverviewOut(BaseModel):
     teams: list[OverviewTeam]
     users: list[OverviewUser]
     agents: list[OverviewAgent]
+    devices: list[OverviewDevice]
     municipalities: list[str]
     departments: list[str]
 
@@ -410,11 +534,29 @@ def api_bind(request: Request, p: Admin, conn: Conn, agent_id: AgentId, body: Bi
     return {"agent_id": agent.id, "patient_id": agent.patient_id}
 
 
+MacAddress = Annotated[str, StringConstraints(pattern=r"^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$")]
+
+
 class DeviceIn(BaseModel):
-    address: Annotated[str, StringConstraints(pattern=r"^[^\x00]{1,64}$")]
-    model: Name | None = None
-    manufacturer: Name | None = None
+    address: MacAddress = Field(description="Bluetooth address, AA:BB:CC:DD:EE:FF")
+    model: Name = Field(description="A known model: " + ", ".join(m.model for m in KNOWN_MODELS))
+    manufacturer: Name | None = Field(default=None, description="Ignored: it follows from the model")
     serial: Name | None = None
+
+
+class DeviceEditIn(BaseModel):
+    address: MacAddress = Field(description="Bluetooth address, AA:BB:CC:DD:EE:FF")
+    model: Name = Field(description="A known model: " + ", ".join(m.model for m in KNOWN_MODELS))
+    serial: Name | None = None
+
+
+class DeviceStateOut(BaseModel):
+    agent_id: str
+    address: str
+    model: str | None
+    manufacturer: str | None
+    serial: str | None
+    removed: bool
 
 
 @api.post(
@@ -423,28 +565,28 @@ class DeviceIn(BaseModel):
     responses={400: {"description": "Refused"}, 404: {"description": "Unknown"}},
 )
 def api_device(request: Request, p: Admin, conn: Conn, agent_id: AgentId, body: DeviceIn) -> Any:
-    """Register a BLE device on an agent (audited)."""
-
-    def go() -> Any:
-        d = registry.register_device(
-            conn,
-            agent_id=agent_id,
-            address=body.address,
-            model=body.model,
-            manufacturer=body.manufacturer,
-            serial=body.serial,
-        )
-        service.record_admin(
-            conn,
-            by=p.user,
-            action="device registered",
-            after={"agent_id": agent_id, "address": body.address, "model": body.model},
-            remote_addr=remote_addr(request),
-        )
-        return d
-
-    d = _api(conn, go)
+    """Register a BLE device on an agent: a Bluetooth address and a known model (audited)."""
+    d = _api(conn, lambda: service.register_device(conn, agent_id=agent_id, address=body.address, model=body.model,
+                                                   serial=body.serial, by=p.user, remote_addr=remote_addr(request)))
     return {"id": d.id, "agent_id": d.agent_id, "address": d.address}
+
+
+DeviceId = Annotated[int, Path(ge=1, lt=2**62)]
+
+
+@api.put("/admin/devices/{device_id}", response_model=DeviceStateOut, responses=_REFUSED)
+def api_device_edit(request: Request, p: Admin, conn: Conn, device_id: DeviceId, body: DeviceEditIn) -> Any:
+    """Correct a device's address, model or serial number (audited with before and after)."""
+    return _api(conn, lambda: service.update_device(conn, device_id=device_id, address=body.address,
+                                                    model=body.model, serial=body.serial, by=p.user,
+                                                    remote_addr=remote_addr(request)))
+
+
+@api.post("/admin/devices/{device_id}/remove", response_model=DeviceStateOut, responses=_REFUSED)
+def api_device_remove(request: Request, p: Admin, conn: Conn, device_id: DeviceId) -> Any:
+    """Take a device off its gateway (never deleted; its new readings are held as unknown)."""
+    return _api(conn, lambda: service.remove_device(conn, device_id=device_id, by=p.user,
+                                                    remote_addr=remote_addr(request)))
 
 
 class TeamIn(BaseModel):
@@ -479,7 +621,8 @@ class UserIn(BaseModel):
     username: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.@-]{1,63}$")]
     display_name: Name
     role: Annotated[str, StringConstraints(pattern="^(citizen|nurse|specialist|admin)$")]
-    password: Annotated[str, StringConstraints(min_length=8, max_length=500)]
+    password: Annotated[str, StringConstraints(min_length=MIN_PASSWORD, max_length=MAX_PASSWORD,
+                                               pattern=r"^[^\x00]*$")]
     team_key: Name | None = None
     patient_ref: Name | None = None
     lang: Annotated[str, StringConstraints(pattern="^(da|en)$")] = "da"
@@ -487,6 +630,8 @@ class UserIn(BaseModel):
 
 @api.post("/admin/users", response_model=AccountOut, responses={400: {"description": "Refused"}})
 def api_user(request: Request, p: Admin, conn: Conn, body: UserIn) -> Any:
+    """Create an account. It cannot log in until a different admin approves it (four-eyes:
+    ``POST /admin/users/{username}/approve``)."""
     u = _api(
         conn,
         lambda: service.create_account(
@@ -514,13 +659,12 @@ def api_overview(p: Admin, conn: Conn) -> Any:
             dict(zip(("key", "name", "sector", "municipality", "department", "phone"), r, strict=True))
             for r in o["teams"]
         ],
-        "users": [
-            dict(zip(("username", "display_name", "role", "team", "patient_ref", "active"), r, strict=True))
-            for r in o["users"]
-        ],
-        "agents": [
-            dict(zip(("id", "patient_ref", "active", "online", "last_seen_at", "version", "devices"), r, strict=True))
-            for r in o["agents"]
+        "users": o["users"],
+        "agents": [{**a, "last_seen_at": a["last_contact_at"]} for a in o["agents"]],
+        "devices": [
+            dict(zip(("id", "agent_id", "address", "model", "manufacturer", "battery_low", "serial",
+                      "last_reading_at"), r, strict=True))
+            for r in o["devices"]
         ],
         "municipalities": o["municipalities"],
         "departments": o["departments"],
@@ -537,7 +681,8 @@ class ActiveIn(BaseModel):
 
 
 class PasswordIn(BaseModel):
-    password: Annotated[str, StringConstraints(min_length=8, max_length=500, pattern=r"^[^\x00]*$")]
+    password: Annotated[str, StringConstraints(min_length=MIN_PASSWORD, max_length=MAX_PASSWORD,
+                                               pattern=r"^[^\x00]*$")]
 
 
 class UserStateOut(BaseModel):
@@ -548,6 +693,8 @@ class UserStateOut(BaseModel):
     patient_id: int | None
     lang: str
     active: bool
+    approved: bool
+    approved_by: str | None
 
 
 class AdminAuditOut(BaseModel):
@@ -559,9 +706,6 @@ class AdminAuditOut(BaseModel):
     patient_id: int | None
     before: dict[str, Any] | None
     after: dict[str, Any] | None
-
-
-_REFUSED: dict[int | str, dict[str, Any]] = {400: {"description": "Refused"}}
 
 
 @api.put("/admin/users/{username}/active", response_model=UserStateOut, responses=_REFUSED)
@@ -585,6 +729,14 @@ def api_user_password(request: Request, p: Admin, conn: Conn, username: Username
         ),
     )
     return Response(status_code=204)
+
+
+@api.post("/admin/users/{username}/approve", response_model=UserStateOut, responses=_REFUSED)
+def api_user_approve(request: Request, p: Admin, conn: Conn, username: Username) -> Any:
+    """Four-eyes: approve an account a different admin created; until then it cannot log in. The
+    creating admin's own approval is refused (400)."""
+    return _api(conn, lambda: service.approve_user(conn, username=username, by=p.user,
+                                                   remote_addr=remote_addr(request)))
 
 
 @api.post("/admin/users/{username}/unlock", status_code=204, responses=_REFUSED)

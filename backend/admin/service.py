@@ -22,19 +22,17 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from backend import audit, registry
-from backend.accounts.model import Role, User
+from backend.accounts.model import Role, User, WeakPassword
 from backend.accounts.store import create_user, set_password
 from backend.admin.credentials import CredentialStore
+from backend.admin.devices import known_model, mac_address
+from backend.admin.errors import N_, AdminError
 from backend.errors import BackendError
 
 log = logging.getLogger(__name__)
 CODE_TTL = timedelta(hours=72)
 # No 0/O/1/I/L: the code is read aloud and typed on a tablet by an installer.
 _ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
-
-
-class AdminError(BackendError):
-    """An admin action that cannot be done as asked."""
 
 
 # ---- accountability: every admin action with before and after (issue 12) ----------------------
@@ -65,12 +63,14 @@ def record_admin(
 def user_state(conn: psycopg.Connection, *, user_id: int) -> dict[str, Any] | None:
     """What an admin can change about a user, as audited (never a password hash)."""
     row = conn.execute(
-        "SELECT u.username, u.display_name, u.role, t.key, u.patient_id, u.lang, u.active FROM users u"
-        " LEFT JOIN teams t ON t.id = u.team_id WHERE u.id = %s", (user_id,),
+        "SELECT u.username, u.display_name, u.role, t.key, u.patient_id, u.lang, u.active,"
+        " u.approved_at IS NOT NULL, ab.username FROM users u"
+        " LEFT JOIN teams t ON t.id = u.team_id LEFT JOIN users ab ON ab.id = u.approved_by WHERE u.id = %s",
+        (user_id,),
     ).fetchone()
     if row is None:
         return None
-    keys = ("username", "display_name", "role", "team", "patient_id", "lang", "active")
+    keys = ("username", "display_name", "role", "team", "patient_id", "lang", "active", "approved", "approved_by")
     return dict(zip(keys, row, strict=True))
 
 
@@ -82,8 +82,46 @@ def _tell_the_citizen(conn: psycopg.Connection, *, by: User, patient_id: int, ac
 def _user_id(conn: psycopg.Connection, username: str) -> int:
     row = conn.execute("SELECT id FROM users WHERE username = %s", (username.strip().lower(),)).fetchone()
     if row is None:
-        raise AdminError(f"no user {username!r}")
+        raise AdminError(f"no user {username!r}", key=N_("admin_no_user"), username=username)
     return int(row[0])
+
+
+def approve_user(
+    conn: psycopg.Connection, *, username: str, by: User, remote_addr: str | None = None
+) -> dict[str, Any]:
+    """The second admin's approval of an account another admin created (four-eyes): until then it
+    cannot log in. The creator cannot approve their own account, nor can anyone approve their own."""
+    uid = _user_id(conn, username)
+    row = conn.execute("SELECT created_by, approved_at FROM users WHERE id = %s FOR UPDATE", (uid,)).fetchone()
+    assert row is not None
+    if row[1] is not None:
+        raise AdminError(f"user {username!r} is already approved", key=N_("admin_already_approved"), username=username)
+    if by.id in (row[0], uid):
+        raise AdminError("an account needs the approval of a different admin than the one who created it",
+                         key=N_("admin_approve_own"))
+    before = user_state(conn, user_id=uid)
+    conn.execute("UPDATE users SET approved_at = now(), approved_by = %s WHERE id = %s", (by.id, uid))
+    after = user_state(conn, user_id=uid)
+    assert after is not None
+    record_admin(conn, by=by, action="user approved", user_id=uid, patient_id=after["patient_id"],
+                 before=before, after=after, remote_addr=remote_addr)
+    if after["patient_id"] is not None:
+        _tell_the_citizen(conn, by=by, patient_id=after["patient_id"], action="account approved",
+                          detail=f"konto med adgang til dine data godkendt af admin {by.display_name}: "
+                          f"{after['username']} ({after['display_name']})")
+    return after
+
+
+def awaiting_approval(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    """Accounts created by an admin and not yet approved by another, oldest first."""
+    rows = conn.execute(
+        """SELECT u.username, u.display_name, u.role, t.key, p.external_ref, c.username, u.created_at
+           FROM users u LEFT JOIN teams t ON t.id = u.team_id LEFT JOIN patients p ON p.id = u.patient_id
+           LEFT JOIN users c ON c.id = u.created_by
+           WHERE u.approved_at IS NULL AND u.active ORDER BY u.created_at, u.id LIMIT 500"""
+    ).fetchall()
+    keys = ("username", "display_name", "role", "team", "patient_ref", "created_by", "created_at")
+    return [dict(zip(keys, r, strict=True)) for r in rows]
 
 
 def set_user_active(
@@ -93,7 +131,7 @@ def set_user_active(
     and tokens end at once. No user is ever deleted, so the audit keeps its subject."""
     uid = _user_id(conn, username)
     if uid == by.id and not active:
-        raise AdminError("an admin cannot deactivate their own account")
+        raise AdminError("an admin cannot deactivate their own account", key=N_("admin_deactivate_self"))
     before = user_state(conn, user_id=uid)
     conn.execute("UPDATE users SET active = %s WHERE id = %s", (active, uid))
     if not active:
@@ -113,8 +151,8 @@ def reset_password(
     uid = _user_id(conn, username)
     try:
         set_password(conn, user_id=uid, password=password)
-    except BackendError as exc:
-        raise AdminError(str(exc)) from exc
+    except WeakPassword as exc:
+        raise AdminError(str(exc), key=N_("password_too_short"), n=exc.minimum) from exc
     conn.execute("DELETE FROM sessions WHERE user_id = %s", (uid,))
     conn.execute("UPDATE api_tokens SET revoked_at = now() WHERE user_id = %s AND revoked_at IS NULL", (uid,))
     conn.execute("DELETE FROM login_throttle WHERE username = %s", (username.strip().lower(),))
@@ -291,6 +329,94 @@ def redeem_enrolment(
     )
 
 
+# ---- devices (issue 13: validated, listed, edited and removed; never deleted) ------------------
+
+
+def _device_state(conn: psycopg.Connection, device_id: int) -> dict[str, Any] | None:
+    row = conn.execute(
+        "SELECT agent_id, address, model, manufacturer, serial, removed_at IS NOT NULL FROM devices WHERE id = %s",
+        (device_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    return dict(zip(("agent_id", "address", "model", "manufacturer", "serial", "removed"), row, strict=True))
+
+
+def register_device(
+    conn: psycopg.Connection,
+    *,
+    agent_id: str,
+    address: str,
+    model: str,
+    serial: str | None = None,
+    by: User,
+    remote_addr: str | None = None,
+) -> registry.Device:
+    """A device on a gateway: a Bluetooth address ``AA:BB:CC:DD:EE:FF`` and a known model (its
+    manufacturer follows from the model). Registering a removed one again brings it back."""
+    mac = mac_address(address)
+    known = known_model(model)
+    existing = conn.execute("SELECT id FROM devices WHERE agent_id = %s AND address = %s",
+                            (agent_id, mac)).fetchone()
+    before = _device_state(conn, int(existing[0])) if existing else None
+    device = registry.register_device(conn, agent_id=agent_id, address=mac, model=known.model,
+                                      manufacturer=known.manufacturer, serial=serial or None)
+    record_admin(conn, by=by, action="device registered", before=before, after=_device_state(conn, device.id),
+                 remote_addr=remote_addr)
+    return device
+
+
+def _device_id(conn: psycopg.Connection, device_id: int) -> dict[str, Any]:
+    state = _device_state(conn, device_id)
+    if state is None:
+        raise AdminError(f"no device {device_id}", key=N_("device_unknown"), id=device_id)
+    return state
+
+
+def update_device(
+    conn: psycopg.Connection,
+    *,
+    device_id: int,
+    address: str,
+    model: str,
+    serial: str | None = None,
+    by: User,
+    remote_addr: str | None = None,
+) -> dict[str, Any]:
+    """Correct a device's address, model or serial number (audited with before and after)."""
+    before = _device_id(conn, device_id)
+    mac = mac_address(address)
+    known = known_model(model)
+    try:
+        with conn.transaction():
+            conn.execute(
+                "UPDATE devices SET address = %s, model = %s, manufacturer = %s, serial = %s WHERE id = %s",
+                (mac, known.model, known.manufacturer, serial or None, device_id),
+            )
+    except psycopg.errors.UniqueViolation as exc:
+        raise AdminError(f"gateway {before['agent_id']} already has a device {mac}", key=N_("device_exists"),
+                         address=mac) from exc
+    after = _device_state(conn, device_id)
+    assert after is not None
+    record_admin(conn, by=by, action="device changed", before=before, after=after, remote_addr=remote_addr)
+    return after
+
+
+def remove_device(
+    conn: psycopg.Connection, *, device_id: int, by: User, remote_addr: str | None = None
+) -> dict[str, Any]:
+    """Take a device off its gateway: its readings stay with it, new ones are held as from an
+    unknown device. Never deleted (audited with before and after)."""
+    before = _device_id(conn, device_id)
+    if before["removed"]:
+        raise AdminError(f"device {device_id} is already removed", key=N_("device_already_removed"))
+    conn.execute("UPDATE devices SET removed_at = now() WHERE id = %s", (device_id,))
+    after = _device_state(conn, device_id)
+    assert after is not None
+    record_admin(conn, by=by, action="device removed", before=before, after=after, remote_addr=remote_addr)
+    return after
+
+
 def add_municipality(conn: psycopg.Connection, *, name: str) -> None:
     conn.execute("INSERT INTO municipalities (name) VALUES (%s) ON CONFLICT DO NOTHING", (name.strip(),))
 
@@ -335,9 +461,9 @@ def create_team(
     remote_addr: str | None = None,
 ) -> registry.Team:
     if sector == "municipal" and not municipality:
-        raise AdminError("a municipal team needs a municipality")
+        raise AdminError("a municipal team needs a municipality", key=N_("admin_team_needs_municipality"))
     if sector == "hospital" and not department:
-        raise AdminError("a hospital team needs a department")
+        raise AdminError("a hospital team needs a department", key=N_("admin_team_needs_department"))
     try:
         team = registry.create_team(
             conn,
@@ -375,23 +501,25 @@ def create_account(
     remote_addr: str | None = None,
 ) -> User:
     """A new account. With ``by`` (every admin route passes it) the creation is audited with the
-    account as created, and an account linked to a citizen shows in that citizen's Min Log
-    ("konto oprettet med adgang til dine data af admin X")."""
+    account as created, the account cannot log in until a different admin approves it
+    (:func:`approve_user`, four-eyes), and an account linked to a citizen shows in that citizen's
+    Min Log ("konto oprettet med adgang til dine data af admin X")."""
     try:
         r = Role(role)
     except ValueError as exc:
-        raise AdminError(f"unknown role {role!r}") from exc
+        raise AdminError(f"unknown role {role!r}", key=N_("admin_unknown_role"), role=role) from exc
     team_id = patient_id = None
     if r in (Role.NURSE, Role.SPECIALIST):
         if not team_key:
-            raise AdminError("nurses and specialists belong to a team")
+            raise AdminError("nurses and specialists belong to a team", key=N_("admin_needs_team"))
         try:
             team_id = registry.get_team_by_key(conn, key=team_key).id
         except registry.RegistryNotFound as exc:
             raise AdminError(str(exc)) from exc
     if r is Role.CITIZEN:
         if not patient_ref:
-            raise AdminError("a citizen account is linked to the citizen's patient record")
+            raise AdminError("a citizen account is linked to the citizen's patient record",
+                             key=N_("admin_needs_patient"))
         try:
             patient_id = registry.get_patient_by_ref(conn, external_ref=patient_ref).id
         except registry.RegistryNotFound as exc:
@@ -407,6 +535,8 @@ def create_account(
                 team_id=team_id,
                 patient_id=patient_id,
                 lang=lang,
+                created_by=by.id if by is not None else None,
+                approved=by is None,
             )
             if by is not None:
                 record_admin(conn, by=by, action="user created", user_id=user.id, patient_id=patient_id,
@@ -419,9 +549,11 @@ def create_account(
                     )
             return user
     except psycopg.errors.UniqueViolation as exc:
-        raise AdminError(f"user {username!r} exists") from exc
+        raise AdminError(f"user {username!r} exists", key=N_("admin_user_exists"), username=username) from exc
     except psycopg.errors.CheckViolation as exc:
         raise AdminError(f"invalid user: {exc.diag.message_primary}") from exc
+    except WeakPassword as exc:
+        raise AdminError(str(exc), key=N_("password_too_short"), n=exc.minimum) from exc
     except BackendError as exc:
         raise AdminError(str(exc)) from exc
 
@@ -429,17 +561,27 @@ def create_account(
 def overview(conn: psycopg.Connection) -> dict[str, Any]:
     """What the admin page lists. Names and places only: no readings, no alerts."""
     teams = conn.execute("SELECT key, name, sector, municipality, department, phone FROM teams ORDER BY key").fetchall()
-    users = conn.execute(
-        """SELECT u.username, u.display_name, u.role, t.key, p.external_ref, u.active
+    user_keys = ("username", "display_name", "role", "team", "patient_ref", "active", "approved", "created_by",
+                 "failures", "delayed")
+    users = [dict(zip(user_keys, r, strict=True)) for r in conn.execute(
+        """SELECT u.username, u.display_name, u.role, t.key, p.external_ref, u.active, u.approved_at IS NOT NULL,
+                  u.created_by, coalesce(lt.failures, 0), coalesce(lt.next_at > now(), false)
            FROM users u LEFT JOIN teams t ON t.id = u.team_id LEFT JOIN patients p ON p.id = u.patient_id
+           LEFT JOIN login_throttle lt ON lt.username = u.username
            ORDER BY u.role, u.username"""
-    ).fetchall()
-    agents = conn.execute(
-        """SELECT a.id, p.external_ref, a.active, a.online, a.last_seen_at, a.version,
-                  (SELECT count(*) FROM devices d WHERE d.agent_id = a.id)
+    ).fetchall()]
+    # "Seneste måling" is when the gateway's newest reading arrived (its devices' last reading);
+    # "seneste kontakt" is its last message of any kind (a status heartbeat counts).
+    agent_keys = ("id", "patient_ref", "active", "online", "last_contact_at", "version", "devices", "last_reading_at")
+    agents = [dict(zip(agent_keys, r, strict=True)) for r in conn.execute(
+        """SELECT a.id, p.external_ref, a.active, a.online, greatest(a.last_seen_at, a.status_at), a.version,
+                  (SELECT count(*) FROM devices d WHERE d.agent_id = a.id AND d.removed_at IS NULL),
+                  (SELECT max(d.last_seen_at) FROM devices d WHERE d.agent_id = a.id)
            FROM agents a LEFT JOIN patients p ON p.id = a.patient_id ORDER BY a.id LIMIT 500"""
-    ).fetchall()
+    ).fetchall()]
     devices = conn.execute(
-        "SELECT id, agent_id, address, model, manufacturer, battery_low FROM devices ORDER BY agent_id, id LIMIT 1000"
+        "SELECT id, agent_id, address, model, manufacturer, battery_low, serial, last_seen_at FROM devices"
+        " WHERE removed_at IS NULL ORDER BY agent_id, id LIMIT 1000"
     ).fetchall()
-    return {"teams": teams, "users": users, "agents": agents, "devices": devices, **places(conn)}
+    return {"teams": teams, "users": users, "agents": agents, "devices": devices,
+            "awaiting": awaiting_approval(conn), **places(conn)}

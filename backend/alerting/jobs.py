@@ -70,7 +70,8 @@ def check_technical(conn: psycopg.Connection[Any], *, now: datetime, config: Ale
         " WHERE active AND patient_id IS NOT NULL").fetchall() if offline is not None else []
     devices = conn.execute(
         "SELECT DISTINCT a.patient_id, d.address, d.model FROM devices d JOIN agents a ON a.id = d.agent_id"
-        " WHERE d.battery_low AND a.active AND a.patient_id IS NOT NULL").fetchall() if battery is not None else []
+        " WHERE d.battery_low AND d.removed_at IS NULL AND a.active AND a.patient_id IS NOT NULL"
+    ).fetchall() if battery is not None else []
     if agents or devices:
         patients = lifecycle.load_patients(conn, {int(r[0]) for r in (*agents, *devices)})
     lifecycle.end_implicit_transaction(conn)

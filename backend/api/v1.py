@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from backend import audit
 from backend.accounts.access import Patient
 from backend.accounts.deps import Conn, CurrentPrincipal, audit_overview, remote_addr
-from backend.accounts.model import AuthError, RateLimited, Role, User
+from backend.accounts.model import AuthError, PendingApproval, RateLimited, Role, User
 from backend.accounts.store import authenticate, create_api_token, create_refresh_token, refresh, revoke_token
 from backend.alerting.views.router import router as alerting_views
 from backend.api import clinical, schemas
@@ -35,7 +35,8 @@ router = APIRouter(
     "/auth/token",
     response_model=schemas.TokenOut,
     tags=["auth"],
-    responses={401: {"description": "Wrong username or password"}, 429: {"description": "Rate limited"}},
+    responses={401: {"description": "Wrong username or password"}, 429: {"description": "Rate limited"},
+               403: {"description": "The account awaits a second admin's approval (four-eyes)"}},
 )
 def token(request: Request, conn: Conn, body: schemas.TokenRequest) -> schemas.TokenOut:
     """Exchange a username and password for a bearer token (30 minutes) and a refresh token
@@ -46,6 +47,9 @@ def token(request: Request, conn: Conn, body: schemas.TokenRequest) -> schemas.T
     except RateLimited as exc:
         conn.commit()
         raise HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after_s)}) from exc
+    except PendingApproval as exc:
+        conn.commit()
+        raise HTTPException(403, "the account awaits a second admin's approval") from exc
     except AuthError as exc:
         conn.commit()
         raise HTTPException(401, "wrong username or password") from exc

@@ -259,7 +259,8 @@ def register_device(
     serial: str | None = None,
     firmware: str | None = None,
 ) -> Device:
-    """Pair a device with an agent. Registering it again updates its details."""
+    """Pair a device with an agent. Registering it again updates its details (and brings a removed
+    device back)."""
     try:
         with conn.transaction():
             device: Device = _one(
@@ -271,7 +272,8 @@ def register_device(
                         model = coalesce(EXCLUDED.model, devices.model),
                         manufacturer = coalesce(EXCLUDED.manufacturer, devices.manufacturer),
                         serial = coalesce(EXCLUDED.serial, devices.serial),
-                        firmware = coalesce(EXCLUDED.firmware, devices.firmware)
+                        firmware = coalesce(EXCLUDED.firmware, devices.firmware),
+                        removed_at = NULL
                     RETURNING {_DEVICE}""",
                 (agent_id, normalise_address(address), model, manufacturer, serial, firmware),
             )
@@ -281,7 +283,8 @@ def register_device(
 
 
 def list_devices(conn: psycopg.Connection, /, *, agent_id: str) -> list[Device]:
-    return _all(conn, Device, f"SELECT {_DEVICE} FROM devices WHERE agent_id = %s ORDER BY id", (agent_id,))
+    return _all(conn, Device, f"SELECT {_DEVICE} FROM devices WHERE agent_id = %s AND removed_at IS NULL ORDER BY id",
+                (agent_id,))
 
 
 def map_device_user(conn: psycopg.Connection, /, *, device_id: int, user_index: int, patient_id: int) -> None:

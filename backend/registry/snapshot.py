@@ -89,7 +89,7 @@ def load_snapshot(conn: psycopg.Connection) -> RegistrySnapshot:
         ]
         devices = [
             DeviceEntry(int(r[0]), str(r[1]), str(r[2]))
-            for r in conn.execute("SELECT id, agent_id, address FROM devices")
+            for r in conn.execute("SELECT id, agent_id, address FROM devices WHERE removed_at IS NULL")
         ]
         users = {
             (int(r[0]), int(r[1])): int(r[2])

@@ -32,7 +32,7 @@ from backend.accounts.deps import (
     optional_principal,
     remote_addr,
 )
-from backend.accounts.model import AccessDenied, AuthError, RateLimited, Role
+from backend.accounts.model import AccessDenied, AuthError, PendingApproval, RateLimited, Role, WrongPassword
 from backend.accounts.scope import scope_clause
 from backend.accounts.store import SESSION_TTL, authenticate, create_session, delete_session
 from backend.alerting.config import AlertingConfig
@@ -139,6 +139,13 @@ def login(
         except RateLimited as exc:
             conn.commit()
             error, status = t("rate_limited", s=exc.retry_after_s), 429
+        except PendingApproval:
+            conn.commit()
+            error, status = t("pending_approval"), 403
+        except WrongPassword as exc:
+            # Warned before the delay sets in (issue 13: the lockout came without warning).
+            conn.commit()
+            error, status = t("wrong_login_tries", n=exc.tries_left) if exc.tries_left else t("wrong_login_wait"), 401
         except AuthError:
             conn.commit()
             error, status = t("wrong_login"), 401

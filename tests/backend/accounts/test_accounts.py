@@ -26,6 +26,8 @@ from backend.accounts import (
     token_user,
     verify_password,
 )
+from backend.accounts.model import PendingApproval, WeakPassword, WrongPassword
+from backend.accounts.store import FREE_FAILURES, MIN_PASSWORD, THROTTLE_FORGET, prune_throttle, set_password
 from backend.errors import ConfigError
 
 SECRET = "test-secret-" + "x" * 20
@@ -33,7 +35,7 @@ SECRET = "test-secret-" + "x" * 20
 
 def _user(db: Any, role: str = "admin", **kw: Any) -> tuple[User, str]:
     name = f"u{secrets.token_hex(4)}"
-    return create_user(db, username=name, display_name="Test", role=role, password="pass-word-1", **kw), name
+    return create_user(db, username=name, display_name="Test", role=role, password="pass-word-12", **kw), name
 
 
 def test_password_hash_is_argon2_and_verifies() -> None:
@@ -49,13 +51,77 @@ def test_short_password_is_refused(db: Any) -> None:
         create_user(db, username=f"s{secrets.token_hex(3)}", display_name="S", role="admin", password="short")
 
 
+def test_passwords_under_twelve_characters_are_refused_with_the_minimum(db: Any) -> None:
+    # ASVS 2.1.1: at least 12 characters for a new or reset password.
+    with pytest.raises(WeakPassword) as exc:
+        create_user(db, username=f"s{secrets.token_hex(3)}", display_name="S", role="admin", password="elevenchars")
+    assert exc.value.minimum == MIN_PASSWORD == 12
+    user, name = _user(db)
+    with pytest.raises(WeakPassword):
+        set_password(db, user_id=user.id, password="x" * 11)
+    set_password(db, user_id=user.id, password="x" * 12)
+    assert authenticate(db, username=name, password="x" * 12).id == user.id
+
+
+def test_wrong_passwords_tell_how_many_tries_are_left_before_the_delay(db: Any) -> None:
+    # Issue 13: the lockout warns before it locks; an unknown name gets the same count.
+    _, name = _user(db)
+    t0 = datetime.now(UTC)
+    for who in (name, "nobody-" + name):
+        left = []
+        for i in range(FREE_FAILURES):
+            with pytest.raises(WrongPassword) as exc:
+                authenticate(db, username=who, password="bad-guess", now=t0 + timedelta(seconds=i))
+            left.append(exc.value.tries_left)
+        assert left == [2, 1, 0]
+
+
+def test_an_account_awaiting_approval_cannot_log_in_until_approved(db: Any) -> None:
+    creator, _ = _user(db)
+    user = create_user(db, username=f"p{secrets.token_hex(4)}", display_name="P", role="admin",
+                       password="pass-word-12", created_by=creator.id, approved=False)
+    with pytest.raises(WrongPassword):  # a wrong password says nothing about the approval
+        authenticate(db, username=user.username, password="bad-guess-12")
+    with pytest.raises(PendingApproval):
+        authenticate(db, username=user.username, password="pass-word-12")
+    token, _ = create_session(db, user=user, secret=SECRET)  # not reachable by login; refused anyway
+    assert session_user(db, token=token, secret=SECRET) is None
+    import psycopg
+
+    with pytest.raises(psycopg.errors.CheckViolation), db.transaction():  # four-eyes in the schema too
+        db.execute("UPDATE users SET approved_at = now(), approved_by = created_by WHERE id = %s", (user.id,))
+    db.execute("UPDATE users SET approved_at = now(), approved_by = %s WHERE id = %s", (_user(db)[0].id, user.id))
+    assert authenticate(db, username=user.username, password="pass-word-12").id == user.id
+
+
+def test_the_throttle_table_is_pruned_of_rows_quiet_for_a_day(db: Any) -> None:
+    # Every name ever tried left a row in login_throttle for good.
+    t0 = datetime.now(UTC)
+    stale = [f"stale-{secrets.token_hex(4)}" for _ in range(3)]
+    for who in stale:
+        with pytest.raises(WrongPassword):
+            authenticate(db, username=who, password="bad-guess", now=t0 - THROTTLE_FORGET - timedelta(hours=1))
+    delayed = f"delayed-{secrets.token_hex(4)}"  # quiet for a day but its delay still runs: kept
+    db.execute("INSERT INTO login_throttle (username, failures, next_at, updated_at) VALUES (%s, 9, %s, %s)",
+               (delayed, t0 + timedelta(minutes=5), t0 - THROTTLE_FORGET - timedelta(hours=1)))
+    recent = f"recent-{secrets.token_hex(4)}"
+    with pytest.raises(WrongPassword):
+        authenticate(db, username=recent, password="bad-guess", now=t0 - timedelta(hours=1))
+    with pytest.raises(WrongPassword):  # any failed login prunes
+        authenticate(db, username=f"other-{secrets.token_hex(4)}", password="bad-guess", now=t0)
+    left = {r[0] for r in db.execute("SELECT username FROM login_throttle WHERE username = ANY(%s)",
+                                     ([*stale, delayed, recent],)).fetchall()}
+    assert left == {delayed, recent}
+    assert prune_throttle(db, now=t0) == 0
+
+
 def test_authenticate_ok_wrong_and_unknown(db: Any) -> None:
     user, name = _user(db)
-    assert authenticate(db, username=name.upper(), password="pass-word-1").id == user.id
+    assert authenticate(db, username=name.upper(), password="pass-word-12").id == user.id
     with pytest.raises(AuthError):
         authenticate(db, username=name, password="nope-nope")
     with pytest.raises(AuthError):
-        authenticate(db, username="nobody-" + name, password="pass-word-1")
+        authenticate(db, username="nobody-" + name, password="pass-word-12")
     rows = db.execute("SELECT ok FROM login_attempts WHERE username = %s ORDER BY id", (name,)).fetchall()
     assert [r[0] for r in rows] == [True, False]
 
@@ -69,15 +135,15 @@ def test_wrong_passwords_delay_the_account_and_the_right_one_works_after_the_del
             authenticate(db, username=name, password="bad-guess", now=t0 + timedelta(seconds=i), remote_addr="10.0.0.9")
     t1 = t0 + timedelta(seconds=2)
     with pytest.raises(RateLimited) as exc:
-        authenticate(db, username=name, password="pass-word-1", now=t1 + timedelta(milliseconds=500))
+        authenticate(db, username=name, password="pass-word-12", now=t1 + timedelta(milliseconds=500))
     assert exc.value.retry_after_s == 1
     with pytest.raises(AuthError):  # after the delay a try is judged again; a wrong one doubles it
         authenticate(db, username=name, password="bad-guess", now=t1 + timedelta(seconds=1))
     with pytest.raises(RateLimited) as exc:
-        authenticate(db, username=name, password="pass-word-1", now=t1 + timedelta(seconds=2))
+        authenticate(db, username=name, password="pass-word-12", now=t1 + timedelta(seconds=2))
     assert exc.value.retry_after_s == 1
     # The right password works as soon as the delay has passed, and clears the count.
-    assert authenticate(db, username=name, password="pass-word-1", now=t1 + timedelta(seconds=3)).username == name
+    assert authenticate(db, username=name, password="pass-word-12", now=t1 + timedelta(seconds=3)).username == name
     assert db.execute("SELECT failures FROM login_throttle WHERE username = %s", (name,)).fetchone() == (0,)
 
 
@@ -104,14 +170,14 @@ def test_inactive_user_loses_sessions(db: Any) -> None:
     db.execute("UPDATE users SET active = false WHERE id = %s", (user.id,))
     assert session_user(db, token=token, secret=SECRET) is None
     with pytest.raises(AuthError):
-        authenticate(db, username=name, password="pass-word-1")
+        authenticate(db, username=name, password="pass-word-12")
 
 
 def test_role_constraints_in_the_schema(db: Any) -> None:
     import psycopg
 
     with pytest.raises(psycopg.errors.CheckViolation):
-        create_user(db, username=f"n{secrets.token_hex(3)}", display_name="N", role="nurse", password="pass-word-1")
+        create_user(db, username=f"n{secrets.token_hex(3)}", display_name="N", role="nurse", password="pass-word-12")
 
 
 @pytest.mark.parametrize(

@@ -175,7 +175,7 @@ def test_admin_pages_create_team_user_device_and_show_code_once(
                 "municipality": world.municipality,
             },
         )
-        assert r.status_code == 200 and "team created" in r.text
+        assert r.status_code == 200 and "Team oprettet." in r.text
         r = client.post(
             "/admin/users",
             data={
@@ -198,7 +198,7 @@ def test_admin_pages_create_team_user_device_and_show_code_once(
                 "password": "long-enough-1",
             },
         )
-        assert r.status_code == 400 and "belong to a team" in r.text
+        assert r.status_code == 400 and "skal høre til et team" in r.text
         r = client.post("/admin/agents", data={"csrf": csrf, "agent_id": f"pi-{tag}", "patient_ref": world.patient_ref})
         assert r.status_code == 200
         code = re.search(r'id="enrolment-code">([^<]+)<', r.text)
@@ -209,7 +209,7 @@ def test_admin_pages_create_team_user_device_and_show_code_once(
             "/admin/devices",
             data={"csrf": csrf, "agent_id": f"pi-{tag}", "address": "11:22:33:44:55:66", "model": "UC-352BLE"},
         )
-        assert r.status_code == 200 and "device registered" in r.text
+        assert r.status_code == 200 and "Apparat registreret." in r.text
         r = client.post("/admin/places", data={"csrf": csrf, "kind": "department", "name": f"Afd {tag}"})
         assert f"Afd {tag}" in r.text
         # The admin page names no readings: it has no clinical data at all.
