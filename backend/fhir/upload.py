@@ -10,8 +10,8 @@ an agent would send, and goes through ingest's own attribution, plausibility and
 reason, a reading is stored once (its id is derived from the PHD identifier), and a re-sent
 Bundle changes nothing.
 
-The router is listed in ``backend/app.py::routers()``. A gateway gets its token from
-:func:`register_gateway` (no admin page or command for it yet).
+The router is listed in ``backend/app.py::routers()``. A gateway gets its token from the admin's
+``/admin/gateways`` page (:mod:`backend.fhir.gateways`: issued once, listed, revoked, audited).
 """
 
 from __future__ import annotations

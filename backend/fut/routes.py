@@ -17,10 +17,12 @@ from fastapi.responses import RedirectResponse, Response
 
 from backend.accounts.deps import Admin, Conn, remote_addr
 from backend.admin.service import record_admin
+from backend.fhir.gateways import pages as gateway_pages
 from backend.fut import gauges, outbox
 from backend.web.render import render
 
 pages = APIRouter(include_in_schema=False)
+pages.include_router(gateway_pages)  # /admin/gateways: the PHD upload's tokens, beside FUT on the admin's side
 
 
 @pages.get("/admin/fut")
