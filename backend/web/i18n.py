@@ -50,6 +50,9 @@ DYNAMIC_KEYS = (
     N_("flag_invalid_measurement"), N_("flag_implausible"),
     N_("field_red_low"), N_("field_red_high"), N_("field_yellow_low"), N_("field_yellow_high"), N_("field_delta"),
     N_("field_window_hours"), N_("field_k"), N_("field_min_sd"), N_("field_unknown"),
+    N_("field_days"), N_("field_min_days"), N_("field_lag_days"), N_("field_confirm"), N_("field_of"),
+    N_("field_recent_hours"), N_("field_min_parameters"), N_("field_offline_hours"),
+    N_("field_yellow_score"), N_("field_red_score"), N_("field_yellow_personal"), N_("field_red_personal"),
 )
 
 

@@ -41,6 +41,7 @@ from backend.alerting.views import actions as alert_actions
 from backend.alerting.views.history import alert_markers
 from backend.alerting.views.patient import add_passive, edit_plan, patient_panels
 from backend.alerting.views.thresholds import edit_threshold, threshold_bands
+from backend.alerting.views.thresholds import thresholds as threshold_rows
 from backend.alerting.views.worklist import patient_alerts
 from backend.alerting.views.worklist import worklist as scoped_worklist
 from backend.api import clinical
@@ -49,7 +50,8 @@ from backend.population.service import population as population_view
 from backend.review.router import GreenCacheDep
 from backend.review.service import acknowledge_all_green
 from backend.web.i18n import programme_words, threshold_words, translator
-from backend.web.render import STATIC, render
+from backend.web.render import STATIC, lang_of, render
+from backend.web.threshold_form import FormError, check_reason, check_value, parse_value, rule_field_words, value_text
 
 log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
@@ -496,6 +498,12 @@ def patient_page(
     }
     panels = patient_panels(conn, patient_id=patient_id, config=config)
     ctx.update({f.name: getattr(panels, f.name) for f in fields(panels)})
+    rules = config.ruleset.by_id
+    ctx.update(
+        th_words=lambda rule_id, field: rule_field_words(rules.get(rule_id), field, lang),
+        th_value=lambda v: value_text(v, lang) if v is not None else "–",
+        rule_title=lambda rule_id: rules[rule_id].title if rule_id in rules else rule_id,
+    )
     return render(request, p, "patient.html", **ctx)
 
 
@@ -561,18 +569,39 @@ def threshold_edit(
         detail=f"{rule_id}.{field}",
         heading="thresholds",
         section="thresholds",
-        change=lambda: edit_threshold(
-            conn,
-            patient_id=patient_id,
-            rule_id=rule_id,
-            field=field,
-            value=value,
-            reason=reason,
-            user=p.user,
-            config=config,
-            clear=(action == "clear"),
+        change=lambda: _threshold_change(
+            conn, config, patient_id=patient_id, rule_id=rule_id, field=field, value=value, reason=reason,
+            user=p.user, clear=(action == "clear"), lang=lang_of(request, p),
         ),
     )
+
+
+def _threshold_change(
+    conn: psycopg.Connection, config: AlertingConfig, *, patient_id: int, rule_id: str, field: str, value: str,
+    reason: str, user: Any, clear: bool, lang: str,
+) -> str | None:
+    """The form's value checked in the reader's words (issue 13: "Not a number: 'abc'"), then saved
+    by the service; a refusal the form could not foresee is logged and shown in words."""
+    try:
+        check_reason(reason, lang)
+        typed = value
+        if not clear:
+            number = parse_value(value, lang)
+            rule = config.ruleset.by_id.get(rule_id)
+            if rule is not None:
+                in_force = {th.field: th.value for th in threshold_rows(conn, patient_id=patient_id, config=config)
+                            if th.rule_id == rule_id}
+                check_value(rule, field, number, in_force, lang)
+            typed = repr(number)
+    except FormError as exc:
+        return str(exc)
+    error = edit_threshold(conn, patient_id=patient_id, rule_id=rule_id, field=field, value=typed, reason=reason,
+                           user=user, config=config, clear=clear)
+    if error:
+        log.info("threshold change refused for patient %s (%s.%s): %s", patient_id, rule_id, field, error)
+        t = translator(lang)
+        return t("threshold_refused")
+    return None
 
 
 @router.post("/patients/{patient_id}/plan")

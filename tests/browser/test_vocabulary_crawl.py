@@ -116,10 +116,8 @@ def test_every_page_as_every_role_in_both_languages_speaks_plain_words(
                         if not ctype.startswith("text/html"):
                             found[key] = [f"not a page: {ctype}"]
                             continue
-                        # The thresholds form is issue 11's (see the xfail test below); all else is read.
                         text = page.evaluate(
-                            "() => { document.querySelectorAll('#thresholds').forEach(e => e.style.display = 'none');"
-                            " document.querySelectorAll('details').forEach(d => d.open = true);"
+                            "() => { document.querySelectorAll('details').forEach(d => d.open = true);"
                             " return document.body.innerText; }"
                         )
                         problems = _problems(text, data)
@@ -131,8 +129,6 @@ def test_every_page_as_every_role_in_both_languages_speaks_plain_words(
     assert not found, "\n".join(f"{k}: {v}" for k, v in found.items())
 
 
-@pytest.mark.xfail(reason="the thresholds form (patient page, #thresholds) is issue 11's to reword: it shows "
-                          "field names such as red_low and min_sd", strict=False)
 def test_the_thresholds_form_speaks_plain_words(live: Any, world: Any, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -147,6 +143,23 @@ def test_the_thresholds_form_speaks_plain_words(live: Any, world: Any, tmp_path:
             page.click("button[type=submit]")
             page.wait_for_load_state()
             page.goto(f"{live.url}/patients/{world.patient_id}")
-            assert _problems(page.inner_text("#thresholds")) == []
+            text = page.inner_text("#thresholds")
+            assert _problems(text) == []
+            for code in ("red_low", "yellow_high", "min_sd", "window_hours"):
+                assert code not in text
+            # Whole numbers without ".0", in the form's inputs too; units beside the values.
+            values = page.eval_on_selector_all("#thresholds input[name=value]", "els => els.map(e => e.value)")
+            assert values and not [v for v in values if v.endswith(".0") or v.endswith(",0")], values
+            assert not re.search(r"\b\d+\.0\b", text), text
+            assert "%" in text and "Rød alarm under" in text
+            # A value that is not a number is refused in Danish, with what was typed.
+            form = page.locator("#thresholds form.threshold-form").first
+            form.locator("input[name=value]").fill("abc")
+            form.locator("input[name=reason]").fill("prøver")
+            form.locator("button[value=set]").click()
+            page.wait_for_load_state()
+            body = page.inner_text("body")
+            assert "Ikke et tal: 'abc'" in body, body
+            assert "Not a number" not in body
         finally:
             browser.close()

@@ -174,7 +174,7 @@ def test_threshold_edit_needs_reason_and_is_listed(client: Any, world: Any) -> N
     )
     assert r.status_code == 303
     page = client.get(f"/patients/{pid}", headers={"accept": "text/html"}).text
-    assert "Habituel 86-88 %" in page and 'value="84.0"' in page
+    assert "Habituel 86-88 %" in page and 'value="84"' in page and 'value="84.0"' not in page
 
 
 def test_english_on_request(client: Any, world: Any) -> None:
