@@ -204,6 +204,11 @@ def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
+def _eui64(sysid: str) -> str:
+    """A system id compared as its hex digits (``FE-ED-…``, ``fe:ed:…`` and ``FEED…`` are one)."""
+    return "".join(c for c in sysid if c not in " :.-").upper()
+
+
 def register_gateway(conn: psycopg.Connection[Any], *, agent_id: str, sysid: str) -> str:
     """A bearer token for a third-party gateway acting as ``agent_id`` (shown once; only its
     hash is kept)."""
@@ -319,7 +324,7 @@ def upload(request: Request, conn: Conn, body: Annotated[dict[str, Any], Body()]
         return JSONResponse(status_code=400, media_type="application/fhir+json", content={
             "resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "invalid",
                                                            "diagnostics": mask(str(exc))[:2000]}]})
-    if parsed.gateway_sysids and sysid not in parsed.gateway_sysids:
+    if parsed.gateway_sysids and _eui64(sysid) not in {_eui64(s) for s in parsed.gateway_sysids}:
         raise HTTPException(403, "the Bundle's PhgDevice is not the gateway this token belongs to")
     topics: Topics = request.app.state.settings.topics
     result = store_upload(conn, parsed=parsed, agent_id=agent_id, topics=topics, now=datetime.now(UTC))

@@ -85,6 +85,8 @@ def test_an_admin_issues_lists_and_revokes_gateway_tokens(live: Any, world: Any,
         gateway = {"Authorization": f"Bearer {secret}", "Content-Type": "application/fhir+json"}
         ok = client.post("/fhir/phd", json=_bundle(world, sysid), headers=gateway)
         assert ok.status_code == 200 and [e["response"]["status"] for e in ok.json()["entry"]] == ["201 Created"]
+        lower = client.post("/fhir/phd", json=_bundle(world, "fe:ed:ab:ee:de:ad:be:01"), headers=gateway)
+        assert lower.status_code == 200  # the same EUI-64, written another way
         assert client.post("/fhir/phd", json=_bundle(world, "FE-ED-00-00-00-00-00-02"),
                            headers=gateway).status_code == 403  # ...not for another gateway's
 
