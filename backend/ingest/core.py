@@ -34,6 +34,11 @@ account for. Older is a broken clock, and a broken clock must not open or close 
 STATUS_FUTURE_TOLERANCE = FUTURE_TOLERANCE
 """A status dated further ahead of the receipt than this is not applied (a status in year 9999
 would otherwise win against every later real one)."""
+STATUS_PAST_TOLERANCE = timedelta(hours=24)
+"""An "online" status dated further before the receipt than this is not applied: a heartbeat is
+sent every few minutes, so a day-old one is a replay or a broken clock, not news. An "offline"
+status has no such bound: it is the broker's will, written when the agent connected (possibly days
+before it died); the writer applies it only if it belongs to the agent's current session."""
 
 
 class Flag(StrEnum):
@@ -134,6 +139,35 @@ class StatusUpdate:
     version: str | None = None
     spool_depth: int | None = None
     spool_oldest_at: datetime | None = None
+    payload: bytes = b""
+    """The message as received (kept as a dead letter if the writer does not apply it)."""
+    topic: str = ""
+
+
+SESSION_MARGIN = timedelta(minutes=1)
+"""An agent writes its will ("offline") just before it connects and sends its first "online" just
+after: the will's time may be this much earlier than the session's first status."""
+
+
+def status_refusal(status: StatusUpdate, *, status_at: datetime | None, online_since: datetime | None) -> str | None:
+    """Pure: why a status is not applied to an agent whose newest applied status is ``status_at``
+    and whose current online session began at ``online_since`` (None: offline); None to apply it.
+
+    - "online" older than the newest applied status is a late or replayed one (out of order).
+    - "offline" is the broker's will, dated when the agent connected: it ends the current session
+      if it was written for it (at or after its start, less :data:`SESSION_MARGIN`); the will of
+      an earlier session, published late (a session taken over by the agent's reconnect), is not
+      applied. Before issue 12 a will was compared with the newest heartbeat, which is always
+      newer, so a dead agent stayed "online"."""
+    if status.online:
+        if status_at is not None and status.at < status_at:
+            return (f"online status time {status.at.isoformat()} is older than the newest applied status "
+                    f"{status_at.isoformat()}; not applied")
+        return None
+    if online_since is not None and status.at < online_since - SESSION_MARGIN:
+        return (f"offline status time {status.at.isoformat()} is older than the agent's current online session "
+                f"(since {online_since.isoformat()}): the will of an earlier connection; not applied")
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -400,14 +434,30 @@ def _status(topic: str, topic_agent: str, payload: bytes, registry: RegistrySnap
                 "at",
             ),
         )
+    online = status.state is AgentState.ONLINE
+    if online and status.at < now - STATUS_PAST_TOLERANCE:
+        return Decision(
+            agent_id=topic_agent,
+            dead_letter=DeadLetter(
+                topic,
+                topic_agent,
+                payload,
+                f"online status time {status.at.isoformat()} is more than "
+                f"{int(STATUS_PAST_TOLERANCE.total_seconds() // 3600)} hours before the backend's receipt "
+                f"{now.isoformat()}; not applied",
+                "at",
+            ),
+        )
     return Decision(
         agent_id=topic_agent,
         status=StatusUpdate(
             agent_id=status.agent_id,
-            online=status.state is AgentState.ONLINE,
+            online=online,
             at=status.at,
             version=status.version,
             spool_depth=status.spool_depth,
             spool_oldest_at=status.spool_oldest_at,
+            payload=payload,
+            topic=topic,
         ),
     )

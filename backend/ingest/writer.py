@@ -31,7 +31,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from backend.events import EVENTS_CHANNEL, READINGS_CHANNEL
-from backend.ingest.core import AcceptedReading, Decision, StatusUpdate
+from backend.ingest.core import AcceptedReading, Decision, StatusUpdate, status_refusal
 from backend.readings import StoredReading
 from vitals.kinds import MeasurementKind
 
@@ -84,21 +84,19 @@ _CLAIM_AND_INSERT = (
 
 _BATTERY_FLAGS = frozenset({"low_battery", "battery_low"})
 
-_AGENT_UPDATE = """
+_SEEN_UPDATE = "UPDATE agents SET last_seen_at = greatest(last_seen_at, %(seen)s::timestamptz) WHERE id = %(id)s"
+_STATUS_UPDATE = """
 UPDATE agents SET
-    last_seen_at    = greatest(last_seen_at, %(seen)s::timestamptz),
-    online          = CASE WHEN %(newer)s THEN %(online)s ELSE online END,
-    version         = CASE WHEN %(newer)s THEN coalesce(%(version)s, version) ELSE version END,
-    spool_depth     = CASE WHEN %(newer)s AND %(spool_depth)s::int IS NOT NULL
-                           THEN %(spool_depth)s::int ELSE spool_depth END,
-    spool_oldest_at = CASE WHEN %(newer)s AND %(spool_depth)s::int IS NOT NULL
+    online          = %(online)s,
+    online_since    = CASE WHEN NOT %(online)s THEN NULL
+                           WHEN online AND online_since IS NOT NULL THEN online_since ELSE %(at)s END,
+    version         = coalesce(%(version)s, version),
+    spool_depth     = CASE WHEN %(spool_depth)s::int IS NOT NULL THEN %(spool_depth)s::int ELSE spool_depth END,
+    spool_oldest_at = CASE WHEN %(spool_depth)s::int IS NOT NULL
                            THEN %(spool_oldest_at)s::timestamptz ELSE spool_oldest_at END,
-    status_at       = CASE WHEN %(newer)s THEN %(at)s ELSE status_at END
+    status_at       = greatest(status_at, %(at)s)
 WHERE id = %(id)s
-""".replace(
-    "%(newer)s",
-    "(%(at)s::timestamptz IS NOT NULL AND (status_at IS NULL OR status_at <= %(at)s::timestamptz))",
-)
+"""
 # The spool fields move together, and only with a status that reports them: the broker's
 # "offline" will does not know the spool, so the last known depth stays.
 
@@ -288,30 +286,37 @@ def _copy(cur: psycopg.Cursor[Any], table: str, rows: list[AcceptedReading]) -> 
 def _update_agents(
     conn: psycopg.Connection, decisions: Sequence[Decision], statuses: list[StatusUpdate], received_at: datetime
 ) -> None:
+    """Last-seen for every agent heard from; each status applied or, if :func:`status_refusal`
+    says it is stale, kept as a dead letter with the reason. Agents in id order (row locks)."""
     seen: set[str] = {d.agent_id for d in decisions if d.agent_id and (d.accepted or d.held)}
-    latest: dict[str, StatusUpdate] = {}
-    for s in statuses:
-        if s.agent_id not in latest or s.at >= latest[s.agent_id].at:
-            latest[s.agent_id] = s
-        if s.online:
-            seen.add(s.agent_id)
-    rows = []
-    for agent_id in sorted(seen | set(latest)):
-        st = latest.get(agent_id)
-        rows.append(
-            {
-                "id": agent_id,
-                "seen": received_at if agent_id in seen else None,
-                "at": st.at if st else None,
-                "online": st.online if st else None,
-                "version": st.version if st else None,
-                "spool_depth": st.spool_depth if st else None,
-                "spool_oldest_at": st.spool_oldest_at if st else None,
-            }
-        )
-    if rows:
+    seen |= {s.agent_id for s in statuses if s.online}
+    by_agent: dict[str, list[StatusUpdate]] = {}
+    for st in statuses:
+        by_agent.setdefault(st.agent_id, []).append(st)
+    refused: list[tuple[StatusUpdate, str]] = []
+    for agent_id in sorted(seen | set(by_agent)):
+        if agent_id in seen:
+            conn.execute(_SEEN_UPDATE, {"id": agent_id, "seen": received_at})
+        for st in by_agent.get(agent_id, ()):
+            row = conn.execute("SELECT status_at, online_since FROM agents WHERE id = %s FOR UPDATE",
+                               (agent_id,)).fetchone()
+            if row is None:
+                continue
+            why = status_refusal(st, status_at=row[0], online_since=row[1])
+            if why is not None:
+                refused.append((st, why))
+                continue
+            conn.execute(_STATUS_UPDATE, {
+                "id": agent_id, "at": st.at, "online": st.online, "version": st.version,
+                "spool_depth": st.spool_depth, "spool_oldest_at": st.spool_oldest_at,
+            })
+    if refused:
         with conn.cursor() as cur:
-            cur.executemany(_AGENT_UPDATE, rows)
+            cur.executemany(
+                "INSERT INTO dead_letters (received_at, topic, agent_id, payload, reason, field) "
+                "VALUES (%s, %s, %s, %s, %s, 'at')",
+                [(received_at, _clean(st.topic), _clean(st.agent_id), st.payload, _clean(why)) for st, why in refused],
+            )
 
 
 def _update_devices(conn: psycopg.Connection, accepted: list[AcceptedReading], received_at: datetime) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.ingest.core import DeadLetter, Decision, decide
+from backend.ingest.core import DeadLetter, Decision, StatusUpdate, decide, status_refusal
 from backend.registry.snapshot import AgentEntry, DeviceEntry, RegistrySnapshot
 from vitals.wire import Topics, new_measurement_id
 
@@ -179,6 +179,44 @@ def test_a_reading_outside_the_wire_bounds_is_a_dead_letter_naming_measured_at(a
     d = run(env)
     assert d.accepted == () and d.held == ()
     assert d.dead_letter is not None and d.dead_letter.field == "measurements.0.measured_at"
+
+
+def test_an_online_status_more_than_a_day_before_the_receipt_is_not_applied() -> None:
+    raw = json.loads(golden("status_online.json"))
+    raw["at"] = (NOW - timedelta(hours=24, seconds=1)).isoformat()
+    d = decide(T.status("agent-0001"), json.dumps(raw).encode(), topics=T, registry=registry(), now=NOW)
+    assert d.status is None and d.dead_letter is not None and d.dead_letter.field == "at"
+    assert "more than 24 hours before the backend's receipt" in d.dead_letter.reason
+    raw["at"] = (NOW - timedelta(hours=23)).isoformat()
+    d = decide(T.status("agent-0001"), json.dumps(raw).encode(), topics=T, registry=registry(), now=NOW)
+    assert d.status is not None and d.status.payload == json.dumps(raw).encode()
+    # The broker's will is dated when the agent connected, which may be days ago: no such bound.
+    raw = json.loads(golden("status_offline_lwt.json"))
+    raw["at"] = (NOW - timedelta(days=9)).isoformat()
+    d = decide(T.status("agent-0001"), json.dumps(raw).encode(), topics=T, registry=registry(), now=NOW)
+    assert d.status is not None and not d.status.online
+
+
+def _status(online: bool, at: datetime) -> StatusUpdate:
+    return StatusUpdate(agent_id="agent-0001", online=online, at=at)
+
+
+def test_which_statuses_are_applied_to_the_agent() -> None:
+    t0 = NOW - timedelta(days=3)  # the session began (will written, first "online" sent)
+    newest = NOW - timedelta(minutes=2)  # its latest heartbeat
+    # A heartbeat older than the newest applied one is late: not applied, with the reason.
+    why = status_refusal(_status(True, newest - timedelta(seconds=1)), status_at=newest, online_since=t0)
+    assert why is not None and "older than the newest applied status" in why
+    assert status_refusal(_status(True, newest), status_at=newest, online_since=t0) is None  # retained replay
+    assert status_refusal(_status(True, NOW), status_at=None, online_since=None) is None
+    # The will of the current session (written just before its first heartbeat) ends it, although
+    # every heartbeat since is newer: before, a dead agent stayed "online".
+    assert status_refusal(_status(False, t0 - timedelta(seconds=20)), status_at=newest, online_since=t0) is None
+    assert status_refusal(_status(False, NOW), status_at=newest, online_since=t0) is None  # a clean stop
+    # The will of an earlier connection, published after the agent reconnected: not applied.
+    why = status_refusal(_status(False, t0 - timedelta(hours=5)), status_at=newest, online_since=t0)
+    assert why is not None and "will of an earlier connection" in why
+    assert status_refusal(_status(False, t0 - timedelta(hours=5)), status_at=newest, online_since=None) is None
 
 
 def test_a_status_far_ahead_of_the_receipt_is_not_applied() -> None:

@@ -67,7 +67,11 @@ def test_held_dead_lettered_and_status_are_all_kept(
     publisher.publish(topics.measurements(home.agent_id), implausible)
     publisher.publish(topics.measurements(home.agent_id), unknown_device)
     publisher.publish(topics.measurements(home.agent_id), b"not json at all")
-    status = {"schema": "1.0", "agent_id": home.agent_id, "state": "online", "at": "2026-11-22T07:00:00Z",
+    # Statuses are dated near their receipt (an "online" one more than a day old is not applied).
+    from datetime import UTC, datetime, timedelta
+
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    status = {"schema": "1.0", "agent_id": home.agent_id, "state": "online", "at": t0.isoformat(),
               "version": "0.3.1", "spool_depth": 4}
     publisher.publish(topics.status(home.agent_id), status)
 
@@ -93,11 +97,16 @@ def test_held_dead_lettered_and_status_are_all_kept(
     assert db_count("SELECT count(*) FROM measurements WHERE agent_id = %s", (home.agent_id,)) == 0
 
     # An older status (out of order) does not overwrite a newer one; the LWT "offline" does.
-    publisher.publish(topics.status(home.agent_id), {**status, "at": "2026-11-22T06:00:00Z", "spool_depth": 9})
     publisher.publish(topics.status(home.agent_id),
-                      {"schema": "1.0", "agent_id": home.agent_id, "state": "offline", "at": "2026-11-22T07:05:00Z"})
+                      {**status, "at": (t0 - timedelta(hours=1)).isoformat(), "spool_depth": 9})
+    publisher.publish(topics.status(home.agent_id), {"schema": "1.0", "agent_id": home.agent_id, "state": "offline",
+                                                     "at": (t0 + timedelta(minutes=5)).isoformat()})
     wait(lambda: db_count("SELECT count(*) FROM agents WHERE id = %s AND NOT online", (home.agent_id,)))
     assert db_count("SELECT spool_depth FROM agents WHERE id = %s", (home.agent_id,)) == 4
+    # The out-of-order one is on record with the reason it was not applied (issue 12).
+    assert db_count("SELECT count(*) FROM dead_letters WHERE agent_id = %s AND field = 'at'"
+                    " AND reason LIKE 'online status time %% is older than the newest applied status %%'",
+                    (home.agent_id,)) == 1
 
 
 def test_new_enrolment_and_rebinding_take_effect_at_once(

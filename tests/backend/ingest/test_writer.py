@@ -193,3 +193,49 @@ def test_a_held_repeat_of_a_stored_reading_is_not_kept_twice(
     assert result.held == 1
     assert db.execute("SELECT count(*) FROM rejected_readings WHERE id = %s", (r.id,)).fetchone() == (0,)
     assert _rows(db, [r]) == 1
+
+
+def _status_batch(home: Any, state: str, at: datetime) -> list[Decision]:
+    import json
+
+    from backend.ingest.core import StatusUpdate
+
+    payload = json.dumps({"schema": "1.0", "agent_id": home.agent_id, "state": state, "at": at.isoformat()}).encode()
+    return [Decision(agent_id=home.agent_id, status=StatusUpdate(
+        agent_id=home.agent_id, online=state == "online", at=at, payload=payload,
+        topic=f"test/agents/{home.agent_id}/status"))]
+
+
+def test_an_agents_will_ends_its_session_and_a_stale_status_is_kept_with_the_reason(
+    writer_conn: psycopg.Connection, make_home: Callable[..., Any], db: psycopg.Connection
+) -> None:
+    # Issue 12: the will ("offline", dated when the agent connected) was compared with the newest
+    # heartbeat, which is always newer, so a dead agent stayed "online"; a late status was dropped
+    # without a word.
+    home = make_home(prefix="wstatus")
+    now = datetime.now(UTC)
+    connected = now - timedelta(days=2)
+    agent = "SELECT online, status_at FROM agents WHERE id = %s"
+    for minutes in (0, 30, 60):  # the session's heartbeats
+        write_batch(writer_conn, _status_batch(home, "online", connected + timedelta(seconds=2, minutes=minutes)),
+                    received_at=now)
+    write_batch(writer_conn, _status_batch(home, "online", now - timedelta(minutes=1)), received_at=now)
+    assert db.execute(agent, (home.agent_id,)).fetchone() == (True, now - timedelta(minutes=1))
+    late = _status_batch(home, "online", now - timedelta(minutes=5))
+    write_batch(writer_conn, late, received_at=now)
+    assert db.execute(agent, (home.agent_id,)).fetchone() == (True, now - timedelta(minutes=1))
+    write_batch(writer_conn, _status_batch(home, "offline", connected), received_at=now)  # the will
+    assert db.execute(agent, (home.agent_id,)).fetchone() == (False, now - timedelta(minutes=1))
+
+    # It reconnects; the will of the connection before, published late, does not end the new one.
+    back = now + timedelta(minutes=10)
+    write_batch(writer_conn, _status_batch(home, "online", back), received_at=back)
+    write_batch(writer_conn, _status_batch(home, "offline", connected), received_at=back)
+    assert db.execute(agent, (home.agent_id,)).fetchone() == (True, back)
+
+    kept = db.execute("SELECT payload, reason, field FROM dead_letters WHERE agent_id = %s ORDER BY id",
+                      (home.agent_id,)).fetchall()
+    sent = [d.status.payload for d in (*late, *_status_batch(home, "offline", connected)) if d.status is not None]
+    assert [(bytes(k[0]), k[2]) for k in kept] == [(p, "at") for p in sent] and len(sent) == 2
+    assert "older than the newest applied status" in kept[0][1]
+    assert "will of an earlier connection" in kept[1][1]
