@@ -63,6 +63,7 @@ class FakeFut:
         self.token_ttl_s = token_ttl_s
         self.tokens: dict[str, float] = {}  # access token -> expiry (time.time())
         self.tokens_issued = 0
+        self.token_outage = False  # the token endpoint answers 503 while set
         self.codes = fut_codes()
         self.slow_s = slow_s
         self.script: deque[str] = deque()
@@ -100,6 +101,8 @@ class FakeFut:
             pair = base64.b64decode(authorization[6:]).decode()
             client_id, _, secret = pair.partition(":")
             client_id, secret = urllib.parse.unquote(client_id), urllib.parse.unquote(secret)
+        if self.token_outage:
+            return 503, {"error": "temporarily_unavailable"}
         if form.get("grant_type") != "client_credentials":
             return 400, {"error": "unsupported_grant_type"}
         if client_id != self.client_id or not secrets.compare_digest(secret or "", self.client_secret):

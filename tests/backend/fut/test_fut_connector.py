@@ -303,6 +303,12 @@ def test_fut_takes_measurements_only_with_a_valid_token_which_is_renewed_on_expi
         send_due(conn, wrong)
         assert state(first) == ("retrying", "FUT's token endpoint refused the client: invalid_client")
         assert fake.answers["token 401"] == 1 and fake.answers["401"] == 1 and not fake.stored
+        # The identity provider is down: nothing is sent, the measurement waits (retrying).
+        fake.token_outage = True
+        send_due(conn, client)
+        assert state(first) == ("retrying", "FUT's token endpoint answered 503")
+        assert fake.answers["token 503"] == 1 and not fake.stored and client.tokens_fetched == 0
+        fake.token_outage = False
         # The right credentials: one token, fetched on first use, kept for the next measurement.
         send_due(conn, client)
         second = _store(conn, pid, agent, "spo2", {"spo2": 96.0}, "%")
