@@ -190,6 +190,8 @@ ACTION_DA: dict[str, tuple[str, str]] = {
     "api thresholds": ("så dine grænseværdier (system)", _BEHANDLING),
     "api rejected readings": ("så dine afviste målinger (system)", _BEHANDLING),
     "fhir export": ("hentede dine målinger som FHIR", "deling med dit sundhedsvæsen"),
+    "readings export": ("hentede dine målinger som regneark (CSV)", _BEHANDLING),
+    "message to citizen": ("sendte dig en besked", _BEHANDLING),
     "kvittering": ("kvitterede for en alarm", _BEHANDLING),
     "api kvittering": ("kvitterede for en alarm (system)", _BEHANDLING),
     "kvittering (green)": ("kvitterede for dine målinger", _BEHANDLING),

@@ -241,11 +241,24 @@ class MonitoringPlan(_Versioned):
     paused_until: AwareDatetime | None = None
 
 
+class TeamMessage(_Versioned):
+    """A message from the care team to the citizen (issue 13), shown on the tablet. Retained: the
+    newest one waits for a tablet that was away."""
+
+    agent_id: AgentId
+    id: int = Field(ge=1)
+    text: str = Field(min_length=1, max_length=1000)
+    at: AwareDatetime
+    by: str = Field(min_length=1, max_length=200)
+    """The sender as the citizen knows them: name and role ("Anne Hansen, sygeplejerske")."""
+
+
 class TopicKind(StrEnum):
     MEASUREMENTS = "measurements"
     STATUS = "status"
     CONFIG = "config"
     RECEIPTS = "receipts"
+    MESSAGES = "messages"
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +289,9 @@ class Topics:
 
     def receipts(self, agent_id: str) -> str:
         return self.for_agent(agent_id, TopicKind.RECEIPTS)
+
+    def messages(self, agent_id: str) -> str:
+        return self.for_agent(agent_id, TopicKind.MESSAGES)
 
     def wildcard(self, kind: TopicKind | str) -> str:
         return f"{self.root}/agents/+/{TopicKind(kind).value}"
@@ -359,6 +375,11 @@ def parse_receipt(payload: bytes | str | dict[str, Any]) -> Receipt:
 def parse_plan(payload: bytes | str | dict[str, Any]) -> MonitoringPlan:
     plan: MonitoringPlan = _parse(MonitoringPlan, payload)
     return plan
+
+
+def parse_team_message(payload: bytes | str | dict[str, Any]) -> TeamMessage:
+    message: TeamMessage = _parse(TeamMessage, payload)
+    return message
 
 
 def utcnow() -> datetime:

@@ -46,6 +46,8 @@ from backend.alerting.views.worklist import patient_alerts
 from backend.alerting.views.worklist import worklist as scoped_worklist
 from backend.api import clinical
 from backend.api.deps import Config, TopicsDep, worklist_shown
+from backend.messages.service import MAX_LENGTH as MESSAGE_MAX
+from backend.messages.service import mark_read, messages_for
 from backend.population.service import population as population_view
 from backend.review.router import GreenCacheDep
 from backend.review.service import acknowledge_all_green
@@ -495,6 +497,8 @@ def patient_page(
         "readings": clinical.readings(conn, patient_id=patient_id, limit=50),
         "rejected": clinical.rejected(conn, patient_id=patient_id, limit=50),
         "history_all": all,
+        "messages": messages_for(conn, patient_id=patient_id, limit=10),
+        "message_max": MESSAGE_MAX,
     }
     panels = patient_panels(conn, patient_id=patient_id, config=config)
     ctx.update({f.name: getattr(panels, f.name) for f in fields(panels)})
@@ -733,7 +737,10 @@ def me(request: Request, p: CurrentPrincipal, conn: Conn, config: Config) -> Res
     from backend.web.render import lang_of
 
     contact = team_contact(conn, patient_id=patient.id, routing=config.routing, t=translator(lang_of(request, p)))
+    messages = messages_for(conn, patient_id=patient.id, limit=10)
+    mark_read(conn, patient_id=patient.id, now=datetime.now(UTC))
+    conn.commit()
     return render(
         request, p, "me.html", patient=patient, readings=clinical.readings(conn, patient_id=patient.id, limit=30),
-        contact=contact,
+        contact=contact, messages=messages,
     )

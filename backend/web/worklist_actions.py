@@ -7,6 +7,7 @@ refused note is never lost (it comes back in the answer)."""
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Annotated
 
 import psycopg
@@ -21,6 +22,8 @@ from backend.alerting.errors import AlertingError
 from backend.alerting.views import actions as alert_actions
 from backend.alerting.views.worklist import HandoverRefused, hand_over
 from backend.api.deps import TopicsDep
+from backend.messages.service import MAX_LENGTH as MESSAGE_MAX
+from backend.messages.service import EmptyMessage, MessageTooLong, checked_body, send_message
 from backend.review.router import GreenCacheDep
 from backend.review.service import acknowledge_all_green
 from backend.web.i18n import translator
@@ -39,14 +42,14 @@ def _wants_json(request: Request) -> bool:
 
 def _answer(
     request: Request, p: Principal, *, ok: bool, message: str, back: str, status: int = 200, note: str = "",
-    **extra: object,
+    heading: str = "kvitter", **extra: object,
 ) -> Response:
     if _wants_json(request):
         return JSONResponse({"ok": ok, "message": message, **extra}, status_code=status if not ok else 200)
     if ok:
         return RedirectResponse(back if back.startswith("/") and not back.startswith("//") else "/worklist", 303)
     t = translator(lang_of(request, p))
-    return render(request, p, "error.html", status=status, heading=t("kvitter"), message=message, note=note,
+    return render(request, p, "error.html", status=status, heading=t(heading), message=message, note=note,
                   back=back if back.startswith("/") and not back.startswith("//") else "/worklist")
 
 
@@ -162,3 +165,36 @@ def handover(
     name_row = conn.execute("SELECT name FROM teams WHERE key = %s", (team,)).fetchone()
     return _answer(request, p, ok=True, message=t("handover_done", n=n, team=name_row[0] if name_row else team),
                    back=back, count=n)
+
+
+@router.post("/patients/{patient_id}/message")
+def message_to_citizen(
+    request: Request,
+    p: CurrentPrincipal,
+    conn: Conn,
+    topics: TopicsDep,
+    patient_id: int,
+    body: Annotated[str, Form(max_length=20000)] = "",
+    back: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    """A message from the care team to the citizen: stored, audited (the citizen's Min Log says who
+    sent it), shown on the citizen's page and queued for their tablet. A refused text comes back."""
+    back = back or f"/patients/{patient_id}#messages"
+    if (refused := _refuse_role(request, p, conn, "message to citizen")) is not None:
+        return refused
+    t = translator(lang_of(request, p))
+    try:
+        text = checked_body(body)
+    except EmptyMessage:
+        return _answer(request, p, ok=False, message=t("message_empty"), back=back, status=400, note=body,
+                       heading="message_to_citizen")
+    except MessageTooLong as exc:
+        return _answer(request, p, ok=False, message=t("message_too_long", n=exc.length, max=MESSAGE_MAX), back=back,
+                       status=400, note=body, heading="message_to_citizen")
+    if not _may_change(request, p, conn, patient_id, "message to citizen", detail=f"{len(text)} characters"):
+        conn.commit()
+        return _answer(request, p, ok=False, message=t("forbidden_text"), back=back, status=403, note=body,
+                       heading="message_to_citizen")
+    sent = send_message(conn, patient_id=patient_id, body=text, user=p.user, topics=topics, now=datetime.now(UTC))
+    conn.commit()
+    return _answer(request, p, ok=True, message=t("message_sent"), back=back, tablets=sent.tablets)

@@ -1,0 +1,1 @@
+"""Messages from the care team to the citizen (issue 13)."""
