@@ -27,6 +27,7 @@ code are not submittable: :class:`FutNotSubmittable` says why, and the outbox ke
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -56,6 +57,33 @@ class FutLink:
     service_request: str
     service_request_version: str
     device: str
+
+
+class FutLinkError(FhirExportError):
+    """FUT references that cannot be a link; ``key`` names the screen words."""
+
+    def __init__(self, key: str, text: str) -> None:
+        super().__init__(text)
+        self.key = key
+
+
+_FHIR_ID = r"[A-Za-z0-9\-.]{1,64}"
+
+
+def checked_link(*, patient: str, episode_of_care: str, service_request: str, service_request_version: str,
+                 device: str) -> FutLink:
+    """A :class:`FutLink` from references as an administrator types them: each an absolute URL
+    of a resource of the right type in FUT (``https://…/Patient/123``), the version a FHIR id."""
+    refs = {"Patient": patient, "EpisodeOfCare": episode_of_care, "ServiceRequest": service_request,
+            "Device": device}
+    for kind, ref in refs.items():
+        if not re.fullmatch(rf"https?://[^\s/]+(/[^\s]*)?/{kind}/{_FHIR_ID}", ref.strip()):
+            raise FutLinkError("fut_bad_reference", f"the {kind} reference must be FUT's absolute URL of a {kind}, "
+                               f"e.g. https://fut.example/fhir/{kind}/123")
+    if not re.fullmatch(_FHIR_ID, service_request_version.strip()):
+        raise FutLinkError("fut_bad_version", "the ServiceRequest version is a FHIR id, e.g. 3")
+    return FutLink(patient.strip(), episode_of_care.strip(), service_request.strip(), service_request_version.strip(),
+                   device.strip())
 
 
 def measurement_key(reading_id: object) -> str:

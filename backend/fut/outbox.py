@@ -44,6 +44,25 @@ def link_patient(
     )
 
 
+def links(conn: psycopg.Connection[Any], *, limit: int = 500) -> list[dict[str, Any]]:
+    """The citizens linked to FUT with their references, newest link first (for the admin page);
+    ``cpr_kept`` says whether a sealed CPR number is kept, never the number."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            """SELECT l.patient_id, p.external_ref AS patient_ref, l.fut_patient, l.episode_of_care,
+                      l.service_request, l.service_request_version, l.device, l.linked_at, l.submit_from,
+                      EXISTS (SELECT 1 FROM patient_cpr c WHERE c.patient_id = l.patient_id) AS cpr_kept
+               FROM fut_links l JOIN patients p ON p.id = l.patient_id ORDER BY l.linked_at DESC LIMIT %s""",
+            (limit,),
+        ).fetchall()
+
+
+def link_of(conn: psycopg.Connection[Any], *, patient_id: int) -> FutLink | None:
+    row = conn.execute("SELECT fut_patient, episode_of_care, service_request, service_request_version, device"
+                       " FROM fut_links WHERE patient_id = %s", (patient_id,)).fetchone()
+    return FutLink(*row) if row else None
+
+
 def link_device(conn: psycopg.Connection[Any], *, device_id: int, fut_device: str) -> None:
     """The FUT Device reference for one of nearcare's devices (the link's ``device`` otherwise)."""
     conn.execute(

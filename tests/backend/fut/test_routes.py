@@ -100,3 +100,70 @@ def test_refused_submissions_are_listed_with_their_reason_and_retried_on_request
         admin.close()
         fut.close()
         fake.stop()
+
+
+@pytest.fixture
+def no_cpr_key(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    from backend.fhir import cpr
+
+    monkeypatch.delenv("NEARCARE_CPR_KEY", raising=False)
+    monkeypatch.delenv("NEARCARE_CPR_KEY_FILE", raising=False)
+    cpr.keys_from_environment.cache_clear()
+    yield
+    cpr.keys_from_environment.cache_clear()
+
+
+def test_an_admin_links_a_citizen_to_fut_and_the_cpr_number_is_kept_sealed(
+        live: Any, world: Any, conn: psycopg.Connection[Any], no_cpr_key: None,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from backend.fhir import cpr
+    from tests.backend.fhir.test_conformance import random_cpr
+
+    ref = f"fut-link-{uuid.uuid4().hex[:8]}"
+    pid = conn.execute("INSERT INTO patients (external_ref, name, programme, municipality) VALUES (%s, 'L', 'copd',"
+                       " 'Aarhus') RETURNING id", (ref,)).fetchone()[0]
+    n = random.randrange(10**6)
+    number = random_cpr()
+    typed = {"patient_ref": ref, "fut_patient": f"{FUT}/Patient/{n}", "episode_of_care": f"{FUT}/EpisodeOfCare/{n}",
+             "service_request": f"{FUT}/ServiceRequest/{n}", "service_request_version": "4",
+             "device": f"{FUT}/Device/{n}", "cpr_number": f"{number[:6]}-{number[6:]}"}
+    admin = httpx.Client(base_url=live.url, follow_redirects=False, timeout=30)
+    with admin:
+        csrf = web_login(admin, world.admin)
+
+        def post(**change: str) -> httpx.Response:
+            return admin.post("/admin/fut/links", data={"csrf": csrf, **typed, **change})
+
+        # Refused, with words, keeping what was typed except the CPR number; nothing kept.
+        for change, words in (({"fut_patient": f"Patient/{n}"}, "fulde adresse"),
+                              ({"service_request_version": "4 5"}, "FHIR-id"),
+                              ({"patient_ref": "nobody-" + ref, "cpr_number": ""}, "ingen borger"),
+                              ({"cpr_number": "3213991234"}, "ti cifre"), ({}, "krypteringsnøgle")):
+            r = post(**change)
+            assert r.status_code == 400 and words in r.text, change
+            assert typed["episode_of_care"] in r.text and number not in r.text and number[:6] + "-" not in r.text
+        assert conn.execute("SELECT count(*) FROM fut_links WHERE patient_id = %s", (pid,)).fetchone()[0] == 0
+
+        monkeypatch.setenv("NEARCARE_CPR_KEY", cpr.CprKeys.generate())
+        cpr.keys_from_environment.cache_clear()
+        keys = cpr.keys_from_environment()
+        done = post()
+        assert done.status_code == 303 and done.headers["location"] == f"/admin/fut?linked={ref}"
+        assert cpr.cpr_of(conn, keys, patient_id=pid) == number
+        link = conn.execute("SELECT fut_patient, service_request_version FROM fut_links WHERE patient_id = %s",
+                            (pid,)).fetchone()
+        assert link == (typed["fut_patient"], "4")
+        page = admin.get(f"/admin/fut?linked={ref}", headers={"accept": "text/html"})
+        row = re.search(rf'<tr data-patient="{ref}">.*?</tr>', page.text, re.S)
+        assert row and typed["device"] in row.group(0) and "ja, krypteret" in row.group(0)
+        assert number not in page.text
+
+        # A new Device reference, no CPR typed: the number stays as kept.
+        assert post(device=f"{FUT}/Device/new-{n}", cpr_number="").status_code == 303
+        assert cpr.cpr_of(conn, keys, patient_id=pid) == number
+    audit = conn.execute("SELECT before, after, coalesce(before::text, '') || after::text FROM admin_audit"
+                         " WHERE action = 'fut link' AND patient_id = %s ORDER BY id", (pid,)).fetchall()
+    assert len(audit) == 2 and audit[0][0] is None and audit[0][1]["cpr"] == "kept, sealed"
+    assert audit[1][0]["device"] == typed["device"] and audit[1][1]["device"] == f"{FUT}/Device/new-{n}"
+    assert audit[1][1]["cpr"] == "unchanged"
+    assert all(number not in text and typed["cpr_number"] not in text for _, _, text in audit)
