@@ -195,6 +195,41 @@ def _drain(proc: subprocess.Popen[str], role: str) -> None:
         sys.stderr.write(f"[{role}] {line}")
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc; 0 where unreadable)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+class CpuMeter:
+    """CPU seconds per backend role and for this database's PostgreSQL backends, per phase."""
+
+    def __init__(self, procs: dict[str, subprocess.Popen[str]], db_url: str, name: str) -> None:
+        self.procs, self.db_url, self.name = procs, db_url, name
+        self._start: dict[str, float] = {}
+
+    def _now(self) -> dict[str, float]:
+        import psycopg
+
+        out = {role: _cpu_seconds(p.pid) for role, p in self.procs.items()}
+        with psycopg.connect(self.db_url, autocommit=True) as c:
+            pids = [r[0] for r in c.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <>"
+                                            " pg_backend_pid()", (self.name,)).fetchall()]
+        out["postgres"] = sum(_cpu_seconds(pid) for pid in pids)
+        return out
+
+    def start(self) -> None:
+        self._start = self._now()
+
+    def report(self, phase: str, seconds: float) -> None:
+        now = self._now()
+        parts = [f"{role} {(now[role] - self._start.get(role, 0.0)) / seconds:.2f}" for role in now]
+        print(f"cpu (cores busy) during {phase}: " + ", ".join(parts), flush=True)
+
+
 def _latency(items: list[tuple[str, bytes, str]], sent: list[float], arrived: dict[str, float]) -> list[float]:
     return sorted((arrived[mid] - t0) * 1000 for (_, _, mid), t0 in zip(items, sent, strict=True) if mid in arrived)
 
@@ -275,6 +310,8 @@ def main() -> None:
                "NEARCARE_TOPIC_ROOT": topics.root, "NEARCARE_INGEST_GROUP": f"bench-{secrets.token_hex(3)}",
                "NEARCARE_DEMO": "true", "NEARCARE_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING")}
         procs = _start(env, args.layout)
+        roles = ["ingest-0", "ingest-1", "rules"] if args.layout == "roles" else ["run"]
+        meter = CpuMeter(dict(zip(roles, procs, strict=True)), db_url, name)
         listener = Listener(db_url, args.mqtt_url, topics)
         total = int(args.rate * args.seconds)
         ctx = multiprocessing.get_context("spawn")
@@ -307,7 +344,10 @@ def main() -> None:
                 time.sleep(0.2)
 
         items = _stream(live, topics, total, 0)
+        meter.start()
+        w0 = time.perf_counter()
         sent, rate, _ = run(items, None)
+        meter.report("the stream", time.perf_counter() - w0)
         settle([m for _, _, m in items], listener.stored)
         base = _latency(items, sent, listener.stored)
         settle([m for _, _, m in items], listener.alerts)
@@ -315,7 +355,10 @@ def main() -> None:
 
         items2 = _stream(live, topics, total, total + 1000)
         burst = _backlog(backlog, topics, int(args.burst_rate * args.burst_seconds))
+        meter.start()
+        w0 = time.perf_counter()
         sent2, rate2, burst_rate = run(items2, burst)
+        meter.report("the stream with the burst", time.perf_counter() - w0)
         settle([m for _, _, m in items2], listener.alerts)
         under_burst = _latency(items2, sent2, listener.alerts)
         stored_under_burst = _latency(items2, sent2, listener.stored)

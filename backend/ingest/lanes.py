@@ -4,9 +4,10 @@ A returning tablet (or a thousand of them after a broker outage) sends its backl
 pace, 50 readings an envelope. Taken in arrival order, a citizen measuring now would wait behind
 every backlog envelope received before theirs, and so would their alert. :class:`Lanes` keeps the
 decided messages in two queues, and :meth:`Lanes.take` makes each batch from the live lane first
-and tops it up from the backlog: a live message waits for at most the commit in progress and its
-own. Within a lane the order of arrival is kept. Memory stays bounded by the broker's receive
-maximum (unacknowledged messages), as before.
+and tops it up with a little backlog (a batch is all backlog only when no live message waits): a
+live message waits for at most the commit in progress and its own short one. Within a lane the
+order of arrival is kept. Memory stays bounded by the broker's receive maximum (unacknowledged
+messages), as before.
 
 Batching is unchanged: a batch closes when it holds ``size`` readings, or when the oldest waiting
 message has waited ``window_s`` (under a backlog that is at once, so the writer never idles while
@@ -50,10 +51,13 @@ class Lanes(Generic[T]):
         with self._cond:
             return len(self._live) + len(self._backlog)
 
-    def take(self, *, size: int, window_s: float, wait_s: float = 0.2) -> list[T]:
+    def take(self, *, size: int, window_s: float, wait_s: float = 0.2, backlog_with_live: int | None = None) -> list[T]:
         """The next batch: live messages first, then backlog, until ``size`` readings (always at
         least one message). Waits up to ``wait_s`` for a first message (``[]`` if none came),
-        then until ``size`` readings wait or the oldest has waited ``window_s``."""
+        then until ``size`` readings wait or the oldest has waited ``window_s``. A batch that
+        carries live messages takes at most ``backlog_with_live`` backlog readings (default
+        ``size // 5``), so the commit a live reading waits for stays short."""
+        ride_along = size // 5 if backlog_with_live is None else backlog_with_live
         with self._cond:
             if not self._cond.wait_for(lambda: self._live or self._backlog, timeout=wait_s):
                 return []
@@ -64,11 +68,15 @@ class Lanes(Generic[T]):
                     break
             out: list[T] = []
             taken = 0
-            for lane in (self._live, self._backlog):
-                while lane and (not out or taken + lane[0].readings <= size):
-                    w = lane.popleft()
-                    out.append(w.item)
-                    taken += w.readings
+            while self._live and (not out or taken + self._live[0].readings <= size):
+                w = self._live.popleft()
+                out.append(w.item)
+                taken += w.readings
+            limit = min(size, taken + ride_along) if out else size
+            while self._backlog and (not out or taken + self._backlog[0].readings <= limit):
+                w = self._backlog.popleft()
+                out.append(w.item)
+                taken += w.readings
             self._readings -= taken
             return out
 

@@ -3,12 +3,26 @@ tablet's backlog goes in small portions, each in its own transaction, at a bound
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+import pytest
 
 from backend.alerting.inbox import RulesInbox
+from backend.store import migrate
+from tests.backend.alerting.conftest import Seeder
+
+
+@pytest.fixture
+def own(empty_database_url: str) -> Iterator[tuple[str, Any, Seeder]]:
+    """A database of its own: the inbox claims every waiting reading, other tests' too."""
+    migrate(empty_database_url)
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        seeder = Seeder(conn)
+        seeder.teams()
+        yield empty_database_url, conn, seeder
 
 
 def _inbox(db: Any, readings: list[Any]) -> None:
@@ -17,7 +31,8 @@ def _inbox(db: Any, readings: list[Any]) -> None:
                ([r.id for r in readings], [r.patient_id for r in readings], [r.measured_at for r in readings]))
 
 
-def test_live_readings_go_first_and_the_backlog_in_small_paced_portions(seed: Any, db: Any, settings: Any) -> None:
+def test_live_readings_go_first_and_the_backlog_in_small_paced_portions(own: tuple[str, Any, Seeder]) -> None:
+    url, db, seed = own
     now = datetime.now(UTC)
     returning = seed.patient("copd", "Aarhus")
     measuring = seed.patient("copd", "Aarhus")
@@ -26,9 +41,9 @@ def test_live_readings_go_first_and_the_backlog_in_small_paced_portions(seed: An
     live = seed.reading(measuring, "spo2", now, spo2=84.0)
     _inbox(db, [live])
     calls: list[list[Any]] = []
-    inbox = RulesInbox(database_url=settings.database_url, evaluate=lambda batch: calls.append(list(batch)),
+    inbox = RulesInbox(database_url=url, evaluate=lambda batch: calls.append(list(batch)),
                        backlog_batch=50, backlog_rate=1e-6)  # the budget does not grow during the test
-    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+    with psycopg.connect(url, autocommit=True) as conn:
         assert inbox.drain(conn) == 51
         assert [[r.id for r in c] for c in calls] == [[live.id], [r.id for r in backlog[:50]]]
         # The budget is spent: the rest of the backlog waits; a new live reading still goes at once.

@@ -19,10 +19,12 @@ def test_a_batch_takes_live_messages_first_and_keeps_each_lanes_order() -> None:
         lanes.put(f"backlog-{i}", readings=50, received=t0, live=False)
     lanes.put("live-0", readings=1, received=t0, live=True)
     lanes.put("live-1", readings=1, received=t0, live=True)
-    assert lanes.take(size=100, window_s=0.0) == ["live-0", "live-1", "backlog-0"]
-    assert lanes.take(size=100, window_s=0.0) == ["backlog-1", "backlog-2"]
+    # A batch with live messages carries little backlog (here at most 40 readings): its commit is short.
+    assert lanes.take(size=100, window_s=0.0, backlog_with_live=40) == ["live-0", "live-1"]
+    assert lanes.take(size=100, window_s=0.0) == ["backlog-0", "backlog-1"]  # no live: a full batch
     lanes.put("live-2", readings=1, received=t0, live=True)
-    assert lanes.take(size=100, window_s=0.0) == ["live-2", "backlog-3"]
+    assert lanes.take(size=200, window_s=0.0, backlog_with_live=50) == ["live-2", "backlog-2"]
+    assert lanes.take(size=200, window_s=0.0) == ["backlog-3"]
     assert len(lanes) == 0
 
 
