@@ -65,11 +65,18 @@ def fut_link(request: Request, p: Admin, conn: Conn, patient_ref: Annotated[str,
     try:
         link = checked_link(patient=fut_patient, episode_of_care=episode_of_care, service_request=service_request,
                             service_request_version=service_request_version, device=device)
-        keys = cpr.keys_from_environment() if cpr_number.strip() else None
+        keys = None
         if cpr_number.strip():
-            cpr.normalise(cpr_number)
+            try:
+                cpr.normalise(cpr_number)
+            except cpr.CprError as exc:
+                raise FutLinkError("fut_cpr_bad", str(exc)) from None
+            try:
+                keys = cpr.keys_from_environment()
+            except cpr.CprError as exc:  # a key setting that is not a key
+                raise FutLinkError("fut_cpr_no_key", str(exc)) from None
             if keys is None:
-                raise cpr.CprError("NEARCARE_CPR_KEY is not set: a CPR number cannot be kept")
+                raise FutLinkError("fut_cpr_no_key", "NEARCARE_CPR_KEY is not set: a CPR number cannot be kept")
         with conn.transaction():
             row = conn.execute("SELECT id FROM patients WHERE external_ref = %s", (patient_ref.strip(),)).fetchone()
             if row is None:
@@ -85,9 +92,6 @@ def fut_link(request: Request, p: Admin, conn: Conn, patient_ref: Annotated[str,
         conn.commit()
     except FutLinkError as exc:
         return _page(request, p, conn, status=400, error_key=exc.key, form=typed)
-    except cpr.CprError as exc:
-        key = "fut_cpr_no_key" if "NEARCARE_CPR_KEY" in str(exc) else "fut_cpr_bad"
-        return _page(request, p, conn, status=400, error_key=key, form=typed)
     return RedirectResponse(f"/admin/fut?linked={quote(patient_ref.strip())}", status_code=303)
 
 
