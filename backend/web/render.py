@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -45,6 +45,7 @@ def render(request: Request, principal: Principal | None, name: str, status: int
     def local(t: datetime | None, fmt: str = "%d-%m-%Y %H:%M") -> str:
         return t.astimezone(tz).strftime(fmt) if t else "–"
 
+    ctx.setdefault("now", datetime.now(UTC))
     html = _env.get_template(name).render(
         request=request,
         p=principal,

@@ -511,6 +511,43 @@ def patient_page(
     return render(request, p, "patient.html", **ctx)
 
 
+EXPORT_MAX_DAYS = 3650
+
+
+@router.get("/patients/{patient_id}/readings.csv")
+def readings_export(
+    request: Request,
+    p: CurrentPrincipal,
+    conn: Conn,
+    patient_id: int,
+    days: Annotated[int, Query(ge=1, le=EXPORT_MAX_DAYS)] = 365,
+) -> Response:
+    """The citizen's readings of the last ``days`` days as a spreadsheet (CSV), oldest first;
+    audited ("readings export": the citizen's Min Log says who took them)."""
+    from backend.web.export import readings_csv, readings_since
+
+    if (denied := _clinician(request, p)) is not None:
+        return denied
+    patient = _open(request, p, conn, patient_id, "readings export", detail=f"{days} days")
+    if isinstance(patient, Response):
+        return patient
+    since = datetime.now(UTC) - timedelta(days=days)
+    lang = lang_of(request, p)
+    body = readings_csv(readings_since(conn, patient_id=patient_id, since=since), lang=lang,
+                        tz=request.app.state.settings.timezone)
+    name = f"{_export_word(lang)}-{patient.external_ref}-{datetime.now(UTC):%Y-%m-%d}.csv"
+    return Response(body.encode("utf-8"), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{_safe_filename(name)}"'})
+
+
+def _export_word(lang: str) -> str:
+    return "readings" if lang == "en" else "maalinger"
+
+
+def _safe_filename(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
 @router.get("/patients/{patient_id}/readings/{reading_id}")
 def reading_page(request: Request, p: CurrentPrincipal, conn: Conn, patient_id: int, reading_id: UUID) -> Response:
     if p.user.role is Role.CITIZEN and patient_id == p.user.patient_id:

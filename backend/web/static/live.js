@@ -9,6 +9,9 @@
   Array.prototype.forEach.call(document.querySelectorAll("select[data-autosubmit]"), function (el) {
     el.addEventListener("change", function () { el.form.submit(); });
   });
+  Array.prototype.forEach.call(document.querySelectorAll("button[data-print]"), function (el) {
+    el.addEventListener("click", function () { window.print(); });
+  });
   // ---- escalation countdown (worklist and patient page) -----------------------------------------
   function tick() {
     var holders = document.querySelectorAll("[data-escalates]");
