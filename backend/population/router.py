@@ -16,7 +16,7 @@ router = APIRouter(tags=["population"])
 def population(request: Request, p: ClinicianPrincipal, conn: Conn) -> PopulationOut:
     """Every patient in your scope ranked by risk (open alerts, deviation from baseline,
     adherence), and the alert burden per team."""
-    view = service.population(conn, user=p.user)
+    view = service.population(conn, user=p.user, tz=request.app.state.settings.timezone)
     audit_overview(request, p, conn, action="api population", detail=f"{len(view.patients)} patients",
                    patient_ids=[r.patient_id for r in view.patients])
     return PopulationOut.model_validate(view)

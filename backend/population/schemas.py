@@ -18,6 +18,23 @@ class OpenAlertsOut(_Out):
     technical: int
 
 
+class DeviationOut(_Out):
+    kind: str
+    component: str
+    value: float = Field(description="The newest value (baseline) or the newest day's mean (own history)")
+    usual: float = Field(description="The baseline mean, or the median of the earlier days' means")
+    scale: float = Field(description="The baseline SD, or the robust spread of the earlier days")
+    z: float = Field(description="Signed (value - usual) / scale")
+    days: int
+    source: str = Field(description="baseline (the rules' stored baseline) or own_history")
+
+
+class RiskPartOut(_Out):
+    what: str = Field(description="red, yellow, blue, technical, deviation or missed")
+    count: float
+    points: float
+
+
 class PatientRiskOut(_Out):
     patient_id: int
     name: str
@@ -26,12 +43,18 @@ class PatientRiskOut(_Out):
     municipality: str
     department: str | None
     open: OpenAlertsOut = Field(description="Unresolved alerts by severity")
-    deviation_z: float | None = Field(description="Largest |z| of a latest value against the stored baseline")
+    deviation_z: float | None = Field(
+        description="Largest |z| of a newest value against the usual value (stored baseline, else own history)"
+    )
     deviation_kind: str | None
     adherence: float | None = Field(description="Share of planned measurements taken; null when none was due")
     planned: int
     taken: int
     risk: float
+    deviation: DeviationOut | None = None
+    deviation_missing: str | None = Field(default=None, description="no_readings or few_days when deviation is null")
+    has_plan: bool = False
+    parts: list[RiskPartOut] = Field(default_factory=list, description="The risk score's terms")
 
 
 class TeamBurdenOut(_Out):

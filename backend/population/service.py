@@ -45,6 +45,36 @@ NO_PLAN = Adherence(0, 0)
 
 
 @dataclass(frozen=True, slots=True)
+class Deviation:
+    """How far the citizen's newest value lies from their own usual value."""
+
+    kind: str
+    component: str
+    value: float
+    """The newest value (stored baseline) or the newest day's mean (own history)."""
+    usual: float
+    """The baseline mean, or the median of the earlier days' means."""
+    scale: float
+    """The baseline SD, or the robust spread of the earlier days (1.4826 x MAD, at least a floor)."""
+    z: float
+    """Signed: (value - usual) / scale."""
+    days: int
+    """Days behind the usual value."""
+    source: str
+    """"baseline" (the rules' stored baseline) or "own_history" (the last days' readings)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RiskPart:
+    """One term of the risk score, for the explanation beside it."""
+
+    what: str
+    """red, yellow, blue, technical, deviation, missed."""
+    count: float
+    points: float
+
+
+@dataclass(frozen=True, slots=True)
 class PatientRisk:
     patient_id: int
     name: str
@@ -60,6 +90,12 @@ class PatientRisk:
     planned: int
     taken: int
     risk: float
+    deviation: Deviation | None = None
+    deviation_missing: str | None = None
+    """Why there is no deviation: "no_readings" or "few_days" (fewer than MIN_DAYS earlier days)."""
+    has_plan: bool = False
+    """A monitoring plan exists (adherence None then means nothing was due yet)."""
+    parts: tuple[RiskPart, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,15 +107,34 @@ class PopulationView:
     burden: list[TeamBurden]
 
 
+POINTS = {"red": 100.0, "yellow": 30.0, "blue": 10.0, "technical": 3.0, "deviation": 5.0, "missed": 20.0}
+"""Points per open alert by severity, per unit of |z| (capped at :data:`Z_CAP`), and for missing every
+planned measurement (scaled by the share missed)."""
+Z_CAP = 6.0
+
+
+def risk_parts(open_alerts: OpenAlerts, *, deviation_z: float | None, adherence: float | None) -> tuple[RiskPart, ...]:
+    """Pure: the terms of the risk score that are not zero."""
+    parts = [RiskPart(sev, n, POINTS[sev] * n) for sev, n in (
+        ("red", open_alerts.red), ("yellow", open_alerts.yellow), ("blue", open_alerts.blue),
+        ("technical", open_alerts.technical)) if n]
+    if deviation_z:
+        z = min(abs(deviation_z), Z_CAP)
+        parts.append(RiskPart("deviation", round(z, 2), round(POINTS["deviation"] * z, 1)))
+    if adherence is not None and adherence < 1:
+        parts.append(RiskPart("missed", round(1 - adherence, 3), round(POINTS["missed"] * (1 - adherence), 1)))
+    return tuple(parts)
+
+
 def risk_score(open_alerts: OpenAlerts, *, deviation_z: float | None, adherence: float | None) -> float:
-    """Pure. Open red dominates, then yellow, blue, technical, the baseline deviation (|z| capped
-    at 6), then missed measurements (none planned counts as none missed)."""
+    """Pure. Open red dominates, then yellow, blue, technical, the deviation from the citizen's usual
+    value (|z| capped at 6), then missed measurements (none planned counts as none missed)."""
     score = (
         100 * open_alerts.red
         + 30 * open_alerts.yellow
         + 10 * open_alerts.blue
         + 3 * open_alerts.technical
-        + 5 * min(deviation_z or 0.0, 6.0)
+        + 5 * min(abs(deviation_z or 0.0), Z_CAP)
         + (20 * (1 - adherence) if adherence is not None else 0.0)
     )
     return round(score, 1)
@@ -88,7 +143,8 @@ def risk_score(open_alerts: OpenAlerts, *, deviation_z: float | None, adherence:
 _PATIENTS = """
 SELECT p.id, p.name, p.external_ref, p.programme, p.municipality, p.department,
        coalesce(al.red, 0), coalesce(al.yellow, 0), coalesce(al.blue, 0), coalesce(al.technical, 0),
-       dev.z, dev.kind
+       dev.z, dev.kind, dev.component, dev.v, dev.mean, dev.sd, dev.n_days,
+       EXISTS (SELECT 1 FROM monitoring_plans mp WHERE mp.patient_id = p.id) AS has_plan
 FROM patients p
 LEFT JOIN LATERAL (
     SELECT count(*) FILTER (WHERE severity = 'red') AS red,
@@ -98,13 +154,13 @@ LEFT JOIN LATERAL (
     FROM alerts a WHERE a.patient_id = p.id AND a.state <> 'resolved') al ON true
 LEFT JOIN LATERAL (
     -- The latest value of each measured kind against the stored baseline (mean, SD): largest |z|.
-    SELECT abs(lm.v - b.mean) / nullif(b.sd, 0) AS z, b.kind
+    SELECT (lm.v - b.mean) / nullif(b.sd, 0) AS z, b.kind, b.component, lm.v, b.mean, b.sd, b.n_days
     FROM patient_baselines b
     CROSS JOIN LATERAL (
         SELECT (m.components->>b.component)::float8 AS v FROM measurements m
         WHERE m.patient_id = p.id AND m.kind = b.kind AND m.measured_at >= %(since)s
         ORDER BY m.measured_at DESC LIMIT 1) lm
-    WHERE b.patient_id = p.id ORDER BY 1 DESC NULLS LAST LIMIT 1) dev ON true
+    WHERE b.patient_id = p.id ORDER BY abs((lm.v - b.mean) / nullif(b.sd, 0)) DESC NULLS LAST LIMIT 1) dev ON true
 WHERE p.active AND {scope}
 """
 
@@ -156,6 +212,61 @@ GROUP BY s.patient_id
 """
 
 
+MIN_DAYS = 5
+"""Earlier days with readings needed before the own-history deviation says anything."""
+
+OWN_HISTORY_SQL = """
+-- For citizens without a stored baseline: the newest day's mean of each measured value against
+-- the median of the earlier days' means in the period, in units of the citizen's own robust spread
+-- (1.4826 x the median absolute deviation, never below a floor per measurement, so a very steady
+-- citizen does not read as far off on noise). The largest |z| per citizen.
+WITH comp(kind, component, floor) AS (VALUES
+        ('spo2', 'spo2', 1.0), ('pulse', 'pulse', 3.0), ('weight', 'weight', 0.5),
+        ('blood_pressure', 'systolic', 5.0), ('blood_pressure', 'diastolic', 4.0),
+        ('temperature', 'temperature', 0.2), ('respiration_rate', 'respiration_rate', 1.0)),
+daily AS (
+    SELECT m.patient_id, c.kind, c.component, c.floor, (m.measured_at AT TIME ZONE %(tz)s)::date AS day,
+           avg((m.components ->> c.component)::float8) AS v
+    FROM measurements m JOIN comp c ON c.kind = m.kind
+    WHERE m.patient_id = ANY(%(pids)s) AND m.measured_at >= %(since)s AND m.components ? c.component
+    GROUP BY 1, 2, 3, 4, 5
+), newest AS (
+    SELECT DISTINCT ON (patient_id, kind, component) patient_id, kind, component, day, v
+    FROM daily ORDER BY patient_id, kind, component, day DESC
+), earlier AS (
+    SELECT d.patient_id, d.kind, d.component, d.floor, d.v
+    FROM daily d JOIN newest n USING (patient_id, kind, component) WHERE d.day < n.day
+), usual AS (
+    SELECT patient_id, kind, component, floor, count(*) AS days,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY v) AS median
+    FROM earlier GROUP BY 1, 2, 3, 4
+), spread AS (
+    SELECT e.patient_id, e.kind, e.component,
+           greatest(1.4826 * percentile_cont(0.5) WITHIN GROUP (ORDER BY abs(e.v - u.median)), u.floor) AS scale
+    FROM earlier e JOIN usual u USING (patient_id, kind, component) GROUP BY 1, 2, 3, u.floor
+)
+SELECT DISTINCT ON (n.patient_id) n.patient_id, n.kind, n.component, n.v, u.median, s.scale, u.days,
+       (n.v - u.median) / s.scale AS z
+FROM newest n JOIN usual u USING (patient_id, kind, component) JOIN spread s USING (patient_id, kind, component)
+WHERE u.days >= %(min_days)s
+ORDER BY n.patient_id, abs((n.v - u.median) / s.scale) DESC
+"""
+
+
+def own_history_deviation(
+    conn: psycopg.Connection, *, patient_ids: Sequence[int], since: datetime, tz: str = "Europe/Copenhagen"
+) -> dict[int, Deviation]:
+    """The own-history deviation (:data:`OWN_HISTORY_SQL`) for all of ``patient_ids`` in one query;
+    a citizen with fewer than :data:`MIN_DAYS` earlier days is absent."""
+    if not patient_ids:
+        return {}
+    rows = conn.execute(OWN_HISTORY_SQL, {"pids": list(patient_ids), "since": since, "tz": tz,
+                                          "min_days": MIN_DAYS}).fetchall()
+    return {int(r[0]): Deviation(kind=r[1], component=r[2], value=float(r[3]), usual=float(r[4]),
+                                 scale=float(r[5]), z=float(r[7]), days=int(r[6]), source="own_history")
+            for r in rows}
+
+
 def adherence(
     conn: psycopg.Connection, *, patient_ids: Sequence[int], since: datetime, now: datetime | None = None
 ) -> dict[int, Adherence]:
@@ -170,8 +281,19 @@ def adherence(
     return {int(r[0]): Adherence(planned=int(r[1]), taken=int(r[2])) for r in rows}
 
 
+def _with_readings(conn: psycopg.Connection, *, patient_ids: Sequence[int], since: datetime) -> set[int]:
+    if not patient_ids:
+        return set()
+    rows = conn.execute(
+        "SELECT DISTINCT patient_id FROM measurements WHERE patient_id = ANY(%s) AND measured_at >= %s",
+        (list(patient_ids), since),
+    ).fetchall()
+    return {int(r[0]) for r in rows}
+
+
 def population(
-    conn: psycopg.Connection, *, user: User, days: int = DAYS, now: datetime | None = None
+    conn: psycopg.Connection, *, user: User, days: int = DAYS, now: datetime | None = None,
+    tz: str = "Europe/Copenhagen",
 ) -> PopulationView:
     """Every patient in the user's scope ranked by risk, and the alert burden of the user's teams,
     over the last ``days``."""
@@ -181,11 +303,21 @@ def population(
     params.update(since=since)
     rows = conn.execute(_PATIENTS.format(scope=where), params).fetchall()
     adh = adherence(conn, patient_ids=[r[0] for r in rows], since=since, now=now)
+    own = own_history_deviation(conn, patient_ids=[r[0] for r in rows if r[10] is None], since=since, tz=tz)
+    with_readings = _with_readings(conn, patient_ids=[r[0] for r in rows if r[10] is None and r[0] not in own],
+                                   since=since)
     patients = []
     for r in rows:
         a = adh.get(r[0], NO_PLAN)
         open_alerts = OpenAlerts(red=r[6], yellow=r[7], blue=r[8], technical=r[9])
-        z = float(r[10]) if r[10] is not None else None
+        dev: Deviation | None
+        if r[10] is not None:
+            dev = Deviation(kind=r[11], component=r[12], value=float(r[13]), usual=float(r[14]), scale=float(r[15]),
+                            z=float(r[10]), days=int(r[16]), source="baseline")
+        else:
+            dev = own.get(r[0])
+        missing = None if dev is not None else ("few_days" if r[0] in with_readings else "no_readings")
+        z = abs(dev.z) if dev is not None else None
         share = a.share
         patients.append(
             PatientRisk(
@@ -197,11 +329,15 @@ def population(
                 department=r[5],
                 open=open_alerts,
                 deviation_z=round(z, 2) if z is not None else None,
-                deviation_kind=r[11],
+                deviation_kind=dev.kind if dev is not None else None,
                 adherence=round(share, 3) if share is not None else None,
                 planned=a.planned,
                 taken=a.taken,
                 risk=risk_score(open_alerts, deviation_z=z, adherence=share),
+                deviation=dev,
+                deviation_missing=missing,
+                has_plan=bool(r[17]),
+                parts=risk_parts(open_alerts, deviation_z=z, adherence=share),
             )
         )
     patients.sort(key=lambda x: -x.risk)

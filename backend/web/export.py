@@ -19,7 +19,7 @@ import psycopg
 from babel.numbers import format_decimal
 
 from backend.api.clinical import Reading
-from backend.web.i18n import flag_words, kind_words, lookup, translator
+from backend.web.i18n import component_words, flag_words, kind_words, lookup, translator
 from vitals.kinds import spec
 
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
@@ -27,14 +27,6 @@ _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 def _text(value: str) -> str:
     return "'" + value if value.startswith(_FORMULA) else value
-
-
-def _component_label(kind: str, component: str, lang: str) -> str:
-    try:
-        c = spec(kind).component(component)
-    except (KeyError, ValueError):
-        return component.replace("_", " ")
-    return c.label_en if lang == "en" else c.label_da
 
 
 def _unit(kind: str, component: str, lang: str) -> str:
@@ -80,7 +72,7 @@ def readings_csv(readings: Iterable[Reading], *, lang: str, tz: str) -> str:
         device = " ".join(x for x in (r.device_model, r.device_address) if x)
         for component, value in r.components.items():
             writer.writerow([
-                when(r.measured_at), _text(kind_words(r.kind, lang)), _text(_component_label(r.kind, component, lang)),
+                when(r.measured_at), _text(kind_words(r.kind, lang)), _text(component_words(r.kind, component, lang)),
                 _number(value, lang), _text(_unit(r.kind, component, lang)), when(r.stored_at), _text(device),
                 _text(", ".join(notes)), str(r.id),
             ])

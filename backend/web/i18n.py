@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import gettext
 import io
+import math
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -53,6 +54,8 @@ DYNAMIC_KEYS = (
     N_("field_days"), N_("field_min_days"), N_("field_lag_days"), N_("field_confirm"), N_("field_of"),
     N_("field_recent_hours"), N_("field_min_parameters"), N_("field_offline_hours"),
     N_("field_yellow_score"), N_("field_red_score"), N_("field_yellow_personal"), N_("field_red_personal"),
+    N_("part_red"), N_("part_yellow"), N_("part_blue"), N_("part_technical"), N_("part_deviation"), N_("part_missed"),
+    N_("dev_source_baseline"), N_("dev_source_own_history"), N_("dev_missing_no_readings"), N_("dev_missing_few_days"),
 )
 
 
@@ -88,6 +91,9 @@ def number(value: float | None, lang: str, decimals: int | None = None) -> str:
     number, no thousands separator (clinical values and counts are read digit by digit)."""
     if value is None:
         return "–"
+    if not math.isfinite(float(value)) or abs(float(value)) >= 1e15:
+        # babel's decimal quantize fails on such values (a typed 1e308 in a form): read as typed
+        return f"{float(value):g}".replace(".", "," if lang != "en" else ".")
     if decimals is None:
         decimals = 0 if float(value).is_integer() else 1
     pattern = "0." + "0" * decimals if decimals > 0 else "0"
@@ -120,6 +126,17 @@ def pick_lang(query: str | None, preference: str | None, cookie: str | None = No
 def kind_words(kind: str, lang: str) -> str:
     """What was measured, in words ("Blodtryk")."""
     return lookup(lang, f"kind_{kind}") or kind.replace("_", " ")
+
+
+def component_words(kind: str, component: str, lang: str) -> str:
+    """One value of a measurement in words: "Systolisk", "Vægt" (vitals' own labels)."""
+    from vitals.kinds import spec
+
+    try:
+        c = spec(kind).component(component)
+    except (KeyError, ValueError):
+        return component.replace("_", " ")
+    return c.label_en if lang == "en" else c.label_da
 
 
 def flag_words(code: str, lang: str) -> str:

@@ -13,7 +13,16 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from backend.accounts.deps import Principal
-from backend.web.i18n import flag_words, kind_words, number, pick_lang, reading_words, translator
+from backend.web.i18n import (
+    component_words,
+    flag_words,
+    kind_words,
+    lookup,
+    number,
+    pick_lang,
+    reading_words,
+    translator,
+)
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
@@ -59,6 +68,8 @@ def render(request: Request, principal: Principal | None, name: str, status: int
         reading_words=lambda kind, components, detail=False: reading_words(kind, components, lang, detail=detail),
         flag=lambda code: flag_words(code, lang),
         kind_name=lambda kind: kind_words(kind, lang),
+        component_name=lambda kind, component: component_words(kind, component, lang),
+        unit_of=lambda component: lookup(lang, f"cunit_{component}") or "",
         path=request.url.path,
         **ctx,
     )

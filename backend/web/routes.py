@@ -719,10 +719,12 @@ def passive_add(
 def population(request: Request, p: CurrentPrincipal, conn: Conn) -> Response:
     if (denied := _clinician(request, p)) is not None:
         return denied
-    view = population_view(conn, user=p.user)
+    view = population_view(conn, user=p.user, tz=request.app.state.settings.timezone)
     audit_overview(request, p, conn, action="population view", detail=f"{len(view.patients)} patients",
                    patient_ids=[r.patient_id for r in view.patients])
-    return render(request, p, "population.html", view=view)
+    from backend.population.service import MIN_DAYS, POINTS, Z_CAP
+
+    return render(request, p, "population.html", view=view, points=POINTS, z_cap=Z_CAP, min_days=MIN_DAYS)
 
 
 # ---- audit, Min Log, citizen ----------------------------------------------------------------

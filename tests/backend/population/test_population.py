@@ -198,3 +198,48 @@ def test_risk_score() -> None:
     assert risk_score(none, deviation_z=10.0, adherence=None) == 30.0  # |z| counts up to 6
     assert risk_score(none, deviation_z=None, adherence=0.25) == 15.0
     assert risk_score(none, deviation_z=1.234, adherence=1.0) == 6.2
+
+
+def test_without_a_stored_baseline_the_deviation_is_against_the_citizens_own_days(db: Any) -> None:
+    """Issue 13: deviation showed "–" for every citizen (no stored baseline in the demo)."""
+    c = Clinic(db)
+    gaining, steady, new, silent = c.patient(), c.patient(), c.patient(), c.patient()
+    now = datetime.now(UTC).replace(hour=11, minute=0, second=0, microsecond=0)
+    weights = [80.0, 80.4, 79.8, 80.2, 80.0, 79.6, 80.6, 80.0, 80.2, 79.8]  # median 80.0, MAD 0.2
+    for d, w in enumerate(weights):
+        at = now - timedelta(days=len(weights) - d)
+        c.reading(gaining, kind="weight", value=w, at=at)
+        c.reading(steady, kind="weight", value=w, at=at)
+    c.reading(gaining, kind="weight", value=83.0, at=now)  # +3 kg today
+    c.reading(steady, kind="weight", value=80.2, at=now)
+    for d in range(3):
+        c.reading(new, kind="spo2", value=94.0, at=now - timedelta(days=d))
+    _plan(db, silent, [{"kind": "spo2", "times": ["08:00"]}], starts_at=now + timedelta(days=1))
+    view = population(db, user=c.nurse(), now=now + timedelta(minutes=5))
+    got = {p.patient_id: p for p in view.patients}
+
+    dev = got[gaining].deviation
+    assert dev is not None and dev.source == "own_history" and dev.kind == "weight" and dev.days == 10
+    assert dev.value == 83.0 and dev.usual == 80.0
+    assert dev.scale == 0.5  # 1.4826 x 0.2 = 0.30 is below the weight floor of 0.5 kg
+    assert dev.z == 6.0 and got[gaining].deviation_z == 6.0
+    assert got[gaining].risk == 30.0 and [p.what for p in got[gaining].parts] == ["deviation"]
+    steady_dev = got[steady].deviation
+    assert steady_dev is not None and abs(steady_dev.z) < 1 and got[gaining].risk > got[steady].risk
+    assert got[new].deviation is None and got[new].deviation_missing == "few_days"
+    assert got[silent].deviation is None and got[silent].deviation_missing == "no_readings"
+    # A plan that has nothing due yet is not "no plan".
+    assert got[silent].has_plan and got[silent].adherence is None and not got[new].has_plan
+
+
+def test_risk_parts_add_up_to_the_score() -> None:
+    from backend.population.service import risk_parts
+
+    cases = [(OpenAlerts(1, 2, 0, 1), 2.5, 0.75), (OpenAlerts(0, 0, 0, 0), None, None),
+             (OpenAlerts(0, 0, 1, 0), 9.0, 0.0)]
+    for open_alerts, z, adh in cases:
+        parts = risk_parts(open_alerts, deviation_z=z, adherence=adh)
+        assert round(sum(p.points for p in parts), 1) == risk_score(open_alerts, deviation_z=z, adherence=adh)
+    parts = risk_parts(OpenAlerts(1, 2, 0, 1), deviation_z=-2.5, adherence=0.75)
+    assert [(p.what, p.count, p.points) for p in parts] == [
+        ("red", 1, 100), ("yellow", 2, 60), ("technical", 1, 3), ("deviation", 2.5, 12.5), ("missed", 0.25, 5.0)]

@@ -27,10 +27,16 @@ def test_population_page_ranks_the_nurses_patients(client: Any, world: Any, db: 
     r = client.get("/population", headers={"accept": "text/html"})
     assert r.status_code == 200
     risk = r.text[r.text.index('id="risk"') :]
-    first = re.search(r"<tr><td>([0-9.]+)</td><td><a href=\"/patients/(\d+)\"", risk)
+    first = re.search(r'<tr><td class="num risk-cell"><strong>([0-9,]+)</strong>.*?<a href="/patients/(\d+)"', risk,
+                      re.S)
     assert first and int(first.group(2)) == world.patient_id
-    assert float(first.group(1)) >= 100 + 20  # one open red, no planned measurement taken
-    assert '<span class="sev sev-red">1</span>' in risk and "0 % (0/" in risk
+    assert float(first.group(1).replace(",", ".")) >= 100 + 20  # one open red, no planned measurement taken
+    # The score is explained: in general above the table, and term by term in the row.
+    assert "Sådan regnes risikoen" in r.text and "rød 100, gul 30" in r.text
+    body = risk[risk.index("<tbody>"):]
+    row = body[: body.index("</tr>")]
+    assert "100 (1 rød) + 20 (100 % ikke taget)" in row
+    assert 'class="sev sev-red" title="Rød">1</span>' in row and "0 %" in row and "(0 af " in row
     assert f"/patients/{world.other_patient_id}" not in risk  # another municipality
     row = db.execute(
         "SELECT actor, detail FROM audit_log WHERE action = 'population view' ORDER BY id DESC LIMIT 1"
