@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -19,7 +20,7 @@ import psycopg
 from babel.numbers import format_decimal
 
 from backend.api.clinical import Reading
-from backend.web.i18n import component_words, flag_words, kind_words, lookup, translator
+from backend.web.i18n import component_words, flag_words, kind_words, lookup, number, translator
 from vitals.kinds import spec
 
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
@@ -83,4 +84,6 @@ def _number(value: Any, lang: str) -> str:
     """A measured value as a spreadsheet reads it: up to three decimals, none on a whole number."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return "" if value is None else _text(str(value))
+    if not math.isfinite(float(value)) or abs(float(value)) >= 1e15:
+        return number(float(value), lang)
     return format_decimal(value, format="0.###", locale="en" if lang == "en" else "da")
