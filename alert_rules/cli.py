@@ -93,9 +93,13 @@ def replay_cmd(
     fmt: Annotated[str, typer.Option("--format", help="table or jsonl")] = "table",
     out: Annotated[Path | None, typer.Option("--out", help="Write here instead of stdout.")] = None,
     rules_dir: Annotated[Path | None, typer.Option("--rules", help="Rules directory (default: packaged).")] = None,
+    technical: Annotated[bool, typer.Option(
+        "--technical/--no-technical",
+        help="Run the scheduler's clock too: missed-measurement (blue) and agent-offline alerts.")] = True,
 ) -> None:
-    """Many citizens' readings through the production path (evaluator, state machine, inhibition):
-    one line per alert transition (opened, worsened, resolved)."""
+    """Many citizens' readings through the production path (evaluator, state machine, inhibition,
+    and the scheduler's missed-measurement and agent-offline checks): one line per alert
+    transition (opened, worsened, resolved)."""
     import json
     import sys
 
@@ -117,7 +121,7 @@ def replay_cmd(
         else:
             with readings.open(encoding="utf-8") as fh:
                 parsed = parse_readings(fh, source=str(readings))
-        transitions = replay_stream(parsed, rs, patients=who, routing=routing, source=str(readings))
+        transitions = replay_stream(parsed, rs, patients=who, routing=routing, source=str(readings), clock=technical)
     except (AlertRulesError, OSError) as exc:
         raise _fail(exc) from None
     lines = ([json.dumps(t.as_json()) for t in transitions] if fmt == "jsonl" else format_table(transitions))

@@ -2,7 +2,8 @@
 
 ``nearcare rules cohort --seed N --citizens 200 --days 180 --out DIR`` writes ``readings.jsonl``
 (the replay's input), ``events.jsonl`` (the deteriorations and each citizen's monitored days: the
-scorer's input) and ``patients.json`` (programme and municipality per citizen, for ``--patients``).
+scorer's input) and ``patients.json`` (programme, municipality, passive intervals and home-agent
+outages per citizen, for ``--patients``: the replay's missed-measurement and agent-offline alerts).
 Pure and seeded: the same seed gives the same files, byte for byte.
 
 Every number below is a published figure or an assumption named as one. Sources:
@@ -39,7 +40,8 @@ Every number below is a published figure or an assumption named as one. Sources:
 Assumptions that are the cohort's own (no source; chosen to keep the cohort scoreable): events
 happen from day 21 on (enrolment run-in), at least 30 days apart; the day of a deterioration is
 the day treatment starts; 40 % of events are followed by 3-8 days without readings (admission);
-heart-failure decompensations at 0.6-1.6 a year per citizen; the prodrome's shape is linear
+heart-failure decompensations at 0.6-1.6 a year per citizen, the fast part of their prodrome
+7-10 days (Chaudhry: at least a week); the prodrome's shape is linear
 (the abstracts give none); during a decompensation the pulse rises by up to 8/min and the
 systolic falls by up to 6 mmHg (small, so weight carries the signal); after an admission the
 dry weight settles 0.5 kg lower; each citizen's own level wanders slowly (AR(1), phi 0.9-0.95).
@@ -84,6 +86,9 @@ UNFLAGGED_GLITCH = 0.005
 NO_EVENT_SHARE = 0.12
 POOR_ADHERENCE_SHARE = 0.2
 HOLIDAY_SHARE = 0.35
+ADMISSION_REGISTERED = 0.9      # assumption: the nurse marks most admissions as passive
+HOLIDAY_REGISTERED = 0.6        # assumption
+AGENT_OUTAGE_SHARE = 0.08       # assumption
 
 
 @dataclass
@@ -134,6 +139,30 @@ def _ramp(day: int, events: list[int], prodromes: list[int], recoveries: list[in
     return out
 
 
+def _local(day: int, hour: int = 0) -> str:
+    return datetime.combine(START + timedelta(days=day), datetime.min.time(), ZONE).replace(hour=hour).isoformat()
+
+
+def _clock_facts(rng: random.Random, days: int, admissions: list[tuple[int, int]],
+                 holiday: tuple[int, int, float] | None) -> dict[str, Any]:
+    """What the nurse registers and what the home agent reports, for the replay's clock
+    (missed-measurement and agent-offline alerts): admissions registered as passive from noon of
+    the event's day (ADMISSION_REGISTERED of them), holidays registered by HOLIDAY_REGISTERED of
+    the citizens who take one (the rest raise blue alerts, as an unannounced week away does);
+    AGENT_OUTAGE_SHARE of the citizens have one home-agent outage of 20-96 hours (router, power;
+    assumption) during which readings are buffered, not lost."""
+    passive = [{"starts_at": _local(a - 1, 12), "ends_at": _local(b)} for a, b in admissions
+               if rng.random() < ADMISSION_REGISTERED]
+    if holiday is not None and rng.random() < HOLIDAY_REGISTERED:
+        passive.append({"starts_at": _local(holiday[0]), "ends_at": _local(holiday[0] + holiday[1])})
+    offline = []
+    if rng.random() < AGENT_OUTAGE_SHARE:
+        start = datetime.fromisoformat(_local(rng.randint(10, days - 10), rng.randint(0, 23)))
+        offline.append({"starts_at": start.isoformat(),
+                        "ends_at": (start + timedelta(hours=rng.uniform(20, 96))).replace(microsecond=0).isoformat()})
+    return {"passive": passive, "offline": offline}
+
+
 def _measure_days(rng: random.Random, days: int, adherence: float, gaps: list[tuple[int, int]]) -> list[bool]:
     out = [rng.random() < adherence for _ in range(days)]
     for a, b in gaps:
@@ -150,6 +179,9 @@ def _at(rng: random.Random, day: int, hour: float) -> datetime:
 
 def generate(*, seed: int, citizens: int = 200, days: int = 180, copd_share: float = 0.55) -> Cohort:
     rng = random.Random(seed)
+    # the scheduler's facts (passive intervals, agent outages) from their own stream, so that the
+    # readings stay what they were before these facts existed
+    clock_rng = random.Random(f"{seed}-clock")
     readings: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
     patients: dict[str, dict[str, Any]] = {}
@@ -166,6 +198,7 @@ def generate(*, seed: int, citizens: int = 200, days: int = 180, copd_share: flo
         prodromes = [rng.randint(*PRODROME_DAYS) for _ in ev]
         recoveries = [rng.randint(*RECOVERY_DAYS) for _ in ev]
         gaps = [(e + 1, e + 1 + rng.randint(3, 8)) for e in ev if rng.random() < 0.4]
+        admissions = list(gaps)
         holiday: tuple[int, int, float] | None = None
         if rng.random() < HOLIDAY_SHARE:
             h = rng.randint(14, days - 20)
@@ -176,6 +209,7 @@ def generate(*, seed: int, citizens: int = 200, days: int = 180, copd_share: flo
             a = rng.randint(10, days - 15)
             gaps.append((a, a + rng.randint(7, 14)))
         measured = _measure_days(rng, days, adherence, gaps)
+        patients[ref].update(_clock_facts(clock_rng, days, admissions, holiday))
         for e in ev:
             kind = "copd_exacerbation" if programme == "copd" else "hf_decompensation"
             events.append({"patient": ref, "event": kind, "day": (START + timedelta(days=e)).isoformat()})
@@ -248,8 +282,9 @@ def _heart_failure(rng: random.Random, ref: str, days: int, measured: list[bool]
     pulse_sd = rng.uniform(3.0, 6.0)
     gain = [_lognormal(rng, *WEEK_GAIN_KG) for _ in ev]
     creep = [rng.uniform(*CREEP_KG) for _ in ev]
-    # Chaudhry: divergence in the final week; the prodrome here lasts 5-10 days
-    hf_prodromes = [max(5, min(10, p + 1)) for p in prodromes]
+    # Chaudhry: increases begin at least a week before admission and diverge in the final week:
+    # the fast part of the prodrome lasts 7-10 days (it lasted 5-10, shorter than the source)
+    hf_prodromes = [max(7, min(10, p + 3)) for p in prodromes]
     drift_w = drift_s = 0.0
     out = []
     for d in range(days):

@@ -12,8 +12,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from datetime import time as dtime
+from typing import Any
 from zoneinfo import ZoneInfo
 
+from alert_rules.evaluate import Finding
+from alert_rules.model import MissingRule, PlannedDefault
 from vitals.kinds import MeasurementKind
 
 
@@ -23,6 +26,11 @@ class PlanLine:
     times: tuple[dtime, ...]
     weekdays: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6)
     grace_minutes: int = 120
+
+
+def plan_lines(plan: Iterable[PlannedDefault]) -> list[PlanLine]:
+    """A programme's default plan (``monitoring_plan:`` in a rule file) as plan lines."""
+    return [PlanLine(p.kind, tuple(p.times), tuple(p.weekdays), p.grace_minutes) for p in plan]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,3 +90,25 @@ def missed_slots(
     return [
         s for s in slots if now > s.due_at + s.grace and not slot_met(s, readings.get(s.kind, ()))
     ]
+
+
+def missed_finding(rule: MissingRule, new: Sequence[Slot], earlier: Sequence[Mapping[str, Any]] = ()) -> Finding:
+    """The blue finding for newly missed slots (``new``, oldest first): the scheduler's check and
+    ``nearcare rules replay`` both build it here. ``earlier`` is the open blue alert's list of
+    missed slots, kept with the new ones (the last 20)."""
+    if not new:
+        raise ValueError("missed_finding needs at least one missed slot")
+    missed = [*earlier, *({"kind": s.kind.value, "due_at": s.due_at.isoformat()} for s in new)][-20:]
+    return Finding(rule_id=rule.id, rule_kind=rule.kind, measurement=new[-1].kind.value, severity="blue",
+                   value=None, title=rule.title, thresholds={"grace_minutes": new[-1].grace.total_seconds() / 60},
+                   detail={"missed": missed})
+
+
+def awaited(detail: Mapping[str, Any]) -> frozenset[str]:
+    """The kinds an open blue alert waits for (a reading of one of them clears it)."""
+    return frozenset(str(m.get("kind")) for m in detail.get("missed", []))
+
+
+def missing_clear(rule: MissingRule) -> Finding:
+    """A reading of an awaited kind: back in range for the blue alert."""
+    return Finding(rule.id, rule.kind, None, None, None, rule.title, {})

@@ -16,8 +16,16 @@ inhibition stage), with each citizen's readings in measurement order and the rea
 the first reading of each local day, from the daily means, leaving out days on which a red or
 yellow alert was open (:func:`alert_rules.baseline.compute_baseline`).
 
-Passive intervals in ``--patients`` are validated and kept; they only change missed-measurement
-(blue) alerts, which come from the scheduler's clock, not from readings, and are not replayed.
+With ``clock=True`` (the command's default) the scheduler's clock runs too, through the same pure
+functions as the scheduled jobs: each planned measurement of the programme's monitoring plan
+(``monitoring_plan:``) not taken within its grace window opens or updates a blue alert
+(:func:`alert_rules.plans.missed_slots`, :func:`alert_rules.plans.missed_finding`), found one
+minute after the window (the job runs every minute) and cleared by the next reading of that
+kind; slots inside a citizen's ``passive`` intervals are not planned. A citizen's ``offline``
+intervals in ``--patients`` (the home agent's status said offline) open the technical
+agent-offline alert after ``offline_hours`` (:func:`alert_rules.evaluate.evaluate_agent`),
+resolved when the agent is back. These alerts are blue and technical: ``nearcare rules score``
+counts them apart, never as clinical.
 """
 
 from __future__ import annotations
@@ -28,18 +36,19 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from alert_rules.baseline import Baseline, compute_baseline
-from alert_rules.drive import Actives, apply_findings, rules_for_kind, settle_inhibition, window
+from alert_rules.drive import Actives, apply_findings, rules_for_kind, settle_inhibition, step, window
 from alert_rules.errors import AlertRulesError
-from alert_rules.evaluate import Context, Observation, evaluate, history_kinds
-from alert_rules.lifecycle import Effect, Patient, Record, Router
+from alert_rules.evaluate import AgentStatus, Context, Finding, Observation, evaluate, evaluate_agent, history_kinds
+from alert_rules.lifecycle import Effect, Patient, PatientFinding, Record, Router
 from alert_rules.loader import Ruleset
-from alert_rules.model import AnyRule, BaselineRule, Programme
+from alert_rules.model import AgentOfflineRule, AnyRule, BaselineRule, MissingRule, Programme
+from alert_rules.plans import awaited, missed_finding, missed_slots, missing_clear, plan_lines, planned_slots
 from alert_rules.quality import ARTEFACT_FLAGS, KNOWN_FLAGS
 from alert_rules.routing import Route, RoutingConfig
 from vitals.kinds import MeasurementKind, spec
@@ -69,6 +78,9 @@ class Citizen(BaseModel):
     department: str | None = None
     overrides: dict[str, dict[str, float]] = Field(default_factory=dict)
     passive: tuple[PassiveInterval, ...] = ()
+    """Hospitalised, on holiday: no measurement is planned (no blue alert)."""
+    offline: tuple[PassiveInterval, ...] = ()
+    """The home agent offline (its status, not the readings: readings it buffered still arrive)."""
 
 
 class _Line(BaseModel):
@@ -196,9 +208,11 @@ class _State:
 
 def replay_stream(readings: Sequence[StreamReading], ruleset: Ruleset, *,
                   patients: Mapping[str, Citizen] | None = None, routing: RoutingConfig | None = None,
-                  tz: str = "Europe/Copenhagen", source: str = "<readings>") -> list[Transition]:
+                  tz: str = "Europe/Copenhagen", source: str = "<readings>", clock: bool = False,
+                  until: datetime | None = None) -> list[Transition]:
     """All citizens' readings through the production path; the alert transitions in order
-    (per citizen, in measurement order)."""
+    (per citizen, in measurement order). ``clock``: the scheduler's missed-measurement and
+    agent-offline checks too, up to ``until`` (default: the last reading of all)."""
     zone = ZoneInfo(tz)
     patients = patients or {}
     config = routing if routing is not None else UNROUTED
@@ -209,6 +223,7 @@ def replay_stream(readings: Sequence[StreamReading], ruleset: Ruleset, *,
         by_citizen.setdefault(r.patient, []).append(r)
     ids = itertools.count(1)
     out: list[Transition] = []
+    end = until if until is not None else max((r.at for r in readings), default=None)
     for ref, mine in by_citizen.items():
         info = patients.get(ref, Citizen())
         programme: str | None = info.programme
@@ -231,17 +246,105 @@ def replay_stream(readings: Sequence[StreamReading], ruleset: Ruleset, *,
                     baseline_rules=[r for r in rules if isinstance(r, BaselineRule)])
         states[ref] = st
         mine.sort(key=lambda x: (x.at, x.line))
-        out += _replay_citizen(st, mine, router, config, ruleset.by_id, ids, zone)
+        ticks = _clock(st, ruleset, info, mine, end, tz) if clock and end is not None else []
+        out += _replay_citizen(st, mine, router, config, ruleset.by_id, ids, zone, ticks)
     return out
 
 
+CHECK_EVERY = timedelta(minutes=1)
+"""The scheduled missed-measurement and technical checks run every minute: a slot missed at
+``due + grace`` is found one check later."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Tick:
+    """One scheduled check with something to say: the findings it hands the state machine."""
+
+    at: datetime
+    findings: tuple[tuple[AnyRule, Literal["record", "keep"], Any], ...]
+    """(rule, repeat, finding or a builder of it from the open alert's detail)."""
+
+
+def _clock(st: _State, ruleset: Ruleset, info: Citizen, readings: Sequence[StreamReading], end: datetime,
+           tz: str) -> list[_Tick]:
+    """The scheduler's checks that find something for this citizen, from the first reading to ``end``."""
+    ticks: list[_Tick] = []
+    missing = next((r for r in st.rules if isinstance(r, MissingRule)), None)
+    lines = plan_lines(ruleset.default_plan(st.patient.programme))
+    if missing is not None and lines and readings:
+        slots = planned_slots(lines, start=readings[0].at, end=end, tz=tz,
+                              passive=[(p.starts_at, p.ends_at) for p in info.passive])
+        taken: dict[MeasurementKind, list[datetime]] = {}
+        for r in readings:
+            taken.setdefault(r.kind, []).append(r.at)
+        found: dict[datetime, list[Any]] = {}
+        for slot in missed_slots(slots, taken, now=end):
+            # the first check after the grace window ran out
+            at = slot.due_at + slot.grace + CHECK_EVERY
+            if at <= end:
+                found.setdefault(at, []).append(slot)
+        for at, new in sorted(found.items()):
+            ticks.append(_Tick(at, ((missing, "record",
+                                     lambda detail, rule=missing, new=new: missed_finding(rule, new, detail)),)))
+    offline = next((r for r in st.rules if isinstance(r, AgentOfflineRule)), None)
+    if offline is not None:
+        limit = timedelta(hours=offline.thresholds.offline_hours)
+        for span in info.offline:
+            seen = span.starts_at
+            at = seen + limit + CHECK_EVERY
+            back = span.ends_at
+            if back is not None and at >= back:
+                continue  # back before the limit: no alert
+            if at <= end:
+                f = evaluate_agent(offline, AgentStatus("agent", online=False, last_seen_at=seen), at)
+                if f is not None:
+                    ticks.append(_Tick(at, ((offline, "keep", f),)))
+            if back is not None and back <= end:
+                f = evaluate_agent(offline, AgentStatus("agent", online=True, last_seen_at=back), back)
+                if f is not None:
+                    ticks.append(_Tick(back, ((offline, "keep", f),)))
+    ticks.sort(key=lambda t: t.at)
+    return ticks
+
+
 def _replay_citizen(st: _State, readings: Sequence[StreamReading], router: Router, config: RoutingConfig,
-                    rules_by_id: Mapping[str, AnyRule], ids: Iterator[int], zone: ZoneInfo) -> list[Transition]:
+                    rules_by_id: Mapping[str, AnyRule], ids: Iterator[int], zone: ZoneInfo,
+                    ticks: Sequence[_Tick] = ()) -> list[Transition]:
     actives: Actives = {}
     out: list[Transition] = []
     patients = {st.pid: st.patient}
+    missing = [r for r in st.rules if isinstance(r, MissingRule)] if ticks else []
+    pending = list(reversed(ticks))
+
+    def record(effects: Sequence[Effect], now: datetime) -> None:
+        for e in effects:
+            if type(e) is Record and e.action in ("opened", "worsened", "resolved"):
+                a = e.alert
+                # the value production records: the alert's latest breaching value
+                out.append(Transition(st.ref, a.rule_id, a.severity, e.action, now, a.last_value, a.team_key))
+                # the job's stable days: alerts red or yellow now, from opening to resolution
+                st.spans[a.id] = (a.opened_at, a.resolved_at, a.severity)
+
+    def run_ticks(until: datetime | None) -> None:
+        # the scheduler's checks due before this reading (all of them at the end)
+        while pending and (until is None or pending[-1].at <= until):
+            tick = pending.pop()
+            effects: list[Effect] = []
+            settle: set[int] = set()
+            for rule, repeat, made in tick.findings:
+                key = (st.pid, rule.id)
+                active = actives.get(key)
+                f: Finding = made if isinstance(made, Finding) else made(
+                    list(active.detail.get("missed", [])) if active else [])
+                pf = PatientFinding(st.patient, f, None, rule.auto_resolve_after, repeat=repeat)
+                step(actives, key, active, pf, tick.at, router, ids, effects, settle)
+            settle_inhibition(actives, settle, patients, config, tick.at, router, effects)
+            record(effects, tick.at)
+
     for r in readings:
         now = r.at
+        if pending:
+            run_ticks(now)
         if st.baseline_rules:
             day = now.astimezone(zone).date()
             if day != st.day:
@@ -256,15 +359,16 @@ def _replay_citizen(st: _State, readings: Sequence[StreamReading], router: Route
         settle: set[int] = set()
         apply_findings(actives, st.pid, st.patient, findings, None, rules_by_id, now, router, ids, effects,
                        settle)
+        for rule in missing:
+            # a reading of a kind a blue alert is waiting for counts as back in range (as the engine)
+            key = (st.pid, rule.id)
+            active = actives.get(key)
+            if active is not None and r.kind.value in awaited(active.detail):
+                step(actives, key, active, PatientFinding(st.patient, missing_clear(rule), None,
+                                                          rule.auto_resolve_after), now, router, ids, effects, settle)
         settle_inhibition(actives, settle, patients, config, now, router, effects)
         if effects:
-            for e in effects:
-                if type(e) is Record and e.action in ("opened", "worsened", "resolved"):
-                    a = e.alert
-                    # the value production records: the alert's latest breaching value
-                    out.append(Transition(st.ref, a.rule_id, a.severity, e.action, now, a.last_value, a.team_key))
-                    # the job's stable days: alerts red or yellow now, from opening to resolution
-                    st.spans[a.id] = (a.opened_at, a.resolved_at, a.severity)
+            record(effects, now)
         if r.kind in st.kinds:
             st.times.append(now)
             st.history.append(obs)
@@ -275,6 +379,7 @@ def _replay_citizen(st: _State, readings: Sequence[StreamReading], router: Route
                 if br.measurement == r.kind and v is not None:
                     st.daily.setdefault((br.measurement.value, br.component_name), {}).setdefault(
                         now.astimezone(zone).date(), []).append((now, v))
+    run_ticks(None)
     return out
 
 

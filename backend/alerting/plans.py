@@ -11,10 +11,9 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from alert_rules.evaluate import Finding
 from alert_rules.lifecycle import PatientFinding
 from alert_rules.model import MissingRule
-from alert_rules.plans import PlanLine, Slot, missed_slots, planned_slots, slot_met
+from alert_rules.plans import PlanLine, Slot, missed_finding, missed_slots, planned_slots, slot_met
 from backend import outbox
 from backend.alerting import lifecycle
 from backend.alerting.config import AlertingConfig, NotifierSettings
@@ -216,12 +215,7 @@ def check_missed_measurements(
             if rule is None:
                 continue
             active = lifecycle.active_alerts(conn, [pid]).get((pid, rule.id))
-            earlier = list(active.detail.get("missed", [])) if active else []
-            missed_detail = [*earlier, *({"kind": s.kind.value, "due_at": s.due_at.isoformat()} for s in new)][-20:]
-            finding = Finding(rule_id=rule.id, rule_kind=rule.kind, measurement=new[-1].kind.value, severity="blue",
-                              value=None, title=rule.title,
-                              thresholds={"grace_minutes": new[-1].grace.total_seconds() / 60},
-                              detail={"missed": missed_detail})
+            finding = missed_finding(rule, new, list(active.detail.get("missed", [])) if active else [])
             # A new missed slot is worth a transition even when the blue alert is open already.
             (alert,) = lifecycle.decide_for_patient(
                 conn, patient=patient, now=now, config=cfg, teams=teams, notifier=notifier,

@@ -1,4 +1,7 @@
-"""What-if in the API (``POST …/thresholds/what-if``) and on the patient page (``/patients/{id}/what-if``)."""
+"""What-if in the API (``POST …/thresholds/what-if``), on the patient page (``/patients/{id}/what-if``),
+and for a programme: its settings page (``/programmes/{programme}/thresholds``: every threshold of
+the programme's rules, the packaged default and the value in force, each with a what-if link) and
+its what-if page (``/programmes/{programme}/what-if``)."""
 
 from __future__ import annotations
 
@@ -11,12 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from backend.accounts.access import PatientNotFound, open_patient
 from backend.accounts.deps import Conn, CurrentPrincipal, audit_role_refusal, remote_addr
-from backend.accounts.model import AccessDenied
+from backend.accounts.model import AccessDenied, Role
 from backend.alerting.errors import InvalidThreshold
+from backend.alerting.thresholds import programme_changes
 from backend.alerting.views.thresholds import thresholds
 from backend.api.deps import ClinicianPrincipal, Config, open_patient_or_refuse
 from backend.web.i18n import translator
 from backend.web.render import render
+from backend.web.threshold_form import field_words, value_text
 from backend.whatif import changes_from, what_if
 
 api = APIRouter(prefix="/api/v1", tags=["what-if"])
@@ -115,10 +120,11 @@ def programme_what_if_page(
     field: Annotated[str | None, Query(max_length=50)] = None,
     value: Annotated[str | None, Query(max_length=20)] = None,
 ) -> Response:
-    """The same for a programme default, over every active citizen of the programme."""
+    """The same for a programme default, over every active citizen of the programme (counts only:
+    an admin, who changes programme defaults, sees it too)."""
     t = translator(p.lang)
-    if not p.user.role.clinical:
-        audit_role_refusal(request, p, "this needs a nurse or specialist")
+    if not _may_see_programme(p):
+        audit_role_refusal(request, p, "this needs a nurse, specialist or admin")
         return render(request, p, "error.html", status=403, heading=t("forbidden"), message=t("forbidden_text"))
     rows = [{"rule_id": r.id, "field": f} for r in config.ruleset.rules_for(programme)
             for f in r.default_thresholds()]
@@ -133,3 +139,37 @@ def programme_what_if_page(
             error = str(exc)
     return render(request, p, "whatif.html", patient=None, programme=programme, rows=rows, rule_id=rule_id,
                   field=field, value=value, result=result, error=error)
+
+
+PROGRAMMES = ("copd", "heart_failure", "hypertension")
+
+
+def _may_see_programme(p: Any) -> bool:
+    """A programme's thresholds and its what-if counts hold no citizen's data: clinicians and admins."""
+    return bool(p.user.role.clinical or p.user.role == Role.ADMIN)
+
+
+@pages.get("/programmes/{programme}/thresholds")
+def programme_thresholds_page(
+    request: Request, p: CurrentPrincipal, conn: Conn, config: Config,
+    programme: Literal["copd", "heart_failure", "hypertension"],
+) -> Response:
+    """A programme's settings: each threshold of its rules, the packaged default, the value in
+    force (a programme change, else the default), and a link to what a new value would have raised."""
+    t = translator(p.lang)
+    if not _may_see_programme(p):
+        audit_role_refusal(request, p, "this needs a nurse, specialist or admin")
+        return render(request, p, "error.html", status=403, heading=t("forbidden"), message=t("forbidden_text"))
+    changed = programme_changes(conn).get(programme, {})
+    rows = []
+    for rule in config.ruleset.rules_for(programme):
+        measurement = getattr(rule, "measurement", None)
+        for field, default in rule.default_thresholds().items():
+            value = changed.get(rule.id, {}).get(field, default)
+            words = field_words(field, rule_kind=rule.kind, kind=measurement.value if measurement else None,
+                                component=getattr(rule, "component_name", None), lang=p.lang)
+            rows.append({"rule_id": rule.id, "title": rule.title, "field": field, "label": words.label,
+                         "unit": words.unit, "default": value_text(default, p.lang),
+                         "value": value_text(value, p.lang), "changed": field in changed.get(rule.id, {}),
+                         "raw": f"{value:g}"})
+    return render(request, p, "programme_thresholds.html", programme=programme, programmes=PROGRAMMES, rows=rows)

@@ -49,6 +49,7 @@ from alert_rules.routing import InhibitRule, RoutingConfig
 from vitals.kinds import MeasurementKind
 
 CPH = ZoneInfo("Europe/Copenhagen")
+PREVIOUS = default_dir() / "previous"
 TUESDAY_EVENING = datetime(2026, 11, 24, 17, 0, tzinfo=CPH)  # municipal cover; not the hospital's day shift
 TEAMS = frozenset({"aarhus-sygepleje", "randers-akutteam", "silkeborg-sygepleje", "auh-lungeteam", "auh-hjerteteam",
                    "auh-akut"})
@@ -57,7 +58,10 @@ NAMES = {"aarhus-sygepleje": "Aarhus Kommune sygepleje", "auh-lungeteam": "AUH u
 
 @pytest.fixture(scope="module")
 def rules() -> Ruleset:
-    return load_ruleset()
+    # The state machine and the rule kinds (absolute yellow/red bands, baseline, trend) on the
+    # previous packaged defaults, kept in alert_rules/previous: the shipped defaults have no
+    # absolute yellow SpO2 band or baseline rule any more (issue 11).
+    return load_ruleset(PREVIOUS)
 
 
 @pytest.fixture(scope="module")

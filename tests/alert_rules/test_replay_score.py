@@ -1,11 +1,12 @@
 """nearcare rules replay / score / cohort: strict input, the issue-11 scoring, the labelled cohort,
-and the personal rule set's red false alert-days (alert_rules/personal)."""
+and the shipped rules' red false alert-days."""
 
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from typer.testing import CliRunner
@@ -14,7 +15,9 @@ from alert_rules.cli import app
 from alert_rules.cohort import generate
 from alert_rules.loader import default_dir, load_ruleset
 from alert_rules.score import AlertOpen, Event, parse_alerts, parse_events, score
-from alert_rules.stream import ReplayInputError, parse_readings, replay_stream
+from alert_rules.stream import Citizen, PassiveInterval, ReplayInputError, parse_readings, replay_stream
+
+CPH = ZoneInfo("Europe/Copenhagen")
 
 GOOD = {"patient": "P1", "programme": "copd", "kind": "spo2", "values": {"spo2": 91},
         "at": "2026-01-05T08:12:00+00:00", "quality": ["low_perfusion"]}
@@ -114,9 +117,10 @@ def test_cohort_is_seeded_and_has_what_the_issue_asks_for() -> None:
     assert parse_readings(json.dumps(r) for r in a.readings)  # the replay accepts every line
 
 
-def test_personal_rules_red_false_alert_days_stay_under_005_per_patient_month() -> None:
-    """Red is "act today": on two seeds of the cohort, red false alert-days < 0.05 per patient-month."""
-    rules = load_ruleset(default_dir() / "personal")
+def test_shipped_rules_red_false_alert_days_stay_under_005_per_patient_month() -> None:
+    """Red is "act today": with the shipped defaults, on two seeds of the cohort that the rules were
+    not measured on, red false alert-days < 0.05 per patient-month."""
+    rules = load_ruleset(default_dir())
     for seed in (101, 202):
         c = generate(seed=seed, citizens=120, days=180)
         transitions = replay_stream(parse_readings(json.dumps(r) for r in c.readings), rules)
@@ -147,3 +151,58 @@ def test_cli_cohort_replay_score(tmp_path: Path) -> None:
     bad.write_text(_line() + "\n" + _line(values={"value": 80}) + "\n")
     r = runner.invoke(app, ["replay", str(bad)])
     assert r.exit_code == 1 and "bad.jsonl:2: values.value:" in r.output
+
+
+def _spo2(day: int, hour: int = 8, value: float = 95) -> str:
+    return _line(at=f"2026-01-{day:02d}T{hour:02d}:00:00+01:00", values={"spo2": value}, quality=[])
+
+
+def test_replay_clock_opens_a_blue_alert_for_a_missed_slot_and_the_next_reading_clears_it() -> None:
+    """The programme's plan (spo2 at 08:00, 120 min grace): day 7 has no reading, so the check one
+    minute after the window opens a blue alert; day 8's reading resolves it. Without the clock,
+    or with day 7 passive, nothing."""
+    rows = parse_readings([_spo2(d) for d in (5, 6, 8, 9)])
+    got = replay_stream(rows, load_ruleset(), clock=True)
+    assert [(t.rule, t.severity, t.event, t.at.isoformat()) for t in got] == [
+        ("copd.missing", "blue", "opened", "2026-01-07T10:01:00+01:00"),
+        ("copd.missing", "blue", "resolved", "2026-01-08T08:00:00+01:00")]
+    assert replay_stream(rows, load_ruleset()) == []
+    away = {"P1": Citizen(programme="copd", passive=(
+        PassiveInterval(starts_at=datetime(2026, 1, 6, 12, tzinfo=CPH), ends_at=datetime(2026, 1, 8, tzinfo=CPH)),))}
+    assert replay_stream(rows, load_ruleset(), patients=away, clock=True) == []
+
+
+def test_replay_clock_opens_agent_offline_after_the_limit_and_resolves_it_when_back() -> None:
+    rows = parse_readings([_spo2(d) for d in range(5, 12)])
+    short = PassiveInterval(starts_at=datetime(2026, 1, 6, 9, tzinfo=CPH), ends_at=datetime(2026, 1, 6, 20, tzinfo=CPH))
+    long = PassiveInterval(starts_at=datetime(2026, 1, 8, 9, tzinfo=CPH), ends_at=datetime(2026, 1, 9, 21, tzinfo=CPH))
+    who = {"P1": Citizen(programme="copd", offline=(short, long))}
+    got = replay_stream(rows, load_ruleset(), patients=who, clock=True)
+    assert [(t.rule, t.severity, t.event, t.at.isoformat()) for t in got] == [
+        ("technical.agent_offline", "technical", "opened", "2026-01-09T09:01:00+01:00"),
+        ("technical.agent_offline", "technical", "resolved", "2026-01-09T21:00:00+01:00")]
+    alerts = parse_alerts(json.dumps(t.as_json()) for t in got)
+    s = score(alerts, [], {"P1": (date(2026, 1, 5), date(2026, 1, 11))})
+    assert (s.technical_alerts, s.clinical_alerts, s.false_alert_days) == (1, 0, 0)
+
+
+def test_cli_replay_counts_missed_measurements_apart(tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "c"
+    r = runner.invoke(app, ["cohort", "--seed", "4", "--citizens", "20", "--days", "60", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    for flag, name in (("--technical", "with"), ("--no-technical", "without")):
+        r = runner.invoke(app, ["replay", str(out / "readings.jsonl"), "--patients", str(out / "patients.json"),
+                                flag, "--format", "jsonl", "--out", str(tmp_path / f"{name}.jsonl")])
+        assert r.exit_code == 0, r.output
+    scores = {}
+    for name in ("with", "without"):
+        r = runner.invoke(app, ["score", "--alerts", str(tmp_path / f"{name}.jsonl"), "--events",
+                                str(out / "events.jsonl"), "--format", "json"])
+        assert r.exit_code == 0, r.output
+        scores[name] = json.loads(r.output)
+    assert scores["with"]["technical"]["missed_measurement_alerts"] > 0
+    assert scores["without"]["technical"] == {"alerts": 0, "missed_measurement_alerts": 0}
+    # the clock's alerts are never clinical: the clinical figures are the same
+    for key in ("caught", "false_alert_days", "clinical_alerts"):
+        assert scores["with"][key] == scores["without"][key]

@@ -17,13 +17,18 @@ from alert_rules.plans import PlanLine, missed_slots, planned_slots
 from alert_rules.routing import RoutingConfig, route
 from vitals.kinds import MeasurementKind
 
+PREVIOUS = default_dir() / "previous"
+
 CPH = ZoneInfo("Europe/Copenhagen")
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=CPH)
 
 
 @pytest.fixture(scope="module")
 def rules():  # type: ignore[no-untyped-def]
-    return load_ruleset()
+    # The state machine and the rule kinds (absolute yellow/red bands, baseline, trend) on the
+    # previous packaged defaults, kept in alert_rules/previous: the shipped defaults have no
+    # absolute yellow SpO2 band or baseline rule any more (issue 11).
+    return load_ruleset(PREVIOUS)
 
 
 @pytest.fixture(scope="module")
@@ -244,7 +249,8 @@ def test_rules_test_and_route_commands(tmp_path: Path) -> None:
         "  - {at: '2026-11-25T12:00:00+01:00', kind: spo2, values: {spo2: 94}}\n"
     )
     root = Path(__file__).parents[2]
-    out = subprocess.run([sys.executable, "-m", "nearcare_cli", "rules", "test", "--readings", str(series)],
+    out = subprocess.run([sys.executable, "-m", "nearcare_cli", "rules", "test", "--readings", str(series),
+                          "--rules", str(PREVIOUS)],
                          capture_output=True, text=True, cwd=root, check=True).stdout.splitlines()
     absolute = [ln.split() for ln in out if "copd.spo2.absolute" in ln]
     assert [(x[1], x[2]) for x in absolute] == [("opened", "yellow"), ("worsened", "red"), ("resolved", "red")]

@@ -33,7 +33,8 @@ def test_what_if_panel_shows_the_replays_figures(live: Any, world: Any, module_s
             page.click("button[type=submit]")
             page.wait_for_url(f"{live.url}/worklist")
             page.goto(f"{live.url}/patients/{world.patient_id}")
-            page.click('a.what-if[href*="rule_id=copd.spo2.absolute"][href*="field=yellow_low"]')
+            # the shipped SpO2 rule has only a red limit (issue 11): propose raising it to 95 %
+            page.click('a.what-if[href*="rule_id=copd.spo2.absolute"][href*="field=red_low"]')
             page.wait_for_url("**/what-if?**")
             page.fill("input[name=value]", "95")
             before = datetime.now(UTC)
@@ -49,7 +50,7 @@ def test_what_if_panel_shows_the_replays_figures(live: Any, world: Any, module_s
         want = {
             "current": expected(db, patient_id=world.patient_id, now=after, overrides={}),
             "proposed": expected(db, patient_id=world.patient_id, now=after,
-                                 overrides={"copd.spo2.absolute": {"yellow_low": 95.0}}),
+                                 overrides={"copd.spo2.absolute": {"red_low": 95.0}}),
         }
         assert expected(db, patient_id=world.patient_id, now=before, overrides={}) == want["current"]
     assert shown == want

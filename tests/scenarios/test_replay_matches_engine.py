@@ -57,11 +57,11 @@ def _publish(plat: Any, profile: Any, rows: list[dict[str, Any]]) -> None:
                  timeout=60)
 
 
-@pytest.mark.parametrize("rules", ["packaged", "personal"])
+@pytest.mark.parametrize("rules", ["packaged", "previous"])
 def test_replay_gives_the_engines_alerts(settings: Any, citizen: Any, rules: str) -> None:
-    """Both the packaged rules and alert_rules/personal (the ``personal`` kind: a 17-day history
-    window through the engine's history cache)."""
-    rules_dir = default_dir() if rules == "packaged" else default_dir() / "personal"
+    """Both the packaged rules (the ``personal`` kind: a 31-day history window through the
+    engine's history cache) and alert_rules/previous (absolute, baseline and trend rules)."""
+    rules_dir = default_dir() if rules == "packaged" else default_dir() / "previous"
     cohort = generate(seed=SEED, citizens=CITIZENS, days=DAYS)
     plat = Platform(settings.model_copy(update={"alert_rules_dir": str(rules_dir)}),
                     FixedClock(datetime.fromisoformat(cohort.readings[0]["at"])))
@@ -106,6 +106,6 @@ def _compare(plat: Any, citizen: Any, cohort: Any, rules_dir: Path) -> None:
         parse_readings(json.dumps(r) for r in cohort.readings), rules, patients=who, routing=routing))
     assert any(e[3] == "opened" for e in replayed), "the slice raises no alert: pick another seed"
     assert any(r["quality"] for r in cohort.readings), "the slice has no device artefact"
-    if rules_dir.name == "personal":
+    if rules_dir.name != "previous":
         assert any(e[1].endswith(".personal") and e[3] == "opened" for e in replayed), replayed
     assert engine == replayed

@@ -51,12 +51,17 @@ def test_copd_exacerbation_yellow_then_red_routed(make_platform, citizen) -> Non
     for r in readings_between(p, LIVE, LIVE + timedelta(days=4), live_start=LIVE):
         plat.send(p, [r], at=r.at)
     with plat.conn() as c:
+        # the shipped rules (issue 11): the personal composite (pulse up, SpO2 down against the
+        # citizen's own fortnight) opens yellow first; SpO2 <= 85 % then opens red
+        watch = [(t.action, t.severity) for t in transitions(c, pid, "copd.oximetry.personal")]
+        assert watch and watch[0] == ("opened", "yellow"), watch
+        opened = transitions(c, pid, "copd.oximetry.personal")[0]
         ts = transitions(c, pid, "copd.spo2.absolute")
         actions = [(t.action, t.severity) for t in ts]
-        assert actions[0] == ("opened", "yellow"), actions
-        assert ("worsened", "red") in actions, actions
+        assert actions and actions[0] == ("opened", "red"), actions
         assert len({t.alert_id for t in ts}) == 1  # one alert identity, updated, never duplicated
-        opened, red = ts[0], next(t for t in ts if t.action == "worsened")
+        red = ts[0]
+        assert opened.at < red.at  # the watch band saw it before the dangerous value
         assert opened.team_key == "aarhus-sygepleje"  # yellow: the citizen's municipal nurses
         assert red.team_key == expected_copd_team(red.at, "aarhus-sygepleje")
         entry = worklist(c, patient_ids=[pid])[0]
@@ -68,20 +73,23 @@ def test_heart_failure_weight_gain(make_platform, citizen) -> None:  # type: ign
     p = citizen("hf_weight_gain")
     plat = make_platform(FixedClock(LIVE))
     pid = plat.enrol(p)
-    plat.send(p, list(readings_between(p, LIVE - timedelta(days=5), LIVE, live_start=LIVE)), at=LIVE)
+    # a fortnight of history: the weight rule's baseline is the median of 14 days ending 5 days
+    # back, active from 7 such days
+    plat.send(p, list(readings_between(p, LIVE - timedelta(days=14), LIVE, live_start=LIVE)), at=LIVE)
     for day in range(4):
         batch = list(readings_between(p, LIVE + timedelta(days=day), LIVE + timedelta(days=day + 1), live_start=LIVE))
         if batch:
             plat.send(p, batch, at=batch[-1].at)
     with plat.conn() as c:
-        ts = transitions(c, pid, "heart_failure.weight.trend")
+        ts = transitions(c, pid, "heart_failure.weight.personal")
         assert ts and ts[0].action == "opened" and ts[0].severity == "yellow"
         assert ts[0].team_key in ("randers-akutteam", "auh-hjerteteam")
         entry = worklist(c, patient_ids=[pid])[0]
-        alert = next(a for a in entry.alerts if a.rule_id == "heart_failure.weight.trend")
-        assert alert.title == "Vægtøgning over 2 kg på 3 dage"
+        alert = next(a for a in entry.alerts if a.rule_id == "heart_failure.weight.personal")
+        assert alert.title == "Vægtøgning i forhold til egen variation"
         row = c.execute("SELECT thresholds, detail FROM alerts WHERE id = %s", (alert.id,)).fetchone()
-        assert row[0] == {"delta": 2.0, "window_hours": 72.0} and row[1]["change"] >= 2.0
+        assert row[0]["yellow"] == 2.5 and row[0]["lag_days"] == 5.0
+        assert row[1]["z"][0] >= 2.5  # today's weight in the citizen's own day-to-day spreads
 
 
 def _planned_citizen(plat: Any, citizen: Any) -> tuple[Any, int]:

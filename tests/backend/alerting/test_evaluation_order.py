@@ -17,11 +17,17 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from alert_rules.loader import default_dir
 from backend.alerting import FixedClock
 from backend.alerting.config import load_config
 from backend.alerting.engine import AlertEngine
 from backend.readings import StoredReading
 from tests.backend.alerting._order import alert_rows, assert_as_in_order, breaches, copd_spo2_dip
+
+# The engine, the writer and the order machinery on the previous packaged rules (alert_rules/
+# previous): their absolute yellow/red SpO2 bands, baseline and trend rules; the shipped defaults
+# have no yellow SpO2 band any more (issue 11).
+PREVIOUS = default_dir() / "previous"
 
 CPH = ZoneInfo("Europe/Copenhagen")
 T0 = datetime(2026, 11, 24, 11, 0, tzinfo=CPH)
@@ -49,7 +55,7 @@ def _evaluate_both(seed: Any, pool: Any, db: Any, programme: str, kind: str, ser
     places in the series); both citizens' alerts and transitions, readings named by their place
     in the series."""
     clock = FixedClock(T0 + timedelta(hours=2))
-    engine = AlertEngine(pool=pool, config=load_config(), clock=clock)
+    engine = AlertEngine(pool=pool, config=load_config(PREVIOUS), clock=clock)
     component = {"spo2": "spo2", "weight": "weight"}[kind]
     outcome = []
     for order in ("in order", "newest first"):
@@ -175,7 +181,7 @@ def test_a_copd_dip_and_recovery_evaluated_newest_batch_first_records_what_measu
     values = copd_spo2_dip(random.Random(20261130))
     series = [(T0 - timedelta(minutes=15 * (len(values) - i)), v) for i, v in enumerate(values)]
     clock = FixedClock(T0 + timedelta(hours=2))
-    engine = AlertEngine(pool=pool, config=load_config(), clock=clock)
+    engine = AlertEngine(pool=pool, config=load_config(PREVIOUS), clock=clock)
     got = []
     for order in ("in order", "newest first"):
         pid = seed.patient("copd", "Aarhus")

@@ -7,11 +7,17 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from alert_rules.loader import default_dir
 from alert_rules.routing import InhibitRule
 from backend.alerting import FixedClock, alert_history, resolve, worklist
 from backend.alerting.config import AlertingConfig, load_config
 from backend.alerting.engine import AlertEngine
 from backend.alerting.jobs import check_technical, run_escalations
+
+# The engine, the writer and the order machinery on the previous packaged rules (alert_rules/
+# previous): their absolute yellow/red SpO2 bands, baseline and trend rules; the shipped defaults
+# have no yellow SpO2 band any more (issue 11).
+PREVIOUS = default_dir() / "previous"
 
 CPH = ZoneInfo("Europe/Copenhagen")
 
@@ -24,7 +30,7 @@ def test_agent_offline_opens_once_and_resolves_when_online(seed, db, pool) -> No
     pid = seed.patient("copd", "Aarhus")
     agent = seed.agent_of(pid)
     now = datetime(2026, 11, 24, 10, 0, tzinfo=CPH)
-    cfg = load_config()
+    cfg = load_config(PREVIOUS)
     db.execute("UPDATE agents SET online = false, last_seen_at = %s WHERE id = %s", (now - timedelta(hours=23), agent))
     with pool.connection() as conn:  # a pool connection, as the scheduler's (autocommit off)
         assert [a for a in check_technical(conn, now=now, config=cfg) if a.patient_id == pid] == []
@@ -51,8 +57,8 @@ def test_battery_low_device_opens_one_technical_alert(seed, db, pool) -> None:  
                " 'Nonin 3230', true)", (agent,))
     now = datetime(2026, 11, 24, 10, 0, tzinfo=CPH)
     with pool.connection() as conn:
-        first = [a for a in check_technical(conn, now=now, config=load_config()) if a.patient_id == pid]
-        second = [a for a in check_technical(conn, now=now + timedelta(minutes=5), config=load_config())
+        first = [a for a in check_technical(conn, now=now, config=load_config(PREVIOUS)) if a.patient_id == pid]
+        second = [a for a in check_technical(conn, now=now + timedelta(minutes=5), config=load_config(PREVIOUS))
                   if a.patient_id == pid]
     assert [(a.rule_id, a.detail) for a in first] == [
         ("technical.battery_low", {"device": "C0:FF:EE:00:00:01", "model": "Nonin 3230"})]
@@ -60,7 +66,7 @@ def test_battery_low_device_opens_one_technical_alert(seed, db, pool) -> None:  
 
 
 def _wide_inhibition() -> AlertingConfig:
-    cfg = load_config()
+    cfg = load_config(PREVIOUS)
     routing = cfg.routing.model_copy(update={"inhibit_rules": (
         InhibitRule(source_match={"severity": "red"}, target_match={"severity": "yellow"}, equal=("patient",)),)})
     return AlertingConfig(ruleset=cfg.ruleset, routing=routing, directory=cfg.directory)
@@ -92,7 +98,7 @@ def test_red_mutes_in_the_batch_and_resolving_it_unmutes(seed, db, pool) -> None
 def test_one_batch_opens_worsens_resolves_and_reopens_in_order(seed, db, pool) -> None:  # type: ignore[no-untyped-def]
     pid = seed.patient("copd", "Aarhus")
     t0 = datetime(2026, 11, 24, 17, 0, tzinfo=CPH)
-    engine = AlertEngine(pool=pool, config=load_config(), clock=FixedClock(t0))
+    engine = AlertEngine(pool=pool, config=load_config(PREVIOUS), clock=FixedClock(t0))
     m = [t0 + timedelta(minutes=i) for i in range(5)]
     engine.on_stored([seed.reading(pid, "spo2", m[0], spo2=88.0), seed.reading(pid, "spo2", m[1], spo2=84.0),
                       seed.reading(pid, "spo2", m[2], spo2=95.0), seed.reading(pid, "spo2", m[3], spo2=96.0),
@@ -131,7 +137,7 @@ def test_technical_check_commits_each_patient_on_its_own(seed, db, pool, databas
 
         def run() -> None:
             with pool.connection() as conn:
-                done.append(check_technical(conn, now=now, config=load_config()))
+                done.append(check_technical(conn, now=now, config=load_config(PREVIOUS)))
 
         worker = threading.Thread(target=run)
         worker.start()
@@ -160,7 +166,7 @@ def test_scheduled_checks_and_engine_run_together_without_deadlock(seed, db, poo
 
     from backend.alerting import check_missed_measurements
 
-    cfg = load_config()
+    cfg = load_config(PREVIOUS)
     t0 = datetime(2026, 11, 24, 17, 0, tzinfo=CPH)
     pids = [seed.patient("copd", "Aarhus") for _ in range(12)]
     for pid in reversed(pids):  # rows stored newest patient first: a scan meets them in descending order

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from alert_rules.loader import default_dir
 from backend.alerting import (
     FixedClock,
     InvalidThreshold,
@@ -26,10 +27,15 @@ from backend.alerting.jobs import run_escalations
 from backend.alerting.notify import Dispatcher
 from backend.embedded import free_port
 
+# The engine, the writer and the order machinery on the previous packaged rules (alert_rules/
+# previous): their absolute yellow/red SpO2 bands, baseline and trend rules; the shipped defaults
+# have no yellow SpO2 band any more (issue 11).
+PREVIOUS = default_dir() / "previous"
+
 CPH = ZoneInfo("Europe/Copenhagen")
 
 
-CFG = load_config()
+CFG = load_config(PREVIOUS)
 """One configuration for the engine and the screens' service functions, as a process has."""
 
 
@@ -57,7 +63,7 @@ def test_override_stays_linked_and_is_audited(seed, db, pool) -> None:  # type: 
         assert _t(tb, "hypertension.bp.systolic", "yellow_high").value == 135
         # Evaluation uses, and stores, what is in force
         clock = FixedClock(datetime(2026, 11, 24, 9, 0, tzinfo=CPH))
-        engine = AlertEngine(pool=pool, config=load_config(), clock=clock)
+        engine = AlertEngine(pool=pool, config=load_config(PREVIOUS), clock=clock)
         r = seed.reading(a, "blood_pressure", clock.now(), systolic=140.0, diastolic=80.0, mean_arterial=100.0)
         engine.on_stored([r])
         row = db.execute("SELECT thresholds, fired FROM reading_evaluations WHERE measurement_id = %s",
@@ -81,7 +87,7 @@ def test_inhibition_snooze_and_no_duplicates(seed, db, pool) -> None:  # type: i
     pid = seed.patient("heart_failure", "Aarhus")
     t0 = datetime(2026, 11, 24, 18, 0, tzinfo=CPH)
     clock = FixedClock(t0)
-    engine = AlertEngine(pool=pool, config=load_config(), clock=clock)
+    engine = AlertEngine(pool=pool, config=load_config(PREVIOUS), clock=clock)
     engine.on_stored([seed.reading(pid, "spo2", t0, spo2=89.0)])  # red (<= 91)
     engine.on_stored([seed.reading(pid, "spo2", t0 + timedelta(minutes=1), spo2=88.0)])  # same alert, updated
     engine.on_stored([seed.reading(pid, "pulse", t0 + timedelta(minutes=1), pulse=115.0)])  # yellow, other kind
@@ -95,7 +101,7 @@ def test_inhibition_snooze_and_no_duplicates(seed, db, pool) -> None:  # type: i
     with pytest.raises(InvalidTransition):
         snooze(db, config=CFG, alert_id=red.id, until=t0 - timedelta(hours=1), reason="x", by="y", now=t0)
     assert snoozed.snoozed_until == t0 + timedelta(hours=2)
-    esc = run_escalations(db, now=t0 + timedelta(hours=1), config=load_config())
+    esc = run_escalations(db, now=t0 + timedelta(hours=1), config=load_config(PREVIOUS))
     assert red.id not in {a.id for a in esc}  # snoozed: no escalation
 
 
@@ -122,7 +128,7 @@ def test_email_through_a_real_smtp_server_once(seed, db, pool) -> None:  # type:
                                     webhook_url=None)
         pid = seed.patient("copd", "Aarhus")
         t0 = datetime(2026, 11, 24, 23, 0, tzinfo=CPH)  # night: the lung team, which has an email contact
-        engine = AlertEngine(pool=pool, config=load_config(), clock=FixedClock(t0), notifier=notifier)
+        engine = AlertEngine(pool=pool, config=load_config(PREVIOUS), clock=FixedClock(t0), notifier=notifier)
         engine.on_stored([seed.reading(pid, "spo2", t0, spo2=83.0)])
         dispatcher = Dispatcher(pool=pool, settings=notifier)
         (log_id,) = db.execute(
@@ -166,7 +172,7 @@ def test_webhook_failure_is_retried_with_backoff(seed, db, pool) -> None:  # typ
                                 smtp_host=None, backoff_base_s=30)
     pid = seed.patient("copd", "Randers")
     t0 = datetime(2026, 11, 24, 23, 0, tzinfo=CPH)
-    AlertEngine(pool=pool, config=load_config(), clock=FixedClock(t0), notifier=notifier).on_stored(
+    AlertEngine(pool=pool, config=load_config(PREVIOUS), clock=FixedClock(t0), notifier=notifier).on_stored(
         [seed.reading(pid, "spo2", t0, spo2=83.0)])
     Dispatcher(pool=pool, settings=notifier).deliver_due(limit=500)
     row = db.execute("SELECT status, attempts, last_error, next_attempt_at > now() + interval '20 seconds'"

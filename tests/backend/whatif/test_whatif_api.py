@@ -73,3 +73,36 @@ def test_programme_what_if_page_shows_the_apis_figures(client: Any, world: Any, 
     r = client.get("/programmes/copd/what-if", params={"rule_id": "copd.spo2.absolute", "field": "yellow_low",
                                                        "value": "80"}, headers={"accept": "text/html"})
     assert r.status_code == 200 and 'id="what-if-error"' in r.text
+
+
+def test_programme_settings_page_links_every_threshold_to_its_what_if(client: Any, world: Any) -> None:
+    """/programmes/{programme}/thresholds lists each threshold of the programme's rules with a
+    what-if link; the link shows the replay at the value in force on both sides (same figures),
+    and the what-if page links back. Clinicians and admins see it; a citizen does not."""
+    import html
+    import re
+    from urllib.parse import parse_qs, urlsplit
+
+    from alert_rules.loader import load_ruleset
+    from tests.backend.web._support import web_login
+
+    web_login(client, world.nurse)
+    r = client.get("/programmes/copd/thresholds", headers={"accept": "text/html"})
+    assert r.status_code == 200, r.text
+    links = [html.unescape(h) for h in re.findall(r'class="what-if" href="([^"]+)"', r.text)]
+    linked = {(q["rule_id"][0], q["field"][0]) for q in (parse_qs(urlsplit(h).query) for h in links)}
+    assert linked == {(rule.id, f) for rule in load_ruleset().rules_for("copd") for f in rule.default_thresholds()}
+    href = next(h for h in links if "rule_id=copd.oximetry.personal" in h and "field=yellow&" in h)
+    r = client.get(href, headers={"accept": "text/html"})
+    assert r.status_code == 200 and 'id="what-if-result"' in r.text
+    cells = {name: re.findall(rf'id="{name}">(\d+)<', r.text) for name in
+             ("current-alerts", "proposed-alerts", "current-red", "proposed-red")}
+    assert all(len(v) == 1 for v in cells.values()), cells
+    assert cells["current-alerts"] == cells["proposed-alerts"] and cells["current-red"] == cells["proposed-red"]
+    assert 'href="/programmes/copd/thresholds"' in r.text
+    web_login(client, world.admin)
+    for path in ("/programmes/heart_failure/thresholds", href):
+        assert client.get(path, headers={"accept": "text/html"}).status_code == 200, path
+    web_login(client, world.citizen)
+    for path in ("/programmes/copd/thresholds", href):
+        assert client.get(path, headers={"accept": "text/html"}).status_code == 403, path
