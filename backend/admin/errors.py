@@ -21,3 +21,15 @@ class AdminError(BackendError):
         super().__init__(message)
         self.key = key
         self.params = params
+
+
+class AdminNotFound(AdminError):
+    """The user, device, agent, team or citizen named does not exist (the API's 404)."""
+
+
+class AdminConflict(AdminError):
+    """The action clashes with what is (a name taken, already approved or removed; the API's 409)."""
+
+
+class AdminForbidden(AdminError):
+    """Not for this admin to do (approving one's own account, deactivating oneself; the API's 403)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Form, HTTPException, Path, Query, Request
 from fastapi.responses import Response
@@ -17,6 +17,7 @@ from backend.accounts.store import MAX_PASSWORD, MIN_PASSWORD
 from backend.admin import service
 from backend.admin.credentials import CredentialError, CredentialStore
 from backend.admin.devices import KNOWN_MODELS
+from backend.admin.errors import AdminConflict, AdminForbidden, AdminNotFound
 from backend.admin.settings import AdminSettings, credential_store
 from backend.web.i18n import N_, translator
 from backend.web.render import lang_of, render
@@ -29,7 +30,9 @@ api = APIRouter(
     responses={
         400: {"description": "Refused (a rule of the action, or a NUL byte in the request)"},
         401: {"description": "Not logged in"},
-        403: {"description": "Not an admin (audited)"},
+        403: {"description": "Not an admin (audited), or not for this admin (approving one's own account)"},
+        404: {"description": "No such user, device, agent, team or citizen"},
+        409: {"description": "Clashes with what is (a name taken, already approved or removed)"},
     },
 )
 
@@ -345,8 +348,12 @@ def _api(conn: Any, fn: Any) -> Any:
             out = fn()
         conn.commit()
         return out
-    except registry.RegistryNotFound as exc:
+    except (registry.RegistryNotFound, AdminNotFound) as exc:
         raise HTTPException(404, str(exc)) from exc
+    except (registry.RegistryConflict, AdminConflict) as exc:
+        raise HTTPException(409, str(exc)) from exc
+    except AdminForbidden as exc:
+        raise HTTPException(403, str(exc)) from exc
     except (service.AdminError, registry.RegistryError) as exc:
         raise HTTPException(400, str(exc)) from exc
     except CredentialError as exc:
@@ -381,7 +388,7 @@ def api_enrol(request: Request, p: Admin, conn: Conn, body: EnrolIn) -> Any:
     "/enrolment/redeem",
     response_model=RedeemOut,
     tags=["enrolment"],
-    responses={400: {"description": "Unknown, used or expired code"}, 429: {"description": "Too many wrong codes"}},
+    responses={403: {"description": "Unknown, used or expired code"}, 429: {"description": "Too many wrong codes"}},
 )
 def api_redeem(request: Request, conn: Conn, body: RedeemIn) -> Any:
     """The tablet trades its one-time code for its MQTT credentials (once). Wrong codes are
@@ -537,16 +544,20 @@ def api_bind(request: Request, p: Admin, conn: Conn, agent_id: AgentId, body: Bi
 MacAddress = Annotated[str, StringConstraints(pattern=r"^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$")]
 
 
+ModelName = Literal["A&D UA-651BLE", "A&D UC-352BLE", "Nonin 3230", "Nonin WristOx2 3150"]
+"""The known models (backend/admin/devices.py::KNOWN_MODELS; a test keeps the two the same)."""
+
+
 class DeviceIn(BaseModel):
     address: MacAddress = Field(description="Bluetooth address, AA:BB:CC:DD:EE:FF")
-    model: Name = Field(description="A known model: " + ", ".join(m.model for m in KNOWN_MODELS))
+    model: ModelName = Field(description="A model the edge agent reads")
     manufacturer: Name | None = Field(default=None, description="Ignored: it follows from the model")
     serial: Name | None = None
 
 
 class DeviceEditIn(BaseModel):
     address: MacAddress = Field(description="Bluetooth address, AA:BB:CC:DD:EE:FF")
-    model: Name = Field(description="A known model: " + ", ".join(m.model for m in KNOWN_MODELS))
+    model: ModelName = Field(description="A model the edge agent reads")
     serial: Name | None = None
 
 
@@ -589,13 +600,27 @@ def api_device_remove(request: Request, p: Admin, conn: Conn, device_id: DeviceI
                                                     remote_addr=remote_addr(request)))
 
 
-class TeamIn(BaseModel):
+class _TeamBase(BaseModel):
     key: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{1,63}$")]
     name: Name
-    sector: Annotated[str, StringConstraints(pattern="^(municipal|hospital)$")]
-    municipality: Name | None = None
-    department: Name | None = None
     phone: Annotated[str, StringConstraints(pattern=r"^[0-9 +()-]{0,30}$")] | None = None
+
+
+class MunicipalTeamIn(_TeamBase):
+    sector: Literal["municipal"]
+    municipality: Name
+    department: Name | None = None
+
+
+class HospitalTeamIn(_TeamBase):
+    sector: Literal["hospital"]
+    department: Name
+    municipality: Name | None = None
+
+
+TeamIn = Annotated[MunicipalTeamIn | HospitalTeamIn, Field(discriminator="sector")]
+"""A municipal team covers a municipality, a hospital team a department (in the schema, so a
+well-formed request is one the service can do)."""
 
 
 @api.post("/admin/teams", response_model=TeamOut, responses={400: {"description": "Refused"}})
@@ -617,15 +642,30 @@ def api_team(request: Request, p: Admin, conn: Conn, body: TeamIn) -> Any:
     return {"id": t.id, "key": t.key}
 
 
-class UserIn(BaseModel):
+class _UserBase(BaseModel):
     username: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.@-]{1,63}$")]
     display_name: Name
-    role: Annotated[str, StringConstraints(pattern="^(citizen|nurse|specialist|admin)$")]
     password: Annotated[str, StringConstraints(min_length=MIN_PASSWORD, max_length=MAX_PASSWORD,
                                                pattern=r"^[^\x00]*$")]
-    team_key: Name | None = None
-    patient_ref: Name | None = None
     lang: Annotated[str, StringConstraints(pattern="^(da|en)$")] = "da"
+
+
+class ClinicianUserIn(_UserBase):
+    role: Literal["nurse", "specialist"]
+    team_key: Name = Field(description="The team the clinician belongs to")
+
+
+class CitizenUserIn(_UserBase):
+    role: Literal["citizen"]
+    patient_ref: Name = Field(description="The citizen's own patient record")
+
+
+class AdminUserIn(_UserBase):
+    role: Literal["admin"]
+
+
+UserIn = Annotated[ClinicianUserIn | CitizenUserIn | AdminUserIn, Field(discriminator="role")]
+"""A clinician belongs to a team, a citizen account to the citizen's record (in the schema)."""
 
 
 @api.post("/admin/users", response_model=AccountOut, responses={400: {"description": "Refused"}})
@@ -640,8 +680,8 @@ def api_user(request: Request, p: Admin, conn: Conn, body: UserIn) -> Any:
             display_name=body.display_name,
             role=body.role,
             password=body.password,
-            team_key=body.team_key,
-            patient_ref=body.patient_ref,
+            team_key=body.team_key if isinstance(body, ClinicianUserIn) else None,
+            patient_ref=body.patient_ref if isinstance(body, CitizenUserIn) else None,
             lang=body.lang,
             by=p.user,
             remote_addr=remote_addr(request),

@@ -26,7 +26,7 @@ from backend.accounts.model import Role, User, WeakPassword
 from backend.accounts.store import create_user, set_password
 from backend.admin.credentials import CredentialStore
 from backend.admin.devices import known_model, mac_address
-from backend.admin.errors import N_, AdminError
+from backend.admin.errors import N_, AdminConflict, AdminError, AdminForbidden, AdminNotFound
 from backend.errors import BackendError
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ def _tell_the_citizen(conn: psycopg.Connection, *, by: User, patient_id: int, ac
 def _user_id(conn: psycopg.Connection, username: str) -> int:
     row = conn.execute("SELECT id FROM users WHERE username = %s", (username.strip().lower(),)).fetchone()
     if row is None:
-        raise AdminError(f"no user {username!r}", key=N_("admin_no_user"), username=username)
+        raise AdminNotFound(f"no user {username!r}", key=N_("admin_no_user"), username=username)
     return int(row[0])
 
 
@@ -95,9 +95,10 @@ def approve_user(
     row = conn.execute("SELECT created_by, approved_at FROM users WHERE id = %s FOR UPDATE", (uid,)).fetchone()
     assert row is not None
     if row[1] is not None:
-        raise AdminError(f"user {username!r} is already approved", key=N_("admin_already_approved"), username=username)
+        raise AdminConflict(f"user {username!r} is already approved", key=N_("admin_already_approved"),
+                            username=username)
     if by.id in (row[0], uid):
-        raise AdminError("an account needs the approval of a different admin than the one who created it",
+        raise AdminForbidden("an account needs the approval of a different admin than the one who created it",
                          key=N_("admin_approve_own"))
     before = user_state(conn, user_id=uid)
     conn.execute("UPDATE users SET approved_at = now(), approved_by = %s WHERE id = %s", (by.id, uid))
@@ -131,7 +132,7 @@ def set_user_active(
     and tokens end at once. No user is ever deleted, so the audit keeps its subject."""
     uid = _user_id(conn, username)
     if uid == by.id and not active:
-        raise AdminError("an admin cannot deactivate their own account", key=N_("admin_deactivate_self"))
+        raise AdminForbidden("an admin cannot deactivate their own account", key=N_("admin_deactivate_self"))
     before = user_state(conn, user_id=uid)
     conn.execute("UPDATE users SET active = %s WHERE id = %s", (active, uid))
     if not active:
@@ -230,6 +231,8 @@ def enrol_agent(
     if existing is None:
         try:
             registry.enrol_agent(conn, agent_id=agent_id, patient_id=patient_id, mqtt_username=agent_id)
+        except registry.RegistryConflict as exc:
+            raise AdminConflict(str(exc)) from exc
         except registry.RegistryError as exc:
             raise AdminError(str(exc)) from exc
     elif patient_id is not None:
@@ -321,7 +324,7 @@ def redeem_enrolment(
         (now, _code_hash(secret, agent_id, code), agent_id, now),
     ).fetchone()
     if row is None:
-        raise AdminError("unknown, used or expired enrolment code")
+        raise AdminForbidden("unknown, used or expired enrolment code")
     password = secrets.token_urlsafe(24)
     credentials.set_agent(agent_id=agent_id, password=password)
     return AgentCredentials(
@@ -369,7 +372,7 @@ def register_device(
 def _device_id(conn: psycopg.Connection, device_id: int) -> dict[str, Any]:
     state = _device_state(conn, device_id)
     if state is None:
-        raise AdminError(f"no device {device_id}", key=N_("device_unknown"), id=device_id)
+        raise AdminNotFound(f"no device {device_id}", key=N_("device_unknown"), id=device_id)
     return state
 
 
@@ -394,7 +397,7 @@ def update_device(
                 (mac, known.model, known.manufacturer, serial or None, device_id),
             )
     except psycopg.errors.UniqueViolation as exc:
-        raise AdminError(f"gateway {before['agent_id']} already has a device {mac}", key=N_("device_exists"),
+        raise AdminConflict(f"gateway {before['agent_id']} already has a device {mac}", key=N_("device_exists"),
                          address=mac) from exc
     after = _device_state(conn, device_id)
     assert after is not None
@@ -409,7 +412,7 @@ def remove_device(
     unknown device. Never deleted (audited with before and after)."""
     before = _device_id(conn, device_id)
     if before["removed"]:
-        raise AdminError(f"device {device_id} is already removed", key=N_("device_already_removed"))
+        raise AdminConflict(f"device {device_id} is already removed", key=N_("device_already_removed"))
     conn.execute("UPDATE devices SET removed_at = now() WHERE id = %s", (device_id,))
     after = _device_state(conn, device_id)
     assert after is not None
@@ -474,6 +477,8 @@ def create_team(
             department=department or None,
             phone=phone or None,
         )
+    except registry.RegistryConflict as exc:
+        raise AdminConflict(str(exc)) from exc
     except registry.RegistryError as exc:
         raise AdminError(str(exc)) from exc
     if municipality:
@@ -515,7 +520,7 @@ def create_account(
         try:
             team_id = registry.get_team_by_key(conn, key=team_key).id
         except registry.RegistryNotFound as exc:
-            raise AdminError(str(exc)) from exc
+            raise AdminNotFound(str(exc)) from exc
     if r is Role.CITIZEN:
         if not patient_ref:
             raise AdminError("a citizen account is linked to the citizen's patient record",
@@ -523,7 +528,7 @@ def create_account(
         try:
             patient_id = registry.get_patient_by_ref(conn, external_ref=patient_ref).id
         except registry.RegistryNotFound as exc:
-            raise AdminError(str(exc)) from exc
+            raise AdminNotFound(str(exc)) from exc
     try:
         with conn.transaction():
             user = create_user(
@@ -549,7 +554,7 @@ def create_account(
                     )
             return user
     except psycopg.errors.UniqueViolation as exc:
-        raise AdminError(f"user {username!r} exists", key=N_("admin_user_exists"), username=username) from exc
+        raise AdminConflict(f"user {username!r} exists", key=N_("admin_user_exists"), username=username) from exc
     except psycopg.errors.CheckViolation as exc:
         raise AdminError(f"invalid user: {exc.diag.message_primary}") from exc
     except WeakPassword as exc:

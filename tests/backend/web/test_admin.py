@@ -100,7 +100,7 @@ def test_enrol_redeem_once_and_acl_on_dynamic_security(
         assert creds["mqtt_username"] == agent and creds["topic_root"] == topics.root
         assert "admin-secret" not in creds["broker_url"]
         # Once only.
-        assert client.post("/api/v1/enrolment/redeem", json={"agent_id": agent, "code": code}).status_code == 400
+        assert client.post("/api/v1/enrolment/redeem", json={"agent_id": agent, "code": code}).status_code == 403
         port = parse_broker_url(dynsec_broker).port
         # A backend-side listener allowed to read every agent's measurements.
         store._run(

@@ -77,10 +77,10 @@ def test_a_new_nurse_and_citizen_log_in_only_after_a_second_admin_approves(live:
 
         # The admin who created them cannot approve them.
         r = client.post(f"/api/v1/admin/users/{nurse}/approve", headers=_h(a_tok))
-        assert r.status_code == 400 and "different admin" in r.text
+        assert r.status_code == 403 and "different admin" in r.text
         r = client.post(f"/api/v1/admin/users/{nurse}/approve", headers=_h(b_tok))
         assert r.status_code == 200 and r.json()["approved"] is True and r.json()["approved_by"] == admin_b
-        assert client.post(f"/api/v1/admin/users/{nurse}/approve", headers=_h(b_tok)).status_code == 400  # once
+        assert client.post(f"/api/v1/admin/users/{nurse}/approve", headers=_h(b_tok)).status_code == 409  # once
         assert api_token(client, nurse, "nurse-pass-12")
 
         # The second admin approves the citizen account on the web page.
@@ -125,3 +125,29 @@ def test_the_creating_admin_cannot_approve_on_the_web_page_either(live: Any, cli
     assert "En konto skal godkendes af en anden administrator end den, der oprettede den." in r.text
     r = client.post("/api/v1/auth/token", json={"username": name, "password": "special-pass-12"})
     assert r.status_code == 403
+
+
+def test_the_api_answers_what_went_wrong_with_its_status(live: Any, client: httpx.Client) -> None:
+    # A well-formed request the service cannot do says why by its status (schemathesis, all checks).
+    with psycopg.connect(live.app.state.settings.database_url, autocommit=True) as conn:
+        w = build_world(conn)
+    h = _h(api_token(client, w.admin))
+    assert client.post("/api/v1/admin/users/nobody-here/approve", headers=h).status_code == 404
+    assert client.post(f"/api/v1/admin/users/{w.nurse}/approve", headers=h).status_code == 409  # seeded: approved
+    assert client.put(f"/api/v1/admin/users/{w.admin}/active", json={"active": False}, headers=h).status_code == 403
+    r = client.post("/api/v1/admin/users", headers=h, json={
+        "username": w.nurse, "display_name": "Igen", "role": "nurse", "password": "nurse-pass-12",
+        "team_key": f"sygepleje-{w.tag}"})
+    assert r.status_code == 409
+    r = client.post("/api/v1/admin/users", headers=h, json={
+        "username": f"x-{w.tag}", "display_name": "X", "role": "nurse", "password": "nurse-pass-12",
+        "team_key": "no-such-team"})
+    assert r.status_code == 404
+    r = client.post("/api/v1/admin/users", headers=h, json={  # a nurse without a team is not well formed
+        "username": f"y-{w.tag}", "display_name": "Y", "role": "nurse", "password": "nurse-pass-12"})
+    assert r.status_code == 422
+    r = client.post("/api/v1/admin/teams", headers=h, json={"key": f"k-{w.tag}", "name": "K", "sector": "municipal"})
+    assert r.status_code == 422
+    r = client.post("/api/v1/admin/teams", headers=h, json={"key": f"sygepleje-{w.tag}", "name": "K",
+                                                            "sector": "municipal", "municipality": "X"})
+    assert r.status_code == 409

@@ -188,18 +188,32 @@ def test_the_device_api_refuses_what_the_page_refuses(live: Any, client: httpx.C
     assert r.status_code == 422
     r = client.post(f"/api/v1/admin/agents/{w.agent_id}/devices", json={"address": "00:1C:05:00:00:09",
                                                                         "model": "Toaster"}, headers=h)
-    assert r.status_code == 400 and "unknown device model" in r.text
+    assert r.status_code == 422 and "Nonin 3230" in r.text  # the schema names the known models
     r = client.post(f"/api/v1/admin/agents/{w.agent_id}/devices", json={"address": "00:1c:05:00:00:09",
-                                                                        "model": "nonin 3230"}, headers=h)
+                                                                        "model": "Nonin 3230"}, headers=h)
     assert r.status_code == 200 and r.json()["address"] == "00:1C:05:00:00:09"
     dev = r.json()["id"]
-    r = client.put(f"/api/v1/admin/devices/{dev}", json={"address": "00:1C:05:00:00:0A", "model": "UA-651BLE"},
+    r = client.put(f"/api/v1/admin/devices/{dev}", json={"address": "00:1C:05:00:00:0A", "model": "A&D UA-651BLE"},
                    headers=h)
     assert r.status_code == 200 and r.json()["model"] == "A&D UA-651BLE"
+    r = client.put(f"/api/v1/admin/devices/{dev}", json={"address": "AA:BB:CC:DD:EE:01", "model": "A&D UA-651BLE"},
+                   headers=h)
+    assert r.status_code == 409  # the gateway's other device has that address
     r = client.post(f"/api/v1/admin/devices/{dev}/remove", headers=h)
     assert r.status_code == 200 and r.json()["removed"] is True
+    assert client.post(f"/api/v1/admin/devices/{dev}/remove", headers=h).status_code == 409
+    assert client.post("/api/v1/admin/devices/999999999/remove", headers=h).status_code == 404
     listed = client.get("/api/v1/admin/overview", headers=h).json()["devices"]
     assert dev not in {d["id"] for d in listed}
+
+
+def test_the_api_names_exactly_the_known_models() -> None:
+    from typing import get_args
+
+    from backend.admin.devices import KNOWN_MODELS
+    from backend.admin.routes import ModelName
+
+    assert set(get_args(ModelName)) == {m.model for m in KNOWN_MODELS}
 
 
 def test_last_reading_and_last_contact_are_separate_columns(live: Any, client: httpx.Client) -> None:

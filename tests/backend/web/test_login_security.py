@@ -128,8 +128,8 @@ def test_enrolment_redeems_are_rate_limited_and_audited(live: Any, client: httpx
     agent = f"agent-redeem-{secrets.token_hex(3)}"
     codes = [client.post("/api/v1/enrolment/redeem", json={"agent_id": agent, "code": "AAAA-BBBB-CCCC"}).status_code
              for _ in range(7)]
-    # Refused (400; 503 where this test app has no broker credential store), then limited.
-    assert set(codes[:5]) <= {400, 503} and codes[5:] == [429, 429], codes
+    # Refused (403; 503 where this test app has no broker credential store), then limited.
+    assert set(codes[:5]) <= {403, 503} and codes[5:] == [429, 429], codes
     with psycopg.connect(live.app.state.settings.database_url) as conn:
         rows = conn.execute("SELECT action FROM admin_audit WHERE after->>'agent_id' = %s", (agent,)).fetchall()
     assert [r[0] for r in rows] == ["enrolment refused"] * 5
