@@ -110,6 +110,12 @@ def record_refusal(
     conn.commit()
 
 
+FOLDED_ACTIONS = frozenset({"worklist refresh"})
+"""List views a page refreshes by itself (the worklist every 25-60 s): written once per citizen,
+viewer and clock hour (issue 13: the audit list got a row per refresh and open tab). The page's
+first load, and every other look, is written each time."""
+
+
 def record_shown(
     conn: psycopg.Connection,
     *,
@@ -121,17 +127,24 @@ def record_shown(
     commit: bool = False,
 ) -> int:
     """One row per citizen a list view showed (worklist, population, patient list), in one
-    multi-row INSERT: each of them sees the look in Min Log. Returns the rows written."""
+    multi-row INSERT: each of them sees the look in Min Log. A page's own periodic refresh
+    (:data:`FOLDED_ACTIONS`) is folded: one row per citizen, viewer and clock hour. Returns the
+    rows written."""
     ids = sorted(set(patient_ids))
+    written = 0
     if ids:
         who, name, org = _who(actor)
-        conn.execute(
-            _INSERT + "SELECT %s, %s, %s, %s, pid, %s, %s, %s, true FROM unnest(%s::bigint[]) AS pid",
-            (who, str(actor.role), name, org, action, detail, remote_addr, ids),
+        fold = (" WHERE NOT EXISTS (SELECT 1 FROM audit_log a WHERE a.patient_id = pid AND a.actor = %s"
+                " AND a.action = %s AND a.at >= date_trunc('hour', now()))") if action in FOLDED_ACTIONS else ""
+        cur = conn.execute(
+            _INSERT + "SELECT %s, %s, %s, %s, pid, %s, %s, %s, true FROM unnest(%s::bigint[]) AS pid" + fold,
+            (who, str(actor.role), name, org, action, detail, remote_addr, ids,
+             *((who, action) if fold else ())),
         )
+        written = cur.rowcount
     if commit:
         conn.commit()
-    return len(ids)
+    return written
 
 
 def entries(

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
+from urllib.parse import urlencode
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -730,6 +731,10 @@ def population(request: Request, p: CurrentPrincipal, conn: Conn) -> Response:
 # ---- audit, Min Log, citizen ----------------------------------------------------------------
 
 
+AUDIT_PAGE = 100
+"""Rows per page of the admin's audit list (issue 13: it had no paging)."""
+
+
 @router.get("/audit")
 def audit_page(
     request: Request,
@@ -739,17 +744,26 @@ def audit_page(
     patient_id: str | None = None,
     actor: str | None = None,
     refused: str | None = None,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
 ) -> Response:
     t = translator(p.lang)
     if p.user.role is not Role.ADMIN:
         return render(request, p, "error.html", status=403, heading=t("forbidden"), message=t("forbidden"))
     pid = int(patient_id) if patient_id and patient_id.isdigit() else None
-    rows = audit.entries(conn, patient_id=pid, actor_prefix=actor or None, allowed=False if refused else None)
+    # A page of AUDIT_PAGE rows, newest first; one more is read to know whether older ones follow.
+    rows = audit.entries(conn, patient_id=pid, actor_prefix=actor or None, allowed=False if refused else None,
+                         limit=AUDIT_PAGE + 1, offset=offset)
+    older = offset + AUDIT_PAGE if len(rows) > AUDIT_PAGE else None
+    newer = max(0, offset - AUDIT_PAGE) if offset > 0 else None
+    rows = rows[:AUDIT_PAGE]
+    kept = {k: v for k, v in request.query_params.items() if k in ("patient_id", "actor", "refused", "lang")}
     titles = {rule.id: rule.title for rule in config.ruleset.by_id.values()}
     rows = [replace(e, detail=threshold_words(e.detail, p.lang, titles) if e.action == "threshold change"
                     else programme_words(e.detail, p.lang))
             if e.detail else e for e in rows]
-    return render(request, p, "audit.html", entries=rows, title=t("audit"), filters=True)
+    return render(request, p, "audit.html", entries=rows, title=t("audit"), filters=True,
+                  older_url=f"/audit?{urlencode({**kept, 'offset': older})}" if older is not None else None,
+                  newer_url=f"/audit?{urlencode({**kept, 'offset': newer})}" if newer is not None else None)
 
 
 @router.get("/min-log")

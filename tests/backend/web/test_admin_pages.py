@@ -251,3 +251,27 @@ def test_a_refused_user_form_keeps_what_was_typed_but_never_the_password(live: A
     form = re.search(r'<form[^>]*id="create-user".*?</form>', r.text, re.S)
     assert form and f'value="{name}"' in form.group(0) and 'value="Skrevet Navn"' in form.group(0)
     assert "kept-secret-12" not in r.text
+
+
+def test_the_audit_list_pages_and_keeps_its_filter(live: Any, client: httpx.Client) -> None:
+    # Issue 13: the audit list had no paging.
+    with psycopg.connect(live.app.state.settings.database_url, autocommit=True) as conn:
+        w = build_world(conn)
+        conn.execute(
+            "INSERT INTO audit_log (at, actor, actor_role, patient_id, action, detail, allowed)"
+            " SELECT now() - i * interval '1 second', %s, 'nurse', %s, 'patient page', 'row ' || i, true"
+            " FROM generate_series(1, 230) AS i", (f"{w.nurse} (Sara Test)", w.patient_id))
+    web_login(client, w.admin)
+    seen: list[str] = []
+    url: str | None = f"/audit?lang=da&actor={w.nurse}"
+    pages = 0
+    while url is not None:
+        page = client.get(url).text
+        pages += 1
+        seen += re.findall(r'<span class="muted">(row \d+)</span>', page)
+        older = re.search(r'<a id="audit-older" href="([^"]+)"', page)
+        url = older.group(1).replace("&amp;", "&") if older else None
+        if url:
+            assert f"actor={w.nurse}" in url
+    assert pages == 3 and seen == [f"row {i}" for i in range(1, 231)]
+    assert 'id="audit-newer"' in page and 'id="audit-older"' not in page
