@@ -11,7 +11,7 @@ from fastapi import APIRouter, Form, HTTPException, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, StringConstraints
 
-from backend import audit, registry
+from backend import registry
 from backend.accounts.deps import Admin, Conn, remote_addr
 from backend.accounts.store import MAX_PASSWORD, MIN_PASSWORD
 from backend.admin import service
@@ -100,7 +100,7 @@ def admin_enrol(
     patient_ref: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
     def go() -> service.Enrolment:
-        pid = registry.get_patient_by_ref(conn, external_ref=patient_ref).id if patient_ref else None
+        pid = service.patient_id_by_ref(conn, patient_ref) if patient_ref else None
         return service.enrol_agent(
             conn,
             agent_id=agent_id.strip(),
@@ -124,16 +124,8 @@ def admin_bind(
     patient_ref: Annotated[str, Form(max_length=200)],
 ) -> Response:
     def go() -> Any:
-        before = registry.get_agent(conn, agent_id=agent_id)
-        pid = registry.get_patient_by_ref(conn, external_ref=patient_ref).id
-        agent = registry.bind_agent(conn, agent_id=agent_id, patient_id=pid)
-        service.record_admin(conn, by=p.user, action="agent bound", patient_id=pid,
-                             before={"agent_id": agent_id, "patient_id": before.patient_id},
-                             after={"agent_id": agent_id, "patient_id": agent.patient_id},
-                             remote_addr=remote_addr(request))
-        audit.record(conn, actor=p.user, patient_id=pid, action="account changed",
-                     detail=f"måleudstyr {agent_id} tilknyttet dine data af admin {p.user.display_name}")
-        return agent
+        return service.bind_agent(conn, agent_id=agent_id.strip(), patient_ref=patient_ref, by=p.user,
+                                  remote_addr=remote_addr(request))
 
     return _do(request, p, conn, go, N_("admin_done_bound"), form={"bind": {"agent_id": agent_id,
                                                                         "patient_ref": patient_ref}})
@@ -369,7 +361,7 @@ def api_enrol(request: Request, p: Admin, conn: Conn, body: EnrolIn) -> Any:
     """Enrol an agent: its MQTT account on the broker and a one-time enrolment code."""
 
     def go() -> Any:
-        pid = registry.get_patient_by_ref(conn, external_ref=body.patient_ref).id if body.patient_ref else None
+        pid = service.patient_id_by_ref(conn, body.patient_ref) if body.patient_ref else None
         e = service.enrol_agent(
             conn,
             agent_id=body.agent_id,
@@ -515,29 +507,8 @@ class OverviewOut(BaseModel):
 def api_bind(request: Request, p: Admin, conn: Conn, agent_id: AgentId, body: BindIn) -> Any:
     """Bind an agent to a citizen (audited with before and after; the citizen's Min Log shows it)."""
 
-    def go() -> Any:
-        before = registry.get_agent(conn, agent_id=agent_id)
-        pid = registry.get_patient_by_ref(conn, external_ref=body.patient_ref).id
-        agent = registry.bind_agent(conn, agent_id=agent_id, patient_id=pid)
-        service.record_admin(
-            conn,
-            by=p.user,
-            action="agent bound",
-            patient_id=pid,
-            before={"agent_id": agent_id, "patient_id": before.patient_id},
-            after={"agent_id": agent_id, "patient_id": agent.patient_id},
-            remote_addr=remote_addr(request),
-        )
-        audit.record(
-            conn,
-            actor=p.user,
-            patient_id=pid,
-            action="account changed",
-            detail=f"måleudstyr {agent_id} tilknyttet dine data af admin {p.user.display_name}",
-        )
-        return agent
-
-    agent = _api(conn, go)
+    agent = _api(conn, lambda: service.bind_agent(conn, agent_id=agent_id, patient_ref=body.patient_ref, by=p.user,
+                                                  remote_addr=remote_addr(request)))
     return {"agent_id": agent.id, "patient_id": agent.patient_id}
 
 

@@ -86,6 +86,32 @@ def _user_id(conn: psycopg.Connection, username: str) -> int:
     return int(row[0])
 
 
+def patient_id_by_ref(conn: psycopg.Connection, patient_ref: str) -> int:
+    """The citizen's patient id by their reference, or AdminNotFound in words."""
+    try:
+        return registry.get_patient_by_ref(conn, external_ref=patient_ref).id
+    except registry.RegistryNotFound as exc:
+        raise AdminNotFound(str(exc), key=N_("admin_no_patient_ref"), ref=patient_ref) from exc
+
+
+def bind_agent(
+    conn: psycopg.Connection, *, agent_id: str, patient_ref: str, by: User, remote_addr: str | None = None
+) -> registry.Agent:
+    """Bind a gateway to a citizen: audited with before and after, and in the citizen's Min Log."""
+    try:
+        before = registry.get_agent(conn, agent_id=agent_id)
+    except registry.RegistryNotFound as exc:
+        raise AdminNotFound(str(exc), key=N_("admin_no_agent"), agent=agent_id) from exc
+    pid = patient_id_by_ref(conn, patient_ref)
+    agent = registry.bind_agent(conn, agent_id=agent_id, patient_id=pid)
+    record_admin(conn, by=by, action="agent bound", patient_id=pid,
+                 before={"agent_id": agent_id, "patient_id": before.patient_id},
+                 after={"agent_id": agent_id, "patient_id": agent.patient_id}, remote_addr=remote_addr)
+    _tell_the_citizen(conn, by=by, patient_id=pid, action="account changed",
+                      detail=f"måleudstyr {agent_id} tilknyttet dine data af admin {by.display_name}")
+    return agent
+
+
 def approve_user(
     conn: psycopg.Connection, *, username: str, by: User, remote_addr: str | None = None
 ) -> dict[str, Any]:
@@ -362,8 +388,11 @@ def register_device(
     existing = conn.execute("SELECT id FROM devices WHERE agent_id = %s AND address = %s",
                             (agent_id, mac)).fetchone()
     before = _device_state(conn, int(existing[0])) if existing else None
-    device = registry.register_device(conn, agent_id=agent_id, address=mac, model=known.model,
-                                      manufacturer=known.manufacturer, serial=serial or None)
+    try:
+        device = registry.register_device(conn, agent_id=agent_id, address=mac, model=known.model,
+                                          manufacturer=known.manufacturer, serial=serial or None)
+    except registry.RegistryNotFound as exc:
+        raise AdminNotFound(str(exc), key=N_("admin_no_agent"), agent=agent_id) from exc
     record_admin(conn, by=by, action="device registered", before=before, after=_device_state(conn, device.id),
                  remote_addr=remote_addr)
     return device
@@ -478,7 +507,7 @@ def create_team(
             phone=phone or None,
         )
     except registry.RegistryConflict as exc:
-        raise AdminConflict(str(exc)) from exc
+        raise AdminConflict(str(exc), key=N_("admin_team_exists"), team=key) from exc
     except registry.RegistryError as exc:
         raise AdminError(str(exc)) from exc
     if municipality:
@@ -520,15 +549,12 @@ def create_account(
         try:
             team_id = registry.get_team_by_key(conn, key=team_key).id
         except registry.RegistryNotFound as exc:
-            raise AdminNotFound(str(exc)) from exc
+            raise AdminNotFound(str(exc), key=N_("admin_no_team"), team=team_key) from exc
     if r is Role.CITIZEN:
         if not patient_ref:
             raise AdminError("a citizen account is linked to the citizen's patient record",
                              key=N_("admin_needs_patient"))
-        try:
-            patient_id = registry.get_patient_by_ref(conn, external_ref=patient_ref).id
-        except registry.RegistryNotFound as exc:
-            raise AdminNotFound(str(exc)) from exc
+        patient_id = patient_id_by_ref(conn, patient_ref)
     try:
         with conn.transaction():
             user = create_user(

@@ -275,3 +275,31 @@ def test_the_audit_list_pages_and_keeps_its_filter(live: Any, client: httpx.Clie
             assert f"actor={w.nurse}" in url
     assert pages == 3 and seen == [f"row {i}" for i in range(1, 231)]
     assert 'id="audit-newer"' in page and 'id="audit-older"' not in page
+
+
+def test_unknown_names_are_told_in_words_on_the_page(live: Any, client: httpx.Client) -> None:
+    # Issue 13: the operator's messages were English ("no agent 'x'").
+    with psycopg.connect(live.app.state.settings.database_url, autocommit=True) as conn:
+        w = build_world(conn)
+    csrf = web_login(client, w.admin)
+    cases = [
+        ("/admin/agents/bind", {"agent_id": "ingen-gateway", "patient_ref": w.patient_ref},
+         "Gatewayen ingen-gateway findes ikke."),
+        ("/admin/agents/bind", {"agent_id": w.agent_id, "patient_ref": "ingen-ref"},
+         "Der er ingen borger med referencen ingen-ref."),
+        ("/admin/devices", {"agent_id": "ingen-gateway", "address": "00:1C:05:00:00:01", "model": "Nonin 3230"},
+         "Gatewayen ingen-gateway findes ikke."),
+        ("/admin/users", {"username": f"z-{w.tag}", "display_name": "Z", "role": "nurse",
+                          "password": "long-enough-12", "team_key": "intet-team"}, "Teamet intet-team findes ikke."),
+        ("/admin/teams", {"key": f"sygepleje-{w.tag}", "name": "T", "sector": "municipal", "municipality": "X"},
+         f"Et team med nøglen sygepleje-{w.tag} findes allerede."),
+    ]
+    for path, data, words in cases:
+        r = client.post(f"{path}?lang=da", data={"csrf": csrf, **data})
+        assert r.status_code == 400 and words in r.text, (path, r.text[:300])
+    # Binding works and reaches the citizen's Min Log (one service for the page and the API).
+    r = client.post("/admin/agents/bind", data={"csrf": csrf, "agent_id": w.agent_id, "patient_ref": w.patient_ref})
+    assert r.status_code == 200 and "Gateway knyttet til borgeren." in r.text
+    with psycopg.connect(live.app.state.settings.database_url, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM audit_log WHERE patient_id = %s AND action = 'account changed'"
+                            " AND detail LIKE %s", (w.patient_id, f"måleudstyr {w.agent_id}%")).fetchone() == (1,)
