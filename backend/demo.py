@@ -13,7 +13,12 @@ import os
 import shutil
 import signal
 import tempfile
+import threading
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +57,15 @@ def run_demo(*, citizens: int = 12, port: int = 8000, speed: float = 3600.0) -> 
         from backend.embedded import free_port
 
         screen_port = free_port()
-        stack.enter_context(
-            demo_data.simulation(settings, citizens=citizens, speed=speed, screen_port=screen_port)
-        )
         app = create_app(settings, migrate_on_start=False)
+        # The simulated citizens start publishing once ingest has subscribed (issue 13: they started
+        # first, the broker dropped their readings for want of a subscriber, and the first ones came
+        # ~30 s later, at the uplink's re-send).
+        simulation = SimulationAfterIngest(
+            app, lambda: demo_data.simulation(settings, citizens=citizens, speed=speed, screen_port=screen_port)
+        )
+        simulation.start()
+        stack.callback(simulation.stop)
         if not (os.environ.get("NEARCARE_DYNSEC_ADMIN_URL") or os.environ.get("NEARCARE_MOSQUITTO_PASSWORD_FILE")) \
                 and shutil.which("mosquitto_passwd"):
             # "Tilmeld gateway" works in the demo (issue 13): agent credentials go to a password file
@@ -81,6 +91,66 @@ def run_demo(*, citizens: int = 12, port: int = 8000, speed: float = 3600.0) -> 
             uvicorn.run(app, host=settings.http_host, port=port, log_level="warning", timeout_graceful_shutdown=5,
                         proxy_headers=False)
     print("nearcare demo stopped; embedded servers are down.", flush=True)
+
+
+def ingest_ready(app: Any) -> tuple[bool, str]:
+    """Whether the app's ingest service is subscribed (False before the app has started); a process
+    without ingest has nothing to wait for."""
+    runtime = getattr(app.state, "runtime", None)
+    if runtime is None:
+        return False, "starting"
+    for service in getattr(runtime, "services", ()):
+        if service.name == "ingest":
+            ready: tuple[bool, str] = service.ready()
+            return ready
+    return True, "no ingest in this process"
+
+
+class SimulationAfterIngest:
+    """Runs a simulation (a context manager) in a thread once :func:`ingest_ready` says so, until
+    :meth:`stop`. After ``timeout_s`` without ingest it starts anyway and says so (the uplink
+    re-sends what the broker dropped)."""
+
+    def __init__(self, app: Any, open_simulation: Callable[[], AbstractContextManager[Any]], *,
+                 timeout_s: float = 120.0, poll_s: float = 0.1) -> None:
+        self.app = app
+        self.open_simulation = open_simulation
+        self.timeout_s = timeout_s
+        self.poll_s = poll_s
+        self.waited_s: float | None = None
+        """Seconds from :meth:`start` until the simulation started (None: not started)."""
+        self.running = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="demo-simulation", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(60)
+
+    def _run(self) -> None:
+        began = time.monotonic()
+        deadline = began + self.timeout_s
+        ready, why = ingest_ready(self.app)
+        while not ready and not self._stop.is_set() and time.monotonic() < deadline:
+            self._stop.wait(self.poll_s)
+            ready, why = ingest_ready(self.app)
+        if self._stop.is_set():
+            return
+        if not ready:
+            log.warning("demo: ingest not ready after %.0f s (%s); the simulated citizens start anyway",
+                        self.timeout_s, why)
+        self.waited_s = time.monotonic() - began
+        try:
+            with self.open_simulation():
+                self.running.set()
+                self._stop.wait()
+        except Exception:
+            log.exception("demo: the simulated citizens stopped")
+        finally:
+            self.running.clear()
 
 
 def port_taken(host: str, port: int) -> str | None:
