@@ -120,8 +120,9 @@ class Listener:
 
 
 def _stream(agents: list[str], topics: Any, n: int, first_ms: int) -> list[tuple[str, bytes, str]]:
-    """One breaching SpO2 reading per envelope (84 and 88 in turn: each changes the alert),
-    measured as it is sent: citizens measuring now."""
+    """One breaching SpO2 reading per envelope, measured as it is sent (citizens measuring now):
+    84 and 83 in turn, under the red limit of 85, so each updates the citizen's open red alert
+    and the alert's event names the reading."""
     from vitals.wire import Device, Envelope, Measurement, new_measurement_id
 
     now = datetime.now(UTC) + timedelta(seconds=3)  # the publishers start three seconds from now
@@ -129,7 +130,7 @@ def _stream(agents: list[str], topics: Any, n: int, first_ms: int) -> list[tuple
     for i in range(n):
         agent = agents[i % len(agents)]
         at = now + timedelta(milliseconds=first_ms + i)
-        m = Measurement(id=new_measurement_id(), kind="spo2", values={"spo2": 84.0 if i % 2 else 88.0}, unit="%",
+        m = Measurement(id=new_measurement_id(), kind="spo2", values={"spo2": 84.0 if i % 2 else 83.0}, unit="%",
                         measured_at=at, device_clock_trusted=True, received_at=at,
                         device=Device(address="C0:4E:30:00:00:01"))
         out.append((topics.measurements(agent), Envelope(agent_id=agent, sent_at=at, measurements=(m,)).to_json(),
