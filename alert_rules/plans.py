@@ -8,6 +8,7 @@ paused are not planned at all, so they raise no blue alert and do not count agai
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -86,10 +87,19 @@ def slot_met(slot: Slot, times: Sequence[datetime]) -> bool:
 def missed_slots(
     slots: Sequence[Slot], readings: Mapping[MeasurementKind, Sequence[datetime]], *, now: datetime
 ) -> list[Slot]:
-    """Slots whose grace window has passed with no reading of their kind inside it."""
-    return [
-        s for s in slots if now > s.due_at + s.grace and not slot_met(s, readings.get(s.kind, ()))
-    ]
+    """Slots whose grace window has passed with no reading of their kind inside it (each kind's
+    times sorted once and searched, so months of slots and readings stay cheap)."""
+    ordered = {kind: sorted(times) for kind, times in readings.items()}
+    out = []
+    for s in slots:
+        if now <= s.due_at + s.grace:
+            continue
+        times = ordered.get(s.kind, [])
+        lo, hi = s.window
+        i = bisect.bisect_left(times, lo)
+        if i == len(times) or times[i] > hi:
+            out.append(s)
+    return out
 
 
 def missed_finding(rule: MissingRule, new: Sequence[Slot], earlier: Sequence[Mapping[str, Any]] = ()) -> Finding:

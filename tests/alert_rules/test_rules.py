@@ -238,6 +238,31 @@ def test_missed_slots_and_passive() -> None:
     assert [s.due_at.day for s in passive] == [23]
 
 
+def test_missed_slots_searches_unsorted_readings_as_a_scan_would() -> None:
+    """The sorted search gives what checking every reading against every slot gives, readings in
+    any order, at the window's edges included."""
+    import random
+
+    from alert_rules.plans import slot_met
+
+    rng = random.Random(11)
+    lines = [PlanLine(MeasurementKind.SPO2, (datetime.strptime("08:00", "%H:%M").time(),), grace_minutes=120),
+             PlanLine(MeasurementKind.WEIGHT, (datetime.strptime("07:30", "%H:%M").time(),
+                                               datetime.strptime("19:30", "%H:%M").time()), grace_minutes=60)]
+    start, now = datetime(2026, 3, 1, tzinfo=CPH), datetime(2026, 5, 1, tzinfo=CPH)
+    slots = planned_slots(lines, start=start, end=now)
+    readings: dict[MeasurementKind, list[datetime]] = {MeasurementKind.SPO2: [], MeasurementKind.WEIGHT: []}
+    for s in slots:
+        if rng.random() < 0.8:
+            lo, hi = s.window
+            at = rng.choice((lo, hi, lo + (hi - lo) * rng.random(), hi + timedelta(seconds=1)))
+            readings[s.kind].append(at)
+    for times in readings.values():
+        rng.shuffle(times)
+    scan = [s for s in slots if now > s.due_at + s.grace and not slot_met(s, readings[s.kind])]
+    assert missed_slots(slots, readings, now=now) == scan and 0 < len(scan) < len(slots)
+
+
 def test_rules_test_and_route_commands(tmp_path: Path) -> None:
     series = tmp_path / "series.yaml"
     series.write_text(

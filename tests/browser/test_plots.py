@@ -51,6 +51,13 @@ def test_plots_draw_every_point_and_each_band_on_its_own_series(
         ).fetchone()[0]
         agent = f"agent-{tag}"
         db.execute("INSERT INTO agents (id, patient_id) VALUES (%s, %s)", (agent, pid))
+        # The shipped systolic limits (yellow <= 80, red >= 200, issue 11) lie outside these readings'
+        # range; this citizen's own red limit of 135 puts a red zone inside it.
+        from backend.alerting.thresholds import set_threshold_override
+
+        set_threshold_override(db, patient_id=pid, rule_id="heart_failure.bp.systolic", field="red_high", value=135.0,
+                               by="test", reason="a red zone inside the plotted range",
+                               config=live.app.state.runtime.config)
         # Today's readings one minute ago: today's daily point (12:00 UTC) may lie after "now".
         add_readings(db, patient_id=pid, agent_id=agent, device_id=None, days=20, per_day=2,
                      now=now + timedelta(hours=2, minutes=59))
@@ -98,7 +105,8 @@ def test_plots_draw_every_point_and_each_band_on_its_own_series(
                 today_noon = datetime(now.year, now.month, now.day, 12, tzinfo=UTC).timestamp()
                 assert newest_x >= today_noon
             systolic = json.loads(page.get_attribute("#plot-bp_systolic", "data-bands"))
-            assert {(b["level"], b["from"], b["to"]) for b in systolic} >= {("red", None, 90.0), ("red", 180.0, None)}
+            zones = {(b["level"], b["from"], b["to"]) for b in systolic}
+            assert zones >= {("yellow", None, 80.0), ("red", 135.0, None)}
             assert json.loads(page.get_attribute("#plot-bp_diastolic", "data-bands")) == []
             spo2 = json.loads(page.get_attribute("#plot-spo2", "data-bands"))
             assert spo2 and all(b["visible"] for b in spo2 if b["level"] == "red"), spo2

@@ -170,7 +170,7 @@ def test_nurse_sees_red_alert_live_kvitters_views_trend_and_is_refused_elsewhere
             assert arrived_s < 15
             assert page.evaluate("window.__noReload") == "still here"  # live, not a reload
             assert page.get_attribute("#worklist-rows", "data-refreshed")
-            assert "Lav iltmætning" in row.inner_text() and "80" in row.inner_text()
+            assert "Meget lav iltmætning" in row.inner_text() and "80" in row.inner_text()
             _keep(page, "worklist")
 
             # Kvittering with a note.

@@ -42,11 +42,11 @@ class Ward:
     tag: str
 
 
-def _patient(db: psycopg.Connection, municipality: str, name: str) -> tuple[int, str]:
+def _patient(db: psycopg.Connection, municipality: str, name: str, programme: str = "copd") -> tuple[int, str]:
     tag = secrets.token_hex(3)
     row = db.execute(
-        "INSERT INTO patients (external_ref, name, programme, municipality) VALUES (%s, %s, 'copd', %s) RETURNING id",
-        (f"ref-{tag}", name, municipality),
+        "INSERT INTO patients (external_ref, name, programme, municipality) VALUES (%s, %s, %s, %s) RETURNING id",
+        (f"ref-{tag}", name, programme, municipality),
     ).fetchone()
     assert row
     agent = f"agent-{tag}"
@@ -70,11 +70,13 @@ def ward(live: Any, world: Any, module_settings: Any) -> Ward:
         )
         red, red_agent = _patient(db, world.municipality, f"Alma Rød {tag}")
         store_reading(db, live, patient_id=red, agent_id=red_agent, kind="spo2", components={"spo2": 80.0}, unit="%")
-        snoozed, s_agent = _patient(db, world.municipality, f"Bent Udsat {tag}")
-        store_reading(db, live, patient_id=snoozed, agent_id=s_agent, kind="spo2", components={"spo2": 88.0},
+        # one reading that opens a yellow alert under the shipped rules: SpO2 92 % in heart failure
+        # (NEWS2 scale 1 band; a COPD citizen's watch band is personal, issue 11)
+        snoozed, s_agent = _patient(db, world.municipality, f"Bent Udsat {tag}", "heart_failure")
+        store_reading(db, live, patient_id=snoozed, agent_id=s_agent, kind="spo2", components={"spo2": 92.0},
                       unit="%")
-        acked, a_agent = _patient(db, world.municipality, f"Cille Kvitteret {tag}")
-        store_reading(db, live, patient_id=acked, agent_id=a_agent, kind="spo2", components={"spo2": 88.0}, unit="%")
+        acked, a_agent = _patient(db, world.municipality, f"Cille Kvitteret {tag}", "heart_failure")
+        store_reading(db, live, patient_id=acked, agent_id=a_agent, kind="spo2", components={"spo2": 92.0}, unit="%")
         open_alert_id(db, red, "red", timeout=30)
         s_alert = open_alert_id(db, snoozed, "yellow", timeout=30)
         a_alert = open_alert_id(db, acked, "yellow", timeout=30)
@@ -310,8 +312,8 @@ def test_patient_page_explains_the_alert_kvitters_there_and_shows_a_resolved_one
     from backend.alerting import service
 
     with psycopg.connect(module_settings.database_url, autocommit=True) as db:
-        pid, agent = _patient(db, world.municipality, f"Erik Side {ward.tag}")
-        store_reading(db, live, patient_id=pid, agent_id=agent, kind="spo2", components={"spo2": 88.0}, unit="%")
+        pid, agent = _patient(db, world.municipality, f"Erik Side {ward.tag}", "heart_failure")
+        store_reading(db, live, patient_id=pid, agent_id=agent, kind="spo2", components={"spo2": 92.0}, unit="%")
         yellow = open_alert_id(db, pid, "yellow", timeout=30)
         store_reading(db, live, patient_id=pid, agent_id=agent, kind="pulse", components={"pulse": 135.0},
                       unit="/min")
@@ -319,7 +321,7 @@ def test_patient_page_explains_the_alert_kvitters_there_and_shows_a_resolved_one
     page.goto(f"{live.url}/patients/{pid}")
     box = page.locator("#current-alerts")
     text = box.inner_text()
-    assert "88 %" in text and "under grænsen 89 %" in text, text
+    assert "92 %" in text and "under grænsen 93 %" in text, text
     assert "135 slag/min" in text and "over grænsen 131 slag/min" in text, text
     lines = box.locator(".alert-line").count()
     assert lines >= 2 and box.locator("form.kvitter-form").count() == lines + 1  # one per line, and "kvittér alle"
