@@ -56,6 +56,9 @@ DYNAMIC_KEYS = (
     N_("field_yellow_score"), N_("field_red_score"), N_("field_yellow_personal"), N_("field_red_personal"),
     N_("part_red"), N_("part_yellow"), N_("part_blue"), N_("part_technical"), N_("part_deviation"), N_("part_missed"),
     N_("dev_source_baseline"), N_("dev_source_own_history"), N_("dev_missing_no_readings"), N_("dev_missing_few_days"),
+    # Error keys backend/fhir and backend/fut raise and their pages look up.
+    N_("fut_bad_reference"), N_("fut_bad_version"), N_("fut_cpr_bad"), N_("fut_cpr_no_key"), N_("fut_no_patient"),
+    N_("gateway_bad_sysid"), N_("gateway_no_agent"), N_("gateway_not_live"),
 )
 
 
