@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from backend.admin.routes import TeamIn
+from backend.admin.routes import MunicipalTeamIn
 from backend.api.schemas import ResolveIn, SnoozeIn, ThresholdIn
 
 
@@ -21,7 +21,7 @@ def test_notes_and_reasons_refuse_nul_and_blank(text: str) -> None:
         (ResolveIn, {"note": text}),
         (SnoozeIn, {"until": later, "reason": text}),
         (ThresholdIn, {"rule_id": "r", "field": "f", "value": 1.0, "reason": text + "xyz" if text.strip() else text}),
-        (TeamIn, {"key": "aarhus-x", "name": text, "sector": "municipal"}),
+        (MunicipalTeamIn, {"key": "aarhus-x", "name": text, "sector": "municipal", "municipality": "Aarhus"}),
     ]
     for model, data in attempts:
         with pytest.raises(ValidationError):
@@ -30,4 +30,5 @@ def test_notes_and_reasons_refuse_nul_and_blank(text: str) -> None:
 
 def test_ordinary_text_is_accepted() -> None:
     assert ResolveIn(note="Ringet op, har det bedre").note == "Ringet op, har det bedre"
-    assert TeamIn.model_validate({"key": "aarhus-x", "name": "Aarhus sygepleje", "sector": "municipal"}).name
+    assert MunicipalTeamIn.model_validate({"key": "aarhus-x", "name": "Aarhus sygepleje", "sector": "municipal",
+                                           "municipality": "Aarhus"}).name
