@@ -42,7 +42,7 @@ from pathlib import Path
 from edge_agent.errors import SpoolCorruptError, SpoolError, SpoolFullError
 from edge_agent.settings import DEFAULT_SPOOL_CAPACITY, RESEND_AFTER_S, RESEND_MAX_S
 from vitals.kinds import MeasurementKind
-from vitals.wire import Measurement, MonitoringPlan, Receipt
+from vitals.wire import Measurement, MonitoringPlan, Receipt, TeamMessage
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,11 @@ CREATE TABLE IF NOT EXISTS receipts (
 CREATE TABLE IF NOT EXISTS plan (
     one INTEGER PRIMARY KEY CHECK (one = 1),
     issued_at TEXT NOT NULL,
+    payload TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS team_message (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    id INTEGER NOT NULL,
     payload TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS recent (
@@ -435,6 +440,24 @@ class Spool:
                 " ON CONFLICT (one) DO UPDATE SET issued_at = excluded.issued_at, payload = excluded.payload",
                 (plan.issued_at.isoformat(), plan.to_json().decode()),
             )
+
+    def save_team_message(self, message: TeamMessage) -> bool:
+        """Keep the care team's newest message (an older one arriving late does not replace it)."""
+        with self._lock:
+            cur = self._conn.execute(
+                "INSERT INTO team_message (one, id, payload) VALUES (1, ?, ?)"
+                " ON CONFLICT (one) DO UPDATE SET id = excluded.id, payload = excluded.payload"
+                " WHERE excluded.id >= team_message.id",
+                (message.id, message.to_json().decode()),
+            )
+            return cur.rowcount > 0
+
+    def team_message(self) -> TeamMessage | None:
+        from vitals.wire import parse_team_message
+
+        with self._lock:
+            row = self._conn.execute("SELECT payload FROM team_message WHERE one = 1").fetchone()
+        return None if row is None else parse_team_message(row[0])
 
     def plan(self) -> MonitoringPlan | None:
         from vitals.wire import parse_plan

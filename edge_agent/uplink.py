@@ -46,6 +46,7 @@ from vitals.wire import (
     Topics,
     parse_plan,
     parse_receipt,
+    parse_team_message,
 )
 
 log = logging.getLogger(__name__)
@@ -342,6 +343,7 @@ class Uplink:
                  self.agent_id, self.spool.depth, again)
         client.subscribe(self.topics.receipts(self.agent_id), qos=1)
         client.subscribe(self.topics.config(self.agent_id), qos=1)
+        client.subscribe(self.topics.messages(self.agent_id), qos=1)
         self._connected.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any) -> None:
@@ -377,6 +379,8 @@ class Uplink:
                 self._take_receipt(bytes(msg.payload))
             elif msg.topic == self.topics.config(self.agent_id):
                 self._take_plan(bytes(msg.payload))
+            elif msg.topic == self.topics.messages(self.agent_id):
+                self._take_team_message(bytes(msg.payload))
         except Exception:
             log.exception("uplink %s: error handling %s", self.agent_id, msg.topic)
 
@@ -392,6 +396,20 @@ class Uplink:
         self.spool.record_receipt(receipt)
         if self.on_receipt is not None:
             self.on_receipt(receipt)
+
+    def _take_team_message(self, payload: bytes) -> None:
+        if not payload:
+            return  # a cleared retained message
+        try:
+            message = parse_team_message(payload)
+        except WireError as exc:
+            log.warning("uplink %s: ignoring malformed team message: %s", self.agent_id, exc)
+            return
+        if message.agent_id != self.agent_id:
+            log.warning("uplink %s: ignoring team message addressed to agent %s", self.agent_id, message.agent_id)
+            return
+        if self.spool.save_team_message(message):
+            log.info("uplink %s: message %d from the care team received", self.agent_id, message.id)
 
     def _take_plan(self, payload: bytes) -> None:
         if not payload:

@@ -39,7 +39,7 @@ from typing import Any
 from alert_rules.plans import PlanLine, planned_slots, slot_met
 from edge_agent.spool import RecentReading, RecordedReceipt, SpoolFill
 from vitals.kinds import MeasurementKind, spec
-from vitals.wire import MonitoringPlan
+from vitals.wire import MonitoringPlan, TeamMessage
 
 MAX_LISTED = 12
 """At most this many of today's readings are listed (newest first); a small screen holds no more."""
@@ -106,6 +106,15 @@ class Reminder:
 
 
 @dataclass(frozen=True, slots=True)
+class TeamMessageView:
+    """The care team's newest message, as the citizen reads it."""
+
+    text: str
+    by: str
+    when_text: str
+
+
+@dataclass(frozen=True, slots=True)
 class HomeScreen:
     headline: str
     detail: str | None
@@ -125,6 +134,8 @@ class HomeScreen:
     """Readings still in the spool (any day)."""
     spool_full: bool
     now: datetime
+    message: TeamMessageView | None = None
+    """The care team's newest message (issue 13), shown until a newer one comes."""
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict for ``/status.json``."""
@@ -152,6 +163,8 @@ class HomeScreen:
             "waiting_to_send": self.waiting_to_send,
             "spool_full": self.spool_full,
             "now": self.now.isoformat(),
+            "message": ({"text": self.message.text, "by": self.message.by, "when_text": self.message.when_text}
+                        if self.message else None),
         }
 
 
@@ -342,6 +355,7 @@ def home_screen(
     plan: MonitoringPlan | None,
     now: datetime,
     zone: tzinfo,
+    message: TeamMessage | None = None,
 ) -> HomeScreen:
     today = now.astimezone(zone).date()
     ordered = sorted(readings, key=lambda r: r.measured_at, reverse=True)
@@ -368,4 +382,6 @@ def home_screen(
         waiting_to_send=pending,
         spool_full=fill.full,
         now=now,
+        message=(TeamMessageView(message.text, message.by, when_text(message.at, today=today, zone=zone))
+                 if message is not None else None),
     )

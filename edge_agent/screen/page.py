@@ -35,6 +35,9 @@ li.m:last-child{border-bottom:2px solid #d8d4c8}
 li.r{font-size:1.05rem;padding:.3rem 0}
 .more,.quiet{color:#333;font-size:.9rem}
 footer{margin-top:1.4rem;color:#444;font-size:.8rem}
+#message{border-left:6px solid #1b365d;background:#fff;padding:.4rem .8rem;margin:.6rem 0}
+#message .msg{font-size:1.1rem;white-space:pre-wrap;overflow-wrap:anywhere;margin:.2rem 0}
+#message .from{color:#333;font-size:.85rem;margin:0}
 """
 
 _SCRIPT = """
@@ -76,6 +79,11 @@ def render(screen: HomeScreen, *, refresh_s: int = 15) -> str:
     if screen.detail:
         parts.append(f'<p class="detail">{escape(screen.detail)}</p>')
     parts.append(f'<p class="conn{"" if screen.connected else " off"}">{escape(screen.connection_text)}</p>')
+    if screen.message is not None:
+        m = screen.message
+        parts.append('<section id="message"><h2>Besked fra dit team</h2>'
+                     f'<p class="msg">{escape(m.text)}</p><p class="from">{escape(m.by)}, {escape(m.when_text)}</p>'
+                     "</section>")
     if screen.reminders:
         parts.append('<h2>Planlagt i dag</h2><ul id="reminders">')
         parts += [f'<li class="r">{escape(m.text)}</li>' for m in screen.reminders]

@@ -64,6 +64,7 @@ def snapshot_of(
             plan=spool.plan(),
             now=clock(),
             zone=zone,
+            message=spool.team_message(),
         )
 
     return snapshot

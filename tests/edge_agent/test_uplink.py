@@ -175,3 +175,38 @@ def test_broker_outage_then_everything_drains_oldest_first(
         assert up.wait_drained(20), f"{spool.depth} readings left"
     finally:
         up.stop()
+
+
+def test_the_care_teams_newest_message_is_kept_and_garbage_ignored(
+    tmp_path: Path, broker, topics, agent_id, caplog
+) -> None:
+    """Issue 13: the backend's retained message to the citizen reaches the spool; an older one or
+    one addressed to another tablet does not replace it."""
+
+    def message(mid: int, text: str, to: str = agent_id) -> bytes:
+        return (b'{"schema":"1.0","agent_id":"%s","id":%d,"text":"%s","at":"2026-01-02T08:00:00Z",'
+                b'"by":"Anne Hansen, sygeplejerske"}' % (to.encode(), mid, text.encode()))
+
+    spool = Spool(tmp_path / "s.sqlite")
+    _publish(broker, topics.messages(agent_id), message(5, "Husk vaegten"), retain=True)
+    up = _uplink(spool, agent_id, broker, topics).start()
+    try:
+        assert up.wait_connected(10)
+        deadline = time.monotonic() + 10
+        while spool.team_message() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        got = spool.team_message()
+        assert got is not None and got.id == 5 and got.text == "Husk vaegten"
+        _publish(broker, topics.messages(agent_id), b"{not json")
+        _publish(broker, topics.messages(agent_id), message(9, "Til en anden", to="another-agent"))
+        _publish(broker, topics.messages(agent_id), message(4, "Aeldre"))
+        _publish(broker, topics.messages(agent_id), message(6, "Nyere"))
+        deadline = time.monotonic() + 10
+        while spool.team_message().id != 6 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert spool.team_message().text == "Nyere"
+        assert "malformed team message" in caplog.text and "addressed to agent another-agent" in caplog.text
+        assert up.connected and up.connects == 1
+    finally:
+        up.stop()
+        _publish(broker, topics.messages(agent_id), b"", retain=True)

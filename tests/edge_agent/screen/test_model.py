@@ -195,3 +195,19 @@ def test_one_measurement_has_one_status_for_all_its_values() -> None:
     # The cuff's pulse is still on the tablet: the whole measurement says so, not "Modtaget".
     assert got[cuff.id] == got[cuff_pulse.id] == ("Gemt på tabletten", None)
     assert got[weight.id] == ("Modtaget", None)
+
+
+def test_the_care_teams_message_is_shown_with_sender_and_time() -> None:
+    """Issue 13: a message from the nurse reaches the tablet; shown as sent, never as an alarm."""
+    from vitals.wire import TeamMessage
+
+    msg = TeamMessage(agent_id="tab-1", id=3, text="Husk at veje dig i morgen.\n<b>Ring</b> hvis du er i tvivl.",
+                      at=at(7, 45, day=1), by="Anne Hansen, sygeplejerske")
+    s = home_screen(readings=[], receipts={}, fill=fill(), connected=True, plan=None, now=NOW, zone=CPH, message=msg)
+    assert s.message is not None and s.message.by == "Anne Hansen, sygeplejerske"
+    assert s.message.when_text == "i går kl. 07:45"
+    html = render(s)
+    assert "Besked fra dit team" in html and "Husk at veje dig i morgen." in html
+    assert "&lt;b&gt;Ring&lt;/b&gt;" in html and "<b>Ring" not in html  # the text is the team's words, escaped
+    assert s.to_json()["message"]["text"] == msg.text
+    assert screen([]).message is None and "Besked fra dit team" not in render(screen([]))
