@@ -58,6 +58,21 @@ class PendingApproval(AuthError):
         super().__init__("the account awaits a second admin's approval")
 
 
+class PasswordChangeRequired(AuthError):
+    """The right password, but an administrator set it: the user must choose their own first
+    (ASVS 2.3.1)."""
+
+    def __init__(self) -> None:
+        super().__init__("the password was set by an administrator and must be changed first")
+
+
+class PasswordNotChanged(AuthError):
+    """The new password is the one an administrator set."""
+
+    def __init__(self) -> None:
+        super().__init__("the new password must differ from the one an administrator set")
+
+
 class WeakPassword(AuthError):
     """A new password shorter than :data:`backend.accounts.store.MIN_PASSWORD` characters."""
 

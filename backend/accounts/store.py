@@ -17,7 +17,17 @@ import psycopg
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from backend.accounts.model import AuthError, PendingApproval, RateLimited, Role, User, WeakPassword, WrongPassword
+from backend.accounts.model import (
+    AuthError,
+    PasswordChangeRequired,
+    PasswordNotChanged,
+    PendingApproval,
+    RateLimited,
+    Role,
+    User,
+    WeakPassword,
+    WrongPassword,
+)
 
 log = logging.getLogger(__name__)
 
@@ -108,16 +118,18 @@ def create_user(
     lang: str = "da",
     created_by: int | None = None,
     approved: bool = True,
+    must_change_password: bool = False,
 ) -> User:
     """A user. ``approved=False`` (every account an admin creates) cannot log in until a different
-    admin approves it (:func:`approve_user`); seeded accounts are created approved."""
+    admin approves it (``backend.admin.service.approve_user``); seeded accounts are created
+    approved. ``must_change_password`` (a password an admin chose) is changed at the first login."""
     role = Role(role)
     if password is not None:
         check_password(password)
     row = conn.execute(
         """INSERT INTO users (username, display_name, role, team_id, patient_id, password_hash, lang,
-                              created_by, approved_at)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, CASE WHEN %s THEN now() END) RETURNING id""",
+                              created_by, approved_at, must_change_password)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, CASE WHEN %s THEN now() END, %s) RETURNING id""",
         (
             username.lower(),
             display_name,
@@ -128,6 +140,7 @@ def create_user(
             lang,
             created_by,
             approved,
+            must_change_password,
         ),
     ).fetchone()
     assert row is not None
@@ -141,9 +154,11 @@ def get_user(conn: psycopg.Connection, *, user_id: int) -> User | None:
     return _user(row) if row else None
 
 
-def set_password(conn: psycopg.Connection, *, user_id: int, password: str) -> None:
+def set_password(conn: psycopg.Connection, *, user_id: int, password: str, must_change: bool = False) -> None:
+    """A new password; ``must_change`` when an administrator chose it (changed at the next login)."""
     check_password(password)
-    conn.execute("UPDATE users SET password_hash = %s WHERE id = %s", (hash_password(password), user_id))
+    conn.execute("UPDATE users SET password_hash = %s, must_change_password = %s WHERE id = %s",
+                 (hash_password(password), must_change, user_id))
 
 
 def _check_rate(conn: psycopg.Connection, *, username: str, remote_addr: str | None, now: datetime) -> None:
@@ -205,16 +220,20 @@ def authenticate(
     password: str,
     remote_addr: str | None = None,
     now: datetime | None = None,
+    changing: bool = False,
 ) -> User:
-    """The user, or WrongPassword/RateLimited/PendingApproval (all AuthError). Every attempt is
+    """The user, or WrongPassword/RateLimited/PendingApproval/PasswordChangeRequired (all
+    AuthError; the last unless ``changing``, see :func:`change_password`). Every attempt is
     recorded (and committed by the caller). An account awaiting a second admin's approval
     (four-eyes) is refused even with the right password, after the password is checked, so the
     refusal tells nothing to someone who does not know it."""
     now = now or datetime.now(UTC)
     username = username.strip().lower()[:64]
     _check_rate(conn, username=username, remote_addr=remote_addr, now=now)
-    row = conn.execute("SELECT id, password_hash, approved_at IS NOT NULL FROM users WHERE username = %s AND active",
-                       (username,)).fetchone()
+    row = conn.execute(
+        "SELECT id, password_hash, approved_at IS NOT NULL, must_change_password FROM users"
+        " WHERE username = %s AND active", (username,),
+    ).fetchone()
     stored = row[1] if row and row[1] else None
     ok = verify_password(stored or _DUMMY_HASH, password) and stored is not None
     conn.execute(
@@ -228,8 +247,31 @@ def authenticate(
     if not row[2]:
         log.info("login for %r refused: awaiting a second admin's approval", username)
         raise PendingApproval()
+    if row[3] and not changing:
+        raise PasswordChangeRequired()
     user = get_user(conn, user_id=row[0])
     assert user is not None
+    return user
+
+
+def change_password(
+    conn: psycopg.Connection,
+    *,
+    username: str,
+    password: str,
+    new_password: str,
+    remote_addr: str | None = None,
+    now: datetime | None = None,
+) -> User:
+    """The user's own password in place of one an administrator set (or any change): the current
+    password is checked as a login is (throttled, recorded), the new one must be long enough and
+    differ from it. Returns the user, who may then have a session."""
+    user = authenticate(conn, username=username, password=password, remote_addr=remote_addr, now=now, changing=True)
+    check_password(new_password)
+    if new_password == password:
+        raise PasswordNotChanged()
+    set_password(conn, user_id=user.id, password=new_password)
+    log.info("password changed by %r", user.username)
     return user
 
 

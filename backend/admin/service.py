@@ -174,10 +174,11 @@ def set_user_active(
 def reset_password(
     conn: psycopg.Connection, *, username: str, password: str, by: User, remote_addr: str | None = None
 ) -> None:
-    """A new password for a user (their sessions and tokens end; the password is never audited)."""
+    """A new password for a user, to be changed at their next login (ASVS 2.3.1); their sessions
+    and tokens end; the password is never audited."""
     uid = _user_id(conn, username)
     try:
-        set_password(conn, user_id=uid, password=password)
+        set_password(conn, user_id=uid, password=password, must_change=True)
     except WeakPassword as exc:
         raise AdminError(str(exc), key=N_("password_too_short"), n=exc.minimum) from exc
     conn.execute("DELETE FROM sessions WHERE user_id = %s", (uid,))
@@ -568,6 +569,7 @@ def create_account(
                 lang=lang,
                 created_by=by.id if by is not None else None,
                 approved=by is None,
+                must_change_password=by is not None,
             )
             if by is not None:
                 record_admin(conn, by=by, action="user created", user_id=user.id, patient_id=patient_id,

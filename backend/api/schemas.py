@@ -37,6 +37,13 @@ class TokenRequest(_In):
     password: Annotated[str, StringConstraints(max_length=1000)]
 
 
+class PasswordChangeIn(_In):
+    username: ShortText
+    password: Annotated[str, StringConstraints(max_length=1000)] = Field(description="The current password")
+    new_password: Annotated[str, StringConstraints(min_length=12, max_length=128, pattern=r"^[^\x00]*$")] = Field(
+        description="At least 12 characters, not the current password")
+
+
 class TokenOut(_Out):
     access_token: str
     token_type: str = "bearer"

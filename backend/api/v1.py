@@ -16,8 +16,23 @@ from fastapi.responses import JSONResponse, Response
 from backend import audit
 from backend.accounts.access import Patient
 from backend.accounts.deps import Conn, CurrentPrincipal, audit_overview, remote_addr
-from backend.accounts.model import AuthError, PendingApproval, RateLimited, Role, User
-from backend.accounts.store import authenticate, create_api_token, create_refresh_token, refresh, revoke_token
+from backend.accounts.model import (
+    AuthError,
+    PasswordChangeRequired,
+    PasswordNotChanged,
+    PendingApproval,
+    RateLimited,
+    Role,
+    User,
+)
+from backend.accounts.store import (
+    authenticate,
+    change_password,
+    create_api_token,
+    create_refresh_token,
+    refresh,
+    revoke_token,
+)
 from backend.alerting.views.router import router as alerting_views
 from backend.api import clinical, schemas
 from backend.api.deps import ERRORS, open_patient_or_refuse
@@ -36,7 +51,8 @@ router = APIRouter(
     response_model=schemas.TokenOut,
     tags=["auth"],
     responses={401: {"description": "Wrong username or password"}, 429: {"description": "Rate limited"},
-               403: {"description": "The account awaits a second admin's approval (four-eyes)"}},
+               403: {"description": "The account awaits a second admin's approval (four-eyes), or its password "
+                                     "was set by an administrator and must be changed first"}},
 )
 def token(request: Request, conn: Conn, body: schemas.TokenRequest) -> schemas.TokenOut:
     """Exchange a username and password for a bearer token (30 minutes) and a refresh token
@@ -50,6 +66,10 @@ def token(request: Request, conn: Conn, body: schemas.TokenRequest) -> schemas.T
     except PendingApproval as exc:
         conn.commit()
         raise HTTPException(403, "the account awaits a second admin's approval") from exc
+    except PasswordChangeRequired as exc:
+        conn.commit()
+        raise HTTPException(403, "the password was set by an administrator: choose your own at "
+                                 "POST /api/v1/auth/password") from exc
     except AuthError as exc:
         conn.commit()
         raise HTTPException(401, "wrong username or password") from exc
@@ -62,6 +82,34 @@ def _pair(conn: Conn, user: User, secret: str) -> schemas.TokenOut:
     conn.commit()
     return schemas.TokenOut(access_token=value, expires_at=expires, refresh_token=refresh_value,
                             refresh_expires_at=refresh_expires)
+
+
+@router.post(
+    "/auth/password",
+    response_model=schemas.TokenOut,
+    tags=["auth"],
+    responses={401: {"description": "Wrong username or password"}, 429: {"description": "Rate limited"},
+               403: {"description": "The account awaits a second admin's approval (four-eyes)"},
+               409: {"description": "The new password is the current one"}},
+)
+def token_password(request: Request, conn: Conn, body: schemas.PasswordChangeIn) -> schemas.TokenOut:
+    """Set one's own password (needed when an administrator set it: ASVS 2.3.1) and get a token pair."""
+    try:
+        user = change_password(conn, username=body.username, password=body.password,
+                               new_password=body.new_password, remote_addr=remote_addr(request))
+    except RateLimited as exc:
+        conn.commit()
+        raise HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after_s)}) from exc
+    except PendingApproval as exc:
+        conn.commit()
+        raise HTTPException(403, "the account awaits a second admin's approval") from exc
+    except PasswordNotChanged as exc:
+        conn.rollback()
+        raise HTTPException(409, str(exc)) from exc
+    except AuthError as exc:
+        conn.commit()
+        raise HTTPException(401, "wrong username or password") from exc
+    return _pair(conn, user, request.app.state.settings.secret_key)
 
 
 @router.post(

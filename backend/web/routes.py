@@ -33,9 +33,27 @@ from backend.accounts.deps import (
     optional_principal,
     remote_addr,
 )
-from backend.accounts.model import AccessDenied, AuthError, PendingApproval, RateLimited, Role, WrongPassword
+from backend.accounts.model import (
+    AccessDenied,
+    AuthError,
+    PasswordChangeRequired,
+    PasswordNotChanged,
+    PendingApproval,
+    RateLimited,
+    Role,
+    User,
+    WeakPassword,
+    WrongPassword,
+)
 from backend.accounts.scope import scope_clause
-from backend.accounts.store import SESSION_TTL, authenticate, create_session, delete_session
+from backend.accounts.store import (
+    MAX_PASSWORD,
+    SESSION_TTL,
+    authenticate,
+    change_password,
+    create_session,
+    delete_session,
+)
 from backend.alerting.config import AlertingConfig
 from backend.alerting.errors import AlertingError
 from backend.alerting.views import actions as alert_actions
@@ -124,50 +142,26 @@ def login_page(request: Request, next: str | None = None) -> Response:
     return resp
 
 
-@router.post("/login")
-def login(
-    request: Request,
-    conn: Conn,
-    username: Annotated[str, Form()],
-    password: Annotated[str, Form()],
-    csrf: Annotated[str, Form()] = "",
-    next: Annotated[str, Form()] = "",
-) -> Response:
-    t = translator(request.query_params.get("lang", "da"))
-    cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
-    error: str | None = None
-    if not cookie or not secrets.compare_digest(cookie, csrf):
-        error, status = "CSRF", 403
-    else:
-        try:
-            user = authenticate(conn, username=username, password=password, remote_addr=remote_addr(request))
-        except RateLimited as exc:
-            conn.commit()
-            error, status = t("rate_limited", s=exc.retry_after_s), 429
-        except PendingApproval:
-            conn.commit()
-            error, status = t("pending_approval"), 403
-        except WrongPassword as exc:
-            # Warned before the delay sets in (issue 13: the lockout came without warning).
-            conn.commit()
-            error, status = t("wrong_login_tries", n=exc.tries_left) if exc.tries_left else t("wrong_login_wait"), 401
-        except AuthError:
-            conn.commit()
-            error, status = t("wrong_login"), 401
-    if error is not None:
-        token = secrets.token_urlsafe(16)
-        resp = render(
-            request,
-            None,
-            "login.html",
-            status=status,
-            login_csrf=token,
-            next=_safe_next(next),
-            error=error,
-            demo_logins=_demo_logins(request),
-        )
-        resp.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", secure=_secure(request))
-        return resp
+def _login_again(request: Request, status: int, error: str, next: str, change_for: str | None = None) -> Response:
+    """The login page again with what went wrong; with ``change_for`` the form that sets the user's
+    own password in place of one an administrator set."""
+    token = secrets.token_urlsafe(16)
+    resp = render(
+        request,
+        None,
+        "login.html",
+        status=status,
+        login_csrf=token,
+        next=_safe_next(next),
+        error=error,
+        change_for=change_for,
+        demo_logins=_demo_logins(request),
+    )
+    resp.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", secure=_secure(request))
+    return resp
+
+
+def _logged_in(request: Request, conn: psycopg.Connection, user: User, next: str) -> Response:
     session, _ = create_session(
         conn, user=user, secret=request.app.state.settings.secret_key, remote_addr=remote_addr(request)
     )
@@ -183,6 +177,80 @@ def login(
     )
     done.delete_cookie(LOGIN_CSRF_COOKIE)
     return done
+
+
+def _login_error(t: Callable[..., str], exc: AuthError) -> tuple[int, str]:
+    """The status of a refused login, and what the login page says."""
+    if isinstance(exc, RateLimited):
+        return 429, t("rate_limited", s=exc.retry_after_s)
+    if isinstance(exc, PendingApproval):
+        return 403, t("pending_approval")
+    if isinstance(exc, WrongPassword):
+        # Warned before the delay sets in (issue 13: the lockout came without warning).
+        return 401, (t("wrong_login_tries", n=exc.tries_left) if exc.tries_left else t("wrong_login_wait"))
+    if isinstance(exc, WeakPassword):
+        return 400, t("password_too_short", n=exc.minimum)
+    if isinstance(exc, PasswordNotChanged):
+        return 400, t("password_not_changed")
+    return 401, t("wrong_login")
+
+
+def _login_csrf_ok(request: Request, csrf: str) -> bool:
+    cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    return bool(cookie) and secrets.compare_digest(cookie, csrf)
+
+
+@router.post("/login")
+def login(
+    request: Request,
+    conn: Conn,
+    username: Annotated[str, Form()],
+    password: Annotated[str, Form()],
+    csrf: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "",
+) -> Response:
+    t = translator(lang_of(request, None))  # ?lang=, else the language cookie the login page set
+    if not _login_csrf_ok(request, csrf):
+        return _login_again(request, 403, "CSRF", next)
+    try:
+        user = authenticate(conn, username=username, password=password, remote_addr=remote_addr(request))
+    except PasswordChangeRequired:
+        # ASVS 2.3.1: a password an administrator chose is not the long-term one.
+        conn.commit()
+        return _login_again(request, 403, t("password_change_required"), next, change_for=username.strip().lower())
+    except AuthError as exc:
+        conn.commit()
+        return _login_again(request, *_login_error(t, exc), next)
+    return _logged_in(request, conn, user, next)
+
+
+@router.post("/login/password")
+def login_change_password(
+    request: Request,
+    conn: Conn,
+    username: Annotated[str, Form(max_length=64)],
+    password: Annotated[str, Form(max_length=MAX_PASSWORD)],
+    new_password: Annotated[str, Form(max_length=MAX_PASSWORD)],
+    repeat: Annotated[str, Form(max_length=MAX_PASSWORD)],
+    csrf: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "",
+) -> Response:
+    """The user's own password in place of one an administrator set, then logged in."""
+    t = translator(lang_of(request, None))  # ?lang=, else the language cookie the login page set
+    if not _login_csrf_ok(request, csrf):
+        return _login_again(request, 403, "CSRF", next, change_for=username)
+    if new_password != repeat:
+        return _login_again(request, 400, t("password_mismatch"), next, change_for=username)
+    try:
+        user = change_password(conn, username=username, password=password, new_password=new_password,
+                               remote_addr=remote_addr(request))
+    except (WeakPassword, PasswordNotChanged) as exc:
+        conn.rollback()
+        return _login_again(request, *_login_error(t, exc), next, change_for=username)
+    except AuthError as exc:
+        conn.commit()
+        return _login_again(request, *_login_error(t, exc), next)
+    return _logged_in(request, conn, user, next)
 
 
 @router.post("/logout")

@@ -1,7 +1,8 @@
 """Issue 13, the operator in Debian's chromium, and issue 12's four-eyes: a device with a bad
 address is not sent, a good one is registered, corrected and removed from the device list; the
 gateway table has "Seneste måling" and "Seneste kontakt"; an account one admin creates logs in
-only after the other approves it; the login page warns before the delay sets in."""
+only after the other approves it and then sets her own password; the login page warns before the
+delay sets in."""
 
 from __future__ import annotations
 
@@ -102,6 +103,13 @@ def test_the_operator_registers_corrects_and_removes_a_device_and_a_second_admin
             _login(page, live.url, nurse, "wrong-password")
             assert "2 forsøg tilbage" in page.inner_text("p[role=alert]")
             _login(page, live.url, nurse, "browser-pass-12")
+            # The password the admin chose is not the nurse's own: she sets hers first (ASVS 2.3.1).
+            assert "Vælg din egen" in page.inner_text("p[role=alert]")
+            change = page.locator("#change-password")
+            change.locator("input[name=password]").fill("browser-pass-12")
+            change.locator("input[name=new_password]").fill("nurse-own-pass-1")
+            change.locator("input[name=repeat]").fill("nurse-own-pass-1")
+            change.locator("button").click()
             page.wait_for_url(f"{live.url}/worklist")
         finally:
             ctx.close()

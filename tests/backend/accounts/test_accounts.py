@@ -26,8 +26,21 @@ from backend.accounts import (
     token_user,
     verify_password,
 )
-from backend.accounts.model import PendingApproval, WeakPassword, WrongPassword
-from backend.accounts.store import FREE_FAILURES, MIN_PASSWORD, THROTTLE_FORGET, prune_throttle, set_password
+from backend.accounts.model import (
+    PasswordChangeRequired,
+    PasswordNotChanged,
+    PendingApproval,
+    WeakPassword,
+    WrongPassword,
+)
+from backend.accounts.store import (
+    FREE_FAILURES,
+    MIN_PASSWORD,
+    THROTTLE_FORGET,
+    change_password,
+    prune_throttle,
+    set_password,
+)
 from backend.errors import ConfigError
 
 SECRET = "test-secret-" + "x" * 20
@@ -92,6 +105,25 @@ def test_an_account_awaiting_approval_cannot_log_in_until_approved(db: Any) -> N
         db.execute("UPDATE users SET approved_at = now(), approved_by = created_by WHERE id = %s", (user.id,))
     db.execute("UPDATE users SET approved_at = now(), approved_by = %s WHERE id = %s", (_user(db)[0].id, user.id))
     assert authenticate(db, username=user.username, password="pass-word-12").id == user.id
+
+
+def test_a_password_an_admin_set_is_changed_before_the_first_login(db: Any) -> None:
+    # ASVS 2.3.1: not the long-term password.
+    user = create_user(db, username=f"m{secrets.token_hex(4)}", display_name="M", role="admin",
+                       password="admin-set-pass", must_change_password=True)
+    with pytest.raises(PasswordChangeRequired):
+        authenticate(db, username=user.username, password="admin-set-pass")
+    with pytest.raises(WrongPassword):
+        change_password(db, username=user.username, password="not-the-one-1", new_password="my-own-pass-1")
+    with pytest.raises(WeakPassword):
+        change_password(db, username=user.username, password="admin-set-pass", new_password="short")
+    with pytest.raises(PasswordNotChanged):
+        change_password(db, username=user.username, password="admin-set-pass", new_password="admin-set-pass")
+    assert change_password(db, username=user.username, password="admin-set-pass",
+                           new_password="my-own-pass-1").id == user.id
+    assert authenticate(db, username=user.username, password="my-own-pass-1").id == user.id
+    with pytest.raises(WrongPassword):
+        authenticate(db, username=user.username, password="admin-set-pass")
 
 
 def test_the_throttle_table_is_pruned_of_rows_quiet_for_a_day(db: Any) -> None:

@@ -79,7 +79,13 @@ def test_deactivate_and_reset_password_are_audited_and_never_delete(live: Any, c
                         headers=_h(admin))
         assert r.status_code == 204
         assert client.post("/api/v1/auth/token", json={"username": w.nurse, "password": PASSWORD}).status_code == 401
-        assert api_token(client, w.nurse, "a-new-password-9")
+        # The password the admin chose is changed at the next login (ASVS 2.3.1).
+        r = client.post("/api/v1/auth/token", json={"username": w.nurse, "password": "a-new-password-9"})
+        assert r.status_code == 403 and "set by an administrator" in r.text
+        r = client.post("/api/v1/auth/password", json={"username": w.nurse, "password": "a-new-password-9",
+                                                       "new_password": "sara-chose-this"})
+        assert r.status_code == 200 and r.json()["access_token"]
+        assert api_token(client, w.nurse, "sara-chose-this")
         rows = conn.execute(
             "SELECT action, before, after FROM admin_audit a JOIN users u ON u.id = a.user_id"
             " WHERE u.username = %s ORDER BY a.id", (w.nurse,)).fetchall()

@@ -38,6 +38,20 @@ def _second_admin(conn: psycopg.Connection) -> str:
     return name
 
 
+def _own_password(client: httpx.Client, username: str, set_by_admin: str) -> str:
+    """The first login of an account an admin made: the admin's password is refused until the user
+    chooses their own (ASVS 2.3.1); returns a token got with the user's own."""
+    r = client.post("/api/v1/auth/token", json={"username": username, "password": set_by_admin})
+    assert r.status_code == 403 and "set by an administrator" in r.text, r.text
+    r = client.post("/api/v1/auth/password", json={"username": username, "password": set_by_admin,
+                                                   "new_password": set_by_admin})
+    assert r.status_code == 409  # not the one the admin chose
+    r = client.post("/api/v1/auth/password", json={"username": username, "password": set_by_admin,
+                                                   "new_password": "my-own-choice-1"})
+    assert r.status_code == 200, r.text
+    return api_token(client, username, "my-own-choice-1")
+
+
 def _web_login_error(client: httpx.Client, username: str, password: str, lang: str = "da") -> httpx.Response:
     page = client.get(f"/login?lang={lang}")
     token = re.search(r'name="csrf" value="([^"]+)"', page.text)
@@ -81,7 +95,7 @@ def test_a_new_nurse_and_citizen_log_in_only_after_a_second_admin_approves(live:
         r = client.post(f"/api/v1/admin/users/{nurse}/approve", headers=_h(b_tok))
         assert r.status_code == 200 and r.json()["approved"] is True and r.json()["approved_by"] == admin_b
         assert client.post(f"/api/v1/admin/users/{nurse}/approve", headers=_h(b_tok)).status_code == 409  # once
-        assert api_token(client, nurse, "nurse-pass-12")
+        assert _own_password(client, nurse, "nurse-pass-12")
 
         # The second admin approves the citizen account on the web page.
         csrf = web_login(client, admin_b)
@@ -89,7 +103,7 @@ def test_a_new_nurse_and_citizen_log_in_only_after_a_second_admin_approves(live:
         assert f'data-user="{citizen}"' in page.text and "Afventer godkendelse" in page.text
         r = client.post(f"/admin/users/{citizen}/approve", data={"csrf": csrf})
         assert r.status_code == 200 and f"Bruger {citizen} godkendt." in r.text
-        assert api_token(client, citizen, "citizen-pass-12")
+        assert _own_password(client, citizen, "citizen-pass-12")
 
         rows = conn.execute(
             "SELECT a.action, a.actor, a.before, a.after FROM admin_audit a JOIN users u ON u.id = a.user_id"

@@ -102,7 +102,8 @@ def test_deactivate_reactivate_and_reset_a_password_on_the_admin_page(live: Any,
         assert r.status_code == 200 and f"Ny adgangskode sat for {w.nurse}." in r.text
         assert client.post("/api/v1/auth/token",
                            json={"username": w.nurse, "password": PASSWORD}).status_code == 401
-        assert api_token(client, w.nurse, "twelve-chars")
+        r = client.post("/api/v1/auth/token", json={"username": w.nurse, "password": "twelve-chars"})
+        assert r.status_code == 403  # to be changed at the next login (ASVS 2.3.1)
         rows = conn.execute(
             "SELECT action, before, after FROM admin_audit a JOIN users u ON u.id = a.user_id"
             " WHERE u.username = %s ORDER BY a.id", (w.nurse,)).fetchall()
@@ -303,3 +304,50 @@ def test_unknown_names_are_told_in_words_on_the_page(live: Any, client: httpx.Cl
     with psycopg.connect(live.app.state.settings.database_url, autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM audit_log WHERE patient_id = %s AND action = 'account changed'"
                             " AND detail LIKE %s", (w.patient_id, f"måleudstyr {w.agent_id}%")).fetchone() == (1,)
+
+
+def test_a_password_the_admin_set_is_changed_on_the_login_page(live: Any, client: httpx.Client) -> None:
+    # ASVS 2.3.1: the password an administrator chose (a new account's or a reset) is not the long-term one.
+    with psycopg.connect(live.app.state.settings.database_url, autocommit=True) as conn:
+        w = build_world(conn)
+    csrf = web_login(client, w.admin)
+    assert client.post(f"/admin/users/{w.nurse}/password", data={"csrf": csrf, "password": "admin-chose-12"}
+                       ).status_code == 200
+    with httpx.Client(base_url=live.url, timeout=30) as nurse:
+        r = _login_form(nurse, w.nurse, "admin-chose-12")
+        assert r.status_code == 403 and "Vælg din egen, før du fortsætter." in r.text
+        assert "nearcare_session" not in r.headers.get("set-cookie", "")
+        form = re.search(r'<form[^>]*id="change-password".*?</form>', r.text, re.S)
+        assert form and f'name="username" value="{w.nurse}"' in form.group(0)
+
+        def change(current: str, new: str, repeat: str) -> httpx.Response:
+            page = nurse.get("/login?lang=da")
+            token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+            assert token
+            return nurse.post("/login/password", data={"csrf": token.group(1), "username": w.nurse,
+                                                       "password": current, "new_password": new, "repeat": repeat})
+
+        r = change("admin-chose-12", "sara-own-pass-1", "sara-own-pass-2")
+        assert r.status_code == 400 and "De to nye adgangskoder er ikke ens." in r.text
+        r = change("admin-chose-12", "too-short", "too-short")
+        assert r.status_code == 400 and "Adgangskoden skal have mindst 12 tegn." in r.text
+        r = change("admin-chose-12", "admin-chose-12", "admin-chose-12")
+        assert r.status_code == 400 and "skal være en anden end den, administratoren satte" in r.text
+        r = change("wrong-current-1", "sara-own-pass-1", "sara-own-pass-1")
+        assert r.status_code == 401
+        r = change("admin-chose-12", "sara-own-pass-1", "sara-own-pass-1")
+        assert r.status_code == 303 and r.headers["location"] == "/worklist"
+        assert "nearcare_session" in r.headers.get("set-cookie", "")
+    assert api_token(client, w.nurse, "sara-own-pass-1")
+
+
+def test_the_login_error_is_in_the_language_the_login_page_was_in(live: Any) -> None:
+    # Issue 13: on /login?lang=en the error appeared in Danish (the form posts to /login).
+    with psycopg.connect(live.app.state.settings.database_url, autocommit=True) as conn:
+        w = build_world(conn)
+    with httpx.Client(base_url=live.url, timeout=30) as c:
+        page = c.get("/login?lang=en")
+        token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert token
+        r = c.post("/login", data={"username": w.nurse, "password": "wrong-guess", "csrf": token.group(1)})
+        assert r.status_code == 401 and "Wrong username or password. 2 tries left" in r.text
