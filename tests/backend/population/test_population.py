@@ -243,3 +243,15 @@ def test_risk_parts_add_up_to_the_score() -> None:
     parts = risk_parts(OpenAlerts(1, 2, 0, 1), deviation_z=-2.5, adherence=0.75)
     assert [(p.what, p.count, p.points) for p in parts] == [
         ("red", 1, 100), ("yellow", 2, 60), ("technical", 1, 3), ("deviation", 2.5, 12.5), ("missed", 0.25, 5.0)]
+
+
+def test_the_own_history_query_leaves_the_callers_transaction_settings_alone(db: Any) -> None:
+    from backend.population.service import own_history_deviation
+
+    c = Clinic(db)
+    pid = c.patient()
+    with db.transaction():
+        db.execute("SET LOCAL work_mem = '5MB'")
+        own_history_deviation(db, patient_ids=[pid], since=datetime.now(UTC) - timedelta(days=28))
+        row = db.execute("SELECT current_setting('enable_nestloop'), current_setting('work_mem')").fetchone()
+    assert row == ("on", "5MB")
