@@ -329,6 +329,8 @@ def _unusable(quality: tuple[str, ...], ignore: frozenset[str]) -> bool:
 
 
 _DAY = 86400.0
+_ONE_DAY = timedelta(days=1)
+_ZERO = timedelta(0)
 _MAD_SD = 1.4826  # MAD x 1.4826 estimates the SD of normally distributed values
 _SQRT2 = 2 ** 0.5
 
@@ -352,40 +354,46 @@ def _personal(c: _Compiled, ctx: Context, obs: Observation) -> Finding | None:
     first_base = t.lag_days + 1
     horizon = t.lag_days + t.days + 1
     parts: tuple[Any, ...] = c.a
-    # per part: day -> [sum, count]; and today's latest usable value
-    daily: list[dict[int, list[float]]] = [{} for _ in parts]
-    latest: list[float | None] = [None] * len(parts)
-    latest_at: list[datetime] = [datetime.min.replace(tzinfo=at.tzinfo)] * len(parts)
+    n_parts = len(parts)
+    # per part and day (0 = the last 24 hours): the sum and count of usable values; and today's
+    # latest usable value. Lists indexed by day and whole-day timedelta division: this loop runs
+    # over a month of history for every reading, so it is kept to the cheapest operations.
+    sums: list[list[float]] = [[0.0] * horizon for _ in parts]
+    counts: list[list[int]] = [[0] * horizon for _ in parts]
+    latest: list[float | None] = [None] * n_parts
+    latest_at: list[datetime] = [datetime.min.replace(tzinfo=at.tzinfo)] * n_parts
     recent = at - c.b
     by_kind: dict[MeasurementKind, list[tuple[int, str]]] = c.c
     artefacts = ARTEFACT_FLAGS
-    for o in (*ctx.history, obs):
+    one_day = _ONE_DAY
+    zero = _ZERO
+    for o in itertools.chain(ctx.history, (obs,)):
         idxs = by_kind.get(o.kind)
-        if idxs is None or (o.quality and not artefacts.isdisjoint(o.quality)):
+        if idxs is None:
+            continue
+        q = o.quality
+        if q and not artefacts.isdisjoint(q):
             continue
         taken = o.measured_at
-        age = (at - taken).total_seconds()
-        if age < 0:
+        age = at - taken
+        if age < zero:
             continue
-        d = int(age // _DAY)
+        d = age // one_day
         comps = o.components
         for i, comp in idxs:
             v = comps.get(comp)
             if v is None:
                 continue
             if d < horizon:
-                cell = daily[i].get(d)
-                if cell is None:
-                    daily[i][d] = [v, 1.0]
-                else:
-                    cell[0] += v
-                    cell[1] += 1
+                sums[i][d] += v
+                counts[i][d] += 1
             if taken >= recent and taken >= latest_at[i]:
                 latest[i] = v
                 latest_at[i] = taken
     centres: list[tuple[float, float]] = []
     for i, (_kind, _comp, _up, _w, day_to_day, floor, _cap) in enumerate(parts):
-        days = sorted((d, s / n) for d, (s, n) in daily[i].items() if first_base <= d < horizon)
+        ps, pc = sums[i], counts[i]
+        days = [(d, ps[d] / pc[d]) for d in range(first_base, horizon) if pc[d]]
         if len(days) < t.min_days:
             return None  # inactive until the citizen has enough usable days
         values = [v for _, v in days]
@@ -417,7 +425,7 @@ def _personal(c: _Compiled, ctx: Context, obs: Observation) -> Finding | None:
     today, zs = now
     daily_scores = [today]
     for d in range(1, t.of):
-        past = score([(cell[0] / cell[1]) if (cell := daily[i].get(d)) else None for i in range(len(parts))])
+        past = score([sums[i][d] / counts[i][d] if d < horizon and counts[i][d] else None for i in range(n_parts)])
         if past is not None:
             daily_scores.append(past[0])
     severity: str | None = None

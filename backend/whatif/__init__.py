@@ -4,7 +4,11 @@ raised. Both sides go through the same replay (:func:`alert_rules.stream.replay_
 evaluator, the alert state machine and the inhibition stage production runs.
 
 Pure core, thin edge: :func:`what_if` reads the readings, the citizens and their overrides, and
-hands them to the replay twice; it writes nothing.
+hands them to the replay twice; it writes nothing. The second replay runs only the changed rules
+when no rule looks at other rules' alerts: each (citizen, rule) alert is its own state machine
+and the inhibition stage only mutes, so the other rules raise on both sides what the first
+replay raised (a ``baseline`` rule's stable days depend on every rule's alerts: then the whole
+rule set runs again).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 from alert_rules.errors import ThresholdError
+from alert_rules.loader import Ruleset
+from alert_rules.model import BaselineRule
 from alert_rules.stream import Citizen, StreamReading, Transition, replay_stream
 from backend.alerting.config import AlertingConfig
 from backend.alerting.errors import InvalidThreshold
@@ -126,15 +132,27 @@ def what_if(conn: psycopg.Connection[Any], *, config: AlertingConfig, changes: O
             readings.append(StreamReading(str(pid), patients[int(pid)][0], MeasurementKind(kind), values, at,
                                           tuple(quality or ()), n))
 
-    def run(overrides: Mapping[int, Overrides]) -> Outcome:
+    def run(overrides: Mapping[int, Overrides], ruleset: Ruleset) -> list[Transition]:
         who = {str(pid): Citizen.model_validate({"programme": p[0], "municipality": p[1], "department": p[2],
                                                  "overrides": overrides.get(pid, {})})
                for pid, p in patients.items()}
         try:
-            return outcome(replay_stream(readings, config.ruleset, patients=who, routing=config.routing,
-                                         source="measurements"))
+            return replay_stream(readings, ruleset, patients=who, routing=config.routing, source="measurements")
         except ThresholdError as exc:
             raise InvalidThreshold(str(exc)) from None
 
-    return WhatIf(since=since, until=now, citizens=len(pids), readings=len(readings), current=run(current),
-                  proposed=run(proposed))
+    before = run(current, config.ruleset)
+    if any(isinstance(r, BaselineRule) for r in config.ruleset.by_id.values()):
+        after = run(proposed, config.ruleset)
+    else:
+        after = [t for t in before if t.rule not in changes] + run(proposed, only(config.ruleset, set(changes)))
+    return WhatIf(since=since, until=now, citizens=len(pids), readings=len(readings), current=outcome(before),
+                  proposed=outcome(after))
+
+
+def only(ruleset: Ruleset, rule_ids: set[str]) -> Ruleset:
+    """The rule set with just these rules (their files' other rules left out)."""
+    files = {name: f.model_copy(update={"rules": tuple(r for r in f.rules if r.id in rule_ids)})
+             for name, f in ruleset.files.items() if any(r.id in rule_ids for r in f.rules)}
+    return Ruleset(files=files, by_id={k: v for k, v in ruleset.by_id.items() if k in rule_ids},
+                   rule_file={k: v for k, v in ruleset.rule_file.items() if k in rule_ids})
