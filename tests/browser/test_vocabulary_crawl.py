@@ -89,6 +89,10 @@ def test_every_page_as_every_role_in_both_languages_speaks_plain_words(
             "INSERT INTO rejected_readings (id, measured_at, patient_id, agent_id, kind, components, unit, reason,"
             " envelope) VALUES (gen_random_uuid(), now(), %s, %s, 'spo2', '{\"spo2\": 140}', '%%',"
             " 'implausible: spo2 140 > 100', '{}')", (world.patient_id, world.agent_id))
+        # A message from the nurse, so the citizen's page and the patient page show one.
+        db.execute(
+            "INSERT INTO citizen_messages (patient_id, body, sent_by_name, sent_by_role)"
+            " VALUES (%s, 'Husk at måle i morgen.', 'Sara Test', 'nurse')", (world.patient_id,))
         # Names people chose (usernames, team keys, agent ids, patient references) are data, not
         # code names: other tests in the session (schemathesis among them) create them freely.
         data = frozenset(r[0] for r in db.execute(
