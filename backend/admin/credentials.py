@@ -48,8 +48,10 @@ def agent_acls(topics: Topics, agent_id: str) -> list[dict[str, Any]]:
         {"acltype": "publishClientSend", "topic": topics.status(agent_id), "allow": True},
         {"acltype": "subscribePattern", "topic": topics.receipts(agent_id), "allow": True},
         {"acltype": "subscribePattern", "topic": topics.config(agent_id), "allow": True},
+        {"acltype": "subscribePattern", "topic": topics.messages(agent_id), "allow": True},
         {"acltype": "publishClientReceive", "topic": topics.receipts(agent_id), "allow": True},
         {"acltype": "publishClientReceive", "topic": topics.config(agent_id), "allow": True},
+        {"acltype": "publishClientReceive", "topic": topics.messages(agent_id), "allow": True},
     ]
 
 

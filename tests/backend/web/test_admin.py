@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from backend.admin.credentials import DynsecCredentials, PasswordFileCredentials
-from backend.embedded import start_mosquitto, stop_process
+from backend.embedded import start_mosquitto, stop_process, wait_for
 from tests.backend.web._support import api_token, free_port, web_login
 from vitals.broker import parse_broker_url
 
@@ -108,7 +108,8 @@ def test_enrol_redeem_once_and_acl_on_dynamic_security(
                 {
                     "command": "createRole",
                     "rolename": "ingest",
-                    "acls": [{"acltype": "subscribePattern", "topic": topics.wildcard("measurements"), "allow": True}],
+                    "acls": [{"acltype": "subscribePattern", "topic": topics.wildcard("measurements"), "allow": True},
+                             {"acltype": "publishClientSend", "topic": topics.wildcard("messages"), "allow": True}],
                 },
                 {
                     "command": "createClient",
@@ -123,7 +124,7 @@ def test_enrol_redeem_once_and_acl_on_dynamic_security(
         time.sleep(0.3)
         with pytest.raises(PermissionError):
             _connect(port, agent, "wrong-password")
-        tablet, _ = _connect(port, agent, creds["mqtt_password"])
+        tablet, tablet_got = _connect(port, agent, creds["mqtt_password"])
         tablet.publish(topics.measurements(agent), b"own", qos=1).wait_for_publish(5)
         tablet.publish(topics.measurements("someone-else"), b"forged", qos=1).wait_for_publish(5)
         deadline = time.monotonic() + 5
@@ -131,6 +132,10 @@ def test_enrol_redeem_once_and_acl_on_dynamic_security(
             time.sleep(0.05)
         time.sleep(0.3)
         assert got == [(topics.measurements(agent), b"own")]
+        # The care team's message (retained, from the backend) reaches the enrolled tablet.
+        tablet.subscribe(topics.messages(agent), qos=1)
+        listener.publish(topics.messages(agent), b"hello", qos=1, retain=True).wait_for_publish(5)
+        wait_for(lambda: (topics.messages(agent), b"hello") in tablet_got, timeout=10, what="the team's message")
         for c in (tablet, listener):
             c.disconnect()
             c.loop_stop()
