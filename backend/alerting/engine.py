@@ -43,6 +43,7 @@ from alert_rules.order import (
     reach_back,
     replay_in_order,
 )
+from alert_rules.plans import awaited, missing_clear
 from backend.alerting import lifecycle
 from backend.alerting.clock import Clock, SystemClock
 from backend.alerting.config import AlertingConfig, NotifierSettings
@@ -249,10 +250,10 @@ class AlertEngine:
             for rule in self._missing_rules(patient.programme):
                 key = (r.patient_id, rule.id)
                 active = actives.get(key)
-                if active is None or r.kind not in {m.get("kind") for m in active.detail.get("missed", [])}:
+                if active is None or r.kind not in awaited(active.detail):
                     continue
-                clear = Finding(rule.id, rule.kind, None, None, None, rule.title, {})
-                self._step(actives, key, active, PatientFinding(patient, clear, r.id, rule.auto_resolve_after),
+                self._step(actives, key, active,
+                           PatientFinding(patient, missing_clear(rule), r.id, rule.auto_resolve_after),
                            now, router, ids, effects, settle)
         for pid, late in (spans or {}).items():
             self._replay(conn, pid, [r for r in readings if r.patient_id == pid], late, patients, overrides,
@@ -392,10 +393,10 @@ class AlertEngine:
             for rule in self._missing_rules(patient.programme):
                 key = (pid, rule.id)
                 active = actives.get(key)
-                if active is None or r.kind not in {m.get("kind") for m in active.detail.get("missed", [])}:
+                if active is None or r.kind not in awaited(active.detail):
                     continue
-                clear = Finding(rule.id, rule.kind, None, None, None, rule.title, {})
-                self._step(actives, key, active, PatientFinding(patient, clear, r.id, rule.auto_resolve_after),
+                self._step(actives, key, active,
+                           PatientFinding(patient, missing_clear(rule), r.id, rule.auto_resolve_after),
                            now, router, ids, effects, settle)
 
     @staticmethod
