@@ -8,7 +8,8 @@ readings asked for), writes it as JSON Lines, then times in the same run:
 - ``parse``: reading and validating the JSON Lines (``alert_rules.stream.parse_readings``);
 - ``replay``: :func:`alert_rules.stream.replay_stream` (history windows, evaluator, transitions,
   inhibition, baselines) with the packaged rules and routing;
-- ``command``: the whole ``nearcare rules replay FILE --format jsonl`` as a subprocess.
+- ``command``: the whole ``nearcare rules replay FILE --format jsonl`` as a subprocess (with the
+  scheduler's clock: missed-measurement alerts from the programme's plan).
 
     .venv/bin/python bench/replay.py [--readings 100000] [--citizens 200] [--seed 1] [--rules DIR]
 
