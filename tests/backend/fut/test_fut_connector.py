@@ -281,7 +281,9 @@ def test_each_device_reports_as_its_own_fut_device_and_an_unreachable_fut_is_ret
 def test_fut_takes_measurements_only_with_a_valid_token_which_is_renewed_on_expiry_and_on_401(
         conn: psycopg.Connection[Any]) -> None:
     link = _link(6000 + random.randrange(10**6))
-    fake = FakeFut(known=_known(link), token_ttl_s=1.0).start()
+    # Tokens live long while the counts are checked (a slow machine must not see one expire), and
+    # one second where expiry itself is the point.
+    fake = FakeFut(known=_known(link), token_ttl_s=300.0).start()
     bare = FutClient(dataclasses.replace(FAST, base_url=fake.base_url))  # no credentials at all
     wrong = FutClient(dataclasses.replace(FAST, base_url=fake.base_url, oauth=fake.oauth(secret="guess")))
     client = FutClient(dataclasses.replace(FAST, base_url=fake.base_url, oauth=fake.oauth(leeway_s=0)))
@@ -317,16 +319,17 @@ def test_fut_takes_measurements_only_with_a_valid_token_which_is_renewed_on_expi
         assert _states(conn, [first, second]) == {first: "sent", second: "sent"}
         assert fake.tokens_issued == 1 and client.tokens_fetched == 1
         # The token expires (ttl 1 s): the client fetches a new one before sending, FUT sees no 401.
+        fake.token_ttl_s = 1.0
+        client.fetch_token()
         assert client._oauth is not None and client._oauth.token is not None
         wait_for(lambda: client._oauth.token.is_expired(leeway=0), timeout=10, what="the token's expiry")
+        fake.token_ttl_s = 300.0
         third = _store(conn, pid, agent, "spo2", {"spo2": 97.0}, "%")
         enqueue_new(conn)
         send_due(conn, client)
         assert _states(conn, [third]) == {third: "sent"}
-        assert fake.tokens_issued == 2 and client.tokens_fetched == 2 and fake.answers["401"] == 1
+        assert fake.tokens_issued == 3 and client.tokens_fetched == 3 and fake.answers["401"] == 1
         # FUT ends the token early: the 401 makes the client fetch a new one and send again, once.
-        fake.token_ttl_s = 300.0
-        client.fetch_token()
         fake.revoke_tokens()
         fourth = _store(conn, pid, agent, "spo2", {"spo2": 98.0}, "%")
         enqueue_new(conn)
