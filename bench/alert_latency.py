@@ -2,8 +2,9 @@
 backend processes, with and without an ingest burst in the same run.
 
 The system under test runs as OS processes against a fresh database on the local PostgreSQL
-and the local Mosquitto: ``--layout roles`` (the production topology's data path: two
-``nearcare backend ingest`` workers and one ``nearcare backend rules``) or ``--layout single``
+and the local Mosquitto: ``--layout roles`` (the production topology's data path: its
+``nearcare backend ingest`` and ``nearcare backend rules`` processes, ``backend.roles.
+PRODUCTION_TOPOLOGY``; ``--ingest``/``--rules`` change the counts) or ``--layout single``
 (``nearcare backend run``, every role in one process). This process only publishes (from child
 processes) and listens: alert events on PostgreSQL NOTIFY (what every web process relays to the
 live worklist), and the agents' "stored" receipts.
@@ -153,7 +154,7 @@ def _backlog(agents: list[str], topics: Any, n: int, per: int = 50) -> list[tupl
     return out
 
 
-def _start(env: dict[str, str], layout: str) -> list[subprocess.Popen[str]]:
+def _start(env: dict[str, str], layout: str, counts: dict[str, int]) -> list[subprocess.Popen[str]]:
     """The backend processes, each ready before this returns: ``roles`` print a ready line;
     ``backend run`` answers /readyz."""
     import httpx
@@ -161,8 +162,8 @@ def _start(env: dict[str, str], layout: str) -> list[subprocess.Popen[str]]:
     from backend.embedded import free_port, wait_for
 
     port = free_port()
-    cmds = ([["ingest", "--no-migrate", "--worker", "0"], ["ingest", "--no-migrate", "--worker", "1"],
-             ["rules", "--no-migrate"]] if layout == "roles"
+    cmds = ([*(["ingest", "--no-migrate", "--worker", str(n)] for n in range(counts["ingest"])),
+             *(["rules", "--no-migrate"] for _ in range(counts["rules"]))] if layout == "roles"
             else [["run", "--port", str(port)]])
     procs = [subprocess.Popen([sys.executable, "-m", "nearcare_cli", "backend", *cmd], cwd=ROOT, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for cmd in cmds]
@@ -271,6 +272,8 @@ def main() -> None:
     ap.add_argument("--burst-rate", type=float, default=10000.0, help="readings/s of the backlog burst")
     ap.add_argument("--burst-seconds", type=float, default=3.0)
     ap.add_argument("--burst-agents", type=int, default=200)
+    ap.add_argument("--ingest", type=int, help="ingest workers with --layout roles (default: production's)")
+    ap.add_argument("--rules", type=int, help="rules workers with --layout roles (default: production's)")
     ap.add_argument("--admin-url", default=os.environ.get("NEARCARE_TEST_DATABASE_URL",
                                                           "postgresql://postgres@127.0.0.1:5432/test"))
     ap.add_argument("--mqtt-url", default=os.environ.get("NEARCARE_TEST_MQTT_URL", "mqtt://127.0.0.1:1883"))
@@ -284,6 +287,7 @@ def main() -> None:
 
     from backend import registry
     from backend.registry.demo import seed_teams
+    from backend.roles import PRODUCTION_TOPOLOGY
     from backend.store import migrate
     from vitals.wire import Topics
 
@@ -310,8 +314,11 @@ def main() -> None:
         env = {**os.environ, "NEARCARE_DATABASE_URL": db_url, "NEARCARE_MQTT_URL": args.mqtt_url,
                "NEARCARE_TOPIC_ROOT": topics.root, "NEARCARE_INGEST_GROUP": f"bench-{secrets.token_hex(3)}",
                "NEARCARE_DEMO": "true", "NEARCARE_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING")}
-        procs = _start(env, args.layout)
-        roles = ["ingest-0", "ingest-1", "rules"] if args.layout == "roles" else ["run"]
+        counts = {"ingest": args.ingest or PRODUCTION_TOPOLOGY["ingest"],
+                  "rules": args.rules or PRODUCTION_TOPOLOGY["rules"]}
+        procs = _start(env, args.layout, counts)
+        roles = ([*(f"ingest-{n}" for n in range(counts["ingest"])), *(f"rules-{n}" for n in range(counts["rules"]))]
+                 if args.layout == "roles" else ["run"])
         meter = CpuMeter(dict(zip(roles, procs, strict=True)), db_url, name)
         listener = Listener(db_url, args.mqtt_url, topics)
         total = int(args.rate * args.seconds)
@@ -366,7 +373,8 @@ def main() -> None:
         with psycopg.connect(db_url) as c:
             stored = c.execute("SELECT count(*) FROM measurements").fetchone()
             evaluated = c.execute("SELECT count(*) FROM reading_evaluations").fetchone()
-        print(f"layout {args.layout}: {len(live)} citizens streaming, {len(backlog)} draining a backlog")
+        print(f"layout {args.layout} ({', '.join(roles)}): {len(live)} citizens streaming, {len(backlog)} draining a"
+              " backlog")
         _summary("baseline (publish -> 'stored' receipt, no rules on the path)", base, total, rate)
         p50, p99 = _summary("alerts (publish -> alert event)", alerts, total, rate)
         _summary("  of which publish -> 'stored' receipt", stored_under_burst, total, rate2)

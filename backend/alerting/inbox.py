@@ -6,8 +6,10 @@ NOTIFYs ``nearcare_readings`` (migration 0220). :class:`RulesInbox` runs whereve
 NOTIFY, or every ``poll_s`` regardless, it claims waiting readings with ``FOR UPDATE SKIP
 LOCKED``, hands them to the engine in each citizen's measurement order, and deletes them in the
 same transaction. Live readings go first, oldest first; a returning tablet's backlog follows in
-small portions of its own between them, at most ``backlog_rate`` a second, so a burst never
-holds up a live alert nor takes the CPU that ingest needs. A worker that dies mid-batch leaves its rows to
+small portions of its own between them, at most ``backlog_rate`` a second while the worker has
+time to spare and ``backlog_floor`` a second while live readings keep it busy (more than
+``busy_limit`` of the last second), so a burst never holds up a live alert nor takes the CPU
+that ingest needs, and still always moves. A worker that dies mid-batch leaves its rows to
 another; the engine skips a reading it already evaluated (``reading_evaluations``) under the
 citizen's lock, so a reading is evaluated exactly once, and a failed evaluation is recorded for
 retry (``alert_evaluation_failures``) rather than lost.
@@ -15,12 +17,14 @@ retry (``alert_evaluation_failures``) rather than lost.
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from typing import Any
 
 import psycopg
 
+from backend.alerting.engine import ASYNC_COMMIT
 from backend.alerting.jobs import READING_COLUMNS, readings_from_rows
 from backend.events import READINGS_CHANNEL, Listening
 from backend.readings import ReadingsSink
@@ -39,6 +43,24 @@ _CLAIM_LIVE = _CLAIM.format(where=LIVE)
 _CLAIM_BACKLOG = _CLAIM.format(where=f"NOT ({LIVE})")
 
 
+class LiveLoad:
+    """The share of the last ``window_s`` seconds a worker spent on live readings."""
+
+    def __init__(self, window_s: float = 1.0) -> None:
+        self.window_s = window_s
+        self._spans: collections.deque[tuple[float, float]] = collections.deque()
+        self._total = 0.0
+
+    def add(self, started: float, seconds: float) -> None:
+        self._spans.append((started, seconds))
+        self._total += seconds
+
+    def share(self, now: float) -> float:
+        while self._spans and self._spans[0][0] < now - self.window_s:
+            self._total -= self._spans.popleft()[1]
+        return max(0.0, self._total) / self.window_s
+
+
 class RulesInbox(Listening):
     """A Service: feeds the rules from ``rules_inbox``."""
 
@@ -46,7 +68,8 @@ class RulesInbox(Listening):
     channel = READINGS_CHANNEL
 
     def __init__(self, *, database_url: str, evaluate: ReadingsSink, batch: int = 2000, backlog_batch: int = 50,
-                 backlog_rate: float = 500.0, poll_s: float = 1.0) -> None:
+                 backlog_rate: float = 500.0, backlog_floor: float = 50.0, busy_limit: float = 0.5,
+                 poll_s: float = 1.0) -> None:
         super().__init__(database_url=database_url)
         self.evaluate = evaluate
         self.batch = batch
@@ -56,6 +79,13 @@ class RulesInbox(Listening):
         self.backlog_rate = backlog_rate
         """Backlog readings evaluated per second at most: a returning tablet's week is old news,
         and evaluating it flat out would take the CPU that ingest needs for live readings."""
+        self.backlog_floor = backlog_floor
+        """Backlog readings evaluated per second while live readings keep this worker busy: a
+        backlog always moves, but live alerts come first."""
+        self.busy_limit = busy_limit
+        """Above this share of the last second spent on live readings, the backlog gets only
+        :attr:`backlog_floor`; below it, up to :attr:`backlog_rate` (spare capacity)."""
+        self._busy = LiveLoad()
         self._budget = float(backlog_batch)
         self._budget_at = time.monotonic()
         self.poll_s = poll_s
@@ -72,9 +102,12 @@ class RulesInbox(Listening):
         """Evaluate the live readings waiting, then at most one small portion of backlog, each in
         its own transaction (a live reading waits for one portion at most); return how many."""
         now = time.monotonic()
-        self._budget = min(float(self.backlog_batch), self._budget + (now - self._budget_at) * self.backlog_rate)
+        rate = self.backlog_rate if self._busy.share(now) < self.busy_limit else self.backlog_floor
+        self._budget = min(float(self.backlog_batch), self._budget + (now - self._budget_at) * rate)
         self._budget_at = now
         n = self._claim(conn, _CLAIM_LIVE, self.batch)
+        if n:
+            self._busy.add(now, time.monotonic() - now)
         room = int(self._budget)
         if n < self.batch and room > 0:
             taken = self._claim(conn, _CLAIM_BACKLOG, room)
@@ -85,6 +118,7 @@ class RulesInbox(Listening):
     def _claim(self, conn: psycopg.Connection[Any], claim: str, limit: int) -> int:
         """Claim up to ``limit`` readings, evaluate them and delete them, in one transaction."""
         with conn.transaction():
+            conn.execute(ASYNC_COMMIT)
             rows = conn.execute(claim, (limit,)).fetchall()
             if not rows:
                 return 0
