@@ -1,18 +1,18 @@
 """The rules' feed: committed readings, from ``rules_inbox``, evaluated exactly once.
 
-Ingest adds each newly stored reading to ``rules_inbox`` in its batch's transaction and
-NOTIFYs ``nearcare_readings`` (migration 0220). :class:`RulesInbox` runs wherever the rules run
-(``nearcare backend rules``, or inside ``backend run``), any number of them: woken by the
-NOTIFY, or every ``poll_s`` regardless, it claims waiting readings with ``FOR UPDATE SKIP
-LOCKED``, hands them to the engine in each citizen's measurement order, and deletes them in the
-same transaction. Live readings go first, oldest first; a returning tablet's backlog follows in
-small portions of its own between them, at most ``backlog_rate`` a second while the worker has
-time to spare and ``backlog_floor`` a second while live readings keep it busy (more than
-``busy_limit`` of the last second), so a burst never holds up a live alert nor takes the CPU
-that ingest needs, and still always moves. A worker that dies mid-batch leaves its rows to
-another; the engine skips a reading it already evaluated (``reading_evaluations``) under the
-citizen's lock, so a reading is evaluated exactly once, and a failed evaluation is recorded for
-retry (``alert_evaluation_failures``) rather than lost.
+Ingest adds each newly stored reading to ``rules_inbox`` in its batch's transaction and NOTIFYs
+``nearcare_readings`` (migration 0220). :class:`RulesInbox` runs wherever the rules run
+(``nearcare backend rules``, or inside ``backend run``), any number of them: woken by the NOTIFY,
+or every ``poll_s`` regardless, it claims waiting readings with ``FOR UPDATE SKIP LOCKED``, hands
+them to the engine in each citizen's measurement order, and deletes them in the same transaction.
+Live readings go first, oldest first; a returning tablet's backlog follows in small portions of
+its own between them, at most ``backlog_rate`` a second while the worker has time to spare and
+``backlog_floor`` a second in portions of a fifth while live readings keep it busy (more than
+``busy_limit`` of the last second), so a burst never holds up a live alert nor takes the CPU that
+ingest needs, and still always moves. A worker that dies mid-batch leaves its rows to another;
+the engine skips a reading it already evaluated (``reading_evaluations``) under the citizen's
+lock, so a reading is evaluated exactly once, and a failed evaluation is recorded for retry
+(``alert_evaluation_failures``) rather than lost.
 """
 
 from __future__ import annotations
@@ -102,14 +102,17 @@ class RulesInbox(Listening):
         """Evaluate the live readings waiting, then at most one small portion of backlog, each in
         its own transaction (a live reading waits for one portion at most); return how many."""
         now = time.monotonic()
-        rate = self.backlog_rate if self._busy.share(now) < self.busy_limit else self.backlog_floor
+        busy = self._busy.share(now) >= self.busy_limit
+        rate = self.backlog_floor if busy else self.backlog_rate
         self._budget = min(float(self.backlog_batch), self._budget + (now - self._budget_at) * rate)
         self._budget_at = now
         n = self._claim(conn, _CLAIM_LIVE, self.batch)
         if n:
             self._busy.add(now, time.monotonic() - now)
-        room = int(self._budget)
-        if n < self.batch and room > 0:
+        # While busy, the backlog goes in fifths of a portion (a live batch waits behind less), and
+        # only once the budget holds a whole one: never a claim per turn for a reading or two.
+        room = max(1, self.backlog_batch // 5) if busy else self.backlog_batch
+        if n < self.batch and self._budget >= room:
             taken = self._claim(conn, _CLAIM_BACKLOG, room)
             self._budget -= taken
             n += taken
@@ -117,7 +120,9 @@ class RulesInbox(Listening):
 
     def _claim(self, conn: psycopg.Connection[Any], claim: str, limit: int) -> int:
         """Claim up to ``limit`` readings, evaluate them and delete them, in one transaction."""
-        with conn.transaction():
+        # Pipelined: BEGIN, the commit setting and the claim go in one round trip, the delete and
+        # the COMMIT in another.
+        with conn.pipeline(), conn.transaction():
             conn.execute(ASYNC_COMMIT)
             rows = conn.execute(claim, (limit,)).fetchall()
             if not rows:
