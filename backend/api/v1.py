@@ -6,6 +6,8 @@ green readings, population) are included here, under the same prefix."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated
 from uuid import UUID
@@ -58,22 +60,32 @@ def token(request: Request, conn: Conn, body: schemas.TokenRequest) -> schemas.T
     """Exchange a username and password for a bearer token (30 minutes) and a refresh token
     (12 hours, spent once at ``/auth/refresh``). A wrong password delays the account's next try
     (1, 2, 4 … s after three), it never locks it."""
+    with _refused_login(conn):
+        try:
+            user = authenticate(conn, username=body.username, password=body.password,
+                                remote_addr=remote_addr(request))
+        except PasswordChangeRequired as exc:
+            conn.commit()
+            raise HTTPException(403, "the password was set by an administrator: choose your own at "
+                                     "POST /api/v1/auth/password") from exc
+    return _pair(conn, user, request.app.state.settings.secret_key)
+
+
+@contextmanager
+def _refused_login(conn: Conn) -> Iterator[None]:
+    """A refused login or password change answers by its reason, after the attempt is recorded
+    (committed: the throttle and the security log count it)."""
     try:
-        user = authenticate(conn, username=body.username, password=body.password, remote_addr=remote_addr(request))
+        yield
     except RateLimited as exc:
         conn.commit()
         raise HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after_s)}) from exc
     except PendingApproval as exc:
         conn.commit()
         raise HTTPException(403, "the account awaits a second admin's approval") from exc
-    except PasswordChangeRequired as exc:
-        conn.commit()
-        raise HTTPException(403, "the password was set by an administrator: choose your own at "
-                                 "POST /api/v1/auth/password") from exc
     except AuthError as exc:
         conn.commit()
         raise HTTPException(401, "wrong username or password") from exc
-    return _pair(conn, user, request.app.state.settings.secret_key)
 
 
 def _pair(conn: Conn, user: User, secret: str) -> schemas.TokenOut:
@@ -94,21 +106,13 @@ def _pair(conn: Conn, user: User, secret: str) -> schemas.TokenOut:
 )
 def token_password(request: Request, conn: Conn, body: schemas.PasswordChangeIn) -> schemas.TokenOut:
     """Set one's own password (needed when an administrator set it: ASVS 2.3.1) and get a token pair."""
-    try:
-        user = change_password(conn, username=body.username, password=body.password,
-                               new_password=body.new_password, remote_addr=remote_addr(request))
-    except RateLimited as exc:
-        conn.commit()
-        raise HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after_s)}) from exc
-    except PendingApproval as exc:
-        conn.commit()
-        raise HTTPException(403, "the account awaits a second admin's approval") from exc
-    except PasswordNotChanged as exc:
-        conn.rollback()
-        raise HTTPException(409, str(exc)) from exc
-    except AuthError as exc:
-        conn.commit()
-        raise HTTPException(401, "wrong username or password") from exc
+    with _refused_login(conn):
+        try:
+            user = change_password(conn, username=body.username, password=body.password,
+                                   new_password=body.new_password, remote_addr=remote_addr(request))
+        except PasswordNotChanged as exc:
+            conn.rollback()
+            raise HTTPException(409, str(exc)) from exc
     return _pair(conn, user, request.app.state.settings.secret_key)
 
 
