@@ -14,6 +14,8 @@ from typing import Any, Protocol
 
 import psycopg
 
+from backend.web.i18n import min_log_words
+
 
 class Actor(Protocol):
     """Who looked. An accounts ``User`` is one; the audit needs only these, so it does not depend on
@@ -176,50 +178,8 @@ def entries(
     return [AuditEntry(*r) for r in rows]
 
 
-# ---- Min Log: the citizen's own view, in Danish ---------------------------------------------
+# ---- Min Log: the citizen's own view, in their language (Danish first) ------------------------
 
-ROLE_DA = {"nurse": "sygeplejerske", "specialist": "læge / udgående team", "admin": "administrator",
-           "citizen": "borger", "system": "system"}
-
-# action -> (what was seen or done, why: the purpose the access served)
-_BEHANDLING = "led i din behandling"
-ACTION_DA: dict[str, tuple[str, str]] = {
-    "worklist": ("så dig på arbejdslisten", _BEHANDLING),
-    "worklist refresh": ("så dig på arbejdslisten", _BEHANDLING),
-    "api worklist": ("så dig på arbejdslisten (system)", _BEHANDLING),
-    "patient list": ("så dig på patientlisten", _BEHANDLING),
-    "api patient list": ("så dig på patientlisten (system)", _BEHANDLING),
-    "population view": ("så dig i befolkningsoversigten", "opfølgning på kvaliteten"),
-    "api population": ("så dig i befolkningsoversigten (system)", "opfølgning på kvaliteten"),
-    "patient page": ("åbnede din side med målinger og alarmer", _BEHANDLING),
-    "reading detail": ("så en af dine målinger i detaljer", _BEHANDLING),
-    "api patient": ("åbnede dine stamdata (system)", _BEHANDLING),
-    "api readings": ("så dine målinger (system)", _BEHANDLING),
-    "api reading detail": ("så en af dine målinger i detaljer (system)", _BEHANDLING),
-    "api trend": ("så dine kurver (system)", _BEHANDLING),
-    "trends": ("så dine kurver", _BEHANDLING),
-    "role refused": ("forsøgte en handling rollen ikke giver adgang til", "uden for adgang"),
-    "api alert history": ("så dine alarmer (system)", _BEHANDLING),
-    "api thresholds": ("så dine grænseværdier (system)", _BEHANDLING),
-    "api rejected readings": ("så dine afviste målinger (system)", _BEHANDLING),
-    "fhir export": ("hentede dine målinger som FHIR", "deling med dit sundhedsvæsen"),
-    "readings export": ("hentede dine målinger som regneark (CSV)", _BEHANDLING),
-    "message to citizen": ("sendte dig en besked", _BEHANDLING),
-    "kvittering": ("kvitterede for en alarm", _BEHANDLING),
-    "api kvittering": ("kvitterede for en alarm (system)", _BEHANDLING),
-    "kvittering (green)": ("kvitterede for dine målinger", _BEHANDLING),
-    "resolve alert": ("afsluttede en alarm", _BEHANDLING),
-    "api resolve alert": ("afsluttede en alarm (system)", _BEHANDLING),
-    "snooze alert": ("udsatte en alarm", _BEHANDLING),
-    "api snooze alert": ("udsatte en alarm (system)", _BEHANDLING),
-    "threshold change": ("ændrede dine grænseværdier", _BEHANDLING),
-    "monitoring plan change": ("ændrede din måleplan", _BEHANDLING),
-    "passive interval": ("satte en pause i dine målinger", _BEHANDLING),
-    "own readings": ("du så dine egne målinger", "din egen adgang"),
-    "account created": ("oprettede en konto med adgang til dine data", "administration"),
-    "account changed": ("ændrede en konto med adgang til dine data", "administration"),
-    "account approved": ("godkendte en konto med adgang til dine data", "administration"),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,8 +219,10 @@ def _name_of(actor: str) -> str:
     return actor
 
 
-def min_log(conn: psycopg.Connection, *, patient_id: int, limit: int = 50, offset: int = 0) -> MinLogPage:
-    """Every look at the citizen's data, newest first, a page at a time (all of it, however long)."""
+def min_log(conn: psycopg.Connection, *, patient_id: int, limit: int = 50, offset: int = 0,
+            lang: str = "da") -> MinLogPage:
+    """Every look at the citizen's data, newest first, a page at a time (all of it, however long),
+    in the reader's language (the words: :func:`backend.web.i18n.min_log_words`)."""
     limit, offset = max(1, min(limit, 500)), max(0, offset)
     total_row = conn.execute("SELECT count(*) FROM audit_log WHERE patient_id = %s", (patient_id,)).fetchone()
     total = int(total_row[0]) if total_row else 0
@@ -271,9 +233,7 @@ def min_log(conn: psycopg.Connection, *, patient_id: int, limit: int = 50, offse
     ).fetchall()
     out = []
     for at, actor, role, name, org, action, allowed in rows:
-        what, why = ACTION_DA.get(action) or ACTION_DA.get(action.split(" ")[0], (action, _BEHANDLING))
-        if not allowed:
-            what, why = f"forsøgte: {what} (afvist)", "uden for adgang: afvist og registreret"
-        out.append(MinLogEntry(at=at, who=name or _name_of(actor), role=ROLE_DA.get(role, str(role)), organisation=org,
+        what, why, role_words = min_log_words(action, str(role), bool(allowed), lang)
+        out.append(MinLogEntry(at=at, who=name or _name_of(actor), role=role_words, organisation=org,
                                what=what, why=why, allowed=bool(allowed)))
     return MinLogPage(out, total, limit, offset)

@@ -838,12 +838,12 @@ def audit_page(
 def min_log(
     request: Request, p: CurrentPrincipal, conn: Conn, offset: Annotated[int, Query(ge=0, le=10**9)] = 0
 ) -> Response:
-    """Min Log: every look at the citizen's data, 50 a page, in Danish (who by name, role and
-    organisation, never an address; what; when; why)."""
+    """Min Log: every look at the citizen's data, 50 a page, in the citizen's language (who by
+    name, role and organisation, never an address; what; when; why)."""
     t = translator(p.lang)
     if p.user.role is not Role.CITIZEN or p.user.patient_id is None:
         return render(request, p, "error.html", status=403, heading=t("forbidden"), message=t("forbidden"))
-    page = audit.min_log(conn, patient_id=p.user.patient_id, limit=50, offset=offset)
+    page = audit.min_log(conn, patient_id=p.user.patient_id, limit=50, offset=offset, lang=lang_of(request, p))
     return render(request, p, "min_log.html", page=page)
 
 

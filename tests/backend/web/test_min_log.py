@@ -47,6 +47,10 @@ def test_a_look_through_the_worklist_by_a_named_nurse_is_in_the_citizens_min_log
         assert "Sara Test" in log and "sygeplejerske" in log and "så dig på arbejdslisten" in log
         assert "led i din behandling" in log and f"{w.municipality}" in log
         assert "127.0.0.1" not in log  # never an address
+        # In English where the citizen chose it: every line from the catalogue (issue 13).
+        english = client.get("/min-log?lang=en", headers={"accept": "text/html"}).text
+        assert "saw you on the worklist" in english and "part of your care" in english and "nurse" in english
+        assert "så dig på arbejdslisten" not in english and "led i din behandling" not in english
         tok = api_token(client, w.citizen)
         entries = client.get("/api/v1/me/log", headers=_h(tok)).json()["entries"]
         assert any(e["who"] == "Sara Test" and e["what"] == "så dig på arbejdslisten" for e in entries)
