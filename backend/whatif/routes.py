@@ -18,7 +18,7 @@ from backend.accounts.model import AccessDenied, Role
 from backend.alerting.errors import InvalidThreshold
 from backend.alerting.thresholds import programme_changes
 from backend.alerting.views.thresholds import thresholds
-from backend.api.deps import ClinicianPrincipal, Config, open_patient_or_refuse
+from backend.api.deps import ERRORS, ClinicianPrincipal, Config, open_patient_or_refuse
 from backend.web.i18n import translator
 from backend.web.render import render
 from backend.web.threshold_form import field_words, value_text
@@ -65,7 +65,10 @@ def _run(conn: Any, config: Any, body: WhatIfIn, **who: Any) -> WhatIfOut:
     return WhatIfOut.model_validate(result.as_json())
 
 
-@api.post("/patients/{patient_id}/thresholds/what-if", response_model=WhatIfOut)
+_REFUSED = {**ERRORS, 400: {"description": "A proposed value or field the rule cannot take (said in words)"}}
+
+
+@api.post("/patients/{patient_id}/thresholds/what-if", response_model=WhatIfOut, responses=_REFUSED)
 def patient_what_if(request: Request, p: ClinicianPrincipal, conn: Conn, config: Config, patient_id: int,
                     body: WhatIfIn) -> WhatIfOut:
     """What the proposed personal thresholds would have raised over the citizen's last 90 days,
@@ -74,7 +77,7 @@ def patient_what_if(request: Request, p: ClinicianPrincipal, conn: Conn, config:
     return _run(conn, config, body, patient_id=patient_id)
 
 
-@api.post("/programmes/{programme}/thresholds/what-if", response_model=WhatIfOut)
+@api.post("/programmes/{programme}/thresholds/what-if", response_model=WhatIfOut, responses=_REFUSED)
 def programme_what_if(p: ClinicianPrincipal, conn: Conn, config: Config,
                       programme: Literal["copd", "heart_failure", "hypertension"], body: WhatIfIn) -> WhatIfOut:
     """The same for a programme default: every active citizen of the programme, last 90 days (a
