@@ -54,10 +54,13 @@ FROM patients p
 LEFT JOIN reading_reviews rv ON rv.patient_id = p.id
 CROSS JOIN LATERAL (
     -- Per patient and kind through the (patient_id, kind, measured_at) index: cheap however
-    -- large the table, and independent of how the rows lie on disk.
-    SELECT count(*)::int AS n, max(m.stored_at) AS newest FROM measurements m
+    -- large the table, and independent of how the rows lie on disk. The watermark is a FILTER,
+    -- not a WHERE: as a WHERE the planner ANDed each patient's few index rows with a scan of the
+    -- stored_at BRIN index over the whole table (0.4 ms a patient, 370 ms for 900 of them).
+    SELECT (count(*) FILTER (WHERE m.stored_at > coalesce(rv.seen_through, '-infinity')))::int AS n,
+           max(m.stored_at) FILTER (WHERE m.stored_at > coalesce(rv.seen_through, '-infinity')) AS newest
+    FROM measurements m
     WHERE m.patient_id = p.id AND m.kind = ANY(%(kinds)s) AND m.measured_at >= %(since)s
-      AND m.stored_at > coalesce(rv.seen_through, '-infinity')
 ) g
 WHERE p.active AND {scope} AND g.n > 0
   AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.patient_id = p.id AND a.state = 'open')
