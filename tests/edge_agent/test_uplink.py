@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
+from backend.embedded import wait_for
 from edge_agent.spool import Spool
 from edge_agent.uplink import Uplink, envelope_json
 from vitals.broker import parse_broker_url
@@ -100,9 +100,7 @@ def test_receipts_and_plan_are_recorded_and_garbage_is_ignored(
     up = _uplink(spool, agent_id, broker, topics).start()
     try:
         assert up.wait_connected(10)
-        deadline = time.monotonic() + 10
-        while spool.plan() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: spool.plan() is not None, timeout=10, what="the retained plan in the spool")
         assert spool.plan() is not None and spool.plan().measurements[0].kind.value == "spo2"
         _publish(broker, topics.receipts(agent_id), b"{not json")
         _publish(broker, topics.receipts(agent_id), b'{"schema":"1.0","agent_id":"%s","status":"lost"}'
@@ -110,9 +108,7 @@ def test_receipts_and_plan_are_recorded_and_garbage_is_ignored(
         _publish(broker, topics.receipts(agent_id),
                  b'{"schema":"1.0","agent_id":"%s","status":"seen","ids":["%s"],"at":"2026-01-02T10:00:00Z",'
                  b'"by":"Sygeplejerske Hansen"}' % (agent_id.encode(), str(m.id).encode()))
-        deadline = time.monotonic() + 10
-        while not spool.receipts_for(m.id) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: spool.receipts_for(m.id), timeout=10, what="the seen receipt in the spool")
         assert set(spool.receipts_for(m.id)) == {"seen"}
         assert "malformed receipt" in caplog.text
         assert up.connected and up.connects == 1  # the garbage cost no reconnect
@@ -126,9 +122,7 @@ def test_unreachable_broker_is_retried_visibly_not_fatal(tmp_path: Path, agent_i
     broker = parse_broker_url("mqtt://127.0.0.1:1")
     up = _uplink(spool, agent_id, broker, topics, reconnect_min_s=0.1, reconnect_max_s=0.2).start()
     try:
-        deadline = time.monotonic() + 5
-        while up.attempts < 3 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: up.attempts >= 3, timeout=5, what="three connection attempts")
         assert up.attempts >= 3 and up.connects == 0
         assert "cannot reach broker" in caplog.text and "reconnecting in" in caplog.text
     finally:
@@ -158,9 +152,8 @@ def test_broker_outage_then_everything_drains_oldest_first(
     for m in during:  # readings keep coming while the broker is away
         spool.append(m)
     attempts = up.attempts
-    deadline = time.monotonic() + 10
-    while up.attempts <= attempts + 1 and time.monotonic() < deadline:
-        time.sleep(0.02)  # the uplink has failed at least once more and now backs off >= 3 s
+    # The uplink has failed at least once more and now backs off >= 3 s.
+    wait_for(lambda: up.attempts > attempts + 1, timeout=10, what="two more failed attempts", interval=0.02)
     assert spool.depth == 330 and spool.fill().unsent == 300 and not up.connected
     private_broker.start()
     col2 = collect(broker, topics.measurements(agent_id))
@@ -192,18 +185,14 @@ def test_the_care_teams_newest_message_is_kept_and_garbage_ignored(
     up = _uplink(spool, agent_id, broker, topics).start()
     try:
         assert up.wait_connected(10)
-        deadline = time.monotonic() + 10
-        while spool.team_message() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: spool.team_message() is not None, timeout=10, what="the team's message in the spool")
         got = spool.team_message()
         assert got is not None and got.id == 5 and got.text == "Husk vaegten"
         _publish(broker, topics.messages(agent_id), b"{not json")
         _publish(broker, topics.messages(agent_id), message(9, "Til en anden", to="another-agent"))
         _publish(broker, topics.messages(agent_id), message(4, "Aeldre"))
         _publish(broker, topics.messages(agent_id), message(6, "Nyere"))
-        deadline = time.monotonic() + 10
-        while spool.team_message().id != 6 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: spool.team_message().id == 6, timeout=10, what="the newer message in the spool")
         assert spool.team_message().text == "Nyere"
         assert "malformed team message" in caplog.text and "addressed to agent another-agent" in caplog.text
         assert up.connected and up.connects == 1
