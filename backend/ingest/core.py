@@ -390,64 +390,32 @@ def _measurements(
 
 
 def _status(topic: str, topic_agent: str, payload: bytes, registry: RegistrySnapshot, now: datetime) -> Decision:
+    def refused(reason: str, field: str | None) -> Decision:
+        # Not applied: kept as a dead letter so the refusal is on record.
+        return Decision(agent_id=topic_agent, dead_letter=DeadLetter(topic, topic_agent, payload, reason, field))
+
     if not payload:
         # Clearing a retained status (an operator removing a retired agent) is not a message.
         return Decision(agent_id=topic_agent, ignored=True)
     try:
         status = parse_status(payload)
     except WireError as exc:
-        return Decision(
-            agent_id=topic_agent, dead_letter=DeadLetter(topic, topic_agent, payload, exc.reason, exc.field)
-        )
+        return refused(exc.reason, exc.field)
     except Exception as exc:
-        return Decision(
-            agent_id=topic_agent,
-            dead_letter=DeadLetter(topic, topic_agent, payload, f"unparseable: {type(exc).__name__}: {exc}", "payload"),
-        )
+        return refused(f"unparseable: {type(exc).__name__}: {exc}", "payload")
     if status.agent_id != topic_agent:
-        return Decision(
-            agent_id=topic_agent,
-            dead_letter=DeadLetter(
-                topic,
-                topic_agent,
-                payload,
-                f"topic agent {topic_agent!r} differs from payload agent {status.agent_id!r}",
-                "agent_id",
-            ),
-        )
+        return refused(f"topic agent {topic_agent!r} differs from payload agent {status.agent_id!r}", "agent_id")
     if status.agent_id not in registry.agents:
-        return Decision(
-            agent_id=topic_agent,
-            dead_letter=DeadLetter(topic, topic_agent, payload, "agent is not enrolled", "agent_id"),
-        )
+        return refused("agent is not enrolled", "agent_id")
     if status.at > now + STATUS_FUTURE_TOLERANCE:
-        # Not applied: kept as a dead letter so the refusal is on record.
-        return Decision(
-            agent_id=topic_agent,
-            dead_letter=DeadLetter(
-                topic,
-                topic_agent,
-                payload,
-                f"status time {status.at.isoformat()} is more than "
-                f"{int(STATUS_FUTURE_TOLERANCE.total_seconds() // 60)} minutes after the backend's receipt "
-                f"{now.isoformat()}; not applied",
-                "at",
-            ),
-        )
+        return refused(f"status time {status.at.isoformat()} is more than "
+                       f"{int(STATUS_FUTURE_TOLERANCE.total_seconds() // 60)} minutes after the backend's receipt "
+                       f"{now.isoformat()}; not applied", "at")
     online = status.state is AgentState.ONLINE
     if online and status.at < now - STATUS_PAST_TOLERANCE:
-        return Decision(
-            agent_id=topic_agent,
-            dead_letter=DeadLetter(
-                topic,
-                topic_agent,
-                payload,
-                f"online status time {status.at.isoformat()} is more than "
-                f"{int(STATUS_PAST_TOLERANCE.total_seconds() // 3600)} hours before the backend's receipt "
-                f"{now.isoformat()}; not applied",
-                "at",
-            ),
-        )
+        return refused(f"online status time {status.at.isoformat()} is more than "
+                       f"{int(STATUS_PAST_TOLERANCE.total_seconds() // 3600)} hours before the backend's receipt "
+                       f"{now.isoformat()}; not applied", "at")
     return Decision(
         agent_id=topic_agent,
         status=StatusUpdate(

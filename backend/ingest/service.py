@@ -83,7 +83,6 @@ class _Decided:
 class _Batch:
     registry_version: int
     items: list[tuple[Inbound, Decision]] = field(default_factory=list)
-    readings: int = 0
 
 
 class _BufferedSocket:
@@ -356,8 +355,7 @@ class IngestService:
                 continue
             versions = {x.registry_version for x in decided}
             batch = _Batch(registry_version=versions.pop() if len(versions) == 1 else -1,
-                           items=[(x.inbound, x.decision) for x in decided],
-                           readings=sum(max(1, x.decision.readings) for x in decided))
+                           items=[(x.inbound, x.decision) for x in decided])
             while True:
                 try:
                     self._commit(batch)
@@ -422,7 +420,6 @@ class IngestService:
             # again, so no reading is attributed or refused through a stale binding.
             registry, now = self._registry, datetime.now(UTC)
             batch.items = [(item, self._decide(item, now, registry)) for item, _ in batch.items]
-            batch.readings = sum(max(1, d.readings) for _, d in batch.items)
             batch.registry_version = registry.version
         decisions = [d for _, d in batch.items]
         received_at = datetime.now(UTC)
