@@ -5,7 +5,6 @@ their passwords reset, never deleted."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -14,15 +13,7 @@ import pytest
 
 from tests.backend.web._support import PASSWORD, api_token, build_world
 
-
-@pytest.fixture(autouse=True)
-def _forget_failed_logins(live: Any) -> Iterator[None]:
-    """The per-address limit counts every failed login from 127.0.0.1 in the session's database:
-    the failures these tests make on purpose are removed afterwards, so later tests can log in."""
-    with psycopg.connect(live.app.state.settings.database_url, autocommit=True) as conn:
-        row = conn.execute("SELECT coalesce(max(id), 0) FROM login_attempts").fetchone()
-        yield
-        conn.execute("DELETE FROM login_attempts WHERE id > %s AND NOT ok", (row[0] if row else 0,))
+pytestmark = pytest.mark.usefixtures("forget_failed_logins")  # tests/backend/web/conftest.py
 
 
 def _h(tok: str) -> dict[str, str]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import concurrent.futures
 import secrets
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -20,15 +19,7 @@ from backend.errors import ConfigError
 from backend.settings import Settings
 from tests.backend.web._support import PASSWORD, build_world
 
-
-@pytest.fixture(autouse=True)
-def _forget_failed_logins(live: Any) -> Iterator[None]:
-    """The per-address limit counts every failed login from 127.0.0.1 in the session's database:
-    the failures these tests make on purpose are removed afterwards, so later tests can log in."""
-    with psycopg.connect(live.app.state.settings.database_url, autocommit=True) as conn:
-        row = conn.execute("SELECT coalesce(max(id), 0) FROM login_attempts").fetchone()
-        yield
-        conn.execute("DELETE FROM login_attempts WHERE id > %s AND NOT ok", (row[0] if row else 0,))
+pytestmark = pytest.mark.usefixtures("forget_failed_logins")  # tests/backend/web/conftest.py
 
 
 def test_the_delay_doubles_and_is_capped() -> None:
