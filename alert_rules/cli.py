@@ -171,12 +171,16 @@ def score_cmd(
 
 @app.command("cohort")
 def cohort_cmd(
-    out: Annotated[Path, typer.Option("--out", help="Directory for readings.jsonl, events.jsonl, patients.json.")],
+    out: Annotated[Path, typer.Option(
+        "--out", help="Directory for readings.jsonl, events.jsonl, patients.json and truth.json.")],
     seed: Annotated[int, typer.Option(help="Random seed.")] = 1,
     citizens: Annotated[int, typer.Option(min=1, max=100_000)] = 200,
     days: Annotated[int, typer.Option(min=30, max=3650)] = 180,
 ) -> None:
-    """A labelled synthetic cohort (COPD and heart failure) built from published physiology."""
+    """A labelled synthetic cohort (COPD and heart failure) built from published physiology.
+
+    truth.json holds each citizen's hidden stable parameters and deterioration sizes: rules must
+    never read it; it is for the ceiling bench (bench/alert_ceiling.py) only."""
     import json
 
     from alert_rules.cohort import generate
@@ -190,6 +194,7 @@ def cohort_cmd(
         for e in c.events:
             fh.write(json.dumps(e) + "\n")
     (out / "patients.json").write_text(json.dumps(c.patients, indent=1) + "\n", encoding="utf-8")
+    (out / "truth.json").write_text(json.dumps(c.truth, indent=1) + "\n", encoding="utf-8")
     n_events = sum(1 for e in c.events if "event" in e)
     typer.echo(f"{len(c.readings)} readings, {citizens} citizens x {days} days, {n_events} events -> {out}")
 

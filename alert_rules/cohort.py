@@ -2,9 +2,16 @@
 
 ``nearcare rules cohort --seed N --citizens 200 --days 180 --out DIR`` writes ``readings.jsonl``
 (the replay's input), ``events.jsonl`` (the deteriorations and each citizen's monitored days: the
-scorer's input) and ``patients.json`` (programme, municipality, passive intervals and home-agent
-outages per citizen, for ``--patients``: the replay's missed-measurement and agent-offline alerts).
-Pure and seeded: the same seed gives the same files, byte for byte.
+scorer's input), ``patients.json`` (programme, municipality, passive intervals and home-agent
+outages per citizen, for ``--patients``: the replay's missed-measurement and agent-offline alerts)
+and ``truth.json`` (:attr:`Cohort.truth`: each citizen's hidden stable parameters and the size of
+each deterioration). Pure and seeded: the same seed gives the same files, byte for byte; the truth
+is recorded beside the draws, never drawn, so the readings are what they were before it existed.
+
+**Rules must never read ``truth.json``.** It is the answer sheet: it exists only for the ceiling
+bench (``bench/alert_ceiling.py``), whose oracle detectors know each citizen's true level and SD
+and so bound what a rule that has to estimate them from the same readings can reach with the same
+detector (not every detector: the levels also wander slowly, and that wandering is not recorded).
 
 Every number below is a published figure or an assumption named as one. Sources:
 
@@ -104,6 +111,17 @@ class Cohort:
     readings: list[dict[str, Any]]
     events: list[dict[str, Any]]
     patients: dict[str, dict[str, Any]]
+    truth: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Citizen -> the hidden truth (``truth.json``): for the ceiling bench only, never for a rule.
+
+    COPD: ``spo2_mu``, ``spo2_sd``, ``pulse_mu``, ``pulse_sd``, ``hypercapnic`` and per event
+    ``day``, ``pulse_rise_sd``, ``spo2_fall_sd`` (at the peak, in the citizen's own SDs),
+    ``prodrome_days``, ``recovery_days``. Heart failure: ``weight_mu``, ``weight_sd``,
+    ``dry_weight_shifts`` (``from`` a day on, ``kg`` added to the dry weight), ``holiday``
+    (``start``, ``length_days``, ``kg``; or None), ``sys_mu``, ``sys_sd``, ``pulse_mu``, ``pulse_sd``
+    and per event ``day``, ``gain_kg`` (the final days), ``creep_kg`` (the 30 days before),
+    ``prodrome_days``, ``recovery_days``. Days are local calendar dates (ISO). The slow AR(1)
+    wandering of each level is noise, not truth: it is not recorded."""
 
 
 def _lognormal(rng: random.Random, median: float, sigma: float) -> float:
@@ -185,6 +203,7 @@ def generate(*, seed: int, citizens: int = 200, days: int = 180, copd_share: flo
     readings: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
     patients: dict[str, dict[str, Any]] = {}
+    truth: dict[str, dict[str, Any]] = {}
     for i in range(citizens):
         ref = f"P{i + 1:04d}"
         programme = "copd" if rng.random() < copd_share else "heart_failure"
@@ -215,16 +234,21 @@ def generate(*, seed: int, citizens: int = 200, days: int = 180, copd_share: flo
             events.append({"patient": ref, "event": kind, "day": (START + timedelta(days=e)).isoformat()})
         events.append({"patient": ref, "monitored_from": START.isoformat(),
                        "monitored_to": (START + timedelta(days=days - 1)).isoformat()})
+        truth[ref] = {"programme": programme}
         if programme == "copd":
-            readings += _copd(rng, ref, days, measured, ev, prodromes, recoveries)
+            readings += _copd(rng, ref, days, measured, ev, prodromes, recoveries, truth[ref])
         else:
-            readings += _heart_failure(rng, ref, days, measured, ev, prodromes, recoveries, holiday)
+            readings += _heart_failure(rng, ref, days, measured, ev, prodromes, recoveries, holiday, truth[ref])
     readings.sort(key=lambda r: (r["at"], r["patient"], r["kind"]))
-    return Cohort(readings, events, patients)
+    return Cohort(readings, events, patients, truth)
+
+
+def _iso(day: int) -> str:
+    return (START + timedelta(days=day)).isoformat()
 
 
 def _copd(rng: random.Random, ref: str, days: int, measured: list[bool], ev: list[int], prodromes: list[int],
-          recoveries: list[int]) -> list[dict[str, Any]]:
+          recoveries: list[int], truth: dict[str, Any]) -> list[dict[str, Any]]:
     hypercapnic = rng.random() < HYPERCAPNIC_SHARE
     spo2_mu = rng.uniform(88.3, 89.8) if hypercapnic else min(97.0, max(90.5, rng.gauss(93.5, 1.6)))
     spo2_sd = rng.uniform(*SPO2_SD) * (0.8 if hypercapnic else 1.0)
@@ -232,6 +256,12 @@ def _copd(rng: random.Random, ref: str, days: int, measured: list[bool], ev: lis
     pulse_sd = rng.uniform(*PULSE_SD)
     rise = [_lognormal(rng, *PULSE_RISE_SD) for _ in ev]
     fall = [_lognormal(rng, *SPO2_FALL_SD) for _ in ev]
+    # recorded, not drawn: the draws above and below stay in their order
+    truth.update({
+        "spo2_mu": spo2_mu, "spo2_sd": spo2_sd, "pulse_mu": pulse_mu, "pulse_sd": pulse_sd,
+        "hypercapnic": hypercapnic,
+        "events": [{"day": _iso(e), "pulse_rise_sd": r, "spo2_fall_sd": f, "prodrome_days": p, "recovery_days": q}
+                   for e, r, f, p, q in zip(ev, rise, fall, prodromes, recoveries, strict=True)]})
     drift_s = drift_p = 0.0
     out = []
     for d in range(days):
@@ -273,7 +303,7 @@ def _copd(rng: random.Random, ref: str, days: int, measured: list[bool], ev: lis
 
 def _heart_failure(rng: random.Random, ref: str, days: int, measured: list[bool], ev: list[int],
                    prodromes: list[int], recoveries: list[int],
-                   holiday: tuple[int, int, float] | None) -> list[dict[str, Any]]:
+                   holiday: tuple[int, int, float] | None, truth: dict[str, Any]) -> list[dict[str, Any]]:
     weight_mu = min(140.0, max(48.0, rng.gauss(82, 15)))
     weight_sd = rng.uniform(*WEIGHT_SD)
     sys_mu = min(160.0, max(98.0, rng.gauss(124, 14)))
@@ -285,6 +315,17 @@ def _heart_failure(rng: random.Random, ref: str, days: int, measured: list[bool]
     # Chaudhry: increases begin at least a week before admission and diverge in the final week:
     # the fast part of the prodrome lasts 7-10 days (it lasted 5-10, shorter than the source)
     hf_prodromes = [max(7, min(10, p + 3)) for p in prodromes]
+    # recorded, not drawn: the draws above and below stay in their order. The dry-weight shifts
+    # are the -0.5 kg after each event below (from the day after diuresis ends); the holiday
+    # gain is real weight, not a shift of the dry weight
+    truth.update({
+        "weight_mu": weight_mu, "weight_sd": weight_sd,
+        "dry_weight_shifts": [{"from": _iso(e + 6), "kg": -0.5} for e in ev if e + 6 < days],
+        "holiday": None if holiday is None else {"start": _iso(holiday[0]), "length_days": holiday[1],
+                                                  "kg": holiday[2]},
+        "sys_mu": sys_mu, "sys_sd": sys_sd, "pulse_mu": pulse_mu, "pulse_sd": pulse_sd,
+        "events": [{"day": _iso(e), "gain_kg": g, "creep_kg": c, "prodrome_days": p, "recovery_days": q}
+                   for e, g, c, p, q in zip(ev, gain, creep, hf_prodromes, recoveries, strict=True)]})
     drift_w = drift_s = 0.0
     out = []
     for d in range(days):
