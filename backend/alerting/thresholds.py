@@ -12,6 +12,8 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -298,3 +300,66 @@ def threshold_audit(
     return [ThresholdChange(id=r["id"], at=r["at"], actor=r["actor"], scope=r["scope"], patient_id=r["patient_id"],
                             programme=r["programme"], rule_id=r["rule_id"], field=r["field"],
                             old_value=r["old_value"], new_value=r["new_value"], reason=r["reason"]) for r in rows]
+
+
+def reset_programme_default(
+    conn: psycopg.Connection[Any], *, programme: str, rule_id: str, field: str, by: str, reason: str,
+    config: AlertingConfig,
+) -> None:
+    """Drop a programme change: the field follows the packaged default (the rule file) again, for
+    every patient without their own override of it. Audited like the change itself."""
+    if not reason or not reason.strip():
+        raise InvalidThreshold("a reset of a programme default needs a reason")
+    cfg = config
+    with conn.transaction():
+        rule = _check_rule(cfg, programme, rule_id, field)
+        current = programme_changes(conn).get(programme, {}).get(rule_id, {})
+        if field not in current:
+            raise InvalidThreshold(f"programme {programme} has no change of {rule_id}.{field}: it follows the"
+                                   " packaged default already")
+        _validate(rule, {k: v for k, v in current.items() if k != field})
+        row = conn.execute(
+            "DELETE FROM alert_programme_defaults WHERE programme = %s AND rule_id = %s AND field = %s"
+            " RETURNING value", (programme, rule_id, field),
+        ).fetchone()
+        if row is None:  # removed by another reset since the read above
+            raise InvalidThreshold(f"programme {programme} has no change of {rule_id}.{field}")
+        _audit(conn, actor=by, scope="programme", patient_id=None, programme=programme, rule_id=rule_id,
+               field=field, old=float(row[0]), new=rule.default_thresholds().get(field), reason=reason)
+
+
+@dataclass(frozen=True, slots=True)
+class ProgrammeThreshold:
+    """One threshold of a programme: the packaged default, the value in force, and the change."""
+
+    programme: str
+    rule_id: str
+    rule_title: str
+    field: str
+    value: float
+    """In force for every citizen of the programme without their own override."""
+    default_value: float
+    """The packaged default (the rule file)."""
+    changed: bool
+    set_by: str | None
+    set_at: datetime | None
+    reason: str | None
+
+
+def programme_thresholds(conn: psycopg.Connection[Any], *, programme: str,
+                         config: AlertingConfig) -> list[ProgrammeThreshold]:
+    """Every adjustable threshold of the programme's rules, in the rule files' order."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        changes = {(r["rule_id"], r["field"]): r for r in cur.execute(
+            "SELECT rule_id, field, value, set_by, set_at, reason FROM alert_programme_defaults"
+            " WHERE programme = %s", (programme,)).fetchall()}
+    out = []
+    for rule in config.ruleset.rules_for(programme):
+        for field, packaged in rule.default_thresholds().items():
+            c = changes.get((rule.id, field))
+            out.append(ProgrammeThreshold(
+                programme=programme, rule_id=rule.id, rule_title=rule.title, field=field,
+                value=float(c["value"]) if c else float(packaged), default_value=float(packaged),
+                changed=c is not None, set_by=c["set_by"] if c else None, set_at=c["set_at"] if c else None,
+                reason=c["reason"] if c else None))
+    return out
