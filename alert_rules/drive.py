@@ -37,12 +37,21 @@ def rules_for_kind(rules: Sequence[AnyRule], kind: MeasurementKind) -> tuple[lis
 
 
 def window(times: Sequence[datetime], observations: Sequence[Observation], at: datetime,
-           hours: float) -> Sequence[Observation]:
-    """The observations measured before ``at`` and no more than ``hours`` before it (``times``
-    are the observations' times, ascending)."""
-    cut = bisect.bisect_left(times, at)
+           hours: float, *, reading: str | None = None) -> Sequence[Observation]:
+    """The observations measured no more than ``hours`` before ``at``, up to and including ``at``
+    itself, except the reading being evaluated (id ``reading``); ``times`` are the observations'
+    times, ascending.
+
+    Readings taken at the same instant belong together: an oximeter reports SpO2 and pulse as one
+    measurement, so the pulse reading's evaluation sees the SpO2 taken with it (and the other way
+    round), never only yesterday's. Both paths hand in every stored reading of the citizen up to
+    ``at`` (the engine from the database, the replay from its input), so both see the same."""
+    cut = bisect.bisect_right(times, at)
     first = bisect.bisect_left(times, at - timedelta(hours=hours), 0, cut)
-    return observations[first:cut]
+    out = observations[first:cut]
+    if reading is None or not out or times[cut - 1] != at:
+        return out
+    return [o for o in out if o.id != reading]
 
 
 def step(actives: Actives, key: tuple[int, str], active: Alert | None, pf: PatientFinding, now: datetime,

@@ -10,6 +10,7 @@ the lifecycle counts those to resolve an alert by itself.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -143,7 +144,7 @@ class _Compiled:
             self.a = frozenset(rule.quality_flags)
             self.check = _battery
         elif isinstance(rule, PersonalRule):
-            self.a = tuple((p.measurement, p.component_name, p.direction == "up", p.weight, p.scale == "day_to_day",
+            self.a = tuple((p.measurement, p.component_name, p.direction == "up", p.weight, p.scale,
                             p.min_scale, p.cap) for p in rule.parts)
             self.b = timedelta(hours=rule.thresholds.recent_hours)
             by_kind: dict[MeasurementKind, list[tuple[int, str]]] = {}
@@ -330,6 +331,7 @@ def _unusable(quality: tuple[str, ...], ignore: frozenset[str]) -> bool:
 
 _DAY = 86400.0
 _ONE_DAY = timedelta(days=1)
+_HALF_DAY = timedelta(hours=12)
 _ZERO = timedelta(0)
 _MAD_SD = 1.4826  # MAD x 1.4826 estimates the SD of normally distributed values
 _SQRT2 = 2 ** 0.5
@@ -342,12 +344,30 @@ def _median(values: list[float]) -> float:
     return v[mid] if n % 2 else (v[mid - 1] + v[mid]) / 2
 
 
+def _trimmed_sd(values: list[float], med: float, floor: float) -> float:
+    """The SD of the daily values within 3 robust SDs (1.4826 x MAD, at least ``floor``) of their
+    median: as robust to a wild day as the MAD, but it uses every ordinary day, so it does not
+    jump between a few steps when readings come in whole units. (SpO2 in whole per cent: when
+    more than half the days read the same value the MAD is 0, otherwise mostly 1, i.e. a robust
+    SD of 0 or 1.48 for a citizen whose SD is 0.7.)"""
+    bound = 3 * max(_MAD_SD * _median([abs(v - med) for v in values]), floor)
+    kept = [v for v in values if abs(v - med) <= bound]
+    if len(kept) < 3:
+        return floor
+    mean = sum(kept) / len(kept)
+    return math.sqrt(sum((v - mean) ** 2 for v in kept) / (len(kept) - 1))
+
+
 def _personal(c: _Compiled, ctx: Context, obs: Observation) -> Finding | None:
     """Today's deviation from the citizen's own median, summed over the rule's parts.
 
-    Days are 24-hour periods counted back from this reading (day 0: the last 24 hours), so the
-    result does not depend on a time zone. A part's daily value is the mean of that day's usable
-    readings (no artefact flag); today's is the latest usable one within ``recent_hours``."""
+    Days are 24-hour periods counted back from this reading and centred on its time of day (day 0:
+    the last 12 hours; day 1: 12 to 36 hours back, i.e. yesterday's reading taken at about the
+    same time, earlier or later), so the result does not depend on a time zone. (Periods ending
+    at the reading put yesterday's reading in day 0 whenever it was taken later in the day than
+    today's, and "the last two days" became today and the day before yesterday.) A part's daily
+    value is the mean of that day's usable readings (no artefact flag); today's is the latest
+    usable one within ``recent_hours``."""
     rule = cast(PersonalRule, c.rule)
     t = rule.thresholds
     at = obs.measured_at
@@ -366,6 +386,7 @@ def _personal(c: _Compiled, ctx: Context, obs: Observation) -> Finding | None:
     by_kind: dict[MeasurementKind, list[tuple[int, str]]] = c.c
     artefacts = ARTEFACT_FLAGS
     one_day = _ONE_DAY
+    half_day = _HALF_DAY
     zero = _ZERO
     for o in itertools.chain(ctx.history, (obs,)):
         idxs = by_kind.get(o.kind)
@@ -378,7 +399,7 @@ def _personal(c: _Compiled, ctx: Context, obs: Observation) -> Finding | None:
         age = at - taken
         if age < zero:
             continue
-        d = age // one_day
+        d = (age + half_day) // one_day
         comps = o.components
         for i, comp in idxs:
             v = comps.get(comp)
@@ -391,18 +412,20 @@ def _personal(c: _Compiled, ctx: Context, obs: Observation) -> Finding | None:
                 latest[i] = v
                 latest_at[i] = taken
     centres: list[tuple[float, float]] = []
-    for i, (_kind, _comp, _up, _w, day_to_day, floor, _cap) in enumerate(parts):
+    for i, (_kind, _comp, _up, _w, scale_mode, floor, _cap) in enumerate(parts):
         ps, pc = sums[i], counts[i]
         days = [(d, ps[d] / pc[d]) for d in range(first_base, horizon) if pc[d]]
         if len(days) < t.min_days:
             return None  # inactive until the citizen has enough usable days
         values = [v for _, v in days]
         med = _median(values)
-        if day_to_day:
+        if scale_mode == "day_to_day":
             # successive differences of a slowly drifting series: 1.4826 x median |difference|
             # estimates their SD, which is the daily noise x sqrt 2
             diffs = [abs(b - a) for (_da, a), (_db, b) in itertools.pairwise(days)]
             spread = _MAD_SD * _median(diffs) / _SQRT2 if diffs else 0.0
+        elif scale_mode == "trimmed_sd":
+            spread = _trimmed_sd(values, med, floor)
         else:
             spread = _MAD_SD * _median([abs(v - med) for v in values])
         centres.append((med, max(spread, floor)))

@@ -213,10 +213,11 @@ class PersonalPart(_Strict):
     direction: Literal["up", "down"]
     """Which way counts as worse: up (pulse, weight) or down (SpO2)."""
     weight: float = Field(default=1.0, gt=0, le=10)
-    scale: Literal["spread", "day_to_day"] = "spread"
+    scale: Literal["spread", "trimmed_sd", "day_to_day"] = "spread"
     """The citizen's variability: ``spread``: 1.4826 x MAD of the daily values (around the
-    median); ``day_to_day``: 1.4826 x MAD of successive daily differences / sqrt 2 (for a value
-    that drifts slowly, like weight)."""
+    median); ``trimmed_sd``: the SD of the daily values within 3 robust SDs of the median (as
+    robust, less coarse for values read in whole units); ``day_to_day``: 1.4826 x MAD of
+    successive daily differences / sqrt 2 (for a value that drifts slowly, like weight)."""
     min_scale: float = Field(gt=0)
     """A floor under the variability (device resolution, a very steady citizen)."""
     cap: float = Field(default=4.0, gt=0, le=20)

@@ -315,6 +315,15 @@ def _replay_citizen(st: _State, readings: Sequence[StreamReading], router: Route
     patients = {st.pid: st.patient}
     missing = [r for r in st.rules if isinstance(r, MissingRule)] if ticks else []
     pending = list(reversed(ticks))
+    # Every reading of the kinds the rules look back at, as the engine finds them stored: a reading's
+    # evaluation sees all of the citizen's readings up to its own time (drive.window), those taken
+    # at the same instant included.
+    observations = [Observation(kind=r.kind, components=r.values, measured_at=r.at, id=f"line {r.line}",
+                                quality=r.quality) for r in readings]
+    for r, obs in zip(readings, observations, strict=True):
+        if r.kind in st.kinds:
+            st.times.append(r.at)
+            st.history.append(obs)
 
     def record(effects: Sequence[Effect], now: datetime) -> None:
         for e in effects:
@@ -341,7 +350,7 @@ def _replay_citizen(st: _State, readings: Sequence[StreamReading], router: Route
             settle_inhibition(actives, settle, patients, config, tick.at, router, effects)
             record(effects, tick.at)
 
-    for r in readings:
+    for r, obs in zip(readings, observations, strict=True):
         now = r.at
         if pending:
             run_ticks(now)
@@ -351,8 +360,8 @@ def _replay_citizen(st: _State, readings: Sequence[StreamReading], router: Route
                 st.day = day
                 st.baselines = _baselines(st, now, zone)
         rules, hours = st.by_kind.get(r.kind) or st.by_kind.setdefault(r.kind, rules_for_kind(st.rules, r.kind))
-        obs = Observation(kind=r.kind, components=r.values, measured_at=now, quality=r.quality)
-        ctx = Context(programme=st.patient.programme, history=window(st.times, st.history, now, hours),
+        ctx = Context(programme=st.patient.programme,
+                      history=window(st.times, st.history, now, hours, reading=obs.id),
                       baselines=st.baselines, overrides=st.overrides)
         findings = evaluate(rules, ctx, obs)
         effects: list[Effect] = []
@@ -369,9 +378,6 @@ def _replay_citizen(st: _State, readings: Sequence[StreamReading], router: Route
         settle_inhibition(actives, settle, patients, config, now, router, effects)
         if effects:
             record(effects, now)
-        if r.kind in st.kinds:
-            st.times.append(now)
-            st.history.append(obs)
         if st.baseline_rules and not (r.quality and not ARTEFACT_FLAGS.isdisjoint(r.quality)):
             # the nightly job leaves artefact-flagged readings out of the daily means
             for br in st.baseline_rules:

@@ -238,7 +238,7 @@ class AlertEngine:
             times, observations = history.get(r.patient_id, ([], []))
             ctx = Context(
                 programme=patient.programme,
-                history=drive.window(times, observations, r.measured_at, hours),
+                history=drive.window(times, observations, r.measured_at, hours, reading=str(r.id)),
                 baselines=baselines.get(r.patient_id, {}),
                 overrides=overrides.get(r.patient_id, {}),
             )
@@ -376,9 +376,8 @@ class AlertEngine:
             kind = MeasurementKind(r.kind)
             rules, hours = self._rules_for(patient.programme, kind)
             times, observations = history.get(pid, ([], []))
-            cut = bisect.bisect_left(times, r.measured_at)
-            first = bisect.bisect_left(times, r.measured_at - timedelta(hours=hours), 0, cut)
-            ctx = Context(programme=patient.programme, history=observations[first:cut],
+            ctx = Context(programme=patient.programme,
+                          history=drive.window(times, observations, r.measured_at, hours, reading=str(r.id)),
                           baselines=baselines.get(pid, {}), overrides=overrides.get(pid, {}))
             obs = Observation(kind=kind, components=r.components, measured_at=r.measured_at, id=str(r.id),
                               quality=tuple(r.quality))

@@ -121,3 +121,40 @@ def test_part_component_must_exist(tmp_path: Path) -> None:
         "    thresholds: {yellow: 3}\n")
     with pytest.raises(RuleFileError, match="component 'value' is not one of"):
         load_ruleset(tmp_path)
+
+
+def test_yesterday_is_yesterday_whether_taken_earlier_or_later_in_the_day() -> None:
+    """Days are centred on the reading's time of day: yesterday's reading taken two hours later
+    than today's (22 hours ago) is still yesterday, so the mean of two days is today and yesterday,
+    not today and the day before yesterday."""
+    rule = _rule(of=2, confirm=1).model_copy(update={"persistence": "mean"})
+    calm = _days(14, first=3)  # nothing yesterday nor the day before: the bad day is yesterday's only
+    bad_late = T - timedelta(hours=22)   # yesterday, measured at 10:00 (today at 08:00)
+    history = [*calm, Observation(K.PULSE, {"pulse": 90}, bad_late), Observation(K.SPO2, {"spo2": 89}, bad_late)]
+    found = evaluate([rule], Context(programme="copd", history=[*history, Observation(K.PULSE, {"pulse": 80}, T)]),
+                     Observation(K.SPO2, {"spo2": 93}, T))
+    assert found and found[0].detail["days"] == 2  # today and yesterday both counted
+    assert found[0].value is not None and found[0].value > 1.0  # yesterday's deviation is in the mean
+
+
+def test_trimmed_sd_uses_every_ordinary_day_and_ignores_a_wild_one() -> None:
+    """Whole-per-cent SpO2 around 93 with an SD of about 0.7: more than half the days read 93, so
+    the MAD is 0 and the robust SD falls to the floor; the trimmed SD is the values' SD, and one
+    wild day (80 %) does not move it."""
+    spo2 = [93, 92, 93, 94, 93, 92, 93, 93, 94, 92, 93, 93, 94, 93]
+
+    def scale_of(kind: str, values: list[int]) -> float:
+        rf = RuleFile.model_validate({
+            "programme": "copd", "source": "test",
+            "rules": [{"id": "copd.test.personal", "kind": "personal", "title": "test rule", "source": "test",
+                       "parts": [{"measurement": "spo2", "direction": "down", "min_scale": 0.4, "scale": kind}],
+                       "thresholds": {"yellow": 3.0, "days": 20, "lag_days": 0, "min_days": 7}}]})
+        rule = rf.rules[0]
+        history = [Observation(K.SPO2, {"spo2": float(v)}, T - timedelta(days=i + 1)) for i, v in enumerate(values)]
+        found = evaluate([rule], Context(programme="copd", history=history), Observation(K.SPO2, {"spo2": 93.0}, T))
+        return float(found[0].detail["scale"][0])
+
+    assert scale_of("spread", spo2) == 0.4
+    trimmed = scale_of("trimmed_sd", spo2)
+    assert trimmed == pytest.approx(0.68, abs=0.01)
+    assert scale_of("trimmed_sd", [*spo2[:-1], 80]) == pytest.approx(trimmed, abs=0.1)
