@@ -73,7 +73,7 @@ def test_heart_failure_weight_gain(make_platform, citizen) -> None:  # type: ign
     p = citizen("hf_weight_gain")
     plat = make_platform(FixedClock(LIVE))
     pid = plat.enrol(p)
-    # a fortnight of history: the weight rule's baseline is the median of 14 days ending 5 days
+    # a fortnight of history: the weight rule's baseline is the median of 21 days ending 7 days
     # back, active from 7 such days
     plat.send(p, list(readings_between(p, LIVE - timedelta(days=14), LIVE, live_start=LIVE)), at=LIVE)
     for day in range(4):
@@ -88,8 +88,9 @@ def test_heart_failure_weight_gain(make_platform, citizen) -> None:  # type: ign
         alert = next(a for a in entry.alerts if a.rule_id == "heart_failure.weight.personal")
         assert alert.title == "Vægtøgning i forhold til egen variation"
         row = c.execute("SELECT thresholds, detail FROM alerts WHERE id = %s", (alert.id,)).fetchone()
-        assert row[0]["yellow"] == 2.5 and row[0]["lag_days"] == 5.0
-        assert row[1]["z"][0] >= 2.5  # today's weight in the citizen's own day-to-day spreads
+        packaged = load_config().ruleset.by_id["heart_failure.weight.personal"].thresholds
+        assert row[0]["yellow"] == packaged.yellow and row[0]["lag_days"] == packaged.lag_days  # in force, stored
+        assert row[1]["z"][0] >= packaged.yellow  # today's weight in the citizen's own day-to-day spreads
 
 
 def _planned_citizen(plat: Any, citizen: Any) -> tuple[Any, int]:
