@@ -6,7 +6,7 @@ effects; the replay (:mod:`alert_rules.replay`) keeps the same state in memory. 
 edges both call these functions, so what replay shows is what production does:
 
 - :func:`rules_for_kind`: which rules a reading of a kind can fire, and how far back they look;
-- :func:`window`: the history a reading is evaluated against (measured before it, within reach);
+- :func:`window`: the history a reading is evaluated against (measured before it or at the same instant, within reach);
 - :func:`apply_findings`: each finding through :func:`alert_rules.lifecycle.transition`
   (a finding in range with no alert open is the common case and does nothing);
 - :func:`settle_inhibition`: the inhibition stage over the patients whose alerts changed.

@@ -51,7 +51,8 @@ class Context:
 
     programme: str
     history: Sequence[Observation] = ()
-    """Earlier readings (any kind), oldest first, all measured before the current one."""
+    """Earlier readings (any kind), oldest first: measured before the current one or at the same
+    instant (an oximeter's pulse and SpO2), never the current one itself."""
     baselines: Mapping[tuple[str, str], Baseline] = field(default_factory=dict)
     """(kind, component) -> the patient's baseline."""
     overrides: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
