@@ -33,6 +33,10 @@ RULES_BEYOND_THE_SCHEMA = {
         400, "a proposed rule, field and value the loaded programme can take: the same rules as thresholds"),
     ("POST", "/api/v1/programmes/{programme}/thresholds/what-if"): (
         400, "a proposed rule, field and value the loaded programme can take: the same rules as thresholds"),
+    ("PUT", "/api/v1/programmes/{programme}/thresholds/{rule_id}/{field}"): (
+        400, "a value the programme's rule can take: the same rules as a citizen's thresholds"),
+    ("DELETE", "/api/v1/programmes/{programme}/thresholds/{rule_id}/{field}"): (
+        409, "a programme default that was changed: only a changed default returns to the packaged one"),
 }
 """Operations a well-formed request may still fail by a rule the schema can only describe: every
 check but "a schema-valid request is accepted", and the refusal must be the documented status."""
