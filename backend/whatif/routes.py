@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -394,15 +395,9 @@ def set_programme_threshold(p: ProgrammeEditor, conn: Conn, config: Config, prog
     their own override of the field (see the what-if first). Admins and specialists."""
     if listed(config, programme, rule_id, field) is None:
         raise HTTPException(404, f"programme {programme} has no threshold {rule_id}.{field}")
-    try:
-        set_programme_default(conn, programme=programme, rule_id=rule_id, field=field, value=body.value, by=_by(p),
-                              reason=body.reason.strip(), config=config)
-    except InvalidThreshold as exc:
-        raise HTTPException(400, str(exc)) from None
-    conn.commit()
-    found = _one(conn, config, programme, rule_id, field)
-    assert found is not None
-    return _out(found)
+    return _saved(conn, config, programme, rule_id, field, lambda: set_programme_default(
+        conn, programme=programme, rule_id=rule_id, field=field, value=body.value, by=_by(p),
+        reason=body.reason.strip(), config=config))
 
 
 @api.delete("/programmes/{programme}/thresholds/{rule_id}/{field}", response_model=ProgrammeThresholdOut,
@@ -418,9 +413,16 @@ def reset_programme_threshold(p: ProgrammeEditor, conn: Conn, config: Config, pr
         raise HTTPException(404, f"programme {programme} has no threshold {rule_id}.{field}")
     if not found.changed:
         raise HTTPException(409, f"{rule_id}.{field} follows the packaged default already")
+    return _saved(conn, config, programme, rule_id, field, lambda: reset_programme_default(
+        conn, programme=programme, rule_id=rule_id, field=field, by=_by(p), reason=body.reason.strip(),
+        config=config))
+
+
+def _saved(conn: Any, config: Any, programme: str, rule_id: str, field: str,
+           change: Callable[[], None]) -> ProgrammeThresholdOut:
+    """Make the change (a refusal in words is a 400), commit, and answer with the threshold as it is now."""
     try:
-        reset_programme_default(conn, programme=programme, rule_id=rule_id, field=field, by=_by(p),
-                                reason=body.reason.strip(), config=config)
+        change()
     except InvalidThreshold as exc:
         raise HTTPException(400, str(exc)) from None
     conn.commit()

@@ -14,17 +14,10 @@ import psycopg
 import pytest
 
 from backend.accounts.store import create_user
-from tests.backend.web._support import PASSWORD
+from tests.backend.web._support import PASSWORD, sign_in
 from tests.browser.test_worklist_browser import ARGS, CHROMIUM, _keep, _wait_ready
 
 pytestmark = pytest.mark.browser
-
-
-def _login(page: Any, url: str, username: str, password: str = PASSWORD) -> None:
-    page.goto(f"{url}/login?lang=da")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
 
 
 def test_the_operator_registers_corrects_and_removes_a_device_and_a_second_admin_approves(
@@ -44,7 +37,7 @@ def test_the_operator_registers_corrects_and_removes_a_device_and_a_second_admin
         )
         try:
             page = ctx.new_page()
-            _login(page, live.url, world.admin)
+            sign_in(page, live.url, world.admin, lang="da")
             page.wait_for_url(f"{live.url}/admin")
             assert page.inner_text("#gateways thead").split("\t")[3:5] == ["Seneste måling", "Seneste kontakt"]
 
@@ -89,10 +82,10 @@ def test_the_operator_registers_corrects_and_removes_a_device_and_a_second_admin
             _keep(page, "admin-awaiting")
             page.click("form[action='/logout'] button")
 
-            _login(page, live.url, nurse, "browser-pass-12")
+            sign_in(page, live.url, nurse, "browser-pass-12", lang="da")
             assert page.inner_text("p[role=alert]") == "Kontoen afventer godkendelse af en anden administrator."
 
-            _login(page, live.url, second)
+            sign_in(page, live.url, second, lang="da")
             page.wait_for_url(f"{live.url}/admin")
             page.locator(f"#awaiting-approval tr[data-user='{nurse}'] button", has_text="Godkend").click()
             page.wait_for_selector("p[role=status]")
@@ -100,9 +93,9 @@ def test_the_operator_registers_corrects_and_removes_a_device_and_a_second_admin
             page.click("form[action='/logout'] button")
 
             # The nurse logs in; a wrong password first is warned about before any delay.
-            _login(page, live.url, nurse, "wrong-password")
+            sign_in(page, live.url, nurse, "wrong-password", lang="da")
             assert "2 forsøg tilbage" in page.inner_text("p[role=alert]")
-            _login(page, live.url, nurse, "browser-pass-12")
+            sign_in(page, live.url, nurse, "browser-pass-12", lang="da")
             # The password the admin chose is not the nurse's own: she sets hers first (ASVS 2.3.1).
             assert "Vælg din egen" in page.inner_text("p[role=alert]")
             change = page.locator("#change-password")

@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.backend.web._support import PASSWORD, add_readings
+from tests.backend.web._support import add_readings, sign_in
 from tests.browser.test_worklist_browser import ARGS, CHROMIUM, _keep, _wait_ready
 
 pytestmark = pytest.mark.browser
@@ -32,10 +32,7 @@ def test_citizen_sees_readings_in_words_and_whom_to_call_and_not_the_clinician_p
         )
         try:
             page = ctx.new_page()
-            page.goto(f"{live.url}/login")
-            page.fill("input[name=username]", world.citizen)
-            page.fill("input[name=password]", PASSWORD)
-            page.click("button[type=submit]")
+            sign_in(page, live.url, world.citizen)
             page.wait_for_url(f"{live.url}/me")
             text = page.inner_text("main")
             assert "Blodtryk 1" in text and " mmHg" in text and "Iltmætning 9" in text and "Vægt 80" in text, text

@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 
-from tests.backend.web._support import PASSWORD, add_readings
+from tests.backend.web._support import add_readings, sign_in
 from tests.browser.test_worklist_browser import ARGS, CHROMIUM, _wait_ready
 
 # Reported by the page itself: every securitypolicyviolation event, and every console error
@@ -60,10 +60,7 @@ def test_every_page_loads_under_the_csp_without_a_violation(
                 console = []
                 page.on("console", lambda m, seen=console: seen.append(m.text)
                         if "Content Security Policy" in m.text else None)
-                page.goto(f"{live.url}/login")
-                page.fill("input[name=username]", user)
-                page.fill("input[name=password]", PASSWORD)
-                page.click("button[type=submit]")
+                sign_in(page, live.url, user)
                 page.wait_for_load_state("networkidle")
                 for path in paths:
                     console.clear()

@@ -11,18 +11,10 @@ import psycopg
 import pytest
 
 from backend.messages.service import MAX_LENGTH
-from tests.backend.web._support import PASSWORD, store_reading
+from tests.backend.web._support import sign_in, store_reading
 from tests.browser.test_worklist_browser import ARGS, CHROMIUM, _wait_ready
 
 pytestmark = pytest.mark.browser
-
-
-def _login(page: Any, url: str, username: str) -> None:
-    page.goto(f"{url}/login")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_load_state()
 
 
 def test_nurse_writes_from_the_worklist_and_the_citizen_reads_it(
@@ -40,7 +32,8 @@ def test_nurse_writes_from_the_worklist_and_the_citizen_reads_it(
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         try:
             nurse = browser.new_context(viewport={"width": 1280, "height": 900}, locale="da-DK").new_page()
-            _login(nurse, live.url, world.nurse)
+            sign_in(nurse, live.url, world.nurse)
+            nurse.wait_for_load_state()
             nurse.goto(f"{live.url}/worklist")
             nurse.click(f"#row-{world.patient_id} a.message-link", timeout=30_000)
             nurse.wait_for_url(f"**/patients/{world.patient_id}#messages")
@@ -60,7 +53,8 @@ def test_nurse_writes_from_the_worklist_and_the_citizen_reads_it(
             assert "Vi ringer dig op i eftermiddag." in shown and "Ikke læst endnu" in shown
 
             citizen = browser.new_context(viewport={"width": 1280, "height": 900}, locale="da-DK").new_page()
-            _login(citizen, live.url, world.citizen)
+            sign_in(citizen, live.url, world.citizen)
+            citizen.wait_for_load_state()
             citizen.wait_for_url(f"{live.url}/me")
             box = citizen.inner_text("#messages")
             assert "Beskeder fra dit team" in box and "Mål gerne igen kl. 14." in box and "sygeplejerske" in box

@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.backend.web._support import PASSWORD, add_readings
+from tests.backend.web._support import add_readings, sign_in
 from tests.browser.test_worklist_browser import ARGS, CHROMIUM, _keep, _wait_ready, decode_png
 
 pytestmark = pytest.mark.browser
@@ -80,10 +80,7 @@ def test_plots_draw_every_point_and_each_band_on_its_own_series(
         )
         try:
             page = ctx.new_page()
-            page.goto(f"{live.url}/login")
-            page.fill("input[name=username]", world.nurse)
-            page.fill("input[name=password]", PASSWORD)
-            page.click("button[type=submit]")
+            sign_in(page, live.url, world.nurse)
             page.wait_for_url(f"{live.url}/worklist")
             page.goto(f"{live.url}/patients/{pid}?range={range_key}")
             page.wait_for_selector('#plot-bp_diastolic[data-rendered="1"]', timeout=15_000)

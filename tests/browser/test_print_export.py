@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.backend.web._support import PASSWORD, add_readings
+from tests.backend.web._support import add_readings, sign_in
 from tests.browser.test_worklist_browser import ARGS, CHROMIUM, _wait_ready
 
 pytestmark = pytest.mark.browser
@@ -31,10 +31,7 @@ def test_worklist_and_patient_page_print_cleanly_and_readings_export(
         try:
             ctx = browser.new_context(viewport={"width": 1280, "height": 900}, locale="da-DK", accept_downloads=True)
             page = ctx.new_page()
-            page.goto(f"{live.url}/login")
-            page.fill("input[name=username]", world.nurse)
-            page.fill("input[name=password]", PASSWORD)
-            page.click("button[type=submit]")
+            sign_in(page, live.url, world.nurse)
             page.wait_for_url(f"{live.url}/worklist")
             pages = (("/worklist", "table.worklist"), (f"/patients/{world.patient_id}", "#readings table"))
             for path, content in pages:

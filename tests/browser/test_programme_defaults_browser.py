@@ -13,7 +13,7 @@ import pytest
 
 from alert_rules.loader import load_ruleset
 from backend.web.threshold_form import value_text
-from tests.backend.web._support import PASSWORD, add_readings, api_token
+from tests.backend.web._support import add_readings, api_token, sign_in
 from tests.browser.test_worklist_browser import ARGS, CHROMIUM, _wait_ready
 
 RULE, FIELD = "copd.spo2.absolute", "red_low"
@@ -33,10 +33,7 @@ def test_an_admin_saves_a_programme_default_after_its_what_if(live: Any, world: 
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
             try:
                 page = browser.new_context(viewport={"width": 1280, "height": 1000}, locale="da-DK").new_page()
-                page.goto(f"{live.url}/login")
-                page.fill("input[name=username]", world.admin)
-                page.fill("input[name=password]", PASSWORD)
-                page.click("button[type=submit]")
+                sign_in(page, live.url, world.admin)
                 page.wait_for_load_state()
                 page.goto(f"{live.url}/programmes/copd/thresholds")
                 row = f'tr[data-rule="{RULE}"][data-field="{FIELD}"]'

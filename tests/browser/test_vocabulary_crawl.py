@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.backend.web._support import PASSWORD, add_readings, open_alert_id, store_reading
+from tests.backend.web._support import PASSWORD, add_readings, open_alert_id, sign_in, store_reading
 from tests.browser.test_worklist_browser import ARGS, CHROMIUM, _wait_ready
 
 pytestmark = pytest.mark.browser
@@ -141,10 +141,7 @@ def test_the_thresholds_form_speaks_plain_words(live: Any, world: Any, tmp_path:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         try:
             page = browser.new_page()
-            page.goto(f"{live.url}/login")
-            page.fill("input[name=username]", world.nurse)
-            page.fill("input[name=password]", PASSWORD)
-            page.click("button[type=submit]")
+            sign_in(page, live.url, world.nurse)
             page.wait_for_load_state()
             page.goto(f"{live.url}/patients/{world.patient_id}")
             text = page.inner_text("#thresholds")

@@ -12,7 +12,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.backend.web._support import PASSWORD, add_readings, api_token
+from tests.backend.web._support import add_readings, api_token, sign_in
 from tests.backend.whatif._expected import expected
 from tests.browser.test_worklist_browser import ARGS, CHROMIUM, _wait_ready
 
@@ -28,10 +28,7 @@ def test_what_if_panel_shows_the_replays_figures(live: Any, world: Any, module_s
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         try:
             page = browser.new_context(viewport={"width": 1280, "height": 1000}, locale="da-DK").new_page()
-            page.goto(f"{live.url}/login")
-            page.fill("input[name=username]", world.nurse)
-            page.fill("input[name=password]", PASSWORD)
-            page.click("button[type=submit]")
+            sign_in(page, live.url, world.nurse)
             page.wait_for_url(f"{live.url}/worklist")
             page.goto(f"{live.url}/patients/{world.patient_id}")
             # the shipped SpO2 rule has only a red limit (issue 11): propose raising it to 95 %
@@ -72,10 +69,7 @@ def test_programme_settings_page_leads_an_admin_to_the_programme_what_if(live: A
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         try:
             page = browser.new_context(viewport={"width": 1280, "height": 1000}, locale="da-DK").new_page()
-            page.goto(f"{live.url}/login")
-            page.fill("input[name=username]", world.admin)
-            page.fill("input[name=password]", PASSWORD)
-            page.click("button[type=submit]")
+            sign_in(page, live.url, world.admin)
             page.wait_for_load_state()
             page.goto(f"{live.url}/programmes/copd/thresholds")
             page.click('a.what-if[href*="rule_id=copd.spo2.absolute"][href*="field=red_low"]')

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.backend.web._support import PASSWORD, add_readings
+from tests.backend.web._support import add_readings, sign_in
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -154,10 +154,7 @@ def test_nurse_sees_red_alert_live_kvitters_views_trend_and_is_refused_elsewhere
         )
         try:
             page = ctx.new_page()
-            page.goto(f"{live.url}/login")
-            page.fill("input[name=username]", world.nurse)
-            page.fill("input[name=password]", PASSWORD)
-            page.click("button[type=submit]")
+            sign_in(page, live.url, world.nurse)
             page.wait_for_url(f"{live.url}/worklist")
             page.wait_for_selector("#live-status.on", timeout=10_000)
             assert page.locator('tr[data-severity="red"]').count() == 0

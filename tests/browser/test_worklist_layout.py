@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.backend.web._support import PASSWORD
+from tests.backend.web._support import sign_in
 from tests.browser.test_worklist_browser import ARGS, CHROMIUM, _wait_ready
 
 pytestmark = pytest.mark.browser
@@ -74,10 +74,7 @@ def test_forty_citizens_fit_at_1280x800_and_at_tablet_width(
         try:
             for name, size in (("worklist-1280x800", (1280, 800)), ("worklist-tablet", (820, 1180))):
                 page = browser.new_page(viewport={"width": size[0], "height": size[1]}, locale="da-DK")
-                page.goto(f"{live.url}/login")
-                page.fill("input[name=username]", world.nurse)
-                page.fill("input[name=password]", PASSWORD)
-                page.click("button[type=submit]")
+                sign_in(page, live.url, world.nurse)
                 page.wait_for_url(f"{live.url}/worklist")
                 page.wait_for_selector("#live-status.on", timeout=15_000)
                 rows = page.locator("#worklist-rows tr[data-patient]").count()

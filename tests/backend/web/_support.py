@@ -202,6 +202,15 @@ def add_readings(
     return n
 
 
+def sign_in(page: Any, url: str, username: str, password: str = PASSWORD, *, lang: str | None = None) -> None:
+    """Sign in through the login page in a Playwright page (the browser tests); the caller waits
+    for what the sign-in should lead to."""
+    page.goto(f"{url}/login" + (f"?lang={lang}" if lang else ""))
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+
+
 def web_login(client: Any, username: str, password: str = PASSWORD) -> str:
     """Log in through the form; returns the CSRF token of the session."""
     import re
