@@ -11,7 +11,8 @@ is recorded beside the draws, never drawn, so the readings are what they were be
 **Rules must never read ``truth.json``.** It is the answer sheet: it exists only for the ceiling
 bench (``bench/alert_ceiling.py``), whose oracle detectors know each citizen's true level and SD
 and so bound what a rule that has to estimate them from the same readings can reach with the same
-detector (not every detector: the levels also wander slowly, and that wandering is not recorded).
+detector; the daily ``level`` (the wander, dry-weight resets and holiday weight included) gives a
+stronger oracle that is left only the deterioration and the day's measurement noise.
 
 Every number below is a published figure or an assumption named as one. Sources:
 
@@ -120,8 +121,11 @@ class Cohort:
     ``dry_weight_shifts`` (``from`` a day on, ``kg`` added to the dry weight), ``holiday``
     (``start``, ``length_days``, ``kg``; or None), ``sys_mu``, ``sys_sd``, ``pulse_mu``, ``pulse_sd``
     and per event ``day``, ``gain_kg`` (the final days), ``creep_kg`` (the 30 days before),
-    ``prodrome_days``, ``recovery_days``. Days are local calendar dates (ISO). The slow AR(1)
-    wandering of each level is noise, not truth: it is not recorded."""
+    ``prodrome_days``, ``recovery_days``. Days are local calendar dates (ISO). ``level``: per measured
+    day, the citizen's level without any deterioration (COPD ``[spo2, pulse]``: the stable value
+    plus the slow AR(1) wander; heart failure: weight_mu plus the wander, the dry-weight shifts and
+    a holiday's real gain), so an oracle can also be told everything but the deterioration and the
+    day's measurement noise."""
 
 
 def _lognormal(rng: random.Random, median: float, sigma: float) -> float:
@@ -262,6 +266,7 @@ def _copd(rng: random.Random, ref: str, days: int, measured: list[bool], ev: lis
         "hypercapnic": hypercapnic,
         "events": [{"day": _iso(e), "pulse_rise_sd": r, "spo2_fall_sd": f, "prodrome_days": p, "recovery_days": q}
                    for e, r, f, p, q in zip(ev, rise, fall, prodromes, recoveries, strict=True)]})
+    levels: dict[str, Any] = truth.setdefault("level", {})
     drift_s = drift_p = 0.0
     out = []
     for d in range(days):
@@ -270,6 +275,7 @@ def _copd(rng: random.Random, ref: str, days: int, measured: list[bool], ev: lis
         drift_p = 0.9 * drift_p + rng.gauss(0, 0.8)
         if not measured[d]:
             continue
+        levels[_iso(d)] = [spo2_mu + drift_s, pulse_mu + drift_p]
         w = _ramp(d, ev, prodromes, recoveries)
         shift_p = sum(x * r * pulse_sd for x, r in zip(w, rise, strict=True))
         shift_s = sum(x * f * spo2_sd for x, f in zip(w, fall, strict=True))
@@ -326,6 +332,7 @@ def _heart_failure(rng: random.Random, ref: str, days: int, measured: list[bool]
         "sys_mu": sys_mu, "sys_sd": sys_sd, "pulse_mu": pulse_mu, "pulse_sd": pulse_sd,
         "events": [{"day": _iso(e), "gain_kg": g, "creep_kg": c, "prodrome_days": p, "recovery_days": q}
                    for e, g, c, p, q in zip(ev, gain, creep, hf_prodromes, recoveries, strict=True)]})
+    levels: dict[str, Any] = truth.setdefault("level", {})
     drift_w = drift_s = 0.0
     out = []
     for d in range(days):
@@ -341,14 +348,18 @@ def _heart_failure(rng: random.Random, ref: str, days: int, measured: list[bool]
                 extra += (c + g) * (1 - (d - e) / 5)  # diuresis in hospital or at home
         # after an admission the dry weight is often reset a little lower (assumption)
         dry_shift = -0.5 * sum(1 for e in ev if d > e + 5)
+        gained = 0.0  # the holiday's real weight: part of the level, not of a deterioration
         if holiday is not None:
             h, length, kg = holiday
             if h <= d < h + length:
-                extra += kg * (d - h + 1) / length
+                gained = kg * (d - h + 1) / length
+                extra += gained
             elif h + length <= d < h + length + 21:
-                extra += kg * (1 - (d - h - length) / 21)
+                gained = kg * (1 - (d - h - length) / 21)
+                extra += gained
         if not measured[d]:
             continue
+        levels[_iso(d)] = weight_mu + drift_w + dry_shift + gained
         w = _ramp(d, ev, hf_prodromes, recoveries, peak_lead=0)
         load = max(w) if w else 0.0
         weight = weight_mu + drift_w + dry_shift + extra + rng.gauss(0, weight_sd)

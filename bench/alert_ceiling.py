@@ -18,6 +18,10 @@ readings below it:
   weight_mu plus the recorded dry-weight shifts; a holiday gain is NOT in it: it is real weight
   that no rule can know apart from fluid.
 
+A second, stronger oracle is told each measured day's level (``truth.json`` ``level``: the
+wander, the dry-weight resets and a holiday's real gain included), so that only the deterioration
+and the day's measurement noise are left to it; its combined ceiling is printed after the first's.
+
 Their openings are written as the replay's alert JSON Lines and scored by
 :mod:`alert_rules.score` itself (issue 11: caught = a clinical alert opens in [event-7d,
 event-1d]; false alert-days per patient-month), per programme and for both together (the combined
@@ -116,9 +120,10 @@ def _days(points: Iterable[tuple[datetime, float]]) -> list[DayZ]:
             for _, pts in sorted(by_day.items())]
 
 
-def copd_series(readings: Iterable[Mapping[str, Any]], truth: Mapping[str, Any]) -> list[DayZ]:
-    """The composite z per measured day with the citizen's true mu and SD; flagged readings left out
-    (a pulse and an SpO2 pair by their common time)."""
+def copd_series(readings: Iterable[Mapping[str, Any]], truth: Mapping[str, Any], daily: bool = False) -> list[DayZ]:
+    """The composite z per measured day with the citizen's true mu and SD (``daily``: against the
+    day's true level, the slow wander included); flagged readings left out (a pulse and an SpO2
+    pair by their common time)."""
     spo2: dict[str, float] = {}
     pulse: dict[str, float] = {}
     for r in readings:
@@ -128,9 +133,19 @@ def copd_series(readings: Iterable[Mapping[str, Any]], truth: Mapping[str, Any])
             spo2[r["at"]] = r["values"]["spo2"]
         elif r["kind"] == "pulse":
             pulse[r["at"]] = r["values"]["pulse"]
-    points = [(datetime.fromisoformat(at),
-               (pulse[at] - truth["pulse_mu"]) / truth["pulse_sd"] + (truth["spo2_mu"] - s) / truth["spo2_sd"])
-              for at, s in spo2.items() if at in pulse]
+    def level(at: datetime) -> tuple[float, float]:
+        if not daily:
+            return truth["spo2_mu"], truth["pulse_mu"]
+        s_level, p_level = truth["level"][at.astimezone(ZONE).date().isoformat()]
+        return s_level, p_level
+
+    points = []
+    for at_text, s in spo2.items():
+        if at_text not in pulse:
+            continue
+        at = datetime.fromisoformat(at_text)
+        s_mu, p_mu = level(at)
+        points.append((at, (pulse[at_text] - p_mu) / truth["pulse_sd"] + (s_mu - s) / truth["spo2_sd"]))
     return _days(points)
 
 
@@ -140,14 +155,17 @@ def dry_weight(truth: Mapping[str, Any], day: date) -> float:
                                            if date.fromisoformat(s["from"]) <= day)
 
 
-def hf_series(readings: Iterable[Mapping[str, Any]], truth: Mapping[str, Any]) -> list[DayZ]:
-    """Weight z per measured day against the true dry weight that day, in the true weight SD."""
+def hf_series(readings: Iterable[Mapping[str, Any]], truth: Mapping[str, Any], daily: bool = False) -> list[DayZ]:
+    """Weight z per measured day against the true dry weight that day, in the true weight SD
+    (``daily``: against the day's true level: the wander and a holiday's real gain included)."""
     points = []
     for r in readings:
         if r["kind"] != "weight" or r["quality"]:
             continue
         at = datetime.fromisoformat(r["at"])
-        z = (r["values"]["weight"] - dry_weight(truth, at.astimezone(ZONE).date())) / truth["weight_sd"]
+        day = at.astimezone(ZONE).date()
+        base = truth["level"][day.isoformat()] if daily else dry_weight(truth, day)
+        z = (r["values"]["weight"] - base) / truth["weight_sd"]
         points.append((at, z))
     return _days(points)
 
@@ -175,8 +193,8 @@ def detect(patient: str, rule: str, series: Sequence[DayZ], n: int, t: float,
     return out
 
 
-def series_by_citizen(c: CohortData) -> dict[str, dict[str, list[DayZ]]]:
-    """Programme -> citizen -> the oracle's daily z."""
+def series_by_citizen(c: CohortData, daily: bool = False) -> dict[str, dict[str, list[DayZ]]]:
+    """Programme -> citizen -> the oracle's daily z (``daily``: the oracle told the daily level)."""
     mine: dict[str, list[dict[str, Any]]] = {}
     for r in c.readings:
         mine.setdefault(r["patient"], []).append(r)
@@ -185,7 +203,7 @@ def series_by_citizen(c: CohortData) -> dict[str, dict[str, list[DayZ]]]:
         p = info["programme"]
         truth = c.truth[ref]
         rows = mine.get(ref, [])
-        out[p][ref] = copd_series(rows, truth) if p == "copd" else hf_series(rows, truth)
+        out[p][ref] = copd_series(rows, truth, daily) if p == "copd" else hf_series(rows, truth, daily)
     return out
 
 
@@ -247,9 +265,10 @@ def oracle_alerts(series: Mapping[str, Sequence[DayZ]], programme: str, n: int, 
     return [a for ref, s in series.items() for a in detect(ref, RULE[programme], s, n, t)]
 
 
-def sweep(c: CohortData, ns: Sequence[int] = NS, ts: Sequence[float] = TS) -> dict[tuple[str, int, float], Tally]:
+def sweep(c: CohortData, ns: Sequence[int] = NS, ts: Sequence[float] = TS,
+          daily: bool = False) -> dict[tuple[str, int, float], Tally]:
     """(programme, N, T) -> the oracle's score on one cohort."""
-    series = series_by_citizen(c)
+    series = series_by_citizen(c, daily)
     who = programme_citizens(c)
     return {(p, n, t): score_lines(oracle_alerts(series[p], p, n, t), c, who[p])
             for p in PROGRAMMES for n in ns for t in ts}
@@ -359,9 +378,11 @@ def main() -> None:
     cohorts: list[CohortData] = ([from_dir(p) for p in a.cohort] if a.cohort
                                  else [from_seed(s, a.citizens, a.days) for s in a.seeds])
     per: list[dict[tuple[str, int, float], Tally]] = []
+    per_daily: list[dict[tuple[str, int, float], Tally]] = []
     ship: list[dict[str, Tally]] = []
     for c in cohorts:
         per.append(sweep(c))
+        per_daily.append(sweep(c, daily=True))
         if not a.no_shipped:
             ship.append(shipped(c))
     pooled = {k: sum((s[k] for s in per), ZERO) for k in per[0]}
@@ -410,6 +431,22 @@ def main() -> None:
         print(f"both             none under {TARGET_FAD}")
     print_misses(cohorts, best)
 
+    # the stronger oracle: told each day's level (the wander, dry-weight resets, holiday weight),
+    # so only the deterioration and the day's measurement noise are left to it
+    pooled_daily = {k: sum((s[k] for s in per_daily), ZERO) for k in per_daily[0]}
+    best_daily = {p: best_single(pooled_daily, p) for p in PROGRAMMES}
+    combined_daily = best_combined(pooled_daily)
+    print()
+    print(f"ceiling of the oracle told each day's level (only the deterioration and the day's noise unknown), "
+          f"false alert-days <= {TARGET_FAD}, pooled:")
+    print(HEADER)
+    for p in PROGRAMMES:
+        b = best_daily[p]
+        print(_row(DETECTOR[p], b[0], b[1], b[2]) if b else f"{DETECTOR[p]:<16} none under {TARGET_FAD}")
+    if combined_daily is not None:
+        (nc, tc), (nh, th), both = combined_daily
+        print(_row("both", "", "", both) + f"   (copd N={nc} T={tc:.2f}, hf N={nh} T={th:.2f})")
+
     ship_pooled: dict[str, Tally] = {}
     if ship:
         ship_pooled = {k: sum((s[k] for s in ship), ZERO) for k in ship[0]}
@@ -441,7 +478,11 @@ def main() -> None:
               f"hf_ceiling_pct={pct(best['heart_failure'])}",
               f"hf_ceiling_fad={best['heart_failure'][2].fad:.3f}" if best["heart_failure"] else "hf_ceiling_fad=none",
               f"combined_ceiling_pct={combined[2].caught_pct:.1f}" if combined else "combined_ceiling_pct=none",
-              f"combined_ceiling_fad={combined[2].fad:.3f}" if combined else "combined_ceiling_fad=none"]
+              f"combined_ceiling_fad={combined[2].fad:.3f}" if combined else "combined_ceiling_fad=none",
+              f"known_level_ceiling_pct={combined_daily[2].caught_pct:.1f}" if combined_daily
+              else "known_level_ceiling_pct=none",
+              f"known_level_ceiling_fad={combined_daily[2].fad:.3f}" if combined_daily
+              else "known_level_ceiling_fad=none"]
     if ship_pooled:
         result += [f"shipped_pct={ship_pooled['both'].caught_pct:.1f}", f"shipped_fad={ship_pooled['both'].fad:.3f}"]
     result += [f"cohorts={len(cohorts)}", f"citizens={sum(len(c.patients) for c in cohorts)}", f"wall_s={wall:.1f}"]

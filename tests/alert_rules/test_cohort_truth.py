@@ -8,6 +8,7 @@ import hashlib
 import json
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from typer.testing import CliRunner
 
@@ -53,15 +54,26 @@ def test_truth_names_every_citizen_and_every_event() -> None:
     for e in c.events:
         if "event" in e:
             events.setdefault(e["patient"], []).append(e["day"])
-    copd = {"spo2_mu", "spo2_sd", "pulse_mu", "pulse_sd", "hypercapnic", "events"}
+    copd = {"spo2_mu", "spo2_sd", "pulse_mu", "pulse_sd", "hypercapnic", "events", "level"}
     hf = {"weight_mu", "weight_sd", "dry_weight_shifts", "holiday", "sys_mu", "sys_sd", "pulse_mu", "pulse_sd",
-          "events"}
+          "events", "level"}
+    measured: dict[str, set[str]] = {}
+    for r in c.readings:
+        if r["kind"] in ("spo2", "weight"):
+            measured.setdefault(r["patient"], set()).add(
+                datetime.fromisoformat(r["at"]).astimezone(ZoneInfo("Europe/Copenhagen")).date().isoformat())
     holidays = 0
     for ref, t in c.truth.items():
         programme = c.patients[ref]["programme"]
         assert t["programme"] == programme
         assert set(t) - {"programme"} == (copd if programme == "copd" else hf)
         assert [e["day"] for e in t["events"]] == events.get(ref, [])
+        # the daily level without deterioration, on exactly the measured days, near the stable value
+        assert set(t["level"]) == measured.get(ref, set())
+        if programme == "copd":
+            assert all(abs(s - t["spo2_mu"]) < 3 and abs(p - t["pulse_mu"]) < 15 for s, p in t["level"].values())
+        else:
+            assert all(abs(w - t["weight_mu"]) < 5 for w in t["level"].values())
         if programme == "copd":
             assert all(e["pulse_rise_sd"] > 0 and e["spo2_fall_sd"] > 0 and 4 <= e["prodrome_days"] <= 9
                        for e in t["events"])
