@@ -196,8 +196,6 @@ class _State:
     overrides: Mapping[str, Mapping[str, float]]
     kinds: frozenset[MeasurementKind]
     baseline_rules: list[BaselineRule]
-    times: list[datetime] = field(default_factory=list)
-    history: list[Observation] = field(default_factory=list)
     daily: dict[tuple[str, str], dict[date, list[tuple[datetime, float]]]] = field(default_factory=dict)
     spans: dict[int, tuple[datetime, datetime | None, str]] = field(default_factory=dict)
     """Alert id -> opened, resolved (None: still open), severity: for the stable days."""
@@ -320,10 +318,8 @@ def _replay_citizen(st: _State, readings: Sequence[StreamReading], router: Route
     # at the same instant included.
     observations = [Observation(kind=r.kind, components=r.values, measured_at=r.at, id=f"line {r.line}",
                                 quality=r.quality) for r in readings]
-    for r, obs in zip(readings, observations, strict=True):
-        if r.kind in st.kinds:
-            st.times.append(r.at)
-            st.history.append(obs)
+    history = [o for o in observations if o.kind in st.kinds]
+    times = [o.measured_at for o in history]
 
     def record(effects: Sequence[Effect], now: datetime) -> None:
         for e in effects:
@@ -361,7 +357,7 @@ def _replay_citizen(st: _State, readings: Sequence[StreamReading], router: Route
                 st.baselines = _baselines(st, now, zone)
         rules, hours = st.by_kind.get(r.kind) or st.by_kind.setdefault(r.kind, rules_for_kind(st.rules, r.kind))
         ctx = Context(programme=st.patient.programme,
-                      history=window(st.times, st.history, now, hours, reading=obs.id),
+                      history=window(times, history, now, hours, reading=obs.id),
                       baselines=st.baselines, overrides=st.overrides)
         findings = evaluate(rules, ctx, obs)
         effects: list[Effect] = []

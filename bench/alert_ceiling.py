@@ -364,6 +364,31 @@ def print_misses(cohorts: Sequence[CohortData], best: Mapping[str, tuple[int, fl
               f"silent {why['silent']}")
 
 
+def _pool(per: Sequence[Mapping[tuple[str, int, float], Tally]]) -> dict[tuple[str, int, float], Tally]:
+    """The cohorts' scores added up per (programme, N, T)."""
+    return {k: sum((s[k] for s in per), ZERO) for k in per[0]}
+
+
+def print_ceiling(title: str, pooled: Mapping[tuple[str, int, float], Tally]
+                  ) -> tuple[dict[str, tuple[int, float, Tally] | None],
+                             tuple[tuple[int, float], tuple[int, float], Tally] | None]:
+    """Print the best (N, T) per programme and the best pair for both within the target; return them."""
+    print()
+    print(title)
+    print(HEADER)
+    best = {p: best_single(pooled, p) for p in PROGRAMMES}
+    for p in PROGRAMMES:
+        b = best[p]
+        print(_row(DETECTOR[p], b[0], b[1], b[2]) if b else f"{DETECTOR[p]:<16} none under {TARGET_FAD}")
+    combined = best_combined(pooled)
+    if combined is not None:
+        (nc, tc), (nh, th), both = combined
+        print(_row("both", "", "", both) + f"   (copd N={nc} T={tc:.2f}, hf N={nh} T={th:.2f})")
+    else:
+        print(f"both             none under {TARGET_FAD}")
+    return best, combined
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     src = ap.add_mutually_exclusive_group()
@@ -385,7 +410,7 @@ def main() -> None:
         per_daily.append(sweep(c, daily=True))
         if not a.no_shipped:
             ship.append(shipped(c))
-    pooled = {k: sum((s[k] for s in per), ZERO) for k in per[0]}
+    pooled = _pool(per)
 
     print(f"command: {sys.executable} {' '.join(sys.argv)}")
     print(f"cohorts: {', '.join(c.name for c in cohorts)}; "
@@ -393,7 +418,6 @@ def main() -> None:
           f"({', '.join(f'{p} {sum(len(programme_citizens(c)[p]) for c in cohorts)}' for p in PROGRAMMES)})")
     print(f"oracle: true mu/SD from truth.json; mean of the last N measured days >= T opens, "
           f"{CLOSE_AFTER} readings below close; pooled over the cohorts")
-    best: dict[str, tuple[int, float, Tally] | None] = {}
     for p in PROGRAMMES:
         print()
         print(f"{p}:")
@@ -401,15 +425,8 @@ def main() -> None:
         for n in NS:
             for t in TS:
                 print(_row(DETECTOR[p], n, t, pooled[(p, n, t)]))
-        best[p] = best_single(pooled, p)
-    combined = best_combined(pooled)
-
-    print()
-    print(f"ceiling (most caught with false alert-days <= {TARGET_FAD} per patient-month), pooled:")
-    print(HEADER)
-    for p in PROGRAMMES:
-        b = best[p]
-        print(_row(DETECTOR[p], b[0], b[1], b[2]) if b else f"{DETECTOR[p]:<16} none under {TARGET_FAD}")
+    best, combined = print_ceiling(
+        f"ceiling (most caught with false alert-days <= {TARGET_FAD} per patient-month), pooled:", pooled)
     if combined is not None:
         (nc, tc), (nh, th), both = combined
         # the combined pick scored once more as one alert file per cohort, through the scorer
@@ -420,32 +437,19 @@ def main() -> None:
                                         + oracle_alerts(series["heart_failure"], "heart_failure", nh, th),
                                         c, set(c.patients))
         assert check == both, (check, both)
-        print(_row("both", "", "", both) + f"   (copd N={nc} T={tc:.2f}, hf N={nh} T={th:.2f})")
         print("per cohort at the combined pick:")
         for c, s in zip(cohorts, per, strict=True):
             v = s[("copd", nc, tc)] + s[("heart_failure", nh, th)]
             vc, vh = s[("copd", nc, tc)], s[("heart_failure", nh, th)]
             print(f"  {c.name:<10} both {v.caught}/{v.events} = {v.caught_pct:.1f} % at {v.fad:.3f}; "
                   f"copd {vc.caught_pct:.1f} % at {vc.fad:.3f}; hf {vh.caught_pct:.1f} % at {vh.fad:.3f}")
-    else:
-        print(f"both             none under {TARGET_FAD}")
     print_misses(cohorts, best)
 
     # the stronger oracle: told each day's level (the wander, dry-weight resets, holiday weight),
     # so only the deterioration and the day's measurement noise are left to it
-    pooled_daily = {k: sum((s[k] for s in per_daily), ZERO) for k in per_daily[0]}
-    best_daily = {p: best_single(pooled_daily, p) for p in PROGRAMMES}
-    combined_daily = best_combined(pooled_daily)
-    print()
-    print(f"ceiling of the oracle told each day's level (only the deterioration and the day's noise unknown), "
-          f"false alert-days <= {TARGET_FAD}, pooled:")
-    print(HEADER)
-    for p in PROGRAMMES:
-        b = best_daily[p]
-        print(_row(DETECTOR[p], b[0], b[1], b[2]) if b else f"{DETECTOR[p]:<16} none under {TARGET_FAD}")
-    if combined_daily is not None:
-        (nc, tc), (nh, th), both = combined_daily
-        print(_row("both", "", "", both) + f"   (copd N={nc} T={tc:.2f}, hf N={nh} T={th:.2f})")
+    _, combined_daily = print_ceiling(
+        "ceiling of the oracle told each day's level (only the deterioration and the day's noise unknown), "
+        f"false alert-days <= {TARGET_FAD}, pooled:", _pool(per_daily))
 
     ship_pooled: dict[str, Tally] = {}
     if ship:

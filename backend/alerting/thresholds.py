@@ -310,9 +310,8 @@ def reset_programme_default(
     every patient without their own override of it. Audited like the change itself."""
     if not reason or not reason.strip():
         raise InvalidThreshold("a reset of a programme default needs a reason")
-    cfg = config
     with conn.transaction():
-        rule = _check_rule(cfg, programme, rule_id, field)
+        rule = _check_rule(config, programme, rule_id, field)
         current = programme_changes(conn).get(programme, {}).get(rule_id, {})
         if field not in current:
             raise InvalidThreshold(f"programme {programme} has no change of {rule_id}.{field}: it follows the"

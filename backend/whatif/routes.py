@@ -18,12 +18,13 @@ import logging
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from alert_rules.model import Programme
 from backend.accounts.access import PatientNotFound, open_patient
 from backend.accounts.deps import Conn, CurrentPrincipal, Principal, audit_role_refusal, remote_addr, require_role
 from backend.accounts.model import AccessDenied, Role
@@ -55,8 +56,7 @@ api = APIRouter(prefix="/api/v1", tags=["what-if"])
 pages = APIRouter(include_in_schema=False)
 log = logging.getLogger(__name__)
 
-PROGRAMMES = ("copd", "heart_failure", "hypertension")
-Programme = Literal["copd", "heart_failure", "hypertension"]
+PROGRAMMES: tuple[str, ...] = get_args(Programme)
 EDITORS = (Role.ADMIN, Role.SPECIALIST)
 """Who changes a programme default (module docstring)."""
 READERS = (Role.NURSE, Role.SPECIALIST, Role.ADMIN)
@@ -359,9 +359,7 @@ _PROGRAMME_CHANGE: dict[int | str, dict[str, Any]] = {
 
 
 def _out(th: ProgrammeThreshold) -> ProgrammeThresholdOut:
-    return ProgrammeThresholdOut(programme=th.programme, rule_id=th.rule_id, rule_title=th.rule_title, field=th.field,
-                                 value=th.value, default_value=th.default_value, changed=th.changed, set_by=th.set_by,
-                                 set_at=th.set_at, reason=th.reason)
+    return ProgrammeThresholdOut.model_validate(th, from_attributes=True)
 
 
 def _one(conn: Any, config: Any, programme: str, rule_id: str, field: str) -> ProgrammeThreshold | None:
